@@ -1,0 +1,1 @@
+//! Benchmarks of shmring against its peers (see `benches/`).

@@ -1,0 +1,694 @@
+//! [`Producer`] and [`Consumer`]: a ring in a sealed memfd segment, two wake-up
+//! signals (one per direction) and a link socket to the peer.
+//!
+//! * Non-blocking calls ([`Producer::try_push`], [`Consumer::try_pop`], the chunk
+//!   API) make no system call, except the one write that wakes a sleeping peer.
+//! * Blocking calls take a timeout. They spin for [`Config::spin`] first (so a
+//!   stream with short gaps never pays the ~50 µs of a real sleep), then announce
+//!   the sleep in shared memory and wait on the signal fd and the link together:
+//!   a peer that disappears ends the wait with [`Error::Disconnected`] at once.
+//! * [`AsFd`] gives the fd a poller should watch for readiness;
+//!   [`Producer::link_fd`] the one that reports the peer's hang-up.
+//!
+//! [`pair`] builds both ends in one process (for two threads). Across processes,
+//! [`crate::handshake`] sets channels up over a Unix socket path, or a program can
+//! move [`ChannelFds`] by any route it likes and rebuild the ends with
+//! [`ChannelFds::into_producer`] / [`ChannelFds::into_consumer`], which validate
+//! every fd as the handshake does.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::ring::{self, Notify, Reader, Region, RingLayout, TypeTag, Writer};
+use crate::segment::{Access, Mapping, Segment};
+use crate::signal::{Signal, SignalKind, Woken};
+use crate::{Error, Result};
+
+/// Default spin before a blocking call sleeps.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// Default largest segment a connecting side accepts from a listener.
+pub const DEFAULT_MAX_SEGMENT: usize = 1 << 30;
+
+/// Settings of a channel, for both ends.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ring capacity in items, rounded up to a power of two. Used by the side that
+    /// creates the channel; a connecting side accepts the creator's choice within
+    /// [`max_segment`](Self::max_segment).
+    pub capacity: usize,
+    /// Name that both sides must agree on, beside the element's size and
+    /// alignment (catches `[f32; 2]` stereo frames meeting `[i32; 2]` pairs).
+    pub type_name: String,
+    /// eventfd (default) or pipe wake-ups.
+    pub signal: SignalKind,
+    /// How long a blocking call busy-polls before it sleeps. `Duration::ZERO`
+    /// for callers that must never burn CPU.
+    pub spin: Duration,
+    /// Limit on the whole handshake (connect or accept to ready endpoint).
+    pub handshake_timeout: Duration,
+    /// Largest ring segment (bytes) a connecting side agrees to map.
+    pub max_segment: usize,
+}
+
+impl Config {
+    /// A configuration for a ring of `capacity` items and defaults for the rest.
+    pub fn new(capacity: usize) -> Self {
+        Config {
+            capacity,
+            type_name: String::new(),
+            signal: SignalKind::default(),
+            spin: DEFAULT_SPIN,
+            handshake_timeout: Duration::from_secs(5),
+            max_segment: DEFAULT_MAX_SEGMENT,
+        }
+    }
+
+    /// Sets [`type_name`](Self::type_name).
+    pub fn type_name(mut self, name: impl Into<String>) -> Self {
+        self.type_name = name.into();
+        self
+    }
+
+    /// Sets [`signal`](Self::signal).
+    pub fn signal(mut self, kind: SignalKind) -> Self {
+        self.signal = kind;
+        self
+    }
+
+    /// Sets [`spin`](Self::spin).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    pub(crate) fn layout<T: Pod>(&self) -> Result<RingLayout> {
+        RingLayout::new::<T>(self.capacity, TypeTag::of::<T>(&self.type_name))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new(1024)
+    }
+}
+
+// SAFETY: the pointer is fixed for the mapping's lifetime and valid for `len`
+// bytes; the mapping cannot lose its pages because the memfd is sealed against
+// shrinking (checked on receipt by `Segment::from_fd`, set by `Segment::create`).
+unsafe impl Region for Mapping {
+    fn as_ptr(&self) -> *mut u8 {
+        Mapping::as_ptr(self)
+    }
+    fn len(&self) -> usize {
+        Mapping::len(self)
+    }
+}
+
+impl Notify for Signal {
+    fn notify(&self) {
+        Signal::notify(self)
+    }
+}
+
+/// The file descriptors and parameters of one channel, to move to another
+/// process by any route (the [`handshake`](crate::handshake) module, D-Bus, a
+/// socket of your own) and turn into an endpoint there.
+#[derive(Debug)]
+pub struct ChannelFds {
+    /// Ring capacity (items).
+    pub capacity: usize,
+    /// Element type tag.
+    pub tag: TypeTag,
+    /// Kind of both signals.
+    pub signal: SignalKind,
+    /// The ring's memfd.
+    pub segment: OwnedFd,
+    /// The "items ready" signal (the consumer waits on it): fds in
+    /// [`Signal::fds`] order.
+    pub data: Vec<OwnedFd>,
+    /// The "space free" signal (the producer waits on it).
+    pub space: Vec<OwnedFd>,
+}
+
+impl ChannelFds {
+    /// Creates a sealed segment holding an initialised ring and two signals for
+    /// elements `T` as `config` describes.
+    pub fn create<T: Pod>(config: &Config) -> Result<Self> {
+        let layout = config.layout::<T>()?;
+        let seg = Segment::create("shmring", layout.total_size())?;
+        let map: Arc<dyn Region> = Arc::new(seg.map(layout.total_size(), Access::ReadWrite)?);
+        drop(layout.init::<T>(map)?);
+        seg.seal_seals()?;
+        let owned = |s: Signal| -> Result<Vec<OwnedFd>> {
+            s.fds()
+                .into_iter()
+                .map(|fd| fd.try_clone_to_owned().map_err(|e| Error::io("dup", e)))
+                .collect()
+        };
+        Ok(ChannelFds {
+            capacity: layout.capacity(),
+            tag: layout.tag(),
+            signal: config.signal,
+            segment: seg.into_fd(),
+            data: owned(Signal::new(config.signal)?)?,
+            space: owned(Signal::new(config.signal)?)?,
+        })
+    }
+
+    /// Duplicates every fd.
+    pub fn try_clone(&self) -> Result<Self> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
+        Ok(ChannelFds {
+            capacity: self.capacity,
+            tag: self.tag,
+            signal: self.signal,
+            segment: dup(&self.segment)?,
+            data: self.data.iter().map(dup).collect::<Result<_>>()?,
+            space: self.space.iter().map(dup).collect::<Result<_>>()?,
+        })
+    }
+
+    /// All fds in wire order: segment, data signal, space signal.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut v = vec![self.segment.as_fd()];
+        v.extend(self.data.iter().map(|f| f.as_fd()));
+        v.extend(self.space.iter().map(|f| f.as_fd()));
+        v
+    }
+
+    /// Rebuilds a `ChannelFds` from fds in wire order (see [`fds`](Self::fds)),
+    /// checking their number.
+    pub fn from_wire(
+        capacity: usize,
+        tag: TypeTag,
+        signal: SignalKind,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<Self> {
+        let per = signal.fd_count();
+        if fds.len() != 1 + 2 * per {
+            return Err(Error::Protocol(format!(
+                "channel needs {} fds, got {}",
+                1 + 2 * per,
+                fds.len()
+            )));
+        }
+        let space = fds.split_off(1 + per);
+        let data = fds.split_off(1);
+        let segment = fds.remove(0);
+        Ok(ChannelFds {
+            capacity,
+            tag,
+            signal,
+            segment,
+            data,
+            space,
+        })
+    }
+
+    fn open<T: Pod>(self) -> Result<(Arc<dyn Region>, Signal, Signal, RingLayout)> {
+        let layout = RingLayout::new::<T>(self.capacity, self.tag)?;
+        if layout.capacity() != self.capacity {
+            return Err(Error::Protocol(format!(
+                "capacity {} is not a power of two",
+                self.capacity
+            )));
+        }
+        let seg = Segment::from_fd(self.segment, layout.total_size())?;
+        let map: Arc<dyn Region> = Arc::new(seg.map(layout.total_size(), Access::ReadWrite)?);
+        let data = Signal::from_fds(self.signal, self.data)?;
+        let space = Signal::from_fds(self.signal, self.space)?;
+        Ok((map, data, space, layout))
+    }
+
+    /// Validates everything (memfd seals and size, ring header against `T`,
+    /// signal fds) and builds the producing end. `link` is the socket whose
+    /// hang-up means the consumer is gone.
+    pub fn into_producer<T: Pod>(self, link: OwnedFd, spin: Duration) -> Result<Producer<T>> {
+        let (map, data, space, layout) = self.open::<T>()?;
+        Ok(Producer::assemble(layout.writer(map)?, data, space, link, spin))
+    }
+
+    /// Validates everything and builds the consuming end.
+    pub fn into_consumer<T: Pod>(self, link: OwnedFd, spin: Duration) -> Result<Consumer<T>> {
+        let (map, data, space, layout) = self.open::<T>()?;
+        Ok(Consumer::assemble(layout.reader(map)?, data, space, link, spin))
+    }
+}
+
+/// Both ends of a channel in one process, joined by a socket pair so that
+/// dropping one end makes the other's blocking calls return
+/// [`Error::Disconnected`].
+pub fn pair<T: Pod>(config: &Config) -> Result<(Producer<T>, Consumer<T>)> {
+    let fds = ChannelFds::create::<T>(config)?;
+    let (a, b) = socket_pair()?;
+    let theirs = fds.try_clone()?;
+    Ok((
+        fds.into_producer(a, config.spin)?,
+        theirs.into_consumer(b, config.spin)?,
+    ))
+}
+
+pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two fds socketpair writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(Error::io("socketpair", std::io::Error::last_os_error()));
+    }
+    // SAFETY: two fresh fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// State shared by both ends: the link to the peer and the wait loop.
+#[derive(Debug)]
+struct Link {
+    /// The signal this end notifies.
+    notify: Arc<Signal>,
+    /// The signal this end waits on.
+    wait: Signal,
+    socket: OwnedFd,
+    spin: Duration,
+    gone: bool,
+}
+
+/// What a blocking wait should look at.
+trait Ready {
+    /// `Ok(true)` when the operation can proceed.
+    fn ready(&mut self) -> Result<bool>;
+    fn prepare_sleep(&mut self) -> Result<bool>;
+    fn cancel_sleep(&mut self);
+}
+
+impl<T: Pod> Ready for Writer<T> {
+    fn ready(&mut self) -> Result<bool> {
+        Ok(self.slots()? > 0)
+    }
+    fn prepare_sleep(&mut self) -> Result<bool> {
+        Writer::prepare_sleep(self)
+    }
+    fn cancel_sleep(&mut self) {
+        Writer::cancel_sleep(self)
+    }
+}
+
+impl<T: Pod> Ready for Reader<T> {
+    fn ready(&mut self) -> Result<bool> {
+        Ok(self.slots()? > 0)
+    }
+    fn prepare_sleep(&mut self) -> Result<bool> {
+        Reader::prepare_sleep(self)
+    }
+    fn cancel_sleep(&mut self) {
+        Reader::cancel_sleep(self)
+    }
+}
+
+impl Link {
+    /// Spins, then sleeps, until `ring.ready()`, the timeout, or the peer's exit.
+    fn wait_until(&mut self, ring: &mut impl Ready, timeout: Option<Duration>) -> Result<()> {
+        if ring.ready()? {
+            return Ok(());
+        }
+        if self.gone {
+            return Err(Error::Disconnected);
+        }
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let spin = timeout.map_or(self.spin, |t| t.min(self.spin));
+        if !spin.is_zero() {
+            let mut i = 0u32;
+            loop {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                if ring.ready()? {
+                    return Ok(());
+                }
+                i += 1;
+                // Read the clock every 16 rounds only: it is cheap, not free.
+                if i % 16 == 0 && start.elapsed() >= spin {
+                    break;
+                }
+            }
+        }
+        loop {
+            if !ring.prepare_sleep()? {
+                return Ok(());
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let woken = self.wait.wait_with(remaining, Some(self.socket.as_fd()));
+            ring.cancel_sleep();
+            match woken? {
+                Woken::Signalled => {
+                    self.wait.drain()?;
+                    if ring.ready()? {
+                        return Ok(());
+                    }
+                }
+                Woken::Extra => {
+                    self.check_link()?;
+                    if ring.ready()? {
+                        return Ok(());
+                    }
+                    return Err(Error::Disconnected);
+                }
+                Woken::Timeout => {
+                    return if ring.ready()? {
+                        Ok(())
+                    } else {
+                        Err(Error::Timeout)
+                    };
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return if ring.ready()? {
+                    Ok(())
+                } else {
+                    Err(Error::Timeout)
+                };
+            }
+        }
+    }
+
+    /// The link became readable: the peer hung up (EOF) or sent a message, which
+    /// the channel protocol does not allow after the handshake. Either way the
+    /// peer is treated as gone from now on.
+    fn check_link(&mut self) -> Result<()> {
+        self.gone = true;
+        let mut b = [0u8; 1];
+        // SAFETY: reads at most one byte into a live buffer; never blocks.
+        let r = unsafe {
+            libc::recv(
+                self.socket.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_DONTWAIT | libc::MSG_PEEK,
+            )
+        };
+        if r > 0 {
+            return Err(Error::Protocol(
+                "peer sent a message on the link after the handshake".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel whether the peer still holds its end (one `recv`).
+    fn peer_alive(&mut self) -> bool {
+        if self.gone {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        // SAFETY: as in `check_link`.
+        let r = unsafe {
+            libc::recv(
+                self.socket.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_DONTWAIT | libc::MSG_PEEK,
+            )
+        };
+        if r == 0 || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN))
+        {
+            self.gone = true;
+        }
+        !self.gone
+    }
+}
+
+/// Counters of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Wake-ups this end wrote to the peer's signal fd.
+    pub wakeups_sent: u64,
+}
+
+/// The producing end of a channel.
+#[derive(Debug)]
+pub struct Producer<T> {
+    ring: Writer<T>,
+    link: Link,
+}
+
+/// The consuming end of a channel.
+#[derive(Debug)]
+pub struct Consumer<T> {
+    ring: Reader<T>,
+    link: Link,
+}
+
+impl<T: Pod> Producer<T> {
+    fn assemble(mut ring: Writer<T>, data: Signal, space: Signal, socket: OwnedFd, spin: Duration) -> Self {
+        let notify = Arc::new(data);
+        ring.set_notify(Some(notify.clone()));
+        Producer {
+            ring,
+            link: Link {
+                notify,
+                wait: space,
+                socket,
+                spin,
+                gone: false,
+            },
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Free slots right now.
+    pub fn slots(&mut self) -> Result<usize> {
+        self.ring.slots()
+    }
+
+    /// Appends one item without blocking: [`Error::Full`] if there is no room.
+    /// No system call unless the consumer sleeps (then one `write`).
+    #[inline]
+    pub fn try_push(&mut self, value: T) -> Result<()> {
+        self.ring.push(value)
+    }
+
+    /// Appends as many items of `src` as fit, without blocking; returns how many.
+    #[inline]
+    pub fn push_slice(&mut self, src: &[T]) -> Result<usize> {
+        self.ring.push_slice(src)
+    }
+
+    /// Up to `max` free slots to fill in place; see [`ring::WriteChunk`]. Its
+    /// commit wakes the consumer if it sleeps.
+    #[inline]
+    pub fn write_chunk(&mut self, max: usize) -> Result<ring::WriteChunk<'_, T>> {
+        self.ring.write_chunk(max)
+    }
+
+    /// Waits until at least one slot is free (`None`: no timeout).
+    pub fn wait_writable(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.link.wait_until(&mut self.ring, timeout)
+    }
+
+    /// Appends one item, waiting for room up to `timeout`.
+    pub fn push_blocking(&mut self, value: T, timeout: Option<Duration>) -> Result<()> {
+        match self.ring.push(value) {
+            Err(Error::Full) => {
+                self.wait_writable(timeout)?;
+                self.ring.push(value)
+            }
+            r => r,
+        }
+    }
+
+    /// Appends all of `src`, waiting for room up to `timeout` in all.
+    pub fn push_all(&mut self, mut src: &[T], timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        while !src.is_empty() {
+            let n = self.ring.push_slice(src)?;
+            src = &src[n..];
+            if !src.is_empty() {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                self.wait_writable(left)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `true` unless the consumer is known to be gone. Costs one `recv`.
+    pub fn is_peer_alive(&mut self) -> bool {
+        self.link.peer_alive()
+    }
+
+    /// The link socket: it reports a hang-up when the consumer goes away.
+    pub fn link_fd(&self) -> BorrowedFd<'_> {
+        self.link.socket.as_fd()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            wakeups_sent: self.link.notify.notify_count(),
+        }
+    }
+
+    /// Announces a sleep (for event loops): `Ok(true)` means the ring is still
+    /// full and the consumer will signal [`AsFd::as_fd`] when it frees a slot.
+    pub fn prepare_sleep(&mut self) -> Result<bool> {
+        self.ring.prepare_sleep()
+    }
+
+    /// Consumes pending wake-ups on [`AsFd::as_fd`] (one `read`).
+    pub fn drain_signal(&self) -> Result<()> {
+        self.link.wait.drain()
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    fn assemble(mut ring: Reader<T>, data: Signal, space: Signal, socket: OwnedFd, spin: Duration) -> Self {
+        let notify = Arc::new(space);
+        ring.set_notify(Some(notify.clone()));
+        Consumer {
+            ring,
+            link: Link {
+                notify,
+                wait: data,
+                socket,
+                spin,
+                gone: false,
+            },
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Items ready right now.
+    pub fn slots(&mut self) -> Result<usize> {
+        self.ring.slots()
+    }
+
+    /// Removes the oldest item without blocking: [`Error::Empty`] if none.
+    /// No system call unless the producer sleeps (then one `write`).
+    #[inline]
+    pub fn try_pop(&mut self) -> Result<T> {
+        self.ring.pop()
+    }
+
+    /// Removes up to `dst.len()` items without blocking; returns how many.
+    #[inline]
+    pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize> {
+        self.ring.pop_slice(dst)
+    }
+
+    /// Up to `max` items to read in place; see [`ring::ReadChunk`]. Its release
+    /// wakes the producer if it sleeps.
+    #[inline]
+    pub fn read_chunk(&mut self, max: usize) -> Result<ring::ReadChunk<'_, T>> {
+        self.ring.read_chunk(max)
+    }
+
+    /// Waits until at least one item is ready (`None`: no timeout). Items the
+    /// producer committed before it went away are still delivered; after them
+    /// this returns [`Error::Disconnected`].
+    pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.link.wait_until(&mut self.ring, timeout)
+    }
+
+    /// Removes the oldest item, waiting up to `timeout` for one.
+    pub fn pop_blocking(&mut self, timeout: Option<Duration>) -> Result<T> {
+        match self.ring.pop() {
+            Err(Error::Empty) => {
+                self.wait_readable(timeout)?;
+                self.ring.pop()
+            }
+            r => r,
+        }
+    }
+
+    /// Removes between 1 and `dst.len()` items, waiting up to `timeout` for the
+    /// first; returns how many.
+    pub fn pop_slice_blocking(&mut self, dst: &mut [T], timeout: Option<Duration>) -> Result<usize> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        let n = self.ring.pop_slice(dst)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.wait_readable(timeout)?;
+        self.ring.pop_slice(dst)
+    }
+
+    /// `true` unless the producer is known to be gone. Costs one `recv`.
+    pub fn is_peer_alive(&mut self) -> bool {
+        self.link.peer_alive()
+    }
+
+    /// The link socket: it reports a hang-up when the producer goes away.
+    pub fn link_fd(&self) -> BorrowedFd<'_> {
+        self.link.socket.as_fd()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            wakeups_sent: self.link.notify.notify_count(),
+        }
+    }
+
+    /// Announces a sleep (for event loops): `Ok(true)` means the ring is still
+    /// empty and the producer will signal [`AsFd::as_fd`] on its next commit.
+    pub fn prepare_sleep(&mut self) -> Result<bool> {
+        self.ring.prepare_sleep()
+    }
+
+    /// Consumes pending wake-ups on [`AsFd::as_fd`] (one `read`).
+    pub fn drain_signal(&self) -> Result<()> {
+        self.link.wait.drain()
+    }
+}
+
+impl<T> AsFd for Producer<T> {
+    /// The signal fd that becomes readable when the consumer frees slots while
+    /// this end sleeps.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.link.wait.as_fd()
+    }
+}
+
+impl<T> AsRawFd for Producer<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.link.wait.as_raw_fd()
+    }
+}
+
+impl<T> AsFd for Consumer<T> {
+    /// The signal fd that becomes readable when the producer commits items while
+    /// this end sleeps.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.link.wait.as_fd()
+    }
+}
+
+impl<T> AsRawFd for Consumer<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.link.wait.as_raw_fd()
+    }
+}

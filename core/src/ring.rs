@@ -1,0 +1,972 @@
+//! A lock-free single-producer single-consumer ring of plain-old-data items over a
+//! raw memory region, which may be shared with another (untrusted) process.
+//!
+//! The ring knows nothing of files, fds or processes: it is given a [`Region`] of
+//! memory and a [`RingLayout`], and an optional [`Notify`] hook that it calls when
+//! the other side announced it is going to sleep.
+//!
+//! # Memory layout
+//!
+//! ```text
+//! offset   0  Header        magic, layout version, capacity, element size/align, type tag
+//! offset 128  producer line write index, "consumer sleeps" flag
+//! offset 256  consumer line read index,  "producer sleeps" flag
+//! offset 384  slots         capacity x T (offset rounded up to T's alignment)
+//! ```
+//!
+//! Producer and consumer state sit 128 bytes apart (two cache lines, so that the
+//! adjacent-line prefetcher does not couple them either). Each side keeps a private
+//! copy of its own index and a cached copy of the other side's, and only reads the
+//! shared index of the other side when its cache says full (producer) or empty
+//! (consumer). Indices count up monotonically and are reduced modulo the capacity
+//! (a power of two) to find a slot.
+//!
+//! # Trust
+//!
+//! Every value this side reads from the shared region is validated before it is
+//! used: the other side's index must lie in `[ours, ours + capacity]` (producer view:
+//! `read <= write <= read + capacity`), or the endpoint reports [`Error::Corrupt`] and
+//! is poisoned. Capacity, sizes and offsets always come from the local
+//! [`RingLayout`], never from the shared header, which is only compared against it.
+//!
+//! # Why `Pod` and not `Copy`
+//!
+//! Items are `T: bytemuck::Pod`: every bit pattern is a valid `T`. `Copy` alone is
+//! not enough when the peer is untrusted: a hostile peer can write any bytes into
+//! the slots, and reading a `bool` that holds 2, a `char` that is a surrogate or an
+//! enum with an unknown discriminant is undefined behaviour in Rust, which a
+//! `Copy` bound would allow.
+//!
+//! # Example
+//!
+//! ```
+//! use shmring::ring::{HeapRegion, RingLayout, TypeTag};
+//! use std::sync::Arc;
+//!
+//! let layout = RingLayout::new::<u32>(4, TypeTag::of::<u32>("example"))?;
+//! let region = Arc::new(HeapRegion::new(layout.total_size()));
+//! let (mut writer, mut reader) = layout.init::<u32>(region)?;
+//! writer.push(7)?;
+//! writer.push_slice(&[8, 9])?;
+//! assert_eq!(reader.pop()?, 7);
+//! let mut out = [0u32; 4];
+//! assert_eq!(reader.pop_slice(&mut out)?, 2);
+//! assert_eq!(&out[..2], &[8, 9]);
+//! # Ok::<(), shmring::Error>(())
+//! ```
+
+use std::alloc::{self, Layout};
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::{Error, Result};
+
+/// Magic number at the start of every ring header: `b"SHMRING\0"` little-endian.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\0");
+/// Version of the shared-memory layout described in this module.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Largest capacity (in items) a ring may have.
+pub const MAX_CAPACITY: usize = 1 << 32;
+/// Largest size in bytes of a ring's region (header and slots).
+pub const MAX_REGION_SIZE: usize = 1 << 40;
+/// Largest element alignment supported (a page).
+pub const MAX_ALIGN: usize = 4096;
+
+const LINE: usize = 128;
+const PRODUCER_OFFSET: usize = LINE;
+const CONSUMER_OFFSET: usize = 2 * LINE;
+const HEADER_SIZE: usize = 3 * LINE;
+
+/// What a ring holds: element size, alignment and a hash of a user-given name.
+///
+/// Both sides of a shared ring must agree on all three; the name catches two
+/// types of the same size that mean different things (`[f32; 2]` stereo samples
+/// versus a complex number, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TypeTag {
+    /// `size_of::<T>()`.
+    pub size: u32,
+    /// `align_of::<T>()`.
+    pub align: u32,
+    /// FNV-1a 64-bit hash of the user-given type name.
+    pub name_hash: u64,
+}
+
+impl TypeTag {
+    /// The tag of `T` under `name`.
+    pub fn of<T>(name: &str) -> Self {
+        TypeTag {
+            size: size_of::<T>() as u32,
+            align: align_of::<T>() as u32,
+            name_hash: fnv1a(name.as_bytes()),
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The header at offset 0 of a ring region. Written once by the creator; the
+/// other side copies it out and compares it with its own [`RingLayout`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    magic: u64,
+    version: u32,
+    elem_size: u32,
+    elem_align: u32,
+    reserved: u32,
+    capacity: u64,
+    name_hash: u64,
+}
+
+/// The producer's cache line: only the producer writes `write`; the consumer sets
+/// `consumer_sleeps` before it waits and the producer clears it when it wakes it.
+#[repr(C)]
+pub(crate) struct ProducerLine {
+    pub(crate) write: AtomicU64,
+    pub(crate) consumer_sleeps: AtomicU32,
+}
+
+/// The consumer's cache line, mirror image of [`ProducerLine`].
+#[repr(C)]
+pub(crate) struct ConsumerLine {
+    pub(crate) read: AtomicU64,
+    pub(crate) producer_sleeps: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<Header>() <= LINE);
+    assert!(size_of::<ProducerLine>() <= LINE);
+    assert!(size_of::<ConsumerLine>() <= LINE);
+};
+
+/// Offsets and sizes of a ring of `capacity` items of one [`TypeTag`].
+///
+/// Computed locally by each side from its own expectations; the peer's header is
+/// only ever compared against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLayout {
+    capacity: usize,
+    tag: TypeTag,
+    slots_offset: usize,
+    total_size: usize,
+}
+
+impl RingLayout {
+    /// The layout of a ring of at least `capacity` items of `T` (rounded up to a
+    /// power of two).
+    ///
+    /// Fails for a zero-sized `T`, a zero capacity, an alignment above
+    /// [`MAX_ALIGN`], a capacity above [`MAX_CAPACITY`] or a region above
+    /// [`MAX_REGION_SIZE`], or a `tag` that does not describe `T`.
+    pub fn new<T: Pod>(capacity: usize, tag: TypeTag) -> Result<Self> {
+        if tag.size as usize != size_of::<T>() || tag.align as usize != align_of::<T>() {
+            return Err(Error::InvalidArgument(format!(
+                "type tag {}/{} does not describe an element of size {} align {}",
+                tag.size,
+                tag.align,
+                size_of::<T>(),
+                align_of::<T>()
+            )));
+        }
+        Self::from_tag(capacity, tag)
+    }
+
+    /// The layout for a tag alone (used when validating what a peer announces).
+    pub fn from_tag(capacity: usize, tag: TypeTag) -> Result<Self> {
+        let size = tag.size as usize;
+        let align = tag.align as usize;
+        if size == 0 {
+            return Err(Error::InvalidArgument("zero-sized elements".into()));
+        }
+        if !align.is_power_of_two() || align > MAX_ALIGN || size % align != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "unsupported element alignment {align} (size {size})"
+            )));
+        }
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "capacity {capacity} outside 1..={MAX_CAPACITY}"
+            )));
+        }
+        let capacity = capacity.next_power_of_two();
+        let slots_offset = HEADER_SIZE.next_multiple_of(align);
+        let total_size = capacity
+            .checked_mul(size)
+            .and_then(|s| s.checked_add(slots_offset))
+            .filter(|&s| s <= MAX_REGION_SIZE)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "ring of {capacity} x {size} bytes exceeds {MAX_REGION_SIZE} bytes"
+                ))
+            })?;
+        Ok(RingLayout {
+            capacity,
+            tag,
+            slots_offset,
+            total_size,
+        })
+    }
+
+    /// Number of slots (a power of two).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The element type's tag.
+    pub fn tag(&self) -> TypeTag {
+        self.tag
+    }
+
+    /// Bytes of memory the ring needs, header included.
+    pub fn total_size(&self) -> usize {
+        self.total_size
+    }
+
+    fn header(&self) -> Header {
+        Header {
+            magic: MAGIC,
+            version: LAYOUT_VERSION,
+            elem_size: self.tag.size,
+            elem_align: self.tag.align,
+            reserved: 0,
+            capacity: self.capacity as u64,
+            name_hash: self.tag.name_hash,
+        }
+    }
+
+    /// Writes a fresh header and zeroed indices and flags into `region`, then
+    /// returns both ends of the ring (for use in one process, or to keep one end
+    /// and let another process [`attach`](Self::writer) the other).
+    pub fn init<T: Pod>(&self, region: Arc<dyn Region>) -> Result<(Writer<T>, Reader<T>)> {
+        self.check_region::<T>(&*region)?;
+        let base = region.as_ptr();
+        // SAFETY: `check_region` proved the region is at least `total_size` bytes
+        // long, non-null and aligned for `T` and for the 128-byte header lines; we
+        // write the plain header at offset 0 and initialise both index lines.
+        unsafe {
+            ptr::write_volatile(base.cast::<Header>(), self.header());
+            init_line(base.add(PRODUCER_OFFSET).cast::<ProducerLine>());
+            init_line(base.add(CONSUMER_OFFSET).cast::<ConsumerLine>());
+        }
+        Ok((self.writer(region.clone())?, self.reader(region)?))
+    }
+
+    /// Attaches the producing end to a ring that was initialised in `region`
+    /// (possibly by another process). The header is copied out and compared with
+    /// this layout; indices are validated.
+    pub fn writer<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Writer<T>> {
+        let shared = self.attach::<T>(region)?;
+        let write = shared.prod().write.load(Ordering::Acquire);
+        let read = shared.cons().read.load(Ordering::Acquire);
+        check_distance(read, write, shared.capacity, "indices inconsistent at attach")?;
+        Ok(Writer {
+            shared,
+            write,
+            read_cache: read,
+            poisoned: false,
+            notify: None,
+        })
+    }
+
+    /// Attaches the consuming end, as [`writer`](Self::writer) does the producing one.
+    pub fn reader<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Reader<T>> {
+        let shared = self.attach::<T>(region)?;
+        let read = shared.cons().read.load(Ordering::Acquire);
+        let write = shared.prod().write.load(Ordering::Acquire);
+        check_distance(read, write, shared.capacity, "indices inconsistent at attach")?;
+        Ok(Reader {
+            shared,
+            read,
+            write_cache: write,
+            poisoned: false,
+            notify: None,
+        })
+    }
+
+    fn check_region<T: Pod>(&self, region: &dyn Region) -> Result<()> {
+        if self.tag.size as usize != size_of::<T>() || self.tag.align as usize != align_of::<T>() {
+            return Err(Error::InvalidArgument(
+                "layout was made for another element type".into(),
+            ));
+        }
+        let base = region.as_ptr();
+        if base.is_null() || (base as usize) % LINE.max(self.tag.align as usize) != 0 {
+            return Err(Error::InvalidArgument(
+                "region is not aligned to 128 bytes and the element alignment".into(),
+            ));
+        }
+        if region.len() < self.total_size {
+            return Err(Error::BadSegment(format!(
+                "region has {} bytes, ring needs {}",
+                region.len(),
+                self.total_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn attach<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Shared<T>> {
+        self.check_region::<T>(&*region)?;
+        let base = region.as_ptr();
+        // SAFETY: the region is at least HEADER_SIZE bytes and 128-aligned
+        // (check_region). A volatile copy of a Pod header: a concurrent hostile
+        // write can only give us garbage fields, which we compare below.
+        let found = unsafe { ptr::read_volatile(base.cast::<Header>()) };
+        let want = self.header();
+        if found != want {
+            return Err(Error::HeaderMismatch(describe_mismatch(&found, &want)));
+        }
+        // SAFETY: offsets are within the checked region and suitably aligned.
+        let (prod, cons, slots) = unsafe {
+            (
+                NonNull::new_unchecked(base.add(PRODUCER_OFFSET).cast::<ProducerLine>()),
+                NonNull::new_unchecked(base.add(CONSUMER_OFFSET).cast::<ConsumerLine>()),
+                NonNull::new_unchecked(base.add(self.slots_offset).cast::<T>()),
+            )
+        };
+        Ok(Shared {
+            prod,
+            cons,
+            slots,
+            capacity: self.capacity as u64,
+            mask: self.capacity as u64 - 1,
+            _keep: Arc::new(region),
+            _marker: PhantomData,
+        })
+    }
+}
+
+/// # Safety
+/// `line` must be valid for writes and aligned; it is one of the two index lines.
+unsafe fn init_line<L>(line: *mut L) {
+    // SAFETY: the caller guarantees `line` is valid for `size_of::<L>()` bytes;
+    // both line types are an AtomicU64 and an AtomicU32, valid when all zero.
+    unsafe { ptr::write_bytes(line.cast::<u8>(), 0, size_of::<L>()) };
+}
+
+fn describe_mismatch(found: &Header, want: &Header) -> String {
+    if found.magic != want.magic {
+        format!("bad magic {:#018x}", found.magic)
+    } else if found.version != want.version {
+        format!("layout version {} (expected {})", found.version, want.version)
+    } else if found.elem_size != want.elem_size || found.elem_align != want.elem_align {
+        format!(
+            "element size/align {}/{} (expected {}/{})",
+            found.elem_size, found.elem_align, want.elem_size, want.elem_align
+        )
+    } else if found.name_hash != want.name_hash {
+        "type name differs".to_string()
+    } else if found.capacity != want.capacity {
+        format!("capacity {} (expected {})", found.capacity, want.capacity)
+    } else {
+        "reserved field set".to_string()
+    }
+}
+
+/// `read <= write <= read + capacity`, or the peer has corrupted an index.
+#[inline]
+fn check_distance(read: u64, write: u64, capacity: u64, what: &'static str) -> Result<()> {
+    if write < read || write - read > capacity {
+        Err(Error::Corrupt(what))
+    } else {
+        Ok(())
+    }
+}
+
+/// Memory that holds a ring: a heap block in one process, or a mapping of a
+/// shared segment.
+///
+/// # Safety
+/// `as_ptr()` must return the same pointer for the lifetime of the value, valid
+/// for reads and writes of `len()` bytes until the value is dropped.
+pub unsafe trait Region: Send + Sync + 'static {
+    /// Start of the region.
+    fn as_ptr(&self) -> *mut u8;
+    /// Length of the region in bytes.
+    fn len(&self) -> usize;
+    /// `true` if the region has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A zeroed, page-aligned heap block: the region of an in-process ring.
+#[derive(Debug)]
+pub struct HeapRegion {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl HeapRegion {
+    /// Allocates `len` zeroed bytes aligned to a page.
+    ///
+    /// # Panics
+    /// If `len` is zero or allocation fails (as `Vec` does).
+    pub fn new(len: usize) -> Self {
+        let layout = match Layout::from_size_align(len.max(1), MAX_ALIGN) {
+            Ok(l) => l,
+            Err(_) => panic!("HeapRegion of {len} bytes is too large"),
+        };
+        // SAFETY: layout has a non-zero size.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            alloc::handle_alloc_error(layout)
+        };
+        HeapRegion { ptr, layout }
+    }
+}
+
+impl Drop for HeapRegion {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+// SAFETY: a plain heap block; all concurrent access goes through the ring's
+// atomics and its single-producer single-consumer slot protocol.
+unsafe impl Send for HeapRegion {}
+// SAFETY: as above.
+unsafe impl Sync for HeapRegion {}
+
+// SAFETY: the pointer is fixed at construction and valid for `layout.size()` bytes
+// until drop.
+unsafe impl Region for HeapRegion {
+    fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.layout.size()
+    }
+}
+
+/// Called by one end of the ring after it made progress while the other end had
+/// announced that it sleeps. The channel layer implements it with an eventfd or a
+/// pipe; an in-process user may implement it with a thread unpark.
+pub trait Notify: Send + Sync {
+    /// Wakes the sleeping side. Must not block; failures are ignored (a full
+    /// eventfd or pipe means a wake-up is already pending).
+    fn notify(&self);
+}
+
+/// Pointers into the shared region, valid while `_keep` lives.
+struct Shared<T> {
+    prod: NonNull<ProducerLine>,
+    cons: NonNull<ConsumerLine>,
+    slots: NonNull<T>,
+    capacity: u64,
+    mask: u64,
+    /// Keeps the memory behind the pointers alive.
+    _keep: Arc<dyn Send + Sync>,
+    _marker: PhantomData<T>,
+}
+
+impl<T> Shared<T> {
+    #[inline]
+    fn prod(&self) -> &ProducerLine {
+        // SAFETY: points into the memory kept alive by `_keep`; only atomics inside.
+        unsafe { self.prod.as_ref() }
+    }
+    #[inline]
+    fn cons(&self) -> &ConsumerLine {
+        // SAFETY: as for `prod`.
+        unsafe { self.cons.as_ref() }
+    }
+    #[inline]
+    fn slot(&self, index: u64) -> *mut T {
+        // SAFETY: `index & mask < capacity`, and the slots array holds `capacity`
+        // elements inside the region.
+        unsafe { self.slots.as_ptr().add((index & self.mask) as usize) }
+    }
+    /// The two runs of slots `[start, start + n)` covers, wrapping at the end.
+    #[inline]
+    fn runs(&self, start: u64, n: usize) -> (*mut T, usize, *mut T, usize) {
+        let first_idx = (start & self.mask) as usize;
+        let first_len = n.min(self.capacity as usize - first_idx);
+        (self.slot(start), first_len, self.slots.as_ptr(), n - first_len)
+    }
+}
+
+// SAFETY: the ring is single-producer single-consumer: a `Writer` or `Reader` is
+// owned by one thread at a time and the region it points into is `Send + Sync`.
+unsafe impl<T: Send> Send for Writer<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Reader<T> {}
+
+/// The producing end of a ring.
+pub struct Writer<T> {
+    shared: Shared<T>,
+    write: u64,
+    read_cache: u64,
+    poisoned: bool,
+    notify: Option<Arc<dyn Notify>>,
+}
+
+/// The consuming end of a ring.
+pub struct Reader<T> {
+    shared: Shared<T>,
+    read: u64,
+    write_cache: u64,
+    poisoned: bool,
+    notify: Option<Arc<dyn Notify>>,
+}
+
+impl<T> std::fmt::Debug for Writer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("capacity", &self.shared.capacity)
+            .field("write", &self.write)
+            .field("read_cache", &self.read_cache)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Debug for Reader<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("capacity", &self.shared.capacity)
+            .field("read", &self.read)
+            .field("write_cache", &self.write_cache)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl<T: Pod> Writer<T> {
+    /// Sets the hook called when a commit finds the consumer asleep.
+    pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
+        self.notify = notify;
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity as usize
+    }
+
+    /// `true` once the peer corrupted an index; every call then fails.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Free slots right now (reads the consumer's index).
+    pub fn slots(&mut self) -> Result<usize> {
+        self.refresh()?;
+        Ok((self.shared.capacity - (self.write - self.read_cache)) as usize)
+    }
+
+    #[inline]
+    fn refresh(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
+        }
+        let read = self.shared.cons().read.load(Ordering::Acquire);
+        // The consumer's index may only move forward, up to our write index.
+        if read < self.read_cache || read > self.write {
+            self.poisoned = true;
+            return Err(Error::Corrupt("consumer index out of range"));
+        }
+        self.read_cache = read;
+        Ok(())
+    }
+
+    #[inline]
+    fn free(&mut self, want: usize) -> Result<usize> {
+        if self.poisoned {
+            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
+        }
+        let free = (self.shared.capacity - (self.write - self.read_cache)) as usize;
+        if free >= want {
+            return Ok(free);
+        }
+        self.refresh()?;
+        Ok((self.shared.capacity - (self.write - self.read_cache)) as usize)
+    }
+
+    /// Up to `max` free slots to fill in place (fewer if the ring has fewer free;
+    /// possibly none). Nothing is published until [`WriteChunk::commit`].
+    #[inline]
+    pub fn write_chunk(&mut self, max: usize) -> Result<WriteChunk<'_, T>> {
+        let n = self.free(max)?.min(max);
+        Ok(WriteChunk { writer: self, n })
+    }
+
+    /// Appends one item, or fails with [`Error::Full`].
+    #[inline]
+    pub fn push(&mut self, value: T) -> Result<()> {
+        if self.free(1)? == 0 {
+            return Err(Error::Full);
+        }
+        // SAFETY: the slot at `write` is free (write - read < capacity), so the
+        // consumer does not read it until we publish it below.
+        unsafe { ptr::write_volatile(self.shared.slot(self.write), value) };
+        self.publish(1);
+        Ok(())
+    }
+
+    /// Appends as many items of `src` as fit; returns how many.
+    #[inline]
+    pub fn push_slice(&mut self, src: &[T]) -> Result<usize> {
+        let mut chunk = self.write_chunk(src.len())?;
+        let n = chunk.len();
+        let (a, b) = chunk.as_mut_slices();
+        a.copy_from_slice(&src[..a.len()]);
+        let a_len = a.len();
+        b.copy_from_slice(&src[a_len..n]);
+        chunk.commit_all();
+        Ok(n)
+    }
+
+    /// Publishes `n` filled slots and wakes the consumer if it sleeps.
+    #[inline]
+    fn publish(&mut self, n: usize) {
+        self.write += n as u64;
+        let prod = self.shared.prod();
+        prod.write.store(self.write, Ordering::Release);
+        // Pairs with the fence in `Reader::prepare_sleep`: either the consumer sees
+        // our new index, or we see its flag (store-buffer litmus, fenced both ways).
+        fence(Ordering::SeqCst);
+        if prod.consumer_sleeps.load(Ordering::Relaxed) != 0
+            && prod.consumer_sleeps.swap(0, Ordering::Relaxed) != 0
+        {
+            if let Some(n) = &self.notify {
+                n.notify();
+            }
+        }
+    }
+
+    /// Announces that the producer is about to sleep because the ring is full.
+    /// Returns `Ok(true)` if it is still full after the announcement (go to sleep:
+    /// the consumer will notify after its next release), `Ok(false)` if space
+    /// appeared meanwhile (the flag is withdrawn; do not sleep).
+    pub fn prepare_sleep(&mut self) -> Result<bool> {
+        self.shared.cons().producer_sleeps.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.free(1)? > 0 {
+            self.shared.cons().producer_sleeps.store(0, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Withdraws the sleep announcement (after waking up, for whatever reason).
+    pub fn cancel_sleep(&self) {
+        self.shared.cons().producer_sleeps.store(0, Ordering::Relaxed);
+    }
+}
+
+impl<T: Pod> Reader<T> {
+    /// Sets the hook called when a release finds the producer asleep.
+    pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
+        self.notify = notify;
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity as usize
+    }
+
+    /// `true` once the peer corrupted an index; every call then fails.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Items ready to read right now (reads the producer's index).
+    pub fn slots(&mut self) -> Result<usize> {
+        self.refresh()?;
+        Ok((self.write_cache - self.read) as usize)
+    }
+
+    #[inline]
+    fn refresh(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
+        }
+        let write = self.shared.prod().write.load(Ordering::Acquire);
+        // The producer's index may only move forward, at most `capacity` past ours.
+        if write < self.write_cache || write - self.read > self.shared.capacity {
+            self.poisoned = true;
+            return Err(Error::Corrupt("producer index out of range"));
+        }
+        self.write_cache = write;
+        Ok(())
+    }
+
+    #[inline]
+    fn available(&mut self, want: usize) -> Result<usize> {
+        if self.poisoned {
+            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
+        }
+        let ready = (self.write_cache - self.read) as usize;
+        if ready >= want {
+            return Ok(ready);
+        }
+        self.refresh()?;
+        Ok((self.write_cache - self.read) as usize)
+    }
+
+    /// Up to `max` items to read in place (fewer if fewer are ready; possibly
+    /// none). They stay in the ring until [`ReadChunk::release`].
+    #[inline]
+    pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, T>> {
+        let n = self.available(max)?.min(max);
+        Ok(ReadChunk { reader: self, n })
+    }
+
+    /// Removes and returns the oldest item, or fails with [`Error::Empty`].
+    #[inline]
+    pub fn pop(&mut self) -> Result<T> {
+        if self.available(1)? == 0 {
+            return Err(Error::Empty);
+        }
+        // SAFETY: the slot at `read` was published by the producer (read < write,
+        // validated), lies inside the slots array, and `T: Pod` makes any bytes a
+        // hostile producer may be writing concurrently a valid `T`.
+        let value = unsafe { ptr::read_volatile(self.shared.slot(self.read)) };
+        self.retire(1);
+        Ok(value)
+    }
+
+    /// Removes up to `dst.len()` items into `dst`; returns how many.
+    #[inline]
+    pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize> {
+        let chunk = self.read_chunk(dst.len())?;
+        let n = chunk.len();
+        let (a, b) = chunk.as_slices();
+        dst[..a.len()].copy_from_slice(a);
+        dst[a.len()..n].copy_from_slice(b);
+        chunk.release_all();
+        Ok(n)
+    }
+
+    /// Frees `n` read slots and wakes the producer if it sleeps.
+    #[inline]
+    fn retire(&mut self, n: usize) {
+        self.read += n as u64;
+        let cons = self.shared.cons();
+        cons.read.store(self.read, Ordering::Release);
+        // Pairs with the fence in `Writer::prepare_sleep`.
+        fence(Ordering::SeqCst);
+        if cons.producer_sleeps.load(Ordering::Relaxed) != 0
+            && cons.producer_sleeps.swap(0, Ordering::Relaxed) != 0
+        {
+            if let Some(n) = &self.notify {
+                n.notify();
+            }
+        }
+    }
+
+    /// Announces that the consumer is about to sleep because the ring is empty.
+    /// Returns `Ok(true)` if it is still empty after the announcement (go to
+    /// sleep: the producer will notify after its next commit), `Ok(false)` if items
+    /// arrived meanwhile (the flag is withdrawn; do not sleep).
+    pub fn prepare_sleep(&mut self) -> Result<bool> {
+        self.shared.prod().consumer_sleeps.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.available(1)? > 0 {
+            self.shared.prod().consumer_sleeps.store(0, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Withdraws the sleep announcement (after waking up, for whatever reason).
+    pub fn cancel_sleep(&self) {
+        self.shared.prod().consumer_sleeps.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Free slots of a ring handed out by [`Writer::write_chunk`], filled in place.
+///
+/// Dropping the chunk without committing publishes nothing.
+#[derive(Debug)]
+pub struct WriteChunk<'a, T: Pod> {
+    writer: &'a mut Writer<T>,
+    n: usize,
+}
+
+impl<T: Pod> WriteChunk<'_, T> {
+    /// Number of slots in the chunk.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// `true` if the chunk has no slots (the ring is full).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The free slots as at most two slices (the second is non-empty when the
+    /// chunk wraps around the end of the ring). They hold stale data.
+    pub fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        let (p0, n0, p1, n1) = self.writer.shared.runs(self.writer.write, self.n);
+        // SAFETY: the `n` slots from `write` are free: the consumer does not touch
+        // them until we publish them (a hostile one may, but any bytes are a valid
+        // `T: Pod`); the two runs are disjoint and inside the slots array, and the
+        // `&mut self` borrow makes them exclusive on this side.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(p0, n0),
+                std::slice::from_raw_parts_mut(p1, n1),
+            )
+        }
+    }
+
+    /// Publishes the first `k` slots of the chunk.
+    ///
+    /// # Panics
+    /// If `k > self.len()` (a bug in the caller, not in the peer).
+    pub fn commit(self, k: usize) {
+        assert!(k <= self.n, "commit({k}) of a chunk of {}", self.n);
+        if k > 0 {
+            self.writer.publish(k);
+        }
+    }
+
+    /// Publishes every slot of the chunk.
+    pub fn commit_all(self) {
+        let n = self.n;
+        self.commit(n);
+    }
+}
+
+/// Ready items of a ring handed out by [`Reader::read_chunk`], read in place.
+///
+/// Dropping the chunk without releasing leaves the items in the ring.
+#[derive(Debug)]
+pub struct ReadChunk<'a, T: Pod> {
+    reader: &'a mut Reader<T>,
+    n: usize,
+}
+
+impl<T: Pod> ReadChunk<'_, T> {
+    /// Number of items in the chunk.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// `true` if the chunk has no items (the ring is empty).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The items as at most two slices (oldest first).
+    ///
+    /// The slices point into shared memory. A well-behaved producer does not
+    /// touch published slots; a hostile one might change them while you read, so
+    /// copy out what you must check before you act on it.
+    pub fn as_slices(&self) -> (&[T], &[T]) {
+        let (p0, n0, p1, n1) = self.reader.shared.runs(self.reader.read, self.n);
+        // SAFETY: the `n` items from `read` were published (validated against the
+        // producer's index), lie inside the slots array, and the producer does not
+        // reuse them until we release them; any bytes are a valid `T: Pod`.
+        unsafe {
+            (
+                std::slice::from_raw_parts(p0, n0),
+                std::slice::from_raw_parts(p1, n1),
+            )
+        }
+    }
+
+    /// Frees the first `k` items of the chunk for the producer.
+    ///
+    /// # Panics
+    /// If `k > self.len()` (a bug in the caller, not in the peer).
+    pub fn release(self, k: usize) {
+        assert!(k <= self.n, "release({k}) of a chunk of {}", self.n);
+        if k > 0 {
+            self.reader.retire(k);
+        }
+    }
+
+    /// Frees every item of the chunk.
+    pub fn release_all(self) {
+        let n = self.n;
+        self.release(n);
+    }
+}
+
+/// Building blocks for the loom model (`--cfg loom`): a ring whose index lines
+/// are loom atomics owned by the model.
+#[cfg(loom)]
+pub mod model {
+    use super::*;
+
+    /// Lines and slots of a ring allocated on the heap for the model.
+    pub struct ModelRing {
+        prod: Box<ProducerLine>,
+        cons: Box<ConsumerLine>,
+        slots: Box<[std::cell::UnsafeCell<u64>]>,
+    }
+
+    // SAFETY: only atomics and slots accessed through the SPSC protocol.
+    unsafe impl Send for ModelRing {}
+    // SAFETY: as above.
+    unsafe impl Sync for ModelRing {}
+
+    impl ModelRing {
+        /// A ring of `capacity` (a power of two) u64 slots.
+        pub fn new(capacity: usize) -> Arc<Self> {
+            Arc::new(ModelRing {
+                prod: Box::new(ProducerLine {
+                    write: AtomicU64::new(0),
+                    consumer_sleeps: AtomicU32::new(0),
+                }),
+                cons: Box::new(ConsumerLine {
+                    read: AtomicU64::new(0),
+                    producer_sleeps: AtomicU32::new(0),
+                }),
+                slots: (0..capacity).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            })
+        }
+
+        fn shared(self: &Arc<Self>) -> Shared<u64> {
+            Shared {
+                prod: NonNull::from(&*self.prod),
+                cons: NonNull::from(&*self.cons),
+                slots: NonNull::new(self.slots[0].get()).expect("non-null"),
+                capacity: self.slots.len() as u64,
+                mask: self.slots.len() as u64 - 1,
+                _keep: self.clone(),
+                _marker: PhantomData,
+            }
+        }
+
+        /// Both ends over this ring (they keep it alive).
+        pub fn ends(self: &Arc<Self>) -> (Writer<u64>, Reader<u64>) {
+            (
+                Writer {
+                    shared: self.shared(),
+                    write: 0,
+                    read_cache: 0,
+                    poisoned: false,
+                    notify: None,
+                },
+                Reader {
+                    shared: self.shared(),
+                    read: 0,
+                    write_cache: 0,
+                    poisoned: false,
+                    notify: None,
+                },
+            )
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
