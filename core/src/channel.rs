@@ -234,13 +234,25 @@ impl ChannelFds {
     /// hang-up means the consumer is gone.
     pub fn into_producer<T: Pod>(self, link: OwnedFd, spin: Duration) -> Result<Producer<T>> {
         let (map, data, space, layout) = self.open::<T>()?;
-        Ok(Producer::assemble(layout.writer(map)?, data, space, link, spin))
+        Ok(Producer::assemble(
+            layout.writer(map)?,
+            data,
+            space,
+            link,
+            spin,
+        ))
     }
 
     /// Validates everything and builds the consuming end.
     pub fn into_consumer<T: Pod>(self, link: OwnedFd, spin: Duration) -> Result<Consumer<T>> {
         let (map, data, space, layout) = self.open::<T>()?;
-        Ok(Consumer::assemble(layout.reader(map)?, data, space, link, spin))
+        Ok(Consumer::assemble(
+            layout.reader(map)?,
+            data,
+            space,
+            link,
+            spin,
+        ))
     }
 }
 
@@ -454,7 +466,13 @@ pub struct Consumer<T> {
 }
 
 impl<T: Pod> Producer<T> {
-    fn assemble(mut ring: Writer<T>, data: Signal, space: Signal, socket: OwnedFd, spin: Duration) -> Self {
+    fn assemble(
+        mut ring: Writer<T>,
+        data: Signal,
+        space: Signal,
+        socket: OwnedFd,
+        spin: Duration,
+    ) -> Self {
         let notify = Arc::new(data);
         ring.set_notify(Some(notify.clone()));
         Producer {
@@ -559,7 +577,13 @@ impl<T: Pod> Producer<T> {
 }
 
 impl<T: Pod> Consumer<T> {
-    fn assemble(mut ring: Reader<T>, data: Signal, space: Signal, socket: OwnedFd, spin: Duration) -> Self {
+    fn assemble(
+        mut ring: Reader<T>,
+        data: Signal,
+        space: Signal,
+        socket: OwnedFd,
+        spin: Duration,
+    ) -> Self {
         let notify = Arc::new(space);
         ring.set_notify(Some(notify.clone()));
         Consumer {
@@ -624,7 +648,11 @@ impl<T: Pod> Consumer<T> {
 
     /// Removes between 1 and `dst.len()` items, waiting up to `timeout` for the
     /// first; returns how many.
-    pub fn pop_slice_blocking(&mut self, dst: &mut [T], timeout: Option<Duration>) -> Result<usize> {
+    pub fn pop_slice_blocking(
+        &mut self,
+        dst: &mut [T],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         if dst.is_empty() {
             return Ok(0);
         }

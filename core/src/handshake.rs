@@ -45,9 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
-use nix::sys::socket::{
-    self, recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr,
-};
+use nix::sys::socket::{self, sendmsg, ControlMessage, MsgFlags, UnixAddr};
 
 use crate::channel::{ChannelFds, Config};
 use crate::ring::TypeTag;
@@ -153,7 +151,10 @@ impl Hello {
     pub fn parse(bytes: &[u8]) -> Result<HelloInfo> {
         let h: Hello = read_exact_pod(bytes, "hello")?;
         if h.magic != HELLO_MAGIC {
-            return Err(Error::Protocol(format!("bad hello magic {:#018x}", h.magic)));
+            return Err(Error::Protocol(format!(
+                "bad hello magic {:#018x}",
+                h.magic
+            )));
         }
         if h.version != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!(
@@ -259,7 +260,10 @@ impl Welcome {
     pub fn parse(bytes: &[u8]) -> Result<WelcomeInfo> {
         let w: Welcome = read_exact_pod(bytes, "welcome")?;
         if w.magic != WELCOME_MAGIC {
-            return Err(Error::Protocol(format!("bad welcome magic {:#018x}", w.magic)));
+            return Err(Error::Protocol(format!(
+                "bad welcome magic {:#018x}",
+                w.magic
+            )));
         }
         if w.version != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!(
@@ -370,41 +374,74 @@ pub fn recv_with_fds(
     deadline: Instant,
 ) -> Result<(usize, Vec<OwnedFd>)> {
     wait_readable(sock, deadline)?;
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg_buf),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(|e| match e {
-        nix::errno::Errno::ECONNRESET => Error::Disconnected,
-        e => Error::errno("recvmsg", e),
-    })?;
+    // Room for MAX_FDS fds; a message with more is cut by the kernel (MSG_CTRUNC),
+    // which closes the fds that did not fit.
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space =
+        unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    let mut cbuf = [0u64; 8];
+    debug_assert!(space <= std::mem::size_of_val(&cbuf));
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    let mut reset_seen = false;
+    let n = loop {
+        // SAFETY: `msg` points at live buffers of the sizes it states.
+        let n = unsafe {
+            libc::recvmsg(
+                sock.as_raw_fd(),
+                &mut msg,
+                libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            break n;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // A peer that closed with our message unread reports ECONNRESET once;
+            // what it sent before closing is still queued behind the error.
+            Some(libc::ECONNRESET) if !reset_seen => reset_seen = true,
+            Some(libc::ECONNRESET) | Some(libc::EAGAIN) => return Err(Error::Disconnected),
+            _ => return Err(Error::io("recvmsg", e)),
+        }
+    };
+    // Take ownership of every fd that arrived before looking at anything else, so
+    // that whatever we reject is closed.
     let mut fds = Vec::new();
-    let cmsgs = msg
-        .cmsgs()
-        .map_err(|e| Error::errno("parse control messages", e))?;
-    for c in cmsgs {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            for fd in raw {
-                // SAFETY: the kernel just installed this fd in our table for us
-                // (SCM_RIGHTS); nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within
+    // the `msg_controllen` it reported; SCM_RIGHTS payloads are arrays of fds that
+    // the kernel installed in our table for us.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c);
+                let payload = (*c).cmsg_len as usize - (data as usize - c as usize);
+                for i in 0..payload / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
             }
+            c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    let (len, flags) = (msg.bytes, msg.flags);
-    if flags.contains(MsgFlags::MSG_CTRUNC) {
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(Error::Protocol(
             "control message truncated (too many fds)".into(),
         ));
     }
-    if flags.contains(MsgFlags::MSG_TRUNC) {
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
         return Err(Error::Protocol("message longer than expected".into()));
     }
-    if len == 0 && fds.is_empty() {
+    if n == 0 && fds.is_empty() {
         return Err(Error::Disconnected);
     }
     if fds.len() > max_fds {
@@ -413,7 +450,7 @@ pub fn recv_with_fds(
             fds.len()
         )));
     }
-    Ok((len, fds))
+    Ok((n as usize, fds))
 }
 
 fn wait_readable(sock: BorrowedFd<'_>, deadline: Instant) -> Result<()> {
@@ -503,7 +540,10 @@ impl Listener {
             }
             std::fs::remove_file(&path).map_err(|e| Error::io("remove stale socket", e))?;
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp_name = OsString::from(".shmring-");
         tmp_name.push(std::process::id().to_string());
         tmp_name.push("-");
@@ -526,9 +566,13 @@ impl Listener {
             socket::bind(fd.as_raw_fd(), &addr).map_err(|e| Error::errno("bind", e))?;
             std::fs::set_permissions(&tmp_sock, std::fs::Permissions::from_mode(opts.mode))
                 .map_err(|e| Error::io("chmod socket", e))?;
-            socket::listen(&fd, socket::Backlog::new(64).map_err(|e| Error::errno("listen", e))?)
-                .map_err(|e| Error::errno("listen", e))?;
-            std::fs::rename(&tmp_sock, &path).map_err(|e| Error::io("move socket into place", e))?;
+            socket::listen(
+                &fd,
+                socket::Backlog::new(64).map_err(|e| Error::errno("listen", e))?,
+            )
+            .map_err(|e| Error::errno("listen", e))?;
+            std::fs::rename(&tmp_sock, &path)
+                .map_err(|e| Error::io("move socket into place", e))?;
             let ino = std::fs::symlink_metadata(&path)
                 .map_err(|e| Error::io("stat socket", e))?
                 .ino();
@@ -561,7 +605,11 @@ impl Listener {
                 if let Some(allowed) = &self.opts.allowed_uids {
                     if !allowed.contains(&cred.uid) {
                         let reason = format!("uid {} not allowed", cred.uid);
-                        let _ = send_with_fds(fd.as_fd(), bytemuck::bytes_of(&Welcome::refuse(&reason)), &[]);
+                        let _ = send_with_fds(
+                            fd.as_fd(),
+                            bytemuck::bytes_of(&Welcome::refuse(&reason)),
+                            &[],
+                        );
                         return Err(Error::PeerRefused(format!(
                             "peer pid {} uid {}: {reason}",
                             cred.pid, cred.uid
@@ -660,7 +708,11 @@ impl Connection {
         let (len, fds) = recv_with_fds(self.fd.as_fd(), &mut buf, 0, deadline)?;
         drop(fds);
         let refuse = |reason: String| -> Error {
-            let _ = send_with_fds(self.fd.as_fd(), bytemuck::bytes_of(&Welcome::refuse(&reason)), &[]);
+            let _ = send_with_fds(
+                self.fd.as_fd(),
+                bytemuck::bytes_of(&Welcome::refuse(&reason)),
+                &[],
+            );
             Error::Protocol(reason)
         };
         let hello = match Hello::parse(&buf[..len]) {
@@ -668,10 +720,7 @@ impl Connection {
             Err(e) => return Err(refuse(e.to_string())),
         };
         if hello.role != peer_role {
-            return Err(refuse(format!(
-                "both sides want to be {:?}",
-                hello.role
-            )));
+            return Err(refuse(format!("both sides want to be {:?}", hello.role)));
         }
         let ours = TypeTag::of::<T>(&config.type_name);
         if hello.tag != ours {
@@ -710,15 +759,19 @@ fn connect_raw(path: &Path) -> Result<OwnedFd> {
 pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<OwnedFd> {
     let path = path.as_ref();
     if path.as_os_str().as_bytes().len() >= 108 {
-        return Err(Error::InvalidArgument("socket path longer than 107 bytes".into()));
+        return Err(Error::InvalidArgument(
+            "socket path longer than 107 bytes".into(),
+        ));
     }
     let deadline = Instant::now() + timeout;
     loop {
         match connect_raw(path) {
             Ok(fd) => return Ok(fd),
             Err(Error::Io { source, .. })
-                if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED))
-                    && Instant::now() < deadline =>
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::ENOENT | libc::ECONNREFUSED)
+                ) && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -731,9 +784,14 @@ fn client<T: Pod>(path: &Path, role: Role, config: &Config) -> Result<(ChannelFd
     let deadline = Instant::now() + config.handshake_timeout;
     let fd = connect(path, config.handshake_timeout)?;
     let hello = Hello::new::<T>(role, config)?;
-    send_with_fds(fd.as_fd(), bytemuck::bytes_of(&hello), &[])?;
+    let sent = send_with_fds(fd.as_fd(), bytemuck::bytes_of(&hello), &[]);
     let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
-    let (len, fds) = recv_with_fds(fd.as_fd(), &mut buf, MAX_FDS, deadline)?;
+    // A listener that refuses us may do so (and hang up) before our hello lands:
+    // read its refusal even if the send failed.
+    let (len, fds) = match recv_with_fds(fd.as_fd(), &mut buf, MAX_FDS, deadline) {
+        Ok(r) => r,
+        Err(e) => return Err(sent.err().unwrap_or(e)),
+    };
     let info = Welcome::parse(&buf[..len])?;
     if fds.len() != info.nfds {
         return Err(Error::Protocol(format!(
@@ -744,10 +802,14 @@ fn client<T: Pod>(path: &Path, role: Role, config: &Config) -> Result<(ChannelFd
     }
     let ours = TypeTag::of::<T>(&config.type_name);
     if info.tag != ours {
-        return Err(Error::Protocol("listener answered with another type".into()));
+        return Err(Error::Protocol(
+            "listener answered with another type".into(),
+        ));
     }
     if info.signal != config.signal {
-        return Err(Error::Protocol("listener answered with another signal kind".into()));
+        return Err(Error::Protocol(
+            "listener answered with another signal kind".into(),
+        ));
     }
     let layout = crate::ring::RingLayout::new::<T>(info.capacity, ours)?;
     if layout.total_size() > config.max_segment {

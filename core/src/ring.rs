@@ -272,7 +272,12 @@ impl RingLayout {
         let shared = self.attach::<T>(region)?;
         let write = shared.prod().write.load(Ordering::Acquire);
         let read = shared.cons().read.load(Ordering::Acquire);
-        check_distance(read, write, shared.capacity, "indices inconsistent at attach")?;
+        check_distance(
+            read,
+            write,
+            shared.capacity,
+            "indices inconsistent at attach",
+        )?;
         Ok(Writer {
             shared,
             write,
@@ -287,7 +292,12 @@ impl RingLayout {
         let shared = self.attach::<T>(region)?;
         let read = shared.cons().read.load(Ordering::Acquire);
         let write = shared.prod().write.load(Ordering::Acquire);
-        check_distance(read, write, shared.capacity, "indices inconsistent at attach")?;
+        check_distance(
+            read,
+            write,
+            shared.capacity,
+            "indices inconsistent at attach",
+        )?;
         Ok(Reader {
             shared,
             read,
@@ -362,7 +372,10 @@ fn describe_mismatch(found: &Header, want: &Header) -> String {
     if found.magic != want.magic {
         format!("bad magic {:#018x}", found.magic)
     } else if found.version != want.version {
-        format!("layout version {} (expected {})", found.version, want.version)
+        format!(
+            "layout version {} (expected {})",
+            found.version, want.version
+        )
     } else if found.elem_size != want.elem_size || found.elem_align != want.elem_align {
         format!(
             "element size/align {}/{} (expected {}/{})",
@@ -497,7 +510,12 @@ impl<T> Shared<T> {
     fn runs(&self, start: u64, n: usize) -> (*mut T, usize, *mut T, usize) {
         let first_idx = (start & self.mask) as usize;
         let first_len = n.min(self.capacity as usize - first_idx);
-        (self.slot(start), first_len, self.slots.as_ptr(), n - first_len)
+        (
+            self.slot(start),
+            first_len,
+            self.slots.as_ptr(),
+            n - first_len,
+        )
     }
 }
 
@@ -654,10 +672,16 @@ impl<T: Pod> Writer<T> {
     /// the consumer will notify after its next release), `Ok(false)` if space
     /// appeared meanwhile (the flag is withdrawn; do not sleep).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.shared.cons().producer_sleeps.store(1, Ordering::Relaxed);
+        self.shared
+            .cons()
+            .producer_sleeps
+            .store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.free(1)? > 0 {
-            self.shared.cons().producer_sleeps.store(0, Ordering::Relaxed);
+            self.shared
+                .cons()
+                .producer_sleeps
+                .store(0, Ordering::Relaxed);
             return Ok(false);
         }
         Ok(true)
@@ -665,7 +689,10 @@ impl<T: Pod> Writer<T> {
 
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
     pub fn cancel_sleep(&self) {
-        self.shared.cons().producer_sleeps.store(0, Ordering::Relaxed);
+        self.shared
+            .cons()
+            .producer_sleeps
+            .store(0, Ordering::Relaxed);
     }
 }
 
@@ -775,10 +802,16 @@ impl<T: Pod> Reader<T> {
     /// sleep: the producer will notify after its next commit), `Ok(false)` if items
     /// arrived meanwhile (the flag is withdrawn; do not sleep).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.shared.prod().consumer_sleeps.store(1, Ordering::Relaxed);
+        self.shared
+            .prod()
+            .consumer_sleeps
+            .store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.available(1)? > 0 {
-            self.shared.prod().consumer_sleeps.store(0, Ordering::Relaxed);
+            self.shared
+                .prod()
+                .consumer_sleeps
+                .store(0, Ordering::Relaxed);
             return Ok(false);
         }
         Ok(true)
@@ -786,7 +819,10 @@ impl<T: Pod> Reader<T> {
 
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
     pub fn cancel_sleep(&self) {
-        self.shared.prod().consumer_sleeps.store(0, Ordering::Relaxed);
+        self.shared
+            .prod()
+            .consumer_sleeps
+            .store(0, Ordering::Relaxed);
     }
 }
 
@@ -930,7 +966,9 @@ pub mod model {
                     read: AtomicU64::new(0),
                     producer_sleeps: AtomicU32::new(0),
                 }),
-                slots: (0..capacity).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+                slots: (0..capacity)
+                    .map(|_| std::cell::UnsafeCell::new(0))
+                    .collect(),
             })
         }
 

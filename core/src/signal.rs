@@ -110,12 +110,14 @@ impl Signal {
             SignalKind::Pipe => {
                 let mut fds = [0 as RawFd; 2];
                 // SAFETY: `fds` has room for the two fds pipe2 writes.
-                let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+                let r =
+                    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
                 if r != 0 {
                     return Err(Error::io("pipe2", std::io::Error::last_os_error()));
                 }
                 // SAFETY: both are fresh fds that nothing else owns.
-                let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+                let (rx, tx) =
+                    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
                 Ok(Self::assemble(kind, rx, Some(tx)))
             }
         }
@@ -215,9 +217,7 @@ impl Signal {
             None => {
                 let one: u64 = 1;
                 // SAFETY: writes 8 bytes from a live local; fd is open.
-                let _ = unsafe {
-                    libc::write(self.rx.as_raw_fd(), (&one as *const u64).cast(), 8)
-                };
+                let _ = unsafe { libc::write(self.rx.as_raw_fd(), (&one as *const u64).cast(), 8) };
             }
             Some(tx) => {
                 let byte = 1u8;
@@ -249,7 +249,11 @@ impl Signal {
 
     /// Waits for the signal or for `extra` (typically the peer link, to notice a
     /// hang-up) to become readable, or for `timeout`.
-    pub fn wait_with(&self, timeout: Option<Duration>, extra: Option<BorrowedFd<'_>>) -> Result<Woken> {
+    pub fn wait_with(
+        &self,
+        timeout: Option<Duration>,
+        extra: Option<BorrowedFd<'_>>,
+    ) -> Result<Woken> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let mut fds = [
@@ -269,7 +273,9 @@ impl Signal {
                 tv_sec: r.as_secs().min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: r.subsec_nanos() as libc::c_long,
             });
-            let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            let tsp = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: `fds` and `ts` are live locals; poll reads/writes only them.
             // An fd of -1 is ignored by ppoll.
             let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };

@@ -119,7 +119,11 @@ fn parent_produces(signal: SignalKind, sig: &str) {
     drop(tx);
     let out = common::finish(child);
     assert_eq!(common::field(&out, "count"), Some(ITEMS), "{out}");
-    assert_eq!(common::field(&out, "sum"), Some(expected_sum(ITEMS)), "{out}");
+    assert_eq!(
+        common::field(&out, "sum"),
+        Some(expected_sum(ITEMS)),
+        "{out}"
+    );
     assert!(out.contains("after=Some(Disconnected)"), "{out}");
 }
 

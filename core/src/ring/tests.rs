@@ -32,7 +32,10 @@ fn empty_then_full_then_wraps() {
     }
     let mut out = [0u32; 8];
     assert_eq!(r.pop_slice(&mut out).expect("pop"), 4);
-    assert_eq!(&out[..4], &[next_out, next_out + 1, next_out + 2, next_out + 3]);
+    assert_eq!(
+        &out[..4],
+        &[next_out, next_out + 1, next_out + 2, next_out + 3]
+    );
     assert!(matches!(r.pop(), Err(Error::Empty)));
 }
 
@@ -260,10 +263,19 @@ fn attach_rejects_inconsistent_indices_and_short_regions() {
     let region = Arc::new(HeapRegion::new(layout.total_size()));
     let (w, _r) = layout.init::<u64>(region.clone()).expect("init");
     w.shared.prod().write.store(100, Ordering::Relaxed);
-    assert!(matches!(layout.reader::<u64>(region.clone()), Err(Error::Corrupt(_))));
-    assert!(matches!(layout.writer::<u64>(region), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        layout.reader::<u64>(region.clone()),
+        Err(Error::Corrupt(_))
+    ));
+    assert!(matches!(
+        layout.writer::<u64>(region),
+        Err(Error::Corrupt(_))
+    ));
     let short = Arc::new(HeapRegion::new(layout.total_size() - 1));
-    assert!(matches!(layout.reader::<u64>(short), Err(Error::BadSegment(_))));
+    assert!(matches!(
+        layout.reader::<u64>(short),
+        Err(Error::BadSegment(_))
+    ));
 }
 
 #[test]

@@ -44,14 +44,20 @@ pub fn role() -> Option<String> {
 
 /// Number of open file descriptors of this process.
 pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 /// Waits for the child and returns its stdout, asserting it exited successfully.
 pub fn finish(child: Child) -> String {
     let out = child.wait_with_output().expect("wait child");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "child failed: {:?}\n{stdout}", out.status);
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\n{stdout}",
+        out.status
+    );
     stdout
 }
 
