@@ -9,8 +9,8 @@
 //!
 //! ```text
 //! offset   0  Header        magic, layout version, capacity, element size/align, type tag
-//! offset 128  producer line write index, "consumer sleeps" flag
-//! offset 256  consumer line read index,  "producer sleeps" flag
+//! offset 128  producer line write index; consumer's sleep sequence
+//! offset 256  consumer line read index;  producer's sleep sequence
 //! offset 384  slots         capacity x T (offset rounded up to T's alignment)
 //! ```
 //!
@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Ordering};
 use crate::{Error, Result};
 
 /// Magic number at the start of every ring header: `b"SHMRING\0"` little-endian.
@@ -131,19 +131,60 @@ struct Header {
     name_hash: u64,
 }
 
-/// The producer's cache line: only the producer writes `write`; the consumer sets
-/// `consumer_sleeps` before it waits and the producer clears it when it wakes it.
+/// The producer's cache line. Every word has exactly one writer: the producer
+/// writes `write`; the consumer writes `consumer_sleep`, its sleep sequence (odd
+/// while it announces a sleep, a new odd value for every sleep), which the
+/// producer only reads, right after each commit.
 #[repr(C)]
 pub(crate) struct ProducerLine {
     pub(crate) write: AtomicU64,
-    pub(crate) consumer_sleeps: AtomicU32,
+    pub(crate) consumer_sleep: AtomicU64,
 }
 
 /// The consumer's cache line, mirror image of [`ProducerLine`].
 #[repr(C)]
 pub(crate) struct ConsumerLine {
     pub(crate) read: AtomicU64,
-    pub(crate) producer_sleeps: AtomicU32,
+    pub(crate) producer_sleep: AtomicU64,
+}
+
+/// One side's half of the sleep/wake protocol: its own sleep sequence (it is the
+/// only writer of the shared copy) and the peer's sequence it last woke.
+#[derive(Debug, Default)]
+struct SleepState {
+    /// Our sleep sequence: odd while we announce a sleep.
+    mine: u64,
+    /// The peer's sleep sequence we last sent a wake-up for.
+    woken: u64,
+}
+
+impl SleepState {
+    /// The next odd value: a fresh sleep that the peer has not woken yet.
+    fn begin(&mut self) -> u64 {
+        self.mine += if self.mine % 2 == 1 { 2 } else { 1 };
+        self.mine
+    }
+
+    /// Back to even (awake); `None` if we were awake already.
+    fn end(&mut self) -> Option<u64> {
+        (self.mine % 2 == 1).then(|| {
+            self.mine += 1;
+            self.mine
+        })
+    }
+
+    /// After our commit or release: must we wake a peer whose sequence is `seq`?
+    /// Once per sleep: a hostile peer flipping its word costs at most one
+    /// wake-up write per commit.
+    #[inline]
+    fn should_wake(&mut self, seq: u64) -> bool {
+        if seq % 2 == 1 && seq != self.woken {
+            self.woken = seq;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[cfg(not(loom))]
@@ -284,6 +325,7 @@ impl RingLayout {
             read_cache: read,
             poisoned: false,
             notify: None,
+            sleep: SleepState::default(),
         })
     }
 
@@ -304,6 +346,7 @@ impl RingLayout {
             write_cache: write,
             poisoned: false,
             notify: None,
+            sleep: SleepState::default(),
         })
     }
 
@@ -532,6 +575,7 @@ pub struct Writer<T> {
     read_cache: u64,
     poisoned: bool,
     notify: Option<Arc<dyn Notify>>,
+    sleep: SleepState,
 }
 
 /// The consuming end of a ring.
@@ -541,6 +585,7 @@ pub struct Reader<T> {
     write_cache: u64,
     poisoned: bool,
     notify: Option<Arc<dyn Notify>>,
+    sleep: SleepState,
 }
 
 impl<T> std::fmt::Debug for Writer<T> {
@@ -656,11 +701,10 @@ impl<T: Pod> Writer<T> {
         let prod = self.shared.prod();
         prod.write.store(self.write, Ordering::Release);
         // Pairs with the fence in `Reader::prepare_sleep`: either the consumer sees
-        // our new index, or we see its flag (store-buffer litmus, fenced both ways).
+        // our new index, or we see its sleep (store-buffer litmus, fenced both ways).
         fence(Ordering::SeqCst);
-        if prod.consumer_sleeps.load(Ordering::Relaxed) != 0
-            && prod.consumer_sleeps.swap(0, Ordering::Relaxed) != 0
-        {
+        let seq = prod.consumer_sleep.load(Ordering::Relaxed);
+        if self.sleep.should_wake(seq) {
             if let Some(n) = &self.notify {
                 n.notify();
             }
@@ -670,29 +714,26 @@ impl<T: Pod> Writer<T> {
     /// Announces that the producer is about to sleep because the ring is full.
     /// Returns `Ok(true)` if it is still full after the announcement (go to sleep:
     /// the consumer will notify after its next release), `Ok(false)` if space
-    /// appeared meanwhile (the flag is withdrawn; do not sleep).
+    /// appeared meanwhile (the announcement is withdrawn; do not sleep).
+    ///
+    /// Every call announces a new sleep, so calling it again after a wake-up
+    /// without [`cancel_sleep`](Self::cancel_sleep) is safe (event loops do).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.shared
-            .cons()
-            .producer_sleeps
-            .store(1, Ordering::Relaxed);
+        let seq = self.sleep.begin();
+        self.shared.cons().producer_sleep.store(seq, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.free(1)? > 0 {
-            self.shared
-                .cons()
-                .producer_sleeps
-                .store(0, Ordering::Relaxed);
+            self.cancel_sleep();
             return Ok(false);
         }
         Ok(true)
     }
 
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
-    pub fn cancel_sleep(&self) {
-        self.shared
-            .cons()
-            .producer_sleeps
-            .store(0, Ordering::Relaxed);
+    pub fn cancel_sleep(&mut self) {
+        if let Some(seq) = self.sleep.end() {
+            self.shared.cons().producer_sleep.store(seq, Ordering::Relaxed);
+        }
     }
 }
 
@@ -788,9 +829,8 @@ impl<T: Pod> Reader<T> {
         cons.read.store(self.read, Ordering::Release);
         // Pairs with the fence in `Writer::prepare_sleep`.
         fence(Ordering::SeqCst);
-        if cons.producer_sleeps.load(Ordering::Relaxed) != 0
-            && cons.producer_sleeps.swap(0, Ordering::Relaxed) != 0
-        {
+        let seq = cons.producer_sleep.load(Ordering::Relaxed);
+        if self.sleep.should_wake(seq) {
             if let Some(n) = &self.notify {
                 n.notify();
             }
@@ -800,29 +840,26 @@ impl<T: Pod> Reader<T> {
     /// Announces that the consumer is about to sleep because the ring is empty.
     /// Returns `Ok(true)` if it is still empty after the announcement (go to
     /// sleep: the producer will notify after its next commit), `Ok(false)` if items
-    /// arrived meanwhile (the flag is withdrawn; do not sleep).
+    /// arrived meanwhile (the announcement is withdrawn; do not sleep).
+    ///
+    /// Every call announces a new sleep, so calling it again after a wake-up
+    /// without [`cancel_sleep`](Self::cancel_sleep) is safe (event loops do).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.shared
-            .prod()
-            .consumer_sleeps
-            .store(1, Ordering::Relaxed);
+        let seq = self.sleep.begin();
+        self.shared.prod().consumer_sleep.store(seq, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.available(1)? > 0 {
-            self.shared
-                .prod()
-                .consumer_sleeps
-                .store(0, Ordering::Relaxed);
+            self.cancel_sleep();
             return Ok(false);
         }
         Ok(true)
     }
 
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
-    pub fn cancel_sleep(&self) {
-        self.shared
-            .prod()
-            .consumer_sleeps
-            .store(0, Ordering::Relaxed);
+    pub fn cancel_sleep(&mut self) {
+        if let Some(seq) = self.sleep.end() {
+            self.shared.prod().consumer_sleep.store(seq, Ordering::Relaxed);
+        }
     }
 }
 
@@ -960,11 +997,11 @@ pub mod model {
             Arc::new(ModelRing {
                 prod: Box::new(ProducerLine {
                     write: AtomicU64::new(0),
-                    consumer_sleeps: AtomicU32::new(0),
+                    consumer_sleep: AtomicU64::new(0),
                 }),
                 cons: Box::new(ConsumerLine {
                     read: AtomicU64::new(0),
-                    producer_sleeps: AtomicU32::new(0),
+                    producer_sleep: AtomicU64::new(0),
                 }),
                 slots: (0..capacity)
                     .map(|_| std::cell::UnsafeCell::new(0))
@@ -993,6 +1030,7 @@ pub mod model {
                     read_cache: 0,
                     poisoned: false,
                     notify: None,
+                    sleep: SleepState::default(),
                 },
                 Reader {
                     shared: self.shared(),
@@ -1000,6 +1038,7 @@ pub mod model {
                     write_cache: 0,
                     poisoned: false,
                     notify: None,
+                    sleep: SleepState::default(),
                 },
             )
         }

@@ -328,5 +328,17 @@ fn sleep_flags_follow_the_protocol() {
     assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Announcing sleep with items present withdraws at once.
     assert!(!r.prepare_sleep().expect("no sleep"));
-    assert_eq!(r.shared.prod().consumer_sleeps.load(Ordering::Relaxed), 0);
+    assert_eq!(r.shared.prod().consumer_sleep.load(Ordering::Relaxed) % 2, 0);
+    // An event loop announces a new sleep without cancelling the old one: the
+    // producer must wake it again, once per sleep.
+    r.pop().expect("pop");
+    r.pop().expect("pop");
+    assert!(r.prepare_sleep().expect("sleep"));
+    w.push(3).expect("push");
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+    r.pop().expect("pop");
+    assert!(r.prepare_sleep().expect("sleep again"));
+    w.push(4).expect("push");
+    w.push(5).expect("push");
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
