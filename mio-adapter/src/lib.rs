@@ -1,2 +1,236 @@
-//! mio integration for shmring endpoints (work in progress: see issue 3).
+//! # shmring-mio
+//!
+//! [`mio`] integration for [`shmring`] endpoints: one `Poll` thread serves
+//! many rings (and accepts the peers that bring them).
+//!
+//! * [`MioConsumer`] / [`MioProducer`] own a [`shmring::Consumer`] /
+//!   [`shmring::Producer`] and implement [`mio::event::Source`]. Registering one
+//!   registers **two** fds under the same token: the endpoint's wake-up fd
+//!   ([`AsFd`](std::os::fd::AsFd) of the endpoint: an eventfd or a pipe,
+//!   readable when the peer committed items / freed slots while we announced a
+//!   sleep) and its link socket ([`link_fd`](shmring::Consumer::link_fd): it
+//!   hangs up when the peer is gone; [`mio::event::Event::is_read_closed`] is
+//!   true for that event). Both are registered [`Interest::READABLE`].
+//! * [`MioListener`] wraps a [`shmring::handshake::Listener`] and completes
+//!   handshakes inside the loop without ever waiting for a slow client.
+//!
+//! # The edge-triggered contract
+//!
+//! mio is edge-triggered, and shmring only writes a wake-up fd when the other
+//! side announced that it sleeps. So a wake-up is never lost only if, after
+//! every event, the loop does exactly this, in this order:
+//!
+//! 1. drain the wake-up fd (`drain_signal`: one `read`);
+//! 2. pop until the ring is empty;
+//! 3. announce the sleep with `prepare_sleep`: `Ok(false)` means items arrived
+//!    in the meantime (go back to 2), `Ok(true)` means the flag is set and the
+//!    ring was still empty after setting it, so the producer's next commit will
+//!    write the wake-up fd (the ring's `publish` checks the flag after a full
+//!    fence; `prepare_sleep` re-checks the ring after one);
+//! 4. only then return to `poll`.
+//!
+//! Draining *after* announcing the sleep could swallow the wake-up for the
+//! new sleep; returning to `poll` before the announcement could wait forever.
+//! [`MioConsumer::drain_with`] does all four steps, and also asks the link
+//! whether the producer is still alive (one `recv`), so a hang-up is never
+//! missed even when it arrives in the same batch as data. The announcement
+//! stays set while we sleep in `poll`; the producer wakes each announced sleep
+//! once. [`MioProducer::poll_writable`] is the same for free slots.
+//!
+//! Each call returns a [`Readiness`]: `Armed` (go back to `poll`), `Ready`
+//! (work remains, no event will come: call again), `Throttled(t)` (call again
+//! at `t`), or `Closed` (the peer is gone; deregister and drop the endpoint).
+//!
+//! # Hostile peers and floods
+//!
+//! The peer holds the wake-up fd too and can write it in a tight loop without
+//! committing anything. Every such write is a new edge, so a naive loop would
+//! spin. A flood costs one `read` (plus one `recv`) per wake-up, never memory,
+//! and is rate-limited by [`FloodPolicy`]: a wake-up that finds nothing to do
+//! is *empty*; more than `max_empty_wakeups` of them within `window` take the
+//! wake-up fd out of the `Poll` for `pause` (doubling on repeated offences, up
+//! to `max_pause`; reset after a quiet window), and the call returns
+//! [`Readiness::Throttled`]. The link stays registered meanwhile, so the
+//! peer's exit is still seen. An honest peer produces an empty wake-up only
+//! when a commit races with our announcement, far below the limit.
+//!
+//! One attack the loop cannot absorb: with eventfd signals, a peer that clears
+//! `O_NONBLOCK` on the shared eventfd and saturates its counter makes our next
+//! wake-up *write* to it block (see [`shmring::signal`]), and the whole loop
+//! with it. Serve peers you do not trust with [`shmring::SignalKind::Pipe`].
+//!
+//! Because the peer holds the wake-up fd's open file, closing our fd does not
+//! remove it from the epoll set (epoll tracks open files, not fd numbers): a
+//! peer that keeps writing would keep firing a dead token. Deregister
+//! endpoints before dropping them; as a safety net, dropping a still-registered
+//! endpoint removes its fds from the epoll instance it was registered with.
+//!
+//! # Errors
+//!
+//! One enum, [`Error`]: it wraps [`shmring::Error`] and adds registry
+//! failures and the listener's per-peer outcomes.
+//!
+//! # Example
+//!
+//! One loop thread consuming a ring that another thread fills (across
+//! processes the endpoints come from [`MioListener`] or
+//! [`shmring::handshake`]; nothing else changes):
+//!
+//! ```
+//! use std::time::Duration;
+//! use mio::{Events, Interest, Poll, Token};
+//! use shmring::{channel, Config};
+//! use shmring_mio::{MioConsumer, Readiness};
+//!
+//! let (mut tx, rx) = channel::pair::<u64>(&Config::new(256))?;
+//! let producer = std::thread::spawn(move || {
+//!     for i in 0..10_000u64 {
+//!         tx.push_blocking(i, Some(Duration::from_secs(5))).unwrap();
+//!     }
+//! }); // dropping `tx` hangs up the link
+//!
+//! let mut poll = Poll::new()?;
+//! let mut events = Events::with_capacity(16);
+//! let mut rx = MioConsumer::new(rx);
+//! poll.registry().register(&mut rx, Token(1), Interest::READABLE)?;
+//!
+//! let (mut next, mut state) = (0u64, Readiness::Ready);
+//! loop {
+//!     let timeout = match state {
+//!         Readiness::Ready => Some(Duration::ZERO),
+//!         _ => Some(Duration::from_millis(100)),
+//!     };
+//!     poll.poll(&mut events, timeout)?;
+//!     // Any event for Token(1), a timeout, or `Ready`/`Throttled`: drain.
+//!     state = rx.drain_with(poll.registry(), |items| {
+//!         for &x in items {
+//!             assert_eq!(x, next);
+//!             next += 1;
+//!         }
+//!     })?;
+//!     if state == Readiness::Closed {
+//!         break;
+//!     }
+//! }
+//! poll.registry().deregister(&mut rx)?;
+//! assert_eq!(next, 10_000);
+//! producer.join().unwrap();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg(target_os = "linux")]
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use shmring::handshake::PeerCred;
+
+mod consumer;
+mod listener;
+mod producer;
+mod reg;
+
+pub use consumer::{MioConsumer, DEFAULT_BUDGET};
+pub use listener::{Accepted, MioListener, DEFAULT_MAX_PENDING};
+pub use mio::Interest;
+pub use producer::MioProducer;
+pub use reg::WakeStats;
+
+/// What to do next with an endpoint, as returned by
+/// [`MioConsumer::drain_with`] and [`MioProducer::poll_writable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The sleep is announced: the token fires when there is something to do.
+    /// Go back to `poll`.
+    Armed,
+    /// There is work now (consumer: items left after the budget; producer:
+    /// free slots). No event will announce it: act, then call again.
+    Ready,
+    /// The wake-up fd is paused after a flood of empty wake-ups (see
+    /// [`FloodPolicy`]): call again at or after this instant (use it in the
+    /// `poll` timeout). A hang-up still fires the token meanwhile.
+    Throttled(Instant),
+    /// The peer is gone (for a consumer: after everything it committed was
+    /// delivered). Deregister and drop the endpoint.
+    Closed,
+}
+
+/// Limits on wake-ups that bring nothing (see the [crate docs](crate)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodPolicy {
+    /// Empty wake-ups tolerated within one `window`.
+    pub max_empty_wakeups: u32,
+    /// Length of the counting window.
+    pub window: Duration,
+    /// First pause of the wake-up fd once the limit is crossed.
+    pub pause: Duration,
+    /// Longest pause (the pause doubles while the flood goes on).
+    pub max_pause: Duration,
+}
+
+impl FloodPolicy {
+    /// No limit: every wake-up is served (a flooding peer can then keep the
+    /// loop busy).
+    pub fn unlimited() -> Self {
+        FloodPolicy {
+            max_empty_wakeups: u32::MAX,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for FloodPolicy {
+    /// 256 empty wake-ups per 10 ms (an honest peer stays orders of magnitude
+    /// below), then a pause of 5 ms, doubling up to 200 ms.
+    fn default() -> Self {
+        FloodPolicy {
+            max_empty_wakeups: 256,
+            window: Duration::from_millis(10),
+            pause: Duration::from_millis(5),
+            max_pause: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error of the endpoint or the handshake (peer corrupted the ring, bad
+    /// hello, refused uid, ...).
+    #[error(transparent)]
+    Shmring(#[from] shmring::Error),
+    /// Registering, deregistering or polling an fd failed.
+    #[error("{context}: {source}")]
+    Registry {
+        /// What was being done.
+        context: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The source must be registered with a `Registry` first.
+    #[error("source is not registered with a mio Registry")]
+    NotRegistered,
+    /// A connected peer sent no hello within the handshake timeout and was
+    /// dropped.
+    #[error("peer pid {} uid {} sent no hello in time", .peer.pid, .peer.uid)]
+    HandshakeTimeout {
+        /// The peer.
+        peer: PeerCred,
+    },
+    /// A peer connected while `max` others were still in their handshake; it
+    /// was dropped.
+    #[error("peer pid {} uid {} dropped: {max} handshakes already pending", .peer.pid, .peer.uid)]
+    TooManyPending {
+        /// The peer.
+        peer: PeerCred,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,259 @@
+//! [`MioConsumer`]: a [`Consumer`] as a [`mio::event::Source`].
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use mio::{event, Interest, Registry, Token};
+use shmring::{Consumer, Pod};
+
+use crate::reg::{Guard, Reg, WakeStats};
+use crate::{FloodPolicy, Readiness, Result};
+
+/// Default [`MioConsumer::set_budget`]: items delivered per call before the
+/// consumer yields to the other sources of the loop.
+pub const DEFAULT_BUDGET: usize = 16 * 1024;
+
+/// A [`Consumer`] that a mio [`Poll`](mio::Poll) can watch.
+///
+/// Registering it registers two fds under one token: the wake-up fd (readable
+/// when the producer committed items while we announced a sleep) and the link
+/// socket (hang-up when the producer is gone). Interests must include
+/// [`Interest::READABLE`]; nothing else is reported.
+///
+/// Call [`drain_with`](Self::drain_with) once right after registering (until a
+/// sleep is announced the producer has no reason to write the wake-up fd, so
+/// items already queued would bring no event), then after every event for its
+/// token, after [`Readiness::Ready`], and at the instant of
+/// [`Readiness::Throttled`]. It implements the edge-triggered contract; see the
+/// [crate docs](crate).
+///
+/// Deregister it before dropping it. If you do not, dropping it removes its fds
+/// from the `Poll` anyway (see the crate docs for why that matters).
+#[derive(Debug)]
+pub struct MioConsumer<T: Pod> {
+    // Field order matters: `reg` drops (and removes the fds from epoll) before
+    // `inner` closes them.
+    reg: Reg,
+    guard: Guard,
+    budget: usize,
+    last: Last,
+    inner: Consumer<T>,
+}
+
+/// What the previous `drain_with` returned (for the flood accounting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Fresh,
+    Armed,
+    Ready,
+    Closed,
+}
+
+impl<T: Pod> MioConsumer<T> {
+    /// Wraps `consumer` with the default [`FloodPolicy`] and [`DEFAULT_BUDGET`].
+    pub fn new(consumer: Consumer<T>) -> Self {
+        Self::with_policy(consumer, FloodPolicy::default())
+    }
+
+    /// Wraps `consumer` with a flood policy of your choice.
+    pub fn with_policy(consumer: Consumer<T>, policy: FloodPolicy) -> Self {
+        MioConsumer {
+            reg: Reg::new(consumer.as_raw_fd(), consumer.link_fd().as_raw_fd()),
+            guard: Guard::new(policy),
+            budget: DEFAULT_BUDGET,
+            last: Last::Fresh,
+            inner: consumer,
+        }
+    }
+
+    /// Sets how many items one [`drain_with`](Self::drain_with) delivers at most
+    /// before it returns [`Readiness::Ready`] (so that one busy producer cannot
+    /// starve the other sources of the loop). At least 1.
+    pub fn set_budget(&mut self, items: usize) {
+        self.budget = items.max(1);
+    }
+
+    /// The wrapped consumer.
+    pub fn get_ref(&self) -> &Consumer<T> {
+        &self.inner
+    }
+
+    /// The wrapped consumer. Popping through it is allowed, but a wake-up
+    /// whose items you popped this way counts as empty for the [`FloodPolicy`];
+    /// calling its `prepare_sleep`/`drain_signal` yourself bypasses the
+    /// bookkeeping of [`drain_with`](Self::drain_with).
+    pub fn get_mut(&mut self) -> &mut Consumer<T> {
+        &mut self.inner
+    }
+
+    /// Unwraps the consumer, removing it from the `Poll` it was registered with.
+    pub fn into_inner(self) -> Consumer<T> {
+        let MioConsumer { reg, inner, .. } = self;
+        drop(reg);
+        inner
+    }
+
+    /// Counters of wake-ups, empty wake-ups and throttles.
+    pub fn wake_stats(&self) -> WakeStats {
+        self.guard.stats
+    }
+
+    /// The instant until which the wake-up fd is paused, if it is.
+    pub fn throttled_until(&self) -> Option<Instant> {
+        self.guard.paused_until
+    }
+
+    /// Delivers the items that are ready to `f` (in order, as up to two slices
+    /// per chunk, straight from shared memory), then re-arms the wake-up.
+    ///
+    /// In this order: drains the wake-up fd (one `read`), pops until the ring is
+    /// empty (or the budget is spent), announces the sleep with
+    /// `prepare_sleep` (popping again while items keep arriving), then asks the
+    /// link whether the producer is still there (one `recv`). Returns:
+    ///
+    /// * [`Readiness::Armed`]: the ring is empty and the sleep announced; the
+    ///   next commit of the producer makes the token fire. Go back to `poll`.
+    /// * [`Readiness::Ready`]: the budget is spent and items remain; the sleep is
+    ///   *not* announced, so no event will come: call again soon (poll the other
+    ///   sources with a zero timeout first, for fairness).
+    /// * [`Readiness::Throttled`]: too many wake-ups brought nothing (see
+    ///   [`FloodPolicy`]); the wake-up fd is out of the `Poll` until the given
+    ///   instant: call again at or after it. A hang-up still fires the token.
+    /// * [`Readiness::Closed`]: the producer is gone and every item it committed
+    ///   has been delivered. Deregister and drop this consumer.
+    ///
+    /// An error ([`shmring::Error::Corrupt`] from a hostile producer, a
+    /// registry failure) is final for this consumer: deregister and drop it.
+    ///
+    /// A hostile producer may change the slices while `f` reads them (they are
+    /// `Pod`, so that is not undefined behaviour): copy out what you validate.
+    pub fn drain_with<F>(&mut self, registry: &Registry, mut f: F) -> Result<Readiness>
+    where
+        F: FnMut(&[T]),
+    {
+        if self.last == Last::Closed {
+            return Ok(Readiness::Closed);
+        }
+        self.reg.token()?;
+        if let Some(until) = self.guard.paused_until {
+            let now = Instant::now();
+            if now < until {
+                // Woken by the link (the wake-up fd is out of the Poll): the
+                // producer hung up, or sent something it must not send.
+                if !self.inner.is_peer_alive() {
+                    return self.finish(&mut f);
+                }
+                return Ok(Readiness::Throttled(until));
+            }
+            self.reg.resume(registry)?;
+            self.guard.paused_until = None;
+            // Not a wake-up: we come back on our own.
+            self.last = Last::Fresh;
+        }
+        let woken = self.last == Last::Armed;
+        if woken {
+            self.guard.wakeup();
+        }
+        self.inner.drain_signal()?;
+        let mut delivered = 0usize;
+        loop {
+            delivered += self.pop(&mut f, self.budget - delivered)?;
+            if delivered >= self.budget {
+                self.last = Last::Ready;
+                return Ok(Readiness::Ready);
+            }
+            if self.inner.prepare_sleep()? {
+                break;
+            }
+        }
+        if !self.inner.is_peer_alive() {
+            return self.finish(&mut f);
+        }
+        if woken && delivered == 0 {
+            if let Some(until) = self.guard.empty(Instant::now()) {
+                self.reg.pause(registry)?;
+                self.last = Last::Armed;
+                return Ok(Readiness::Throttled(until));
+            }
+        }
+        self.last = Last::Armed;
+        Ok(Readiness::Armed)
+    }
+
+    /// Pops up to `max` items into `f`; returns how many.
+    fn pop<F: FnMut(&[T])>(&mut self, f: &mut F, max: usize) -> Result<usize> {
+        let mut done = 0;
+        while done < max {
+            let chunk = self.inner.read_chunk(max - done)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let (a, b) = chunk.as_slices();
+            if !a.is_empty() {
+                f(a);
+            }
+            if !b.is_empty() {
+                f(b);
+            }
+            done += chunk.len();
+            chunk.release_all();
+        }
+        Ok(done)
+    }
+
+    /// The producer is gone: deliver what it committed before leaving (at most
+    /// one ring's worth: nobody can commit after it closed its link, except a
+    /// hostile process it handed the memory to).
+    fn finish<F: FnMut(&[T])>(&mut self, f: &mut F) -> Result<Readiness> {
+        self.last = Last::Closed;
+        let cap = self.inner.capacity();
+        self.pop(f, cap)?;
+        Ok(Readiness::Closed)
+    }
+}
+
+impl<T: Pod> Deref for MioConsumer<T> {
+    type Target = Consumer<T>;
+    fn deref(&self) -> &Consumer<T> {
+        &self.inner
+    }
+}
+
+impl<T: Pod> DerefMut for MioConsumer<T> {
+    fn deref_mut(&mut self) -> &mut Consumer<T> {
+        &mut self.inner
+    }
+}
+
+impl<T: Pod> event::Source for MioConsumer<T> {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.reg.register(registry, token, interests)?;
+        self.guard.paused_until = None;
+        self.last = match self.last {
+            Last::Closed => Last::Closed,
+            _ => Last::Fresh,
+        };
+        Ok(())
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.reg.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.guard.paused_until = None;
+        self.reg.deregister(registry)
+    }
+}

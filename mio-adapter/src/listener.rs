@@ -1,0 +1,277 @@
+//! [`MioListener`]: a [`Listener`] that accepts peers without ever blocking the
+//! loop on a slow or silent client.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{event, Interest, Registry, Token};
+use shmring::handshake::{Connection, ListenOptions, Listener, PeerCred};
+use shmring::{Config, Pod};
+
+use crate::{Error, MioConsumer, MioProducer, Result};
+
+/// Default [`MioListener::set_max_pending`].
+pub const DEFAULT_MAX_PENDING: usize = 64;
+
+/// A peer whose handshake completed.
+#[derive(Debug)]
+pub struct Accepted<E> {
+    /// The new endpoint (not registered yet: register it under a token of yours).
+    pub endpoint: E,
+    /// The peer's credentials, read when it connected.
+    pub peer: PeerCred,
+}
+
+/// A connection whose hello has not arrived yet.
+#[derive(Debug)]
+struct Pending {
+    conn: Connection,
+    deadline: Instant,
+}
+
+/// A [`Listener`] as a [`mio::event::Source`], with the handshakes done inside
+/// the loop.
+///
+/// Its token fires when a peer connects and when the hello of an accepted peer
+/// arrives (both the listening socket and every pending connection are
+/// registered under it). On each such event, and at
+/// [`next_deadline`](Self::next_deadline), call
+/// [`accept_consumers`](Self::accept_consumers) (or
+/// [`accept_producers`](Self::accept_producers)): it accepts whatever is
+/// queued, completes the handshake of each peer whose hello is there (no wait:
+/// the data is already in the socket), and drops peers that stayed silent past
+/// the handshake timeout. A silent client therefore costs one fd until its
+/// timeout, never a blocked loop; at most
+/// [`max_pending`](Self::set_max_pending) such clients are held, later ones are
+/// dropped at once.
+#[derive(Debug)]
+pub struct MioListener {
+    pending: Vec<Pending>,
+    token: Option<Token>,
+    max_pending: usize,
+    timeout: Option<Duration>,
+    listener: Listener,
+}
+
+impl MioListener {
+    /// Binds a listener at `path` (see [`Listener::bind`]).
+    pub fn bind(path: impl AsRef<Path>, opts: &ListenOptions) -> Result<Self> {
+        Ok(Self::from_listener(Listener::bind(path, opts)?))
+    }
+
+    /// Wraps a bound listener.
+    pub fn from_listener(listener: Listener) -> Self {
+        MioListener {
+            pending: Vec::new(),
+            token: None,
+            max_pending: DEFAULT_MAX_PENDING,
+            timeout: None,
+            listener,
+        }
+    }
+
+    /// The wrapped listener.
+    pub fn listener(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// How many accepted peers have not sent their hello yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Most peers waiting for their hello at once (default
+    /// [`DEFAULT_MAX_PENDING`]); a peer beyond is dropped when accepted.
+    pub fn set_max_pending(&mut self, n: usize) {
+        self.max_pending = n.max(1);
+    }
+
+    /// How long a peer may take to send its hello. Default: the
+    /// `handshake_timeout` of the [`Config`] passed to the accept call.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.timeout = Some(timeout);
+    }
+
+    /// When the next silent peer times out: call an accept method then (use it
+    /// in the timeout of `poll`).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.deadline).min()
+    }
+
+    /// Accepts peers that connect to *produce* `T`, and serves each a channel;
+    /// returns our consuming ends (unregistered), and an error for every peer
+    /// that failed (refused uid, bad hello, type mismatch, timeout, hung up).
+    /// The outer error is a failure of the listener or the registry.
+    pub fn accept_consumers<T: Pod>(
+        &mut self,
+        registry: &Registry,
+        config: &Config,
+    ) -> Result<Vec<Result<Accepted<MioConsumer<T>>>>> {
+        self.accept_with(registry, config, |c| {
+            c.serve_consumer::<T>(config).map(MioConsumer::new)
+        })
+    }
+
+    /// Accepts peers that connect to *consume* `T`; returns our producing ends.
+    /// See [`accept_consumers`](Self::accept_consumers).
+    pub fn accept_producers<T: Pod>(
+        &mut self,
+        registry: &Registry,
+        config: &Config,
+    ) -> Result<Vec<Result<Accepted<MioProducer<T>>>>> {
+        self.accept_with(registry, config, |c| {
+            c.serve_producer::<T>(config).map(MioProducer::new)
+        })
+    }
+
+    /// The general form: `serve` completes the handshake of a connection whose
+    /// hello is readable (for instance with [`Connection::serve_consumer`]).
+    pub fn accept_with<E, F>(
+        &mut self,
+        registry: &Registry,
+        config: &Config,
+        mut serve: F,
+    ) -> Result<Vec<Result<Accepted<E>>>>
+    where
+        F: FnMut(Connection) -> shmring::Result<E>,
+    {
+        let token = self.token.ok_or(Error::NotRegistered)?;
+        let timeout = self.timeout.unwrap_or(config.handshake_timeout);
+        let mut out = Vec::new();
+        // 1. Everything queued on the listening socket.
+        loop {
+            match self.listener.try_accept() {
+                Ok(Some(conn)) => {
+                    let peer = conn.peer();
+                    if self.pending.len() >= self.max_pending {
+                        out.push(Err(Error::TooManyPending {
+                            peer,
+                            max: self.max_pending,
+                        }));
+                        continue;
+                    }
+                    let raw = conn.fd().as_raw_fd();
+                    if let Err(source) =
+                        registry.register(&mut SourceFd(&raw), token, Interest::READABLE)
+                    {
+                        out.push(Err(Error::Registry {
+                            context: "register pending connection",
+                            source,
+                        }));
+                        continue;
+                    }
+                    self.pending.push(Pending {
+                        conn,
+                        deadline: Instant::now() + timeout,
+                    });
+                }
+                Ok(None) => break,
+                Err(e @ shmring::Error::PeerRefused(_)) => out.push(Err(e.into())),
+                Err(e) => {
+                    // accept itself failed (EMFILE, ...): report it and try again
+                    // at the next event or deadline rather than spin here.
+                    out.push(Err(e.into()));
+                    break;
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(out);
+        }
+        // 2. Peers whose hello (or hang-up) is there: one poll(2) over all.
+        let mut fds: Vec<libc::pollfd> = self
+            .pending
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.conn.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of `fds.len()` pollfds that poll fills
+        // in; a zero timeout never blocks.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::Registry {
+                    context: "poll pending connections",
+                    source: e,
+                });
+            }
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        for pfd in &fds {
+            let ready = r > 0 && pfd.revents != 0;
+            if !ready && now < self.pending[i].deadline {
+                i += 1;
+                continue;
+            }
+            let p = self.pending.remove(i);
+            let peer = p.conn.peer();
+            deregister(registry, p.conn.fd().as_raw_fd());
+            if ready {
+                out.push(
+                    serve(p.conn)
+                        .map(|endpoint| Accepted { endpoint, peer })
+                        .map_err(Error::from),
+                );
+            } else {
+                out.push(Err(Error::HandshakeTimeout { peer }));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn deregister(registry: &Registry, fd: RawFd) {
+    // Cannot fail for a registered fd; if it did, closing the fd (a socket only
+    // we hold) removes it from the epoll set anyway.
+    let _ = registry.deregister(&mut SourceFd(&fd));
+}
+
+impl event::Source for MioListener {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        let raw = self.listener.as_fd().as_raw_fd();
+        registry.register(&mut SourceFd(&raw), token, interests)?;
+        for p in &self.pending {
+            registry.register(&mut SourceFd(&p.conn.fd().as_raw_fd()), token, interests)?;
+        }
+        self.token = Some(token);
+        Ok(())
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        let raw = self.listener.as_fd().as_raw_fd();
+        registry.reregister(&mut SourceFd(&raw), token, interests)?;
+        for p in &self.pending {
+            registry.reregister(&mut SourceFd(&p.conn.fd().as_raw_fd()), token, interests)?;
+        }
+        self.token = Some(token);
+        Ok(())
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        let raw = self.listener.as_fd().as_raw_fd();
+        let r = registry.deregister(&mut SourceFd(&raw));
+        for p in &self.pending {
+            deregister(registry, p.conn.fd().as_raw_fd());
+        }
+        self.token = None;
+        r
+    }
+}

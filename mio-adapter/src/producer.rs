@@ -1,0 +1,224 @@
+//! [`MioProducer`]: a [`Producer`] as a [`mio::event::Source`].
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use mio::{event, Interest, Registry, Token};
+use shmring::ring::WriteChunk;
+use shmring::{Pod, Producer};
+
+use crate::reg::{Guard, Reg, WakeStats};
+use crate::{FloodPolicy, Readiness, Result};
+
+/// A [`Producer`] that a mio [`Poll`](mio::Poll) can watch.
+///
+/// Registering it registers two fds under one token: the wake-up fd (readable
+/// when the consumer freed slots while we announced a sleep) and the link
+/// socket (hang-up when the consumer is gone). Interests must include
+/// [`Interest::READABLE`] ("space may be free" is reported as readable).
+///
+/// Push with [`try_push`](Self::try_push), [`push_slice`](Self::push_slice) or
+/// [`write_chunk`](Self::write_chunk) (the rest of [`Producer`] is reachable
+/// through [`Deref`]); when a push comes up short, and after every
+/// event for the token, call [`poll_writable`](Self::poll_writable) (and at the
+/// instant of [`Readiness::Throttled`]).
+///
+/// Deregister it before dropping it. If you do not, dropping it removes its fds
+/// from the `Poll` anyway.
+#[derive(Debug)]
+pub struct MioProducer<T: Pod> {
+    // `reg` drops (removing the fds from epoll) before `inner` closes them.
+    reg: Reg,
+    guard: Guard,
+    last: Last,
+    /// A push was attempted since the last `poll_writable`.
+    pushed: bool,
+    inner: Producer<T>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Fresh,
+    Armed,
+    Ready,
+    Closed,
+}
+
+impl<T: Pod> MioProducer<T> {
+    /// Wraps `producer` with the default [`FloodPolicy`].
+    pub fn new(producer: Producer<T>) -> Self {
+        Self::with_policy(producer, FloodPolicy::default())
+    }
+
+    /// Wraps `producer` with a flood policy of your choice.
+    pub fn with_policy(producer: Producer<T>, policy: FloodPolicy) -> Self {
+        MioProducer {
+            reg: Reg::new(producer.as_raw_fd(), producer.link_fd().as_raw_fd()),
+            guard: Guard::new(policy),
+            last: Last::Fresh,
+            pushed: false,
+            inner: producer,
+        }
+    }
+
+    /// [`Producer::try_push`], noted for the flood accounting of
+    /// [`poll_writable`](Self::poll_writable).
+    #[inline]
+    pub fn try_push(&mut self, value: T) -> shmring::Result<()> {
+        self.pushed = true;
+        self.inner.try_push(value)
+    }
+
+    /// [`Producer::push_slice`], noted for the flood accounting.
+    #[inline]
+    pub fn push_slice(&mut self, src: &[T]) -> shmring::Result<usize> {
+        self.pushed = true;
+        self.inner.push_slice(src)
+    }
+
+    /// [`Producer::write_chunk`], noted for the flood accounting.
+    #[inline]
+    pub fn write_chunk(&mut self, max: usize) -> shmring::Result<WriteChunk<'_, T>> {
+        self.pushed = true;
+        self.inner.write_chunk(max)
+    }
+
+    /// The wrapped producer.
+    pub fn get_ref(&self) -> &Producer<T> {
+        &self.inner
+    }
+
+    /// The wrapped producer. Prefer the push methods of `MioProducer` itself
+    /// (which [`Deref`] does not hide): they tell
+    /// [`poll_writable`](Self::poll_writable) that the free slots it finds are
+    /// progress, not a wake-up nobody asked for.
+    pub fn get_mut(&mut self) -> &mut Producer<T> {
+        &mut self.inner
+    }
+
+    /// Unwraps the producer, removing it from the `Poll` it was registered with.
+    pub fn into_inner(self) -> Producer<T> {
+        let MioProducer { reg, inner, .. } = self;
+        drop(reg);
+        inner
+    }
+
+    /// Counters of wake-ups, empty wake-ups and throttles.
+    pub fn wake_stats(&self) -> WakeStats {
+        self.guard.stats
+    }
+
+    /// The instant until which the wake-up fd is paused, if it is.
+    pub fn throttled_until(&self) -> Option<Instant> {
+        self.guard.paused_until
+    }
+
+    /// Finds out whether there is room, arming the wake-up if there is none.
+    ///
+    /// Call it after every event for the token and whenever a push came up
+    /// short. In this order: drains the wake-up fd (one `read`), asks the link
+    /// whether the consumer is still there (one `recv`), then looks for free
+    /// slots and, if there are none, announces the sleep with `prepare_sleep`.
+    ///
+    /// * [`Readiness::Ready`]: slots are free; push.
+    /// * [`Readiness::Armed`]: the ring is full and the sleep is announced; the
+    ///   consumer's next release makes the token fire.
+    /// * [`Readiness::Throttled`]: too many wake-ups brought nothing (see
+    ///   [`FloodPolicy`]); call again at or after the given instant.
+    /// * [`Readiness::Closed`]: the consumer is gone. Deregister and drop.
+    pub fn poll_writable(&mut self, registry: &Registry) -> Result<Readiness> {
+        if self.last == Last::Closed {
+            return Ok(Readiness::Closed);
+        }
+        self.reg.token()?;
+        if let Some(until) = self.guard.paused_until {
+            if Instant::now() < until {
+                if !self.inner.is_peer_alive() {
+                    self.last = Last::Closed;
+                    return Ok(Readiness::Closed);
+                }
+                return Ok(Readiness::Throttled(until));
+            }
+            self.reg.resume(registry)?;
+            self.guard.paused_until = None;
+            self.last = Last::Fresh;
+        }
+        if self.last == Last::Armed {
+            self.guard.wakeup();
+        }
+        self.inner.drain_signal()?;
+        if !self.inner.is_peer_alive() {
+            self.last = Last::Closed;
+            return Ok(Readiness::Closed);
+        }
+        let now = if self.inner.slots()? > 0 || !self.inner.prepare_sleep()? {
+            Last::Ready
+        } else {
+            Last::Armed
+        };
+        // Woken with the ring still full, or called again while not asleep
+        // without a push in between (a wake-up we never asked for): no progress.
+        let useless = match (self.last, now) {
+            (Last::Armed, Last::Armed) => true,
+            (Last::Ready, Last::Ready) => !self.pushed,
+            _ => false,
+        };
+        self.pushed = false;
+        self.last = now;
+        if useless {
+            if let Some(until) = self.guard.empty(Instant::now()) {
+                self.reg.pause(registry)?;
+                return Ok(Readiness::Throttled(until));
+            }
+        }
+        Ok(match now {
+            Last::Armed => Readiness::Armed,
+            _ => Readiness::Ready,
+        })
+    }
+}
+
+impl<T: Pod> Deref for MioProducer<T> {
+    type Target = Producer<T>;
+    fn deref(&self) -> &Producer<T> {
+        &self.inner
+    }
+}
+
+impl<T: Pod> DerefMut for MioProducer<T> {
+    fn deref_mut(&mut self) -> &mut Producer<T> {
+        &mut self.inner
+    }
+}
+
+impl<T: Pod> event::Source for MioProducer<T> {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.reg.register(registry, token, interests)?;
+        self.guard.paused_until = None;
+        if self.last != Last::Closed {
+            self.last = Last::Fresh;
+        }
+        Ok(())
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.reg.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.guard.paused_until = None;
+        self.reg.deregister(registry)
+    }
+}

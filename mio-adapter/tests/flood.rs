@@ -1,0 +1,217 @@
+//! Issue 3, test 3: a hostile peer that floods the wake-up fd (writing it in a
+//! tight loop without committing anything) neither makes the loop spin nor
+//! grows its memory, and does not hold up an honest producer on the same loop.
+
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use shmring::{channel, Config, SignalKind};
+use shmring_mio::{MioConsumer, MioProducer, Readiness};
+
+child_test!();
+
+const FLOOD_SECS: f64 = 2.0;
+
+fn flooding_producer_process(signal: SignalKind) {
+    let _serial = common::serial();
+    let (dir, path) = common::temp_socket("flood");
+    let config = common::config(signal, 1024);
+    let mut listener = common::bind(&path);
+    let flooder = common::spawn(
+        "flooder",
+        &[
+            path.display().to_string(),
+            common::signal_name(signal).into(),
+            FLOOD_SECS.to_string(),
+        ],
+    );
+    // An honest producer on the same loop meanwhile: ~2.5 s of bursts and gaps.
+    let (seed, rounds, max_burst) = (42u64, 1800usize, 200u64);
+    let honest_total: u64 = common::burst_plan(seed, rounds, max_burst)
+        .iter()
+        .map(|b| b.0)
+        .sum();
+    let honest = common::spawn(
+        "bursty",
+        &[
+            path.display().to_string(),
+            common::signal_name(signal).into(),
+            "1024".into(),
+            seed.to_string(),
+            rounds.to_string(),
+            max_burst.to_string(),
+        ],
+    );
+    let (flooder_pid, honest_pid) = (flooder.id() as i32, honest.id() as i32);
+
+    let rss_before = common::rss();
+    let cpu_before = common::thread_cpu();
+    let t0 = Instant::now();
+    let finished = common::consume(
+        &mut listener,
+        &config,
+        &common::LoopOpts {
+            expect: 2,
+            budget: 4096,
+            stall: Duration::from_secs(3),
+            overall: Duration::from_secs(20),
+        },
+    );
+    let wall = t0.elapsed();
+    let cpu = common::thread_cpu() - cpu_before;
+    let rss_growth = common::rss().saturating_sub(rss_before);
+    common::wait_ok(flooder, "flooder");
+    common::wait_ok(honest, "honest producer");
+
+    let f = finished.iter().find(|f| f.pid == flooder_pid).unwrap();
+    let h = finished.iter().find(|f| f.pid == honest_pid).unwrap();
+    eprintln!(
+        "{signal:?}: loop thread: {cpu:?} CPU over {wall:?} wall ({:.1}%), RSS +{} KiB; flooder {:?}; honest {:?}",
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        rss_growth / 1024,
+        f.wake,
+        h.wake
+    );
+    assert!(wall >= Duration::from_secs_f64(FLOOD_SECS));
+    assert!(
+        cpu.as_secs_f64() < 0.25 * wall.as_secs_f64(),
+        "loop spun: {cpu:?} CPU in {wall:?}"
+    );
+    assert!(rss_growth < 8 << 20, "RSS grew by {rss_growth} bytes");
+    assert_eq!(f.items, 0);
+    assert!(
+        f.wake.throttles > 0,
+        "flooder never throttled: {:?}",
+        f.wake
+    );
+    assert_eq!(h.items, honest_total);
+    assert!(h.in_order);
+    assert_eq!(h.wake.throttles, 0, "honest producer throttled");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn flooding_producer_process_is_throttled_eventfd() {
+    flooding_producer_process(SignalKind::EventFd);
+}
+
+#[test]
+fn flooding_producer_process_is_throttled_pipe() {
+    flooding_producer_process(SignalKind::Pipe);
+}
+
+/// Writes `fd` (a dup of a wake-up eventfd: what a hostile peer holds) in a
+/// tight loop until `stop`.
+fn flood_thread(fd: OwnedFd, stop: Instant) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let one = 1u64;
+        let mut n = 0;
+        while Instant::now() < stop {
+            for _ in 0..64 {
+                // SAFETY: writes 8 bytes from a live local to an fd we own.
+                unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+            n += 64;
+        }
+        n
+    })
+}
+
+#[test]
+fn flooded_idle_producer_is_throttled() {
+    let _serial = common::serial();
+    let (tx, mut rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+    let mut tx = MioProducer::new(tx);
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(64);
+    poll.registry()
+        .register(&mut tx, Token(7), Interest::READABLE)
+        .unwrap();
+    let mut state = tx.poll_writable(poll.registry()).unwrap();
+    assert_eq!(state, Readiness::Ready);
+    let dup = tx.as_fd().try_clone_to_owned().unwrap();
+    let wall = Duration::from_secs_f64(1.5);
+    let rss_before = common::rss();
+    let cpu_before = common::thread_cpu();
+    let t0 = Instant::now();
+    let flooder = flood_thread(dup, t0 + wall);
+    let mut pushed = 0u64;
+    while t0.elapsed() < wall {
+        let timeout = match state {
+            Readiness::Throttled(t) => t.saturating_duration_since(Instant::now()),
+            _ => Duration::from_millis(50),
+        };
+        poll.poll(&mut events, Some(timeout)).unwrap();
+        state = tx.poll_writable(poll.registry()).unwrap();
+        // Now and then there is something to send: it must still get through.
+        if pushed < 1000 && state == Readiness::Ready {
+            pushed += tx.try_push(pushed).map(|_| 1).unwrap_or(0);
+            assert_eq!(rx.try_pop().unwrap(), pushed - 1);
+        }
+    }
+    let cpu = common::thread_cpu() - cpu_before;
+    let writes = flooder.join().unwrap();
+    let stats = tx.wake_stats();
+    eprintln!(
+        "producer loop: {cpu:?} CPU over {:?}, {writes} flood writes, {stats:?}",
+        t0.elapsed()
+    );
+    assert!(stats.throttles > 0);
+    assert!(
+        cpu.as_secs_f64() < 0.25 * wall.as_secs_f64(),
+        "loop spun: {cpu:?}"
+    );
+    assert!(common::rss().saturating_sub(rss_before) < 8 << 20);
+    assert!(pushed > 0);
+    poll.registry().deregister(&mut tx).unwrap();
+}
+
+#[test]
+fn dropped_endpoint_leaves_no_stale_registration() {
+    let _serial = common::serial();
+    for explicit in [false, true] {
+        let (tx, rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+        let mut rx = MioConsumer::new(rx);
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        poll.registry()
+            .register(&mut rx, Token(3), Interest::READABLE)
+            .unwrap();
+        assert_eq!(
+            rx.drain_with(poll.registry(), |_| {}).unwrap(),
+            Readiness::Armed
+        );
+        // The peer's copy of our wake-up fd (same open file).
+        let peer_copy = rx.as_fd().try_clone_to_owned().unwrap();
+        if explicit {
+            poll.registry().deregister(&mut rx).unwrap();
+        }
+        drop(rx);
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a live local to an fd we own.
+        let w = unsafe { libc::write(peer_copy.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        assert_eq!(w, 8);
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(
+            events.is_empty(),
+            "stale event after drop (explicit deregister: {explicit})"
+        );
+        drop(tx);
+    }
+}
+
+#[test]
+fn write_only_interest_is_refused() {
+    let (_tx, rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+    let mut rx = MioConsumer::new(rx);
+    let poll = Poll::new().unwrap();
+    let e = poll
+        .registry()
+        .register(&mut rx, Token(1), Interest::WRITABLE)
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
