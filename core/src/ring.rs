@@ -720,7 +720,10 @@ impl<T: Pod> Writer<T> {
     /// without [`cancel_sleep`](Self::cancel_sleep) is safe (event loops do).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
         let seq = self.sleep.begin();
-        self.shared.cons().producer_sleep.store(seq, Ordering::Relaxed);
+        self.shared
+            .cons()
+            .producer_sleep
+            .store(seq, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.free(1)? > 0 {
             self.cancel_sleep();
@@ -732,7 +735,10 @@ impl<T: Pod> Writer<T> {
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
     pub fn cancel_sleep(&mut self) {
         if let Some(seq) = self.sleep.end() {
-            self.shared.cons().producer_sleep.store(seq, Ordering::Relaxed);
+            self.shared
+                .cons()
+                .producer_sleep
+                .store(seq, Ordering::Relaxed);
         }
     }
 }
@@ -846,7 +852,10 @@ impl<T: Pod> Reader<T> {
     /// without [`cancel_sleep`](Self::cancel_sleep) is safe (event loops do).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
         let seq = self.sleep.begin();
-        self.shared.prod().consumer_sleep.store(seq, Ordering::Relaxed);
+        self.shared
+            .prod()
+            .consumer_sleep
+            .store(seq, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.available(1)? > 0 {
             self.cancel_sleep();
@@ -858,7 +867,10 @@ impl<T: Pod> Reader<T> {
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
     pub fn cancel_sleep(&mut self) {
         if let Some(seq) = self.sleep.end() {
-            self.shared.prod().consumer_sleep.store(seq, Ordering::Relaxed);
+            self.shared
+                .prod()
+                .consumer_sleep
+                .store(seq, Ordering::Relaxed);
         }
     }
 }
@@ -1013,6 +1025,7 @@ pub mod model {
             Shared {
                 prod: NonNull::from(&*self.prod),
                 cons: NonNull::from(&*self.cons),
+                // Test-only model: a Vec's element pointer is never null.
                 slots: NonNull::new(self.slots[0].get()).expect("non-null"),
                 capacity: self.slots.len() as u64,
                 mask: self.slots.len() as u64 - 1,

@@ -9,6 +9,7 @@
 //!
 //! `--expect N` exits after N producers have finished (for tests and demos).
 
+use shmring_examples::{checksum_step, CHECKSUM_INIT};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -19,12 +20,6 @@ use shmring_mio::{MioConsumer, MioListener, Readiness};
 
 const LISTENER: Token = Token(0);
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-/// Order-sensitive checksum of a stream of u64 (same as `mio_producer`).
-fn checksum_step(h: u64, x: u64) -> u64 {
-    (h ^ x).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
-}
-const CHECKSUM_INIT: u64 = 0xcbf2_9ce4_8422_2325;
 
 struct Args {
     path: String,

@@ -5,16 +5,11 @@
 //! mio_producer /tmp/demo.sock --items 1000000 [--pipe]
 //! ```
 
+use shmring_examples::{checksum_step, CHECKSUM_INIT};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmring::{handshake, Config, SignalKind};
-
-/// Order-sensitive checksum of a stream of u64 (same as `mio_consumer`).
-fn checksum_step(h: u64, x: u64) -> u64 {
-    (h ^ x).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
-}
-const CHECKSUM_INIT: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn main() -> ExitCode {
     let mut path = None;
