@@ -53,3 +53,8 @@ pub use bytemuck::{Pod, Zeroable};
 pub use channel::{Config, Consumer, Producer};
 pub use error::{Error, Result};
 pub use signal::SignalKind;
+
+/// Compiles the Rust example of the project README.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

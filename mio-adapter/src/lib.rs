@@ -23,10 +23,10 @@
 //! 1. drain the wake-up fd (`drain_signal`: one `read`);
 //! 2. pop until the ring is empty;
 //! 3. announce the sleep with `prepare_sleep`: `Ok(false)` means items arrived
-//!    in the meantime (go back to 2), `Ok(true)` means the flag is set and the
-//!    ring was still empty after setting it, so the producer's next commit will
-//!    write the wake-up fd (the ring's `publish` checks the flag after a full
-//!    fence; `prepare_sleep` re-checks the ring after one);
+//!    in the meantime (go back to 2), `Ok(true)` means the sleep is announced and
+//!    the ring was still empty after announcing it, so the producer's next commit will
+//!    write the wake-up fd (the ring's `publish` checks the announcement after
+//!    a full fence; `prepare_sleep` re-checks the ring after one);
 //! 4. only then return to `poll`.
 //!
 //! Draining *after* announcing the sleep could swallow the wake-up for the

@@ -328,7 +328,10 @@ fn sleep_flags_follow_the_protocol() {
     assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Announcing sleep with items present withdraws at once.
     assert!(!r.prepare_sleep().expect("no sleep"));
-    assert_eq!(r.shared.prod().consumer_sleep.load(Ordering::Relaxed) % 2, 0);
+    assert_eq!(
+        r.shared.prod().consumer_sleep.load(Ordering::Relaxed) % 2,
+        0
+    );
     // An event loop announces a new sleep without cancelling the old one: the
     // producer must wake it again, once per sleep.
     r.pop().expect("pop");
