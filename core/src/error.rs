@@ -40,6 +40,11 @@ pub enum Error {
     /// size, number of fds, truncated message, ...).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// A frame-stream descriptor from the producer is invalid (unknown kind,
+    /// slot out of range, bytes outside the slot, slot sent twice, payload that
+    /// is not UTF-8), or a consumer returned a slot it did not hold.
+    #[error("bad frame descriptor: {0}")]
+    BadDescriptor(String),
     /// The peer's credentials were refused by the configured policy.
     #[error("peer refused: {0}")]
     PeerRefused(String),

@@ -56,8 +56,9 @@ use crate::{Consumer, Error, Producer, Result};
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest type name carried in a [`Hello`].
 pub const NAME_MAX: usize = 64;
-/// Most fds one handshake message may carry (segment + two pipe signals).
-pub const MAX_FDS: usize = 5;
+/// Most fds one handshake message may carry (a frame stream's arena, return
+/// ring segment and two pipe signals need 6).
+pub const MAX_FDS: usize = 8;
 
 const HELLO_MAGIC: u64 = u64::from_le_bytes(*b"SHMRHELO");
 const WELCOME_MAGIC: u64 = u64::from_le_bytes(*b"SHMRWLCM");
@@ -306,7 +307,7 @@ impl Welcome {
     }
 }
 
-fn read_exact_pod<P: Pod>(bytes: &[u8], what: &str) -> Result<P> {
+pub(crate) fn read_exact_pod<P: Pod>(bytes: &[u8], what: &str) -> Result<P> {
     if bytes.len() != std::mem::size_of::<P>() {
         return Err(Error::Protocol(format!(
             "{what} message of {} bytes, expected {}",
@@ -702,7 +703,11 @@ impl Connection {
         fds.0.into_consumer(fds.1, config.spin)
     }
 
-    fn serve<T: Pod>(self, peer_role: Role, config: &Config) -> Result<(ChannelFds, OwnedFd)> {
+    pub(crate) fn serve<T: Pod>(
+        self,
+        peer_role: Role,
+        config: &Config,
+    ) -> Result<(ChannelFds, OwnedFd)> {
         let deadline = Instant::now() + config.handshake_timeout;
         let mut buf = [0u8; std::mem::size_of::<Hello>() + 1];
         let (len, fds) = recv_with_fds(self.fd.as_fd(), &mut buf, 0, deadline)?;
@@ -780,7 +785,11 @@ pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<OwnedFd> {
     }
 }
 
-fn client<T: Pod>(path: &Path, role: Role, config: &Config) -> Result<(ChannelFds, OwnedFd)> {
+pub(crate) fn client<T: Pod>(
+    path: &Path,
+    role: Role,
+    config: &Config,
+) -> Result<(ChannelFds, OwnedFd)> {
     let deadline = Instant::now() + config.handshake_timeout;
     let fd = connect(path, config.handshake_timeout)?;
     let hello = Hello::new::<T>(role, config)?;

@@ -15,6 +15,7 @@
 //! | [`signal`] | a wake-up fd: eventfd or pipe |
 //! | [`channel`] | [`Producer`] / [`Consumer`]: segment + ring + signals + peer link |
 //! | [`handshake`] | passing a channel's fds over a Unix socket |
+//! | [`frames`] | media frames and stream events: slot arena + descriptor ring + return ring |
 //!
 //! # Example: two threads
 //!
@@ -44,6 +45,7 @@ mod error;
 mod sync;
 
 pub mod channel;
+pub mod frames;
 pub mod handshake;
 pub mod ring;
 pub mod segment;

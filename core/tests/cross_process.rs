@@ -28,7 +28,6 @@ fn produce(tx: &mut shmring::Producer<u64>, n: u64) -> shmring::Result<()> {
     while next < n {
         let mut c = tx.write_chunk(CHUNK.min((n - next) as usize))?;
         if c.is_empty() {
-            drop(c);
             tx.wait_writable(T)?;
             continue;
         }
@@ -49,7 +48,6 @@ fn consume(rx: &mut shmring::Consumer<u64>, n: u64) -> shmring::Result<u64> {
     while expect < n {
         let c = rx.read_chunk(CHUNK)?;
         if c.is_empty() {
-            drop(c);
             rx.wait_readable(T)?;
             continue;
         }

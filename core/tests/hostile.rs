@@ -123,7 +123,8 @@ fn header_case(f: impl FnOnce(*mut u8)) -> Error {
 #[test]
 fn header_with_wrong_magic_version_tag_or_capacity_is_refused() {
     // SAFETY (all cases): writes inside the first page of a 4096+ byte mapping.
-    let cases: [(&str, Box<dyn FnOnce(*mut u8)>); 5] = [
+    type Patch = Box<dyn FnOnce(*mut u8)>;
+    let cases: [(&str, Patch); 5] = [
         ("magic", Box::new(|p| unsafe { *p ^= 0xff })),
         ("version", Box::new(|p| unsafe { *p.add(8) = 7 })),
         ("size", Box::new(|p| unsafe { *p.add(12) = 4 })),

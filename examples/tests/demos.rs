@@ -14,7 +14,10 @@ fn run_stream_demo(extra: &[&str]) {
         .expect("run stream_demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stream_demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "stream_demo failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("checksums match"), "{stdout}");
     assert!(stdout.contains("received 1000000 items"), "{stdout}");
 }
@@ -63,8 +66,13 @@ fn mio_consumer_serves_three_producers() {
         let out = p.wait_with_output().expect("producer output");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "producer failed: {stdout}");
-        let line = stdout.lines().find(|l| l.contains("pushed")).expect("report");
-        let pid: u32 = field(line, "pid").and_then(|s| s.parse().ok()).expect("pid");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("pushed"))
+            .expect("report");
+        let pid: u32 = field(line, "pid")
+            .and_then(|s| s.parse().ok())
+            .expect("pid");
         let items = field(line, "pushed").expect("items").to_string();
         let sum = field(line, "checksum").expect("checksum").to_string();
         sent.insert(pid, (items, sum));
@@ -83,7 +91,9 @@ fn mio_consumer_serves_three_producers() {
     let finished: Vec<_> = stdout.lines().filter(|l| l.contains("finished:")).collect();
     assert_eq!(finished.len(), 3, "{stdout}");
     for line in finished {
-        let pid: u32 = field(line, "producer pid").and_then(|s| s.parse().ok()).expect("pid");
+        let pid: u32 = field(line, "producer pid")
+            .and_then(|s| s.parse().ok())
+            .expect("pid");
         let (items, sum) = sent.get(&pid).expect("a producer we started");
         assert_eq!(field(line, "finished"), Some(items.as_str()), "{line}");
         assert_eq!(field(line, "checksum"), Some(sum.as_str()), "{line}");

@@ -58,7 +58,7 @@ fn push_until_closed(poll: &mut Poll, tx: &mut MioProducer<u64>, n: Option<u64>)
         );
         match state {
             Readiness::Closed => return (next, armed),
-            Readiness::Ready if n.map_or(true, |n| next < n) => {
+            Readiness::Ready if n.is_none_or(|n| next < n) => {
                 let want = n.map_or(4096, |n| (n - next).min(4096)) as usize;
                 let mut chunk = tx.write_chunk(want).unwrap();
                 let (a, b) = chunk.as_mut_slices();

@@ -23,12 +23,10 @@ fn empty_then_full_then_wraps() {
     assert_eq!(r.slots().expect("slots"), 4);
     // Drain and refill many times so indices wrap around the slot array.
     let mut next_out = 0;
-    let mut next_in = 4;
-    for _ in 0..1000 {
+    for next_in in 4..1004 {
         assert_eq!(r.pop().expect("item"), next_out);
         next_out += 1;
         w.push(next_in).expect("room after pop");
-        next_in += 1;
     }
     let mut out = [0u32; 8];
     assert_eq!(r.pop_slice(&mut out).expect("pop"), 4);

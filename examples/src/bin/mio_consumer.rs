@@ -105,7 +105,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut due: Vec<Token> = Vec::new();
     let mut last_report = Instant::now();
 
-    while args.expect.map_or(true, |n| finished < n) {
+    while args.expect.is_none_or(|n| finished < n) {
         // Timeout: zero if a consumer has work left over, else the nearest of
         // the report tick, a throttled consumer's resume and a handshake deadline.
         let now = Instant::now();

@@ -108,7 +108,6 @@ fn producer(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let want = (args.items - next).min(args.batch as u64) as usize;
         let mut chunk = tx.write_chunk(want)?;
         if chunk.is_empty() {
-            drop(chunk);
             tx.wait_writable(Some(TIMEOUT))?;
             continue;
         }
@@ -179,7 +178,6 @@ fn consumer(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let chunk = rx.read_chunk(args.batch.max(4096))?;
         if chunk.is_empty() {
-            drop(chunk);
             match rx.wait_readable(Some(TIMEOUT)) {
                 Ok(()) => continue,
                 Err(Error::Disconnected) => break,

@@ -1,0 +1,267 @@
+//! The frame stream: media frames and stream events between two processes,
+//! in order, without copying frame bytes.
+//!
+//! Three parts, all created by the producer:
+//!
+//! * an **arena**: one memfd split into equal slots. The producer maps it
+//!   read-write and then seals it `F_SEAL_FUTURE_WRITE`, so a consumer can only
+//!   map it read-only;
+//! * a **descriptor ring** ([`Descriptor`], a ring of the [`channel`](crate::channel)
+//!   layer) carrying frames (slot, offset, size, timestamps, flags) and events
+//!   (caps, segment, EOS, flush, gap, stream-start, tags) in one order;
+//! * a **return ring** of slot numbers the consumer is done with.
+//!
+//! Strings (caps, tags, stream id) travel in a slot like frame bytes. The
+//! consumer copies each descriptor out of shared memory, then validates it
+//! (known kind, sequence number, slot in range, bytes inside the slot, slot not
+//! already held) before it uses any field: a bad producer yields
+//! [`Error::BadDescriptor`]. The producer checks every returned slot number the
+//! same way.
+//!
+//! Nothing here knows GStreamer; the `gst-plugin` crate maps its types onto
+//! these, and any program (an audio callback, a test) can speak to a
+//! `shmringsink` or `shmringsrc` through this module.
+//!
+//! ```
+//! use shmring::frames::{self, FrameConfig, FrameMeta, Received};
+//!
+//! let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 4096))?;
+//! tx.send_caps("audio/x-raw,format=S16LE,rate=48000,channels=2")?;
+//! let mut slot = tx.try_lease().expect("a free slot");
+//! slot.as_mut()[..4].copy_from_slice(&[1, 2, 3, 4]);
+//! tx.send_lease(slot, 4, &FrameMeta { pts: 0, ..FrameMeta::default() })?;
+//!
+//! assert!(matches!(rx.try_recv()?, Some(Received::Caps(c)) if c.starts_with("audio/x-raw")));
+//! match rx.try_recv()? {
+//!     Some(Received::Frame(f)) => assert_eq!(f.bytes(), &[1, 2, 3, 4]),
+//!     other => panic!("{other:?}"),
+//! } // the frame dropped: its slot goes back
+//! assert_eq!(tx.reclaim(|_| {})?, 2); // the caps slot and the frame slot
+//! # Ok::<(), shmring::Error>(())
+//! ```
+
+mod arena;
+mod descriptor;
+mod receiver;
+mod sender;
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+
+pub use arena::{Arena, ArenaView, SlotLease, MAX_SLOTS};
+pub use descriptor::{Descriptor, FrameMeta, Kind, SegmentInfo, NONE};
+pub use receiver::{FrameReceiver, FrameRef, Received};
+pub use sender::FrameSender;
+
+use crate::channel::{self, ChannelFds, Config, DEFAULT_SPIN};
+use crate::handshake::{self, Connection, Role};
+use crate::ring::TypeTag;
+use crate::signal::SignalKind;
+use crate::{Error, Result};
+use arena::Geometry;
+use descriptor::{DESCRIPTOR_TYPE, RETURN_TYPE};
+
+/// Default largest arena a consumer agrees to map.
+pub const DEFAULT_MAX_ARENA: usize = 1 << 30;
+
+/// Settings of a frame stream.
+#[derive(Debug, Clone)]
+pub struct FrameConfig {
+    /// Number of slots in the arena (the producer's choice; at most [`MAX_SLOTS`]).
+    pub slots: u32,
+    /// Bytes per slot, rounded up to a multiple of 64 (the producer's choice).
+    pub slot_size: usize,
+    /// Capacity of the descriptor ring (the producer's choice).
+    pub descriptors: usize,
+    /// eventfd (default) or pipe wake-ups; both sides must agree.
+    pub signal: SignalKind,
+    /// Busy-poll time of blocking calls before they sleep.
+    pub spin: Duration,
+    /// Limit on the whole handshake.
+    pub handshake_timeout: Duration,
+    /// Largest arena (bytes) the consumer agrees to map.
+    pub max_arena: usize,
+}
+
+impl FrameConfig {
+    /// `slots` slots of `slot_size` bytes, defaults for the rest.
+    pub fn new(slots: u32, slot_size: usize) -> Self {
+        FrameConfig {
+            slots,
+            slot_size,
+            descriptors: 256,
+            signal: SignalKind::EventFd,
+            spin: DEFAULT_SPIN,
+            handshake_timeout: Duration::from_secs(5),
+            max_arena: DEFAULT_MAX_ARENA,
+        }
+    }
+
+    /// Sets [`descriptors`](Self::descriptors).
+    pub fn descriptors(mut self, n: usize) -> Self {
+        self.descriptors = n;
+        self
+    }
+
+    /// Sets [`signal`](Self::signal).
+    pub fn signal(mut self, kind: SignalKind) -> Self {
+        self.signal = kind;
+        self
+    }
+
+    /// Sets [`spin`](Self::spin).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Sets [`max_arena`](Self::max_arena).
+    pub fn max_arena(mut self, bytes: usize) -> Self {
+        self.max_arena = bytes;
+        self
+    }
+
+    fn geometry(&self) -> Result<Geometry> {
+        Geometry::new(self.slots, self.slot_size, self.max_arena)
+    }
+
+    fn ring_config(&self, capacity: usize, name: &str) -> Config {
+        Config::new(capacity)
+            .type_name(name)
+            .signal(self.signal)
+            .spin(self.spin)
+            .handshake_timeout(self.handshake_timeout)
+    }
+
+    fn desc_config(&self) -> Config {
+        self.ring_config(self.descriptors, DESCRIPTOR_TYPE)
+    }
+
+    fn return_config(&self, slots: u32) -> Config {
+        // Room for every slot: a return never finds the ring full.
+        self.ring_config((slots as usize).next_power_of_two(), RETURN_TYPE)
+    }
+}
+
+/// Both ends in one process.
+pub fn pair(cfg: &FrameConfig) -> Result<(FrameSender, FrameReceiver)> {
+    let g = cfg.geometry()?;
+    let (arena, seg) = Arena::create(g)?;
+    let view = ArenaView::of(&seg, g)?;
+    let (dtx, drx) = channel::pair::<Descriptor>(&cfg.desc_config())?;
+    let (rtx, rrx) = channel::pair::<u32>(&cfg.return_config(g.slots))?;
+    Ok((
+        FrameSender::new(arena, dtx, rrx),
+        FrameReceiver::new(view, drx, rtx),
+    ))
+}
+
+const FRAMES_MAGIC: u64 = u64::from_le_bytes(*b"SHMRFRAM");
+const FRAMES_VERSION: u32 = 1;
+
+/// Second handshake message of a frame stream (after the descriptor ring's
+/// [`Welcome`](handshake::Welcome)): the arena and the return ring.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct FramesWelcome {
+    magic: u64,
+    version: u32,
+    signal: u32,
+    slots: u32,
+    nfds: u32,
+    slot_size: u64,
+    return_capacity: u64,
+}
+
+/// Serves one consumer on an accepted connection (the listening side is the
+/// producer): creates the arena and both rings and sends their fds.
+pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
+    let g = cfg.geometry()?;
+    let (desc_fds, link) = conn.serve::<Descriptor>(Role::Consumer, &cfg.desc_config())?;
+    let (arena, seg) = Arena::create(g)?;
+    let ret_cfg = cfg.return_config(g.slots);
+    let ret = ChannelFds::create::<u32>(&ret_cfg)?;
+    let mut fds = vec![seg.as_fd()];
+    fds.extend(ret.fds());
+    let msg = FramesWelcome {
+        magic: FRAMES_MAGIC,
+        version: FRAMES_VERSION,
+        signal: cfg.signal.to_wire(),
+        slots: g.slots,
+        nfds: fds.len() as u32,
+        slot_size: g.slot_size as u64,
+        return_capacity: ret.capacity as u64,
+    };
+    handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&msg), &fds)?;
+    let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
+    let desc = desc_fds.into_producer::<Descriptor>(link, cfg.spin)?;
+    let returns = ret.into_consumer::<u32>(link2, cfg.spin)?;
+    Ok(FrameSender::new(arena, desc, returns))
+}
+
+/// Connects to a producer listening on `path` and validates everything it
+/// sends (both rings, the arena's seals and size, the geometry against
+/// [`FrameConfig::max_arena`]).
+pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceiver> {
+    let deadline = Instant::now() + cfg.handshake_timeout;
+    let (desc_fds, link) =
+        handshake::client::<Descriptor>(path.as_ref(), Role::Consumer, &cfg.desc_config())?;
+    let mut buf = [0u8; std::mem::size_of::<FramesWelcome>() + 1];
+    let (len, mut fds) =
+        handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)?;
+    let w: FramesWelcome = handshake::read_exact_pod(&buf[..len], "frames welcome")?;
+    if w.magic != FRAMES_MAGIC || w.version != FRAMES_VERSION {
+        return Err(Error::Protocol(format!(
+            "frames welcome magic {:#x} version {}",
+            w.magic, w.version
+        )));
+    }
+    if SignalKind::from_wire(w.signal) != Some(cfg.signal) {
+        return Err(Error::Protocol(format!(
+            "frames welcome signal {}",
+            w.signal
+        )));
+    }
+    let want = 2 + 2 * cfg.signal.fd_count();
+    if w.nfds as usize != want || fds.len() != want {
+        return Err(Error::Protocol(format!(
+            "frames welcome with {} fds (announced {}), {want} expected",
+            fds.len(),
+            w.nfds
+        )));
+    }
+    let slot_size = usize::try_from(w.slot_size)
+        .map_err(|_| Error::Protocol(format!("slot size {}", w.slot_size)))?;
+    let g = Geometry::new(w.slots, slot_size, cfg.max_arena)
+        .map_err(|e| Error::Protocol(format!("arena geometry: {e}")))?;
+    if g.slot_size != slot_size {
+        return Err(Error::Protocol(format!(
+            "slot size {slot_size} is not a multiple of 64"
+        )));
+    }
+    let capacity = usize::try_from(w.return_capacity)
+        .ok()
+        .filter(|&c| c == (g.slots as usize).next_power_of_two())
+        .ok_or_else(|| {
+            Error::Protocol(format!(
+                "return ring of {} for {} slots",
+                w.return_capacity, g.slots
+            ))
+        })?;
+    let arena_fd = fds.remove(0);
+    let view = ArenaView::open(arena_fd, g)?;
+    let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)?;
+    let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
+    let desc = desc_fds.into_consumer::<Descriptor>(link, cfg.spin)?;
+    let returns = ret.into_producer::<u32>(link2, cfg.spin)?;
+    Ok(FrameReceiver::new(view, desc, returns))
+}

@@ -1,0 +1,391 @@
+//! The slot arena: one sealed memfd split into equal slots, written only by
+//! the producer, and the producer's private record of who holds each slot.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use crate::segment::{page_size, Access, Mapping, Segment};
+use crate::{Error, Result};
+
+/// Most slots an arena may have.
+pub const MAX_SLOTS: u32 = 4096;
+
+/// Slot state bit: a [`SlotLease`] exists (someone may write the slot).
+const LEASED: u32 = 1 << 31;
+/// Low bits: how many consumers hold the slot (sent, not yet returned).
+const IN_FLIGHT: u32 = LEASED - 1;
+
+/// Geometry of an arena, checked on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub slots: u32,
+    pub slot_size: usize,
+}
+
+impl Geometry {
+    /// Validates and rounds the slot size up to a multiple of 64 bytes (so
+    /// every slot starts cache-line and SIMD aligned).
+    pub fn new(slots: u32, slot_size: usize, max_bytes: usize) -> Result<Self> {
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(Error::InvalidArgument(format!(
+                "{slots} slots (1..={MAX_SLOTS})"
+            )));
+        }
+        if slot_size == 0 || slot_size > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!("slot size {slot_size}")));
+        }
+        let slot_size = slot_size
+            .checked_next_multiple_of(64)
+            .ok_or_else(|| Error::InvalidArgument("slot size overflows".into()))?;
+        let g = Geometry { slots, slot_size };
+        match g.bytes() {
+            Some(b) if b <= max_bytes => Ok(g),
+            _ => Err(Error::InvalidArgument(format!(
+                "{slots} slots of {slot_size} bytes exceed the {max_bytes}-byte limit"
+            ))),
+        }
+    }
+
+    /// Bytes of all slots, page-rounded.
+    pub fn bytes(&self) -> Option<usize> {
+        (self.slots as usize)
+            .checked_mul(self.slot_size)?
+            .checked_next_multiple_of(page_size())
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    map: Mapping,
+    geometry: Geometry,
+    /// Producer-private (never shared memory): `LEASED` | in-flight count.
+    states: Box<[AtomicU32]>,
+    cursor: AtomicU32,
+}
+
+/// The producer's arena: its writable mapping and slot bookkeeping. Cheap to
+/// clone (an `Arc`); keeps the mapping alive.
+#[derive(Debug, Clone)]
+pub struct Arena {
+    inner: Arc<Inner>,
+}
+
+impl Arena {
+    /// Creates the memfd, maps it read-write, then seals it
+    /// `F_SEAL_FUTURE_WRITE` so that consumers can only map it read-only.
+    pub(crate) fn create(geometry: Geometry) -> Result<(Self, Segment)> {
+        let bytes = geometry
+            .bytes()
+            .ok_or_else(|| Error::InvalidArgument("arena size overflows".into()))?;
+        let seg = Segment::create("shmring-arena", bytes)?;
+        let map = seg.map(bytes, Access::ReadWrite)?;
+        seg.seal_future_write()?;
+        let states = (0..geometry.slots).map(|_| AtomicU32::new(0)).collect();
+        Ok((
+            Arena {
+                inner: Arc::new(Inner {
+                    map,
+                    geometry,
+                    states,
+                    cursor: AtomicU32::new(0),
+                }),
+            },
+            seg,
+        ))
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> u32 {
+        self.inner.geometry.slots
+    }
+
+    /// Bytes per slot (a multiple of 64).
+    pub fn slot_size(&self) -> usize {
+        self.inner.geometry.slot_size
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.inner.map.as_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// Never true (an arena has at least one slot).
+    pub fn is_empty(&self) -> bool {
+        self.inner.map.is_empty()
+    }
+
+    /// If `len` bytes at `ptr` lie inside one slot of this arena, that slot and
+    /// the offset in it. This is how a sink recognises memory it handed out.
+    pub fn locate(&self, ptr: *const u8, len: usize) -> Option<(u32, usize)> {
+        let start = (ptr as usize).checked_sub(self.as_ptr() as usize)?;
+        let end = start.checked_add(len)?;
+        let size = self.slot_size();
+        let slot = start / size;
+        if slot >= self.slots() as usize || end > (slot + 1) * size {
+            return None;
+        }
+        Some((slot as u32, start - slot * size))
+    }
+
+    /// A free slot (neither leased nor in flight), leased to the caller.
+    /// Lock-free; any thread.
+    pub fn try_lease(&self) -> Option<SlotLease> {
+        let n = self.slots();
+        let start = self.inner.cursor.load(Ordering::Relaxed);
+        for i in 0..n {
+            let idx = (start.wrapping_add(i)) % n;
+            if self
+                .state(idx)
+                .compare_exchange(0, LEASED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.inner.cursor.store((idx + 1) % n, Ordering::Relaxed);
+                return Some(SlotLease {
+                    arena: self.clone(),
+                    index: idx,
+                });
+            }
+        }
+        None
+    }
+
+    /// Number of slots some consumer holds.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .states
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) & IN_FLIGHT != 0)
+            .count()
+    }
+
+    fn state(&self, idx: u32) -> &AtomicU32 {
+        &self.inner.states[idx as usize]
+    }
+
+    /// Marks `idx` sent to one more consumer. It must be leased (its bytes are
+    /// someone's to have written) and, with one consumer, not in flight yet.
+    pub(crate) fn mark_sent(&self, idx: u32) -> Result<()> {
+        let s = self.state(idx);
+        let cur = s.load(Ordering::Acquire);
+        if cur & LEASED == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "slot {idx} is not leased: nobody wrote it"
+            )));
+        }
+        if cur & IN_FLIGHT != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "slot {idx} is already in flight"
+            )));
+        }
+        s.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Undoes [`mark_sent`](Self::mark_sent) (the descriptor could not be sent).
+    pub(crate) fn unmark_sent(&self, idx: u32) {
+        self.state(idx).fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A consumer returned `idx`. Errors (without changing anything) if it was
+    /// not in flight: the consumer is misbehaving.
+    pub(crate) fn mark_returned(&self, idx: u32) -> Result<()> {
+        if idx >= self.slots() {
+            return Err(Error::BadDescriptor(format!(
+                "consumer returned slot {idx} of {}",
+                self.slots()
+            )));
+        }
+        let s = self.state(idx);
+        s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            (v & IN_FLIGHT != 0).then(|| v - 1)
+        })
+        .map(drop)
+        .map_err(|_| Error::BadDescriptor(format!("consumer returned slot {idx} it did not hold")))
+    }
+
+    /// Forgets everything in flight (the consumer is gone): those slots are free
+    /// again once their leases drop.
+    pub(crate) fn reclaim_all(&self) {
+        for s in self.inner.states.iter() {
+            s.fetch_and(LEASED, Ordering::AcqRel);
+        }
+    }
+
+    fn slot_ptr(&self, idx: u32) -> *mut u8 {
+        // In bounds: idx < slots and slots * slot_size <= mapping length.
+        self.inner
+            .map
+            .as_ptr()
+            .wrapping_add(idx as usize * self.slot_size())
+    }
+}
+
+/// Exclusive right to write one slot. Dropping it gives the slot back (once no
+/// consumer holds it either). `Send`, so it can live inside a `gst::Memory`.
+#[derive(Debug)]
+pub struct SlotLease {
+    arena: Arena,
+    index: u32,
+}
+
+impl SlotLease {
+    /// The slot's number.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The arena the slot belongs to.
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+}
+
+impl AsRef<[u8]> for SlotLease {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the slot lies inside the live mapping (kept alive by
+        // `self.arena`); only the lease holder writes it, and `&self` excludes
+        // that here. The consumer maps it read-only.
+        unsafe {
+            std::slice::from_raw_parts(self.arena.slot_ptr(self.index), self.arena.slot_size())
+        }
+    }
+}
+
+impl AsMut<[u8]> for SlotLease {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_ref`; the lease is the only writer of its slot
+        // (leases are handed out by a compare-exchange from the free state),
+        // and `&mut self` makes this the only reference through it.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.arena.slot_ptr(self.index), self.arena.slot_size())
+        }
+    }
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        self.arena
+            .state(self.index)
+            .fetch_and(!LEASED, Ordering::AcqRel);
+    }
+}
+
+/// The consumer's read-only view of an arena. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ArenaView {
+    map: Arc<Mapping>,
+    geometry: Geometry,
+}
+
+impl ArenaView {
+    /// Validates a received arena memfd (seals SHRINK, GROW and FUTURE_WRITE,
+    /// size) and maps it read-only.
+    pub(crate) fn open(fd: std::os::fd::OwnedFd, geometry: Geometry) -> Result<Self> {
+        let bytes = geometry
+            .bytes()
+            .ok_or_else(|| Error::Protocol("arena size overflows".into()))?;
+        let seg = Segment::from_fd(fd, bytes)?;
+        let seals = seg.seals()?;
+        if seals & libc::F_SEAL_FUTURE_WRITE == 0 {
+            return Err(Error::BadSegment(format!(
+                "arena memfd lacks F_SEAL_FUTURE_WRITE (seals {seals:#x}): another consumer could write it"
+            )));
+        }
+        let map = seg.map(bytes, Access::ReadOnly)?;
+        Ok(ArenaView {
+            map: Arc::new(map),
+            geometry,
+        })
+    }
+
+    /// A read-only view of the producer's own arena (in-process pairs).
+    pub(crate) fn of(seg: &Segment, geometry: Geometry) -> Result<Self> {
+        Self::open(seg.try_clone_fd()?, geometry)
+    }
+
+    /// Start of the read-only mapping.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Never true.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> u32 {
+        self.geometry.slots
+    }
+
+    /// Bytes per slot.
+    pub fn slot_size(&self) -> usize {
+        self.geometry.slot_size
+    }
+
+    /// Bytes `offset..offset + size` of `slot`, already checked by
+    /// [`Descriptor::check`](super::Descriptor::check).
+    ///
+    /// The bytes live in memory the producer can still write: they are data to
+    /// parse defensively, not a value whose invariants hold.
+    pub(crate) fn bytes(&self, slot: u32, offset: u32, size: u32) -> &[u8] {
+        let start = slot as usize * self.geometry.slot_size + offset as usize;
+        let end = start + size as usize;
+        if end > self.map.len() {
+            return &[];
+        }
+        // SAFETY: `start..end` lies inside the live read-only mapping (checked
+        // just above; `self.map` keeps it mapped). The memfd is sealed against
+        // shrinking, so the pages stay backed. u8 is valid for any bits.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start), size as usize) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> Geometry {
+        Geometry::new(2, 4096, 1 << 20).expect("geometry")
+    }
+
+    #[test]
+    fn consumers_cannot_map_the_arena_writable() {
+        let (_arena, seg) = Arena::create(geometry()).expect("arena");
+        let len = geometry().bytes().expect("bytes");
+        assert!(
+            seg.map(len, Access::ReadWrite).is_err(),
+            "FUTURE_WRITE seal"
+        );
+        assert!(seg.map(len, Access::ReadOnly).is_ok());
+    }
+
+    #[test]
+    fn an_arena_without_the_future_write_seal_is_refused() {
+        let len = geometry().bytes().expect("bytes");
+        let seg = Segment::create("not-an-arena", len).expect("segment");
+        let err = ArenaView::open(seg.into_fd(), geometry()).expect_err("accepted");
+        assert!(matches!(err, Error::BadSegment(_)), "{err}");
+    }
+
+    #[test]
+    fn locate_finds_slots_and_refuses_what_straddles() {
+        let (arena, _seg) = Arena::create(geometry()).expect("arena");
+        let base = arena.as_ptr();
+        assert_eq!(arena.locate(base, 4096), Some((0, 0)));
+        assert_eq!(arena.locate(base.wrapping_add(4100), 10), Some((1, 4)));
+        assert_eq!(arena.locate(base.wrapping_add(4000), 200), None);
+        assert_eq!(arena.locate(base.wrapping_add(8192), 1), None);
+        assert_eq!(arena.locate(base.wrapping_sub(1), 1), None);
+    }
+}
