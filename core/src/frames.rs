@@ -6,7 +6,7 @@
 //! * an **arena**: one memfd split into equal slots. The producer maps it
 //!   read-write and then seals it `F_SEAL_FUTURE_WRITE`, so a consumer can only
 //!   map it read-only;
-//! * a **descriptor ring** ([`Descriptor`], a ring of the [`channel`](crate::channel)
+//! * a **descriptor ring** ([`Descriptor`], a ring of the [`channel`]
 //!   layer) carrying frames (slot, offset, size, timestamps, flags) and events
 //!   (caps, segment, EOS, flush, gap, stream-start, tags) in one order;
 //! * a **return ring** of slot numbers the consumer is done with.
@@ -130,10 +130,6 @@ impl FrameConfig {
         self
     }
 
-    fn geometry(&self) -> Result<Geometry> {
-        Geometry::new(self.slots, self.slot_size, self.max_arena)
-    }
-
     fn ring_config(&self, capacity: usize, name: &str) -> Config {
         Config::new(capacity)
             .type_name(name)
@@ -154,9 +150,9 @@ impl FrameConfig {
 
 /// Both ends in one process.
 pub fn pair(cfg: &FrameConfig) -> Result<(FrameSender, FrameReceiver)> {
-    let g = cfg.geometry()?;
-    let (arena, seg) = Arena::create(g)?;
-    let view = ArenaView::of(&seg, g)?;
+    let arena = Arena::new(cfg)?;
+    let g = arena.geometry();
+    let view = ArenaView::of(arena.segment(), g)?;
     let (dtx, drx) = channel::pair::<Descriptor>(&cfg.desc_config())?;
     let (rtx, rrx) = channel::pair::<u32>(&cfg.return_config(g.slots))?;
     Ok((
@@ -185,12 +181,21 @@ struct FramesWelcome {
 /// Serves one consumer on an accepted connection (the listening side is the
 /// producer): creates the arena and both rings and sends their fds.
 pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
-    let g = cfg.geometry()?;
+    serve_arena(conn, cfg, Arena::new(cfg)?)
+}
+
+/// Like [`serve`], with an arena that already exists (its geometry wins over
+/// `cfg`'s): a producer can then hand out leases, e.g. to a buffer pool,
+/// before any consumer connects, and keep them across consumers. Every
+/// consumer served from one arena can read every frame written to it while it
+/// keeps its mapping, even after it disconnected: use one arena per consumer
+/// where that matters.
+pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<FrameSender> {
+    let g = arena.geometry();
     let (desc_fds, link) = conn.serve::<Descriptor>(Role::Consumer, &cfg.desc_config())?;
-    let (arena, seg) = Arena::create(g)?;
     let ret_cfg = cfg.return_config(g.slots);
     let ret = ChannelFds::create::<u32>(&ret_cfg)?;
-    let mut fds = vec![seg.as_fd()];
+    let mut fds = vec![arena.segment().as_fd()];
     fds.extend(ret.fds());
     let msg = FramesWelcome {
         magic: FRAMES_MAGIC,
@@ -202,9 +207,12 @@ pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
         return_capacity: ret.capacity as u64,
     };
     handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&msg), &fds)?;
+    drop(fds);
     let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
     let desc = desc_fds.into_producer::<Descriptor>(link, cfg.spin)?;
     let returns = ret.into_consumer::<u32>(link2, cfg.spin)?;
+    // A new consumer holds nothing yet.
+    arena.reclaim_all();
     Ok(FrameSender::new(arena, desc, returns))
 }
 

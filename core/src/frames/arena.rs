@@ -57,6 +57,8 @@ impl Geometry {
 #[derive(Debug)]
 struct Inner {
     map: Mapping,
+    /// The memfd, kept to hand to each new consumer.
+    seg: Segment,
     geometry: Geometry,
     /// Producer-private (never shared memory): `LEASED` | in-flight count.
     states: Box<[AtomicU32]>,
@@ -71,9 +73,15 @@ pub struct Arena {
 }
 
 impl Arena {
+    /// A new arena of `cfg.slots` slots of `cfg.slot_size` bytes (rounded up
+    /// to 64), for [`serve_arena`](super::serve_arena).
+    pub fn new(cfg: &super::FrameConfig) -> Result<Self> {
+        Self::create(Geometry::new(cfg.slots, cfg.slot_size, cfg.max_arena)?)
+    }
+
     /// Creates the memfd, maps it read-write, then seals it
     /// `F_SEAL_FUTURE_WRITE` so that consumers can only map it read-only.
-    pub(crate) fn create(geometry: Geometry) -> Result<(Self, Segment)> {
+    pub(crate) fn create(geometry: Geometry) -> Result<Self> {
         let bytes = geometry
             .bytes()
             .ok_or_else(|| Error::InvalidArgument("arena size overflows".into()))?;
@@ -81,17 +89,23 @@ impl Arena {
         let map = seg.map(bytes, Access::ReadWrite)?;
         seg.seal_future_write()?;
         let states = (0..geometry.slots).map(|_| AtomicU32::new(0)).collect();
-        Ok((
-            Arena {
-                inner: Arc::new(Inner {
-                    map,
-                    geometry,
-                    states,
-                    cursor: AtomicU32::new(0),
-                }),
-            },
-            seg,
-        ))
+        Ok(Arena {
+            inner: Arc::new(Inner {
+                map,
+                seg,
+                geometry,
+                states,
+                cursor: AtomicU32::new(0),
+            }),
+        })
+    }
+
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.inner.geometry
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.inner.seg
     }
 
     /// Number of slots.
@@ -361,7 +375,8 @@ mod tests {
 
     #[test]
     fn consumers_cannot_map_the_arena_writable() {
-        let (_arena, seg) = Arena::create(geometry()).expect("arena");
+        let arena = Arena::create(geometry()).expect("arena");
+        let seg = arena.segment();
         let len = geometry().bytes().expect("bytes");
         assert!(
             seg.map(len, Access::ReadWrite).is_err(),
@@ -380,7 +395,7 @@ mod tests {
 
     #[test]
     fn locate_finds_slots_and_refuses_what_straddles() {
-        let (arena, _seg) = Arena::create(geometry()).expect("arena");
+        let arena = Arena::create(geometry()).expect("arena");
         let base = arena.as_ptr();
         assert_eq!(arena.locate(base, 4096), Some((0, 0)));
         assert_eq!(arena.locate(base.wrapping_add(4100), 10), Some((1, 4)));
