@@ -1,2 +1,59 @@
-//! GStreamer elements for shmring (work in progress: see issue 4).
+//! # gst-plugin-shmring
+//!
+//! `libgstshmring.so`: two GStreamer elements that join pipelines in two
+//! processes through shmring's frame stream (sealed memfd slots, a descriptor
+//! ring and a return ring; see `shmring::frames`).
+//!
+//! * `shmringsink` (in the producing process) listens on `socket-path` and
+//!   offers upstream a buffer pool whose memory *is* the shared arena, so a
+//!   well-behaved upstream renders straight into shared memory;
+//! * `shmringsrc` (in the consuming process) connects, takes the caps it
+//!   receives, and pushes buffers that wrap the read-only mapped slots.
+//!
+//! ```text
+//! gst-launch-1.0 videotestsrc ! video/x-raw,width=1920,height=1080 ! shmringsink socket-path=/tmp/v.sock
+//! gst-launch-1.0 shmringsrc socket-path=/tmp/v.sock ! videoconvert ! autovideosink
+//! ```
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use gst::glib;
+
+mod error;
+mod pool;
+pub mod shmringsink;
+pub mod shmringsrc;
+
+pub use error::Error;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    shmringsink::register(plugin)?;
+    shmringsrc::register(plugin)?;
+    Ok(())
+}
+
+/// The plugin description `gst::plugin_define!` generates (its items carry
+/// no docs of their own).
+#[allow(missing_docs)]
+mod plugin_desc {
+    use super::plugin_init;
+
+    gst::plugin_define!(
+        shmring,
+        env!("CARGO_PKG_DESCRIPTION"),
+        plugin_init,
+        concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+        "MIT/X11",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("BUILD_REL_DATE")
+    );
+}
+
+/// Registers the elements in this process without loading the `.so` (for
+/// tests and applications that link the crate).
+pub fn register_static() -> Result<(), glib::BoolError> {
+    plugin_desc::plugin_register_static()
+}
