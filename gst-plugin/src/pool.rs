@@ -14,6 +14,7 @@ use gst::subclass::prelude::*;
 use shmring::frames::Arena;
 
 mod imp {
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Mutex;
 
     use super::*;
@@ -21,6 +22,11 @@ mod imp {
     #[derive(Default)]
     pub struct SlotPool {
         pub(super) arena: Mutex<Option<Arena>>,
+        /// Most slots the pool may hold; the rest stay free for copies and
+        /// caps strings.
+        pub(super) limit: AtomicU32,
+        /// Slots held by this pool's buffers.
+        pub(super) leased: AtomicU32,
     }
 
     #[glib::object_subclass]
@@ -33,31 +39,66 @@ mod imp {
     impl ObjectImpl for SlotPool {}
     impl GstObjectImpl for SlotPool {}
 
+    impl SlotPool {
+        fn arena(&self) -> Option<Arena> {
+            self.arena.lock().ok().and_then(|a| a.clone())
+        }
+
+        fn is_slot(&self, buffer: &gst::BufferRef) -> bool {
+            let Some(arena) = self.arena() else {
+                return false;
+            };
+            buffer.n_memory() == 1
+                && buffer
+                    .peek_memory(0)
+                    .map_readable()
+                    .is_ok_and(|m| arena.locate(m.as_ptr(), 1).is_some())
+        }
+    }
+
     impl BufferPoolImpl for SlotPool {
         fn alloc_buffer(
             &self,
             _params: Option<&gst::BufferPoolAcquireParams>,
         ) -> Result<gst::Buffer, gst::FlowError> {
-            let arena = match self.arena.lock() {
-                Ok(a) => a.clone(),
-                Err(_) => None,
-            }
-            .ok_or(gst::FlowError::Flushing)?;
+            let arena = self.arena().ok_or(gst::FlowError::Flushing)?;
             let config = self.obj().config();
             let (_, size, _, _) = config.params().ok_or(gst::FlowError::NotNegotiated)?;
             let size = size as usize;
             if size > arena.slot_size() {
                 return Err(gst::FlowError::NotNegotiated);
             }
-            // The pool's max-buffers leaves slots for events and copies, so a
-            // free slot is normally there; if not, say so rather than block.
-            let lease = arena.try_lease().ok_or(gst::FlowError::Error)?;
+            let limit = self.limit.load(Ordering::Relaxed);
+            let lease = if self.leased.load(Ordering::Relaxed) < limit {
+                arena.try_lease()
+            } else {
+                None
+            };
+            let Some(lease) = lease else {
+                // Every slot of ours is out (the consumer holds them, or
+                // upstream does): never block upstream here. A plain buffer,
+                // tagged so the pool frees it on release, is copied by the sink
+                // into a spare slot (or dropped after the sink's timeout).
+                let mut b = gst::Buffer::with_size(size).map_err(|_| gst::FlowError::Error)?;
+                b.get_mut()
+                    .ok_or(gst::FlowError::Error)?
+                    .set_flags(gst::BufferFlags::TAG_MEMORY);
+                return Ok(b);
+            };
+            self.leased.fetch_add(1, Ordering::Relaxed);
             let mut buffer = gst::Buffer::from_mut_slice(lease);
             buffer
                 .get_mut()
                 .ok_or(gst::FlowError::Error)?
                 .set_size(size);
             Ok(buffer)
+        }
+
+        fn free_buffer(&self, buffer: gst::Buffer) {
+            if self.is_slot(&buffer) {
+                self.leased.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.parent_free_buffer(buffer)
         }
     }
 }
@@ -68,12 +109,16 @@ glib::wrapper! {
 }
 
 impl SlotPool {
-    /// A pool whose buffers are slots of `arena`.
-    pub fn new(arena: Arena) -> Self {
+    /// A pool whose buffers are slots of `arena`, at most `limit` of them at a
+    /// time (beyond that it hands out plain buffers rather than block).
+    pub fn new(arena: Arena, limit: u32) -> Self {
         let pool: SlotPool = glib::Object::new();
         if let Ok(mut a) = pool.imp().arena.lock() {
             *a = Some(arena);
         }
+        pool.imp()
+            .limit
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
         pool
     }
 }

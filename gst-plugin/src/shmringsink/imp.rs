@@ -284,7 +284,13 @@ impl ShmringSink {
         let arena = Arena::new(&cfg).map_err(|e| {
             gst::error_msg!(gst::ResourceError::Failed, ["cannot create the arena: {e}"])
         })?;
-        gst::info!(CAT, imp = self, "arena: {} slots of {} bytes", arena.slots(), arena.slot_size());
+        gst::info!(
+            CAT,
+            imp = self,
+            "arena: {} slots of {} bytes",
+            arena.slots(),
+            arena.slot_size()
+        );
         st.held = (0..arena.slots()).map(|_| None).collect();
         st.arena = Some(arena.clone());
         st.pool = None;
@@ -327,7 +333,12 @@ impl ShmringSink {
         let mut tx = match frames::serve_arena(conn, &cfg, arena) {
             Ok(tx) => tx,
             Err(e) => {
-                gst::warning!(CAT, imp = self, "handshake with pid {} failed: {e}", peer.pid);
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "handshake with pid {} failed: {e}",
+                    peer.pid
+                );
                 return Ok(());
             }
         };
@@ -345,10 +356,21 @@ impl ShmringSink {
             Ok(())
         };
         if let Err(e) = replay() {
-            gst::warning!(CAT, imp = self, "consumer pid {} failed at start: {e}", peer.pid);
+            gst::warning!(
+                CAT,
+                imp = self,
+                "consumer pid {} failed at start: {e}",
+                peer.pid
+            );
             return Ok(());
         }
-        gst::info!(CAT, imp = self, "serving consumer pid {} uid {}", peer.pid, peer.uid);
+        gst::info!(
+            CAT,
+            imp = self,
+            "serving consumer pid {} uid {}",
+            peer.pid,
+            peer.uid
+        );
         lock(&self.stats).consumers += 1;
         st.sender = Some(tx);
         Ok(())
@@ -436,7 +458,10 @@ impl BaseSinkImpl for ShmringSink {
             ..ListenOptions::default()
         };
         let listener = Listener::bind(&path, &opts).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::OpenWrite, ["cannot listen on {path}: {e}"])
+            gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ["cannot listen on {path}: {e}"]
+            )
         })?;
         *lock(&self.stats) = Stats::default();
         *lock(&self.state) = Some(State {
@@ -512,12 +537,14 @@ impl BaseSinkImpl for ShmringSink {
         if size > arena.slot_size() {
             return Ok(());
         }
-        let max = arena.slots() - SPARE_SLOTS;
+        let limit = arena.slots() - SPARE_SLOTS;
+        // No maximum: the pool never blocks upstream (see `SlotPool`).
+        let max = 0;
         if need_pool {
             let pool = match &st.pool {
                 Some(p) => p.clone(),
                 None => {
-                    let p = SlotPool::new(arena.clone());
+                    let p = SlotPool::new(arena.clone(), limit);
                     let mut config = p.config();
                     config.set_params(caps.as_ref(), size as u32, 0, max);
                     p.set_config(config)
@@ -551,7 +578,9 @@ impl BaseSinkImpl for ShmringSink {
                         self.send_event(st, |tx| tx.send_segment(&info));
                     }
                     EventView::Eos(_) => {
-                        let _ = self.accept(st, lock(&self.settings).wait_for_connection);
+                        // Like a buffer: wait for a first consumer if asked to.
+                        let first = lock(&self.stats).consumers == 0;
+                        let _ = self.accept(st, lock(&self.settings).wait_for_connection && first);
                         self.send_event(st, |tx| tx.send_eos());
                     }
                     EventView::FlushStart(_) => self.send_event(st, |tx| tx.send_flush_start()),
@@ -593,11 +622,11 @@ impl BaseSinkImpl for ShmringSink {
 
         // Ours: one memory inside one arena slot.
         let own = if buffer.n_memory() == 1 {
-            buffer
-                .peek_memory(0)
-                .map_readable()
-                .ok()
-                .and_then(|m| arena.locate(m.as_ptr(), m.size()).map(|(s, o)| (s, o, m.size())))
+            buffer.peek_memory(0).map_readable().ok().and_then(|m| {
+                arena
+                    .locate(m.as_ptr(), m.size())
+                    .map(|(s, o)| (s, o, m.size()))
+            })
         } else {
             None
         };
@@ -611,6 +640,8 @@ impl BaseSinkImpl for ShmringSink {
                     *h = Some(buffer.clone());
                 }
                 lock(&self.stats).zero_copy += 1;
+            } else {
+                lock(&self.stats).dropped += 1;
             }
             return Ok(gst::FlowSuccess::Ok);
         }
@@ -621,7 +652,11 @@ impl BaseSinkImpl for ShmringSink {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ["buffer of {} bytes does not fit a {}-byte slot: set slot-size", map.size(), arena.slot_size()]
+                (
+                    "buffer of {} bytes does not fit a {}-byte slot: set slot-size",
+                    map.size(),
+                    arena.slot_size()
+                )
             );
             return Err(gst::FlowError::Error);
         }

@@ -156,14 +156,10 @@ impl ShmringSrc {
     fn fail(&self, e: &Error) -> gst::FlowError {
         match e {
             Error::Shmring(shmring::Error::Disconnected) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Read,
-                    ["the sink went away"]
-                );
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("the sink went away"));
             }
             e => {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
             }
         }
         gst::FlowError::Error
@@ -179,7 +175,10 @@ impl BaseSrcImpl for ShmringSrc {
         let cfg = FrameConfig::new(1, 64)
             .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)));
         let rx = frames::connect(&path, &cfg).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ["cannot connect to {path}: {e}"])
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ["cannot connect to {path}: {e}"]
+            )
         })?;
         gst::info!(CAT, imp = self, "connected to {path}");
         *lock(&self.rx) = Some(rx);
@@ -247,7 +246,7 @@ impl PushSrcImpl for ShmringSrc {
                         gst::element_imp_error!(
                             self,
                             gst::CoreError::Negotiation,
-                            ["downstream refused the sink's caps {caps}"]
+                            ("downstream refused the sink's caps {caps}")
                         );
                         return Err(gst::FlowError::NotNegotiated);
                     }
@@ -255,7 +254,9 @@ impl PushSrcImpl for ShmringSrc {
                 Received::Eos => return Err(gst::FlowError::Eos),
                 Received::Gap { pts, duration } => {
                     if let Some(pts) = clock(pts) {
-                        let ev = gst::event::Gap::builder(pts).duration(clock(duration)).build();
+                        let ev = gst::event::Gap::builder(pts)
+                            .duration(clock(duration))
+                            .build();
                         let _ = self.obj().src_pad().push_event(ev);
                     }
                 }
