@@ -200,7 +200,7 @@ fn serve(path: &std::path::Path) -> std::thread::JoinHandle<(Listener, frames::F
     let listener = Listener::bind(path, &Default::default()).expect("bind");
     std::thread::spawn(move || {
         let c = listener.accept(T).expect("accept");
-        let tx = frames::serve(c, &FrameConfig::new(8, 4096)).expect("serve");
+        let tx = frames::serve(c, &FrameConfig::new(32, 4096)).expect("serve");
         (listener, tx)
     })
 }

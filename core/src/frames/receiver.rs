@@ -1,7 +1,7 @@
 //! The consuming end of a frame stream.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,12 +46,16 @@ struct Returner {
     ring: Mutex<Producer<u32>>,
     /// Slots this consumer holds (received, not yet returned).
     held: Box<[AtomicBool]>,
+    /// How many of `held` are set.
+    held_count: AtomicUsize,
 }
 
 impl Returner {
     fn give_back(&self, slot: u32) {
         if let Some(h) = self.held.get(slot as usize) {
-            h.store(false, Ordering::Release);
+            if h.swap(false, Ordering::AcqRel) {
+                self.held_count.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         // The return ring has room for every slot, so it is never full unless the
         // producer stopped reading it; then there is nobody to give the slot to.
@@ -129,6 +133,7 @@ impl FrameReceiver {
             returner: Arc::new(Returner {
                 ring: Mutex::new(returns),
                 held,
+                held_count: AtomicUsize::new(0),
             }),
             next_seq: 0,
         }
@@ -137,6 +142,13 @@ impl FrameReceiver {
     /// The read-only arena.
     pub fn arena(&self) -> ArenaView {
         self.arena.clone()
+    }
+
+    /// How many slots this consumer holds right now (frames not yet dropped).
+    /// When it nears [`ArenaView::slots`], the producer is about to starve:
+    /// copy frames out and drop them rather than keep them.
+    pub fn frames_held(&self) -> usize {
+        self.returner.held_count.load(Ordering::Relaxed)
     }
 
     /// The next message if one is ready. A descriptor that breaks the rules is
@@ -213,6 +225,7 @@ impl FrameReceiver {
             if held.swap(true, Ordering::AcqRel) {
                 return Err(bad(format!("slot {} sent again while we hold it", d.slot)));
             }
+            self.returner.held_count.fetch_add(1, Ordering::Relaxed);
         }
         let frame = || FrameRef {
             arena: self.arena.clone(),

@@ -428,6 +428,16 @@ impl ShmringSink {
                 return Err(gst::FlowError::Flushing);
             }
             if Instant::now() >= deadline {
+                if let Some(tx) = st.sender.as_ref() {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "consumer holds {} of {} slots and returned none for {:?}",
+                        tx.in_flight(),
+                        tx.slots(),
+                        self.timeout()
+                    );
+                }
                 self.drop_consumer(st, &shmring::Error::Timeout);
                 return Ok(false);
             }

@@ -228,7 +228,18 @@ impl PushSrcImpl for ShmringSrc {
             match msg {
                 Received::Frame(f) => {
                     let m = *f.meta();
-                    let mut buffer = gst::Buffer::from_slice(f);
+                    let (held, slots) = match lock(&self.rx).as_ref() {
+                        Some(rx) => (rx.frames_held(), rx.arena().slots() as usize),
+                        None => (0, 1),
+                    };
+                    // Zero copy, unless downstream keeps so many buffers (a
+                    // filesink batching small ones, a deep queue) that the
+                    // sink would run out of slots: then copy and return at once.
+                    let mut buffer = if held * 2 > slots {
+                        gst::Buffer::from_slice(f.bytes().to_vec())
+                    } else {
+                        gst::Buffer::from_slice(f)
+                    };
                     let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
                     b.set_pts(clock(m.pts));
                     b.set_dts(clock(m.dts));
