@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build, the tests and the demo need. Installed only when missing.
-APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+APT_PACKAGES := pkg-config bc libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The loom model explores every interleaving; bound preemptions so `make test` stays fast.
 LOOM_MAX_PREEMPTIONS ?= 3
@@ -28,10 +28,32 @@ deps:
 
 build: deps
 	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release -p gst-plugin-shmring
 
-# Two real processes stream 10 million items over a socket path (eventfd, then
-# pipe wake-ups); then one mio loop serves three producer processes at once.
+PLUGIN_DIR := $(CURDIR)/target/release
+DEMO_DIR := $(CURDIR)/target/demo
+
+# The headline: two gst-launch-1.0 processes joined by shmringsink -> shmringsrc,
+# 1080p video and audio for a few seconds; the receiver reports frames/s and
+# writes a PNG of a received frame. Then the ring demos: two processes streaming
+# 10 million u64 (eventfd, then pipe wake-ups) and one mio loop serving three
+# producer processes.
 demo: build
+	@mkdir -p $(DEMO_DIR); rm -f $(DEMO_DIR)/*.sock $(DEMO_DIR)/frame.png $(DEMO_DIR)/audio.wav
+	@echo "--- gst-launch-1.0: 1080p RGBA video + 48 kHz audio through shmringsink -> shmringsrc ---"
+	@export GST_PLUGIN_PATH=$(PLUGIN_DIR); \
+	gst-launch-1.0 -q \
+	  videotestsrc num-buffers=600 pattern=ball ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=60/1 ! shmringsink socket-path=$(DEMO_DIR)/video.sock sync=false \
+	  audiotestsrc num-buffers=300 samplesperbuffer=480 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! shmringsink socket-path=$(DEMO_DIR)/audio.sock & snd=$$!; \
+	start=$$(date +%s.%N); \
+	gst-launch-1.0 -q \
+	  shmringsrc socket-path=$(DEMO_DIR)/video.sock ! tee name=t \
+	    t. ! queue ! identity name=count silent=true ! fakesink sync=false \
+	    t. ! queue leaky=downstream max-size-buffers=2 ! videoconvert ! pngenc snapshot=true ! filesink location=$(DEMO_DIR)/frame.png \
+	  shmringsrc socket-path=$(DEMO_DIR)/audio.sock ! audioconvert ! wavenc ! filesink location=$(DEMO_DIR)/audio.wav; rc=$$?; \
+	end=$$(date +%s.%N); wait $$snd || rc=1; \
+	echo "received 600 frames of 1920x1080 RGBA and 3 s of audio in $$(echo "$$end - $$start" | bc) s: $$(echo "600 / ($$end - $$start)" | bc) video frames/s (video unsynchronised, audio in real time)"; \
+	ls -l $(DEMO_DIR)/frame.png $(DEMO_DIR)/audio.wav; exit $$rc
 	./target/release/stream_demo --items 10000000
 	./target/release/stream_demo --items 10000000 --pipe
 	@echo "--- one mio event loop, three producer processes ---"
@@ -46,7 +68,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The gst-launch tests load target/debug/libgstshmring.so: build it first.
 unit:
+	$(CARGO) build -p gst-plugin-shmring
 	$(CARGO) test --workspace
 
 loom:

@@ -11,7 +11,8 @@
 //!   (caps, segment, EOS, flush, gap, stream-start, tags) in one order;
 //! * a **return ring** of slot numbers the consumer is done with.
 //!
-//! Strings (caps, tags, stream id) travel in a slot like frame bytes. The
+//! Strings (caps, tags, stream id) travel in the arena's last slot, kept for
+//! them, so a consumer that holds every frame slot cannot hold up a caps change. The
 //! consumer copies each descriptor out of shared memory, then validates it
 //! (known kind, sequence number, slot in range, bytes inside the slot, slot not
 //! already held) before it uses any field: a bad producer yields
@@ -70,7 +71,8 @@ pub const DEFAULT_MAX_ARENA: usize = 1 << 30;
 /// Settings of a frame stream.
 #[derive(Debug, Clone)]
 pub struct FrameConfig {
-    /// Number of slots in the arena (the producer's choice; at most [`MAX_SLOTS`]).
+    /// Number of slots in the arena (the producer's choice; 2 to [`MAX_SLOTS`]).
+    /// The last one carries strings (caps, tags, stream id), the others frames.
     pub slots: u32,
     /// Bytes per slot, rounded up to a multiple of 64 (the producer's choice).
     pub slot_size: usize,

@@ -76,23 +76,39 @@ fn check_frame(f: &frames::FrameRef, i: u64, len: usize) {
 fn events_and_frames_arrive_in_order() {
     let (mut tx, mut rx) = frames::pair(&FrameConfig::new(8, 1000)).expect("pair");
     assert_eq!(tx.slot_size(), 1024, "slot size rounds up to 64");
-    tx.send_stream_start("stream-0").expect("start");
-    tx.send_caps("video/x-raw,width=2,height=2").expect("caps");
+    let mut got = Vec::new();
+    // Strings share one slot: a second one waits until the consumer read the
+    // first (it returns the slot at once).
+    let pump = |rx: &mut frames::FrameReceiver, got: &mut Vec<Received>| {
+        while let Some(m) = rx.try_recv().expect("recv") {
+            got.push(m);
+        }
+    };
+    let string = |tx: &mut frames::FrameSender,
+                  f: &dyn Fn(&mut frames::FrameSender) -> shmring::Result<()>| {
+        tx.reclaim(|_| {}).expect("reclaim");
+        f(tx).expect("string");
+    };
+    string(&mut tx, &|tx| tx.send_stream_start("stream-0"));
+    assert!(
+        matches!(tx.send_tags("x"), Err(Error::Full)),
+        "string slot busy"
+    );
+    pump(&mut rx, &mut got);
+    string(&mut tx, &|tx| tx.send_caps("video/x-raw,width=2,height=2"));
     tx.send_segment(&segment()).expect("segment");
     send_frame(&mut tx, 0, 16).expect("frame");
-    tx.send_tags("taglist, title=(string)x").expect("tags");
-    tx.send_caps("video/x-raw,width=4,height=4")
-        .expect("caps 2");
+    pump(&mut rx, &mut got);
+    string(&mut tx, &|tx| tx.send_tags("taglist, title=(string)x"));
+    pump(&mut rx, &mut got);
+    string(&mut tx, &|tx| tx.send_caps("video/x-raw,width=4,height=4"));
     send_frame(&mut tx, 1, 64).expect("frame");
     tx.send_gap(5000, 10).expect("gap");
     tx.send_flush_start().expect("flush");
     tx.send_flush_stop(true).expect("flush");
     tx.send_eos().expect("eos");
+    pump(&mut rx, &mut got);
 
-    let mut got = Vec::new();
-    while let Some(m) = rx.try_recv().expect("recv") {
-        got.push(m);
-    }
     assert!(matches!(&got[0], Received::StreamStart(s) if s == "stream-0"));
     assert!(matches!(&got[1], Received::Caps(s) if s.ends_with("height=2")));
     assert!(matches!(&got[2], Received::Segment(s) if *s == segment()));
@@ -118,8 +134,8 @@ fn events_and_frames_arrive_in_order() {
     assert!(matches!(got[10], Received::Eos));
     assert_eq!(got.len(), 11);
 
-    // Strings gave their slots back at once; frames when dropped.
-    assert_eq!(tx.reclaim(|_| {}).expect("reclaim"), 4);
+    // The last string gave its slot back at once; frames when dropped.
+    assert_eq!(tx.reclaim(|_| {}).expect("reclaim"), 1);
     assert_eq!(tx.in_flight(), 2);
     drop(got);
     assert_eq!(tx.reclaim(|_| {}).expect("reclaim"), 2);
@@ -163,7 +179,8 @@ fn frames_are_zero_copy_views_of_the_read_only_arena() {
 
 #[test]
 fn slots_are_recycled_and_a_sent_slot_is_never_leased() {
-    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(3, 256)).expect("pair");
+    // Four slots: three for frames, one for strings.
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 256)).expect("pair");
     let mut held = Vec::new();
     for i in 0..3 {
         send_frame(&mut tx, i, 8).expect("frame");
@@ -290,6 +307,10 @@ fn hostile_consumer_returns_are_errors() {
 #[test]
 fn geometry_limits_are_enforced() {
     assert!(frames::pair(&FrameConfig::new(0, 1024)).is_err());
+    assert!(
+        frames::pair(&FrameConfig::new(1, 1024)).is_err(),
+        "no slot left for frames"
+    );
     assert!(frames::pair(&FrameConfig::new(frames::MAX_SLOTS + 1, 64)).is_err());
     assert!(frames::pair(&FrameConfig::new(4, 0)).is_err());
     assert!(frames::pair(&FrameConfig::new(4, 1 << 20).max_arena(1 << 20)).is_err());

@@ -221,6 +221,25 @@ fn src_pipeline(path: &std::path::Path) -> (gst::Pipeline, gst_app::AppSink) {
     (pipeline, sink)
 }
 
+/// Retries `op` while the producer is `Full` (e.g. the string slot is still
+/// with the consumer), taking returns meanwhile.
+fn retry(
+    tx: &mut frames::FrameSender,
+    mut op: impl FnMut(&mut frames::FrameSender) -> shmring::Result<()>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tx.reclaim(|_| {}).expect("reclaim");
+        match op(tx) {
+            Ok(()) => return,
+            Err(shmring::Error::Full) if Instant::now() < deadline => {
+                let _ = tx.wait_returns(Some(Duration::from_millis(10)));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn send(tx: &mut frames::FrameSender, byte: u8, len: usize, pts: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -274,8 +293,9 @@ fn src_wraps_the_read_only_arena_and_follows_caps_changes() {
     for i in 0..3u8 {
         send(&mut tx, i, 16, u64::from(i) * 1000);
     }
-    tx.send_caps("video/x-raw,format=GRAY8,width=8,height=8,framerate=30/1")
-        .expect("caps");
+    retry(&mut tx, |tx| {
+        tx.send_caps("video/x-raw,format=GRAY8,width=8,height=8,framerate=30/1")
+    });
     for i in 3..5u8 {
         send(&mut tx, i, 64, u64::from(i) * 1000);
     }
@@ -363,7 +383,7 @@ fn src_errors_on_hostile_descriptors() {
 #[test]
 fn src_errors_on_caps_that_do_not_parse() {
     let text = src_error_after("badcaps", |tx| {
-        tx.send_caps("this is {{ not caps").expect("caps")
+        retry(tx, |tx| tx.send_caps("this is {{ not caps"))
     });
     assert!(text.contains("caps"), "{text}");
 }

@@ -26,9 +26,9 @@ impl Geometry {
     /// Validates and rounds the slot size up to a multiple of 64 bytes (so
     /// every slot starts cache-line and SIMD aligned).
     pub fn new(slots: u32, slot_size: usize, max_bytes: usize) -> Result<Self> {
-        if slots == 0 || slots > MAX_SLOTS {
+        if !(2..=MAX_SLOTS).contains(&slots) {
             return Err(Error::InvalidArgument(format!(
-                "{slots} slots (1..={MAX_SLOTS})"
+                "{slots} slots (2..={MAX_SLOTS}: frames and one for strings)"
             )));
         }
         if slot_size == 0 || slot_size > u32::MAX as usize {
@@ -149,7 +149,7 @@ impl Arena {
     /// A free slot (neither leased nor in flight), leased to the caller.
     /// Lock-free; any thread.
     pub fn try_lease(&self) -> Option<SlotLease> {
-        let n = self.slots();
+        let n = self.frame_slots();
         let start = self.inner.cursor.load(Ordering::Relaxed);
         for i in 0..n {
             let idx = (start.wrapping_add(i)) % n;
@@ -166,6 +166,25 @@ impl Arena {
             }
         }
         None
+    }
+
+    /// Slots for frames: all but the last, which carries the stream's strings
+    /// (caps, tags, stream id) so that a consumer holding every frame slot
+    /// never blocks a caps change.
+    pub fn frame_slots(&self) -> u32 {
+        self.slots() - 1
+    }
+
+    /// The string slot, if no consumer holds it.
+    pub(crate) fn lease_string_slot(&self) -> Option<SlotLease> {
+        let idx = self.slots() - 1;
+        self.state(idx)
+            .compare_exchange(0, LEASED, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SlotLease {
+                arena: self.clone(),
+                index: idx,
+            })
     }
 
     /// Number of slots some consumer holds.

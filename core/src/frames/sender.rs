@@ -215,7 +215,9 @@ impl FrameSender {
                 self.slot_size()
             )));
         }
-        let mut lease = self.try_lease().ok_or(Error::Full)?;
+        // The consumer copies a string out and returns its slot at once, so the
+        // string slot is only briefly busy.
+        let mut lease = self.arena.lease_string_slot().ok_or(Error::Full)?;
         lease.as_mut()[..s.len()].copy_from_slice(s.as_bytes());
         let mut d = Descriptor::zeroed();
         d.kind = kind as u32;

@@ -21,7 +21,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_SLOTS: u32 = 8;
+/// 0: as many slots as fit in [`AUTO_ARENA`], between 8 and 64.
+const DEFAULT_SLOTS: u32 = 0;
+const AUTO_ARENA: usize = 16 << 20;
 const DEFAULT_PERMS: u32 = 0o600;
 const DEFAULT_TIMEOUT_MS: u32 = 5000;
 /// Slots kept out of the offered pool: for caps/tags strings and copies.
@@ -113,8 +115,7 @@ impl ObjectImpl for ShmringSink {
                     .build(),
                 glib::ParamSpecUInt::builder("slots")
                     .nick("Slots")
-                    .blurb("Number of frame slots in the shared arena (frames in flight + pool)")
-                    .minimum(SPARE_SLOTS + 2)
+                    .blurb("Number of frame slots in the shared arena (frames in flight + pool); 0 = as many as fit in 16 MiB, 8 to 64")
                     .maximum(frames::MAX_SLOTS)
                     .default_value(DEFAULT_SLOTS)
                     .mutable_ready()
@@ -268,7 +269,12 @@ impl ShmringSink {
         } else {
             frame_size
         };
-        FrameConfig::new(s.slots, slot_size.max(64))
+        let slots = if s.slots > 0 {
+            s.slots.max(SPARE_SLOTS + 2)
+        } else {
+            (AUTO_ARENA / slot_size.max(1)).clamp(8, 64) as u32
+        };
+        FrameConfig::new(slots, slot_size.max(64))
             .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)))
     }
 
@@ -330,7 +336,7 @@ impl ShmringSink {
             gst::FlowError::Error
         })?;
         let cfg = self.frame_config(st.frame_size);
-        let mut tx = match frames::serve_arena(conn, &cfg, arena) {
+        let tx = match frames::serve_arena(conn, &cfg, arena) {
             Ok(tx) => tx,
             Err(e) => {
                 gst::warning!(
@@ -342,28 +348,6 @@ impl ShmringSink {
                 return Ok(());
             }
         };
-        // A consumer joining mid-stream first gets the sticky state.
-        let mut replay = || -> shmring::Result<()> {
-            if let Some(s) = &st.stream_start {
-                tx.send_stream_start(s)?;
-            }
-            if let Some(c) = &st.caps {
-                tx.send_caps(c)?;
-            }
-            if let Some(s) = &st.segment {
-                tx.send_segment(s)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = replay() {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "consumer pid {} failed at start: {e}",
-                peer.pid
-            );
-            return Ok(());
-        }
         gst::info!(
             CAT,
             imp = self,
@@ -373,6 +357,17 @@ impl ShmringSink {
         );
         lock(&self.stats).consumers += 1;
         st.sender = Some(tx);
+        // A consumer joining mid-stream first gets the sticky state (strings
+        // share one slot: each waits for the previous one to come back).
+        if let Some(s) = st.stream_start.clone() {
+            self.send_event(st, |tx| tx.send_stream_start(&s));
+        }
+        if let Some(c) = st.caps.clone() {
+            self.send_event(st, |tx| tx.send_caps(&c));
+        }
+        if let Some(seg) = st.segment {
+            self.send_event(st, |tx| tx.send_segment(&seg));
+        }
         Ok(())
     }
 

@@ -225,6 +225,7 @@ impl PushSrcImpl for ShmringSrc {
                     Err(e) => return Err(self.fail(&e.into())),
                 }
             };
+            gst::trace!(CAT, imp = self, "received {msg:?}");
             match msg {
                 Received::Frame(f) => {
                     let m = *f.meta();
