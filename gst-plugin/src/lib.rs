@@ -20,6 +20,7 @@
 
 use gst::glib;
 
+mod clock;
 mod error;
 mod pool;
 pub mod shmringsink;
@@ -28,6 +29,7 @@ pub mod shmringsrc;
 pub use error::Error;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    clock::register_tags();
     shmringsink::register(plugin)?;
     shmringsrc::register(plugin)?;
     Ok(())

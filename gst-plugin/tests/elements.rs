@@ -2,52 +2,15 @@
 //! `shmring::frames` plays the other side (any program can), so each test
 //! controls exactly what crosses.
 
+mod common;
+
 use std::path::PathBuf;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use common::*;
 use gst::prelude::*;
 use shmring::frames::{self, Descriptor, FrameConfig, FrameMeta, Kind, Received};
-use shmring::handshake::Listener;
 use shmring::Zeroable;
-
-const T: Option<Duration> = Some(Duration::from_secs(10));
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().expect("gst init");
-        gstshmring::register_static().expect("register elements");
-    });
-}
-
-fn sock(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shmring-gst-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir.join("s.sock")
-}
-
-fn stats(sink: &gst::Element) -> (u64, u64, u64) {
-    let s = sink.property::<gst::Structure>("stats");
-    let g = |k: &str| s.get::<u64>(k).expect("stats field");
-    (g("zero-copy"), g("copied"), g("dropped"))
-}
-
-/// Runs `pipeline` to EOS (or fails after 20 s with the bus error).
-fn run_to_eos(pipeline: &gst::Pipeline) {
-    pipeline.set_state(gst::State::Playing).expect("playing");
-    let bus = pipeline.bus().expect("bus");
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS or error within 20 s");
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("pipeline error: {} ({:?})", e.error(), e.debug());
-    }
-    pipeline.set_state(gst::State::Null).expect("null");
-}
 
 /// What a consumer saw: frames are copied out at once (so their slots go back).
 #[derive(Debug)]
@@ -194,98 +157,12 @@ fn sink_drops_a_consumer_that_never_returns_slots() {
 
 // ------------------------------------------------------------------ src side
 
-/// A producer serving one `shmringsrc` from this process: bound at once, served
-/// on a thread (the src connects in its `start`).
-fn serve(path: &std::path::Path) -> std::thread::JoinHandle<(Listener, frames::FrameSender)> {
-    let listener = Listener::bind(path, &Default::default()).expect("bind");
-    std::thread::spawn(move || {
-        let c = listener.accept(T).expect("accept");
-        let tx = frames::serve(c, &FrameConfig::new(32, 4096)).expect("serve");
-        (listener, tx)
-    })
-}
-
-fn src_pipeline(path: &std::path::Path) -> (gst::Pipeline, gst_app::AppSink) {
-    let pipeline = gst::parse::launch(&format!(
-        "shmringsrc name=src socket-path={} ! appsink name=out sync=false",
-        path.display()
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("a pipeline");
-    let sink = pipeline
-        .by_name("out")
-        .expect("appsink")
-        .downcast::<gst_app::AppSink>()
-        .expect("appsink type");
-    (pipeline, sink)
-}
-
-/// Retries `op` while the producer is `Full` (e.g. the string slot is still
-/// with the consumer), taking returns meanwhile.
-fn retry(
-    tx: &mut frames::FrameSender,
-    mut op: impl FnMut(&mut frames::FrameSender) -> shmring::Result<()>,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        tx.reclaim(|_| {}).expect("reclaim");
-        match op(tx) {
-            Ok(()) => return,
-            Err(shmring::Error::Full) if Instant::now() < deadline => {
-                let _ = tx.wait_returns(Some(Duration::from_millis(10)));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-fn send(tx: &mut frames::FrameSender, byte: u8, len: usize, pts: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        tx.reclaim(|_| {}).expect("reclaim");
-        if let Some(mut lease) = tx.try_lease() {
-            lease.as_mut()[..len].fill(byte);
-            let meta = FrameMeta {
-                pts,
-                duration: 1000,
-                ..FrameMeta::default()
-            };
-            match tx.send_lease(lease, len, &meta) {
-                Ok(()) => return,
-                Err(shmring::Error::Full) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "consumer stopped returning slots"
-        );
-        let _ = tx.wait_returns(Some(Duration::from_millis(10)));
-    }
-}
-
-/// The start address of the mapping holding `ptr` and its line in /proc/self/maps.
-fn mapping_of(ptr: usize) -> String {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-    maps.lines()
-        .find(|l| {
-            let r = l.split_whitespace().next().unwrap_or("");
-            let (a, b) = r.split_once('-').unwrap_or(("0", "0"));
-            let a = usize::from_str_radix(a, 16).unwrap_or(0);
-            let b = usize::from_str_radix(b, 16).unwrap_or(0);
-            a <= ptr && ptr < b
-        })
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn src_wraps_the_read_only_arena_and_follows_caps_changes() {
     init();
     let path = sock("src");
     let server = serve(&path);
-    let (pipeline, out) = src_pipeline(&path);
+    let (pipeline, out) = src_pipeline(&path, "");
     pipeline.set_state(gst::State::Playing).expect("playing");
     let (_listener, mut tx) = server.join().expect("server");
     tx.send_caps("video/x-raw,format=GRAY8,width=4,height=4,framerate=30/1")
@@ -335,7 +212,7 @@ fn src_error_after(tag: &str, bad: impl FnOnce(&mut frames::FrameSender)) -> Str
     init();
     let path = sock(tag);
     let server = serve(&path);
-    let (pipeline, _out) = src_pipeline(&path);
+    let (pipeline, _out) = src_pipeline(&path, "");
     pipeline.set_state(gst::State::Playing).expect("playing");
     let (listener, mut tx) = server.join().expect("server");
     tx.send_caps("application/x-test").expect("caps");
@@ -393,7 +270,7 @@ fn src_reports_a_dead_sink_within_a_second() {
     init();
     let path = sock("dead");
     let server = serve(&path);
-    let (pipeline, out) = src_pipeline(&path);
+    let (pipeline, out) = src_pipeline(&path, "");
     pipeline.set_state(gst::State::Playing).expect("playing");
     let (listener, mut tx) = server.join().expect("server");
     tx.send_caps("application/x-test").expect("caps");
@@ -420,4 +297,262 @@ fn src_reports_a_dead_sink_within_a_second() {
         _ => unreachable!(),
     }
     pipeline.set_state(gst::State::Null).expect("null");
+}
+
+/// Field 5 of a /proc/self/maps line: the inode of the mapped file.
+fn inode_of(bytes: &[u8]) -> String {
+    let line = mapping_of(bytes.as_ptr() as usize);
+    assert!(line.contains("shmring-arena"), "{line}");
+    line.split_whitespace().nth(4).unwrap_or("").to_string()
+}
+
+#[test]
+fn sink_serves_the_next_consumer_with_sticky_events_and_a_fresh_arena() {
+    init();
+    let path = sock("next");
+    let pipeline = pipeline(&format!(
+        "videotestsrc is-live=true num-buffers=120 ! video/x-raw,format=GRAY8,width=64,height=64,framerate=60/1 ! shmringsink name=sink socket-path={}",
+        path.display()
+    ));
+    pipeline.set_state(gst::State::Playing).expect("playing");
+
+    // The first consumer takes 10 frames and leaves.
+    let first_arena = {
+        let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect 1");
+        let mut n = 0;
+        loop {
+            if let Received::Frame(f) = rx.recv(T).expect("recv 1") {
+                n += 1;
+                if n == 10 {
+                    break inode_of(f.bytes());
+                }
+            }
+        }
+    };
+
+    // The next one starts with the stream's sticky events, from a new arena.
+    let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect 2");
+    let mut kinds = Vec::new();
+    let mut arenas = std::collections::BTreeSet::new();
+    let mut frames = 0;
+    loop {
+        match rx.recv(T).expect("recv 2") {
+            Received::Frame(f) => {
+                arenas.insert(inode_of(f.bytes()));
+                frames += 1;
+                kinds.push("frame");
+            }
+            Received::StreamStart(_) => kinds.push("stream-start"),
+            Received::Caps(c) => {
+                assert!(c.contains("width=(int)64"), "{c}");
+                kinds.push("caps");
+            }
+            Received::Segment(_) => kinds.push("segment"),
+            Received::Tags(_) => kinds.push("tags"),
+            Received::Eos => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(kinds[..3], ["stream-start", "caps", "segment"], "{kinds:?}");
+    assert!(frames > 50, "{frames} frames");
+    assert_eq!(arenas.len(), 1);
+    assert!(
+        !arenas.contains(&first_arena),
+        "the second consumer got the first one's arena"
+    );
+    wait_eos(&pipeline);
+    let sink = pipeline.by_name("sink").expect("sink");
+    let (zero_copy, copied, dropped) = stats(&sink);
+    assert_eq!(zero_copy + copied + dropped, 120);
+    assert_eq!(
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("consumers"),
+        Ok(2)
+    );
+    // Upstream renders into the new arena's pool once it renegotiated.
+    assert!(copied < 10, "{zero_copy} zero-copy, {copied} copied");
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+#[test]
+fn sink_sends_audio_from_its_own_pool_without_copying() {
+    init();
+    let path = sock("audio");
+    let pipeline = pipeline(&format!(
+        "audiotestsrc num-buffers=300 samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! shmringsink name=sink socket-path={}",
+        path.display()
+    ));
+    let consumer = consume(path);
+    run_to_eos(&pipeline);
+    let got = consumer.join().expect("consumer");
+    let frames = frames_of(&got);
+    // More buffers than slots: each slot is used many times.
+    assert_eq!(frames.len(), 300);
+    for (i, (bytes, meta)) in frames.iter().enumerate() {
+        assert_eq!(bytes.len(), 64 * 4);
+        assert_eq!(meta.offset, i as u64 * 64, "sample offset of buffer {i}");
+        assert_eq!(meta.pts, i as u64 * 64 * 1_000_000_000 / 48_000);
+    }
+    let sink = pipeline.by_name("sink").expect("sink");
+    assert_eq!(stats(&sink), (300, 0, 0));
+}
+
+#[test]
+fn sink_keeps_up_when_upstream_outruns_a_shmringsrc() {
+    // Upstream bursts ahead of the consumer until the offered pool runs dry;
+    // the sink then copies into slots the pool holds free. Nothing is lost,
+    // even though the consumer's fakesink keeps one slot (its last sample).
+    init();
+    let path = sock("burst");
+    let sender = pipeline(&format!(
+        "audiotestsrc num-buffers=3000 samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! shmringsink name=sink sync=false timeout=2000 socket-path={}",
+        path.display()
+    ));
+    sender
+        .set_state(gst::State::Playing)
+        .expect("sender playing");
+    let receiver = pipeline(&format!(
+        "shmringsrc socket-path={} ! fakesink name=out sync=false",
+        path.display()
+    ));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    receiver
+        .by_name("out")
+        .expect("fakesink")
+        .static_pad("sink")
+        .expect("pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    receiver
+        .set_state(gst::State::Playing)
+        .expect("receiver playing");
+    wait_eos(&sender);
+    wait_eos(&receiver);
+    let sink = sender.by_name("sink").expect("sink");
+    let (zero_copy, copied, dropped) = stats(&sink);
+    assert_eq!(dropped, 0, "{zero_copy} zero-copy, {copied} copied");
+    assert_eq!(zero_copy + copied, 3000);
+    assert!(zero_copy > 2900, "{zero_copy} zero-copy, {copied} copied");
+    assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 3000);
+    receiver.set_state(gst::State::Null).expect("null");
+    sender.set_state(gst::State::Null).expect("null");
+}
+
+#[test]
+fn sink_without_a_consumer_drops_when_not_waiting() {
+    init();
+    let path = sock("nowait");
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=20 ! video/x-raw,width=32,height=32 ! shmringsink name=sink wait-for-connection=false socket-path={}",
+        path.display()
+    ));
+    run_to_eos(&pipeline);
+    let sink = pipeline.by_name("sink").expect("sink");
+    assert_eq!(stats(&sink), (0, 0, 20));
+}
+
+#[test]
+fn sink_tells_the_consumer_its_timeline() {
+    init();
+    let path = sock("timeline");
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=32,height=32 ! shmringsink name=sink socket-path={}",
+        path.display()
+    ));
+    let p = path.clone();
+    let consumer = std::thread::spawn(move || {
+        let mut rx = frames::connect(&p, &FrameConfig::new(1, 64)).expect("connect");
+        let mut tags = Vec::new();
+        loop {
+            match rx.recv(T).expect("recv") {
+                Received::Tags(t) => tags.push(t),
+                Received::Frame(_) if tags.is_empty() => panic!("a frame before the timeline"),
+                Received::Eos => return tags,
+                _ => {}
+            }
+        }
+    });
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    wait_eos(&pipeline);
+    // The default pipeline clock is the monotonic system clock: the base time
+    // is sent as it is.
+    let base = pipeline.base_time().expect("base time").nseconds();
+    pipeline.set_state(gst::State::Null).expect("null");
+    let tags = consumer.join().expect("consumer");
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert!(
+        tags[0].contains(&format!("shmring-base-time=(guint64){base}")),
+        "{tags:?} (base time {base})"
+    );
+    assert!(tags[0].contains("shmring-latency=(guint64)0"), "{tags:?}");
+}
+
+#[test]
+fn caps_changes_cross_sink_and_src_in_order_with_the_frames() {
+    init();
+    let path = sock("caps-change");
+    let sender = pipeline(&format!(
+        "appsrc name=in format=time ! shmringsink name=sink slot-size=4096 socket-path={}",
+        path.display()
+    ));
+    let input = sender
+        .by_name("in")
+        .expect("appsrc")
+        .downcast::<gst_app::AppSrc>()
+        .expect("appsrc type");
+    sender
+        .set_state(gst::State::Playing)
+        .expect("sender playing");
+    let (receiver, out) = src_pipeline(&path, "");
+    receiver
+        .set_state(gst::State::Playing)
+        .expect("receiver playing");
+
+    let sizes = [16usize, 32, 8];
+    for (n, &w) in sizes.iter().enumerate() {
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "GRAY8")
+            .field("width", w as i32)
+            .field("height", w as i32)
+            .field("framerate", gst::Fraction::new(30, 1))
+            .build();
+        input.set_caps(Some(&caps));
+        for i in 0..3u8 {
+            let mut b = gst::Buffer::from_slice(vec![n as u8 * 10 + i; w * w]);
+            b.get_mut()
+                .expect("writable")
+                .set_pts(gst::ClockTime::from_mseconds(
+                    u64::from(n as u8 * 3 + i) * 10,
+                ));
+            input.push_buffer(b).expect("push");
+        }
+    }
+    input.end_of_stream().expect("eos");
+
+    for (n, &w) in sizes.iter().enumerate() {
+        for i in 0..3u8 {
+            let s = out
+                .try_pull_sample(gst::ClockTime::from_seconds(10))
+                .expect("sample");
+            let width = s
+                .caps()
+                .and_then(|c| c.structure(0).and_then(|s| s.get::<i32>("width").ok()));
+            assert_eq!(width, Some(w as i32), "caps of frame {i} at size {w}");
+            let map = s.buffer().expect("buffer").map_readable().expect("map");
+            assert_eq!(map.len(), w * w);
+            assert!(map.iter().all(|&b| b == n as u8 * 10 + i));
+        }
+    }
+    assert!(out
+        .try_pull_sample(gst::ClockTime::from_seconds(5))
+        .is_none());
+    assert!(out.is_eos());
+    wait_eos(&sender);
+    let sink = sender.by_name("sink").expect("sink");
+    assert_eq!(stats(&sink), (0, 9, 0));
+    receiver.set_state(gst::State::Null).expect("null");
+    sender.set_state(gst::State::Null).expect("null");
 }

@@ -65,7 +65,8 @@ fn harness_sink_delivers_buffers_meta_and_eos() {
         assert_eq!(meta.pts, i as u64 * 10_000_000);
         assert_eq!(meta.duration, 10_000_000);
         assert_eq!(meta.offset, i as u64);
-        let discont = gst::BufferFlags::from_bits_truncate(meta.flags).contains(gst::BufferFlags::DISCONT);
+        let discont =
+            gst::BufferFlags::from_bits_truncate(meta.flags).contains(gst::BufferFlags::DISCONT);
         assert_eq!(discont, i == 0);
     }
 }
@@ -78,7 +79,8 @@ fn harness_src_pushes_what_the_producer_sends() {
     let producer = std::thread::spawn(move || {
         let conn = listener.accept(T).expect("accept");
         let mut tx = frames::serve(conn, &FrameConfig::new(8, 256)).expect("serve");
-        tx.send_caps("application/x-harness,answer=(int)42").expect("caps");
+        tx.send_caps("application/x-harness,answer=(int)42")
+            .expect("caps");
         for i in 0..3u8 {
             let mut lease = tx.try_lease().expect("free slot");
             lease.as_mut()[..8].fill(i);
@@ -103,10 +105,17 @@ fn harness_src_pushes_what_the_producer_sends() {
     h.play();
     for i in 0..3u8 {
         let b = h.pull().expect("buffer");
-        assert_eq!(b.pts(), Some(gst::ClockTime::from_nseconds(u64::from(i) * 1000)));
+        assert_eq!(
+            b.pts(),
+            Some(gst::ClockTime::from_nseconds(u64::from(i) * 1000))
+        );
         assert_eq!(&*b.map_readable().expect("map"), &[i; 8]);
     }
-    let caps = h.sinkpad().expect("harness sink pad").current_caps().expect("caps");
+    let caps = h
+        .sinkpad()
+        .expect("harness sink pad")
+        .current_caps()
+        .expect("caps");
     assert_eq!(
         caps.structure(0).and_then(|s| s.get::<i32>("answer").ok()),
         Some(42)

@@ -177,3 +177,42 @@ fn audio_arrives_byte_exact() {
         .enumerate()
         .all(|(i, p)| *p == i as u64 * 10_000_000));
 }
+
+#[test]
+fn live_video_keeps_its_cadence_on_the_receivers_clock() {
+    let dir = temp("live");
+    let sock = dir.join("s.sock");
+    // The receiver waits (up to its timeout) for the sender to appear.
+    let receiver = gst_launch(&format!(
+        "-v shmringsrc is-live=true socket-path={} ! identity silent=false ! fakesink sync=true",
+        sock.display()
+    ))
+    .spawn()
+    .expect("receiver gst-launch");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sender = gst_launch(&format!(
+        "-q videotestsrc is-live=true num-buffers=45 ! video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! shmringsink socket-path={}",
+        sock.display()
+    ))
+    .spawn()
+    .expect("sender gst-launch");
+    check(sender.wait_with_output().expect("sender"), "sender");
+    let log = check(receiver.wait_with_output().expect("receiver"), "receiver");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let pts = pts_of(&log);
+    assert_eq!(pts.len(), 45, "{log}");
+    assert!(pts.windows(2).all(|w| w[0] <= w[1]), "{pts:?}");
+    // Frames the sender made before the receiver was playing are at 0 (late);
+    // from then on, the sender's 30 fps cadence on the receiver's running time.
+    let on_time: Vec<u64> = pts.iter().copied().filter(|&p| p > 0).collect();
+    assert!(on_time.len() >= 35, "{pts:?}");
+    for w in on_time.windows(2) {
+        let d = w[1] - w[0];
+        assert!(
+            d.abs_diff(33_333_333) <= 1,
+            "frame interval {d} ns, not 1/30 s: {pts:?}"
+        );
+    }
+    assert!(*pts.last().expect("pts") < 3_000_000_000, "{pts:?}");
+}

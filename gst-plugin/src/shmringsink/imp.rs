@@ -1,16 +1,19 @@
 //! The `shmringsink` subclass of `GstBaseSink`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use shmring::frames::{self, Arena, FrameConfig, FrameMeta, FrameSender, SegmentInfo, NONE};
-use shmring::handshake::{ListenOptions, Listener};
+use shmring::handshake::{Connection, ListenOptions, Listener};
 
+use crate::clock::{clock_minus_monotonic, Timeline};
 use crate::pool::SlotPool;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -30,6 +33,8 @@ const DEFAULT_TIMEOUT_MS: u32 = 5000;
 const SPARE_SLOTS: u32 = 2;
 /// Step of every wait, so that `unlock` is seen promptly.
 const STEP: Duration = Duration::from_millis(20);
+/// Longest handshake with a connecting consumer (it is local: milliseconds).
+const HANDSHAKE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -64,7 +69,11 @@ struct Stats {
 
 /// Everything that exists between `start` and `stop`.
 struct State {
-    listener: Listener,
+    /// A consumer that connected before the slot size was known (no caps
+    /// yet): served as soon as it is.
+    pending: Option<Connection>,
+    /// The slot size is known (set, or from caps or an allocation query).
+    geometry_known: bool,
     arena: Option<Arena>,
     pool: Option<SlotPool>,
     sender: Option<FrameSender>,
@@ -75,12 +84,28 @@ struct State {
     segment: Option<SegmentInfo>,
     /// Bytes a slot must hold for the current caps.
     frame_size: usize,
+    /// The arena was shown to a consumer: the next one gets a new arena (a
+    /// consumer keeps read access to its arena after it left).
+    arena_served: bool,
+    /// The offered pool changed: ask upstream to negotiate again.
+    reconfigure: bool,
+    /// The timeline last sent to the current consumer.
+    timeline_sent: Option<Timeline>,
+}
+
+/// The thread that accepts consumers on the socket and notices their hang-up.
+struct Acceptor {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
 }
 
 #[derive(Default)]
 pub struct ShmringSink {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Signalled when a consumer is served, and on `unlock`.
+    served: Condvar,
+    acceptor: Mutex<Option<Acceptor>>,
     stats: Mutex<Stats>,
     unlocked: AtomicBool,
 }
@@ -140,7 +165,7 @@ impl ObjectImpl for ShmringSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("zero-copy / copied frames, consumers served, buffers dropped")
+                    .blurb("Frames sent (frames = zero-copy + copied), consumers served, buffers dropped (no consumer, or it stopped returning slots)")
                     .read_only()
                     .build(),
             ]
@@ -173,6 +198,7 @@ impl ObjectImpl for ShmringSink {
             "stats" => {
                 let st = *lock(&self.stats);
                 gst::Structure::builder("shmringsink-stats")
+                    .field("frames", st.zero_copy + st.copied)
                     .field("zero-copy", st.zero_copy)
                     .field("copied", st.copied)
                     .field("consumers", st.consumers)
@@ -244,15 +270,28 @@ fn segment_info(s: &gst::Segment) -> SegmentInfo {
     }
 }
 
+fn ignore_would_block(e: shmring::Error) -> shmring::Result<()> {
+    if e.is_would_block() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 /// Bytes one slot needs for `caps` when `slot-size` is 0.
-fn frame_size_for(caps: &gst::CapsRef) -> usize {
+/// The second value is `true` when every buffer needs that much (raw video);
+/// otherwise it is a guess (raw audio: 200 ms; anything else: 4 MiB).
+fn frame_size_for(caps: &gst::CapsRef) -> (usize, bool) {
     if let Ok(info) = gst_video::VideoInfo::from_caps(caps) {
-        return info.size();
+        return (info.size(), true);
     }
     if let Ok(info) = gst_audio::AudioInfo::from_caps(caps) {
-        return (info.rate() as usize * info.bpf() as usize / 5).max(4096);
+        return (
+            (info.rate() as usize * info.bpf() as usize / 5).max(4096),
+            false,
+        );
     }
-    4 << 20
+    (4 << 20, false)
 }
 
 use glib::translate::IntoGlib;
@@ -275,18 +314,18 @@ impl ShmringSink {
             (AUTO_ARENA / slot_size.max(1)).clamp(8, 64) as u32
         };
         FrameConfig::new(slots, slot_size.max(64))
-            .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)))
+            .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)).min(HANDSHAKE))
     }
 
     /// The arena for the current caps: made on first need, remade while no
     /// consumer uses it if the caps need bigger slots.
     fn ensure_arena(&self, st: &mut State) -> Result<Arena, gst::ErrorMessage> {
+        let cfg = self.frame_config(st.frame_size);
         if let Some(a) = &st.arena {
-            if a.slot_size() >= st.frame_size || st.sender.is_some() {
+            if a.slot_size() >= cfg.slot_size || st.sender.is_some() {
                 return Ok(a.clone());
             }
         }
-        let cfg = self.frame_config(st.frame_size);
         let arena = Arena::new(&cfg).map_err(|e| {
             gst::error_msg!(gst::ResourceError::Failed, ["cannot create the arena: {e}"])
         })?;
@@ -298,43 +337,106 @@ impl ShmringSink {
             arena.slot_size()
         );
         st.held = (0..arena.slots()).map(|_| None).collect();
-        st.arena = Some(arena.clone());
+        if st.arena.replace(arena.clone()).is_some() {
+            st.reconfigure = true;
+        }
         st.pool = None;
+        st.arena_served = false;
         Ok(arena)
     }
 
-    /// Serves a consumer that is waiting (or, with `block`, waits for one).
-    fn accept(&self, st: &mut State, block: bool) -> Result<(), gst::FlowError> {
-        if st.sender.is_some() {
-            return Ok(());
-        }
-        let conn = loop {
-            let r = if block {
-                st.listener.accept(Some(STEP)).map(Some)
-            } else {
-                st.listener.try_accept()
+    /// The acceptor thread: takes connections, and drops a consumer whose
+    /// link hung up even while no buffer flows.
+    fn acceptor_loop(
+        weak: glib::WeakRef<super::ShmringSink>,
+        listener: Listener,
+        stop: Arc<AtomicBool>,
+    ) {
+        while !stop.load(Ordering::Acquire) {
+            let conn = listener.accept(Some(STEP));
+            let Some(obj) = weak.upgrade() else {
+                return;
             };
-            match r {
-                Ok(Some(c)) => break c,
-                Ok(None) => return Ok(()),
-                Err(shmring::Error::Timeout) => {
-                    if self.unlocked.load(Ordering::Acquire) {
-                        return Err(gst::FlowError::Flushing);
-                    }
-                }
-                Err(e) => {
-                    gst::warning!(CAT, imp = self, "refused a consumer: {e}");
-                    if !block {
-                        return Ok(());
-                    }
-                }
+            let imp = obj.imp();
+            match conn {
+                Ok(c) => imp.take_connection(c),
+                Err(shmring::Error::Timeout) => {}
+                Err(e) => gst::warning!(CAT, imp = imp, "refused a consumer: {e}"),
             }
+            imp.check_alive();
+        }
+    }
+
+    /// Drops the consumer if its link hung up (without waiting for a
+    /// streaming thread that holds the state).
+    fn check_alive(&self) {
+        let mut guard = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::WouldBlock) => return,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        };
+        if let Some(st) = guard.as_mut() {
+            if st.sender.as_mut().is_some_and(|tx| !tx.is_peer_alive()) {
+                self.drop_consumer(st, &shmring::Error::Disconnected);
+            }
+        }
+    }
+
+    /// A consumer connected: serve it (one at a time).
+    fn take_connection(&self, conn: Connection) {
+        let peer = conn.peer();
+        let reconfigure = {
+            let mut guard = lock(&self.state);
+            let Some(st) = guard.as_mut() else {
+                return;
+            };
+            if st.sender.as_mut().is_some_and(|tx| tx.is_peer_alive()) || st.pending.is_some() {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "refusing consumer pid {}: this sink serves one consumer at a time",
+                    peer.pid
+                );
+                return;
+            }
+            if st.sender.is_some() {
+                self.drop_consumer(st, &shmring::Error::Disconnected);
+            }
+            st.pending = Some(conn);
+            self.serve_pending(st);
+            std::mem::take(&mut st.reconfigure)
+        };
+        self.served.notify_all();
+        if reconfigure {
+            self.reconfigure_upstream();
+        }
+    }
+
+    /// Serves the consumer that waits, once the slot size is known.
+    fn serve_pending(&self, st: &mut State) {
+        if !st.geometry_known || st.sender.is_some() {
+            return;
+        }
+        let Some(conn) = st.pending.take() else {
+            return;
         };
         let peer = conn.peer();
-        let arena = self.ensure_arena(st).map_err(|e| {
-            self.post_error_message(e);
-            gst::FlowError::Error
-        })?;
+        if st.arena_served {
+            // The previous consumer may still map the old arena: never let it
+            // read what this one is sent.
+            st.arena = None;
+            st.pool = None;
+            st.reconfigure = true;
+        }
+        let arena = match self.ensure_arena(st) {
+            Ok(a) => a,
+            Err(e) => {
+                self.post_error_message(e);
+                return;
+            }
+        };
+        // Shown to this consumer from now on, even if the handshake fails.
+        st.arena_served = true;
         let cfg = self.frame_config(st.frame_size);
         let tx = match frames::serve_arena(conn, &cfg, arena) {
             Ok(tx) => tx,
@@ -345,7 +447,7 @@ impl ShmringSink {
                     "handshake with pid {} failed: {e}",
                     peer.pid
                 );
-                return Ok(());
+                return;
             }
         };
         gst::info!(
@@ -357,6 +459,7 @@ impl ShmringSink {
         );
         lock(&self.stats).consumers += 1;
         st.sender = Some(tx);
+        st.timeline_sent = None;
         // A consumer joining mid-stream first gets the sticky state (strings
         // share one slot: each waits for the previous one to come back).
         if let Some(s) = st.stream_start.clone() {
@@ -368,7 +471,41 @@ impl ShmringSink {
         if let Some(seg) = st.segment {
             self.send_event(st, |tx| tx.send_segment(&seg));
         }
-        Ok(())
+    }
+
+    /// With `wait-for-connection`, waits until a first consumer is served
+    /// (later ones are not waited for: buffers are dropped between consumers).
+    fn wait_first_consumer<'a>(
+        &'a self,
+        mut guard: MutexGuard<'a, Option<State>>,
+    ) -> Result<MutexGuard<'a, Option<State>>, gst::FlowError> {
+        if !lock(&self.settings).wait_for_connection {
+            return Ok(guard);
+        }
+        loop {
+            let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            self.serve_pending(st);
+            if st.sender.is_some() || lock(&self.stats).consumers > 0 {
+                return Ok(guard);
+            }
+            if self.unlocked.load(Ordering::Acquire) {
+                return Err(gst::FlowError::Flushing);
+            }
+            guard = match self.served.wait_timeout(guard, STEP) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    fn reconfigure_upstream(&self) {
+        // Upstream still renders into the previous arena's pool: those
+        // buffers are copied until it takes the new pool.
+        gst::debug!(CAT, imp = self, "new arena: asking upstream to reconfigure");
+        let _ = self
+            .obj()
+            .sink_pad()
+            .push_event(gst::event::Reconfigure::new());
     }
 
     /// The consumer is gone or misbehaves: forget it and everything it held.
@@ -427,10 +564,11 @@ impl ShmringSink {
                     gst::warning!(
                         CAT,
                         imp = self,
-                        "consumer holds {} of {} slots and returned none for {:?}",
+                        "consumer holds {} of {} slots and returned none for {:?} ({} buffers held here)",
                         tx.in_flight(),
                         tx.slots(),
-                        self.timeout()
+                        self.timeout(),
+                        st.held.iter().filter(|h| h.is_some()).count()
                     );
                 }
                 self.drop_consumer(st, &shmring::Error::Timeout);
@@ -438,8 +576,76 @@ impl ShmringSink {
             }
             if let Some(tx) = st.sender.as_mut() {
                 // Either a returned slot or descriptor room may be missing.
-                let _ = tx.wait_returns(Some(STEP / 2));
-                let _ = tx.wait_writable(Some(STEP / 2));
+                let r = tx
+                    .wait_returns(Some(STEP / 2))
+                    .or_else(ignore_would_block)
+                    .and_then(|()| tx.wait_writable(Some(STEP / 2)))
+                    .or_else(ignore_would_block);
+                if let Err(e) = r {
+                    self.drop_consumer(st, &e);
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// A free buffer of the pool, if it is a whole slot of `arena`, holding
+    /// `data`: the buffer and its slot.
+    fn copy_to_pool_slot(
+        pool: &SlotPool,
+        arena: &Arena,
+        data: &[u8],
+    ) -> Option<(gst::Buffer, u32)> {
+        let params =
+            gst::BufferPoolAcquireParams::with_flags(gst::BufferPoolAcquireFlags::DONTWAIT);
+        let mut b = pool.acquire_buffer(Some(&params)).ok()?;
+        let w = b.get_mut()?;
+        if w.n_memory() != 1 || w.maxsize() < data.len() {
+            return None;
+        }
+        w.set_size(data.len());
+        let slot = {
+            let mut m = w.map_writable().ok()?;
+            let (slot, offset) = arena.locate(m.as_ptr(), data.len())?;
+            if offset != 0 {
+                return None;
+            }
+            m.copy_from_slice(data);
+            slot
+        };
+        Some((b, slot))
+    }
+
+    /// Where this pipeline's running time 0 lies on the monotonic clock, and
+    /// its latency (see `crate::clock`); `None` before PLAYING.
+    fn timeline(&self) -> Option<Timeline> {
+        let obj = self.obj();
+        let clock = obj.clock()?;
+        let base = obj.base_time()?;
+        let base_time =
+            u64::try_from(i128::from(base.nseconds()) - clock_minus_monotonic(&clock)).ok()?;
+        let latency = obj.latency() + obj.render_delay();
+        Some(Timeline {
+            base_time,
+            latency: latency.nseconds(),
+        })
+    }
+
+    /// Tells the consumer the timeline if it changed (a sampled clock offset
+    /// moving by less than 1 ms is no change).
+    fn send_timeline(&self, st: &mut State) {
+        let Some(t) = self.timeline() else {
+            return;
+        };
+        let changed = st.timeline_sent.is_none_or(|old| {
+            old.latency != t.latency || old.base_time.abs_diff(t.base_time) > 1_000_000
+        });
+        if changed && st.sender.is_some() {
+            gst::debug!(CAT, imp = self, "timeline {t:?}");
+            let tags = t.to_tags_string();
+            self.send_event(st, |tx| tx.send_tags(&tags));
+            if st.sender.is_some() {
+                st.timeline_sent = Some(t);
             }
         }
     }
@@ -470,7 +676,8 @@ impl BaseSinkImpl for ShmringSink {
         })?;
         *lock(&self.stats) = Stats::default();
         *lock(&self.state) = Some(State {
-            listener,
+            pending: None,
+            geometry_known: s.slot_size > 0,
             arena: None,
             pool: None,
             sender: None,
@@ -479,17 +686,49 @@ impl BaseSinkImpl for ShmringSink {
             caps: None,
             segment: None,
             frame_size: 4096,
+            arena_served: false,
+            reconfigure: false,
+            timeline_sent: None,
         });
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = self.obj().downgrade();
+        let st = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("shmringsink-accept".into())
+            .spawn(move || Self::acceptor_loop(weak, listener, st))
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::Failed,
+                    ["cannot start the accepting thread: {e}"]
+                )
+            })?;
+        *lock(&self.acceptor) = Some(Acceptor { stop, thread });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(a) = lock(&self.acceptor).take() {
+            a.stop.store(true, Ordering::Release);
+            // It sees `stop` within one STEP (or one bounded handshake).
+            let _ = a.thread.join();
+        }
         *lock(&self.state) = None;
+        let st = *lock(&self.stats);
+        gst::info!(
+            CAT,
+            imp = self,
+            "{} frames sent without a copy, {} copied, {} dropped, {} consumers",
+            st.zero_copy,
+            st.copied,
+            st.dropped,
+            st.consumers
+        );
         Ok(())
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
         self.unlocked.store(true, Ordering::Release);
+        self.served.notify_all();
         Ok(())
     }
 
@@ -503,20 +742,38 @@ impl BaseSinkImpl for ShmringSink {
         let st = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
-        st.frame_size = frame_size_for(caps);
-        if let Some(a) = &st.arena {
-            if st.sender.is_some() && a.slot_size() < st.frame_size {
-                return Err(gst::loggable_error!(
-                    CAT,
-                    "caps need {}-byte slots, the arena in use has {}: set slot-size",
-                    st.frame_size,
-                    a.slot_size()
-                ));
-            }
+        let (size, exact) = frame_size_for(caps);
+        st.frame_size = size;
+        st.geometry_known = true;
+        let too_small = st
+            .arena
+            .as_ref()
+            .filter(|a| exact && st.sender.is_some() && a.slot_size() < size)
+            .map(|a| a.slot_size());
+        if let Some(have) = too_small {
+            // The consumer maps this arena and cannot be given a bigger one:
+            // let it go (a shmringsrc with reconnect=true comes back and gets
+            // an arena for the new caps).
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                ("caps {caps} need {size}-byte slots, the consumer's arena has {have}: consumer dropped (set slot-size to the largest frame to avoid this)")
+            );
+            self.drop_consumer(st, &shmring::Error::Full);
         }
         let s = caps.to_string();
         st.caps = Some(s.clone());
-        self.send_event(st, |tx| tx.send_caps(&s));
+        if st.sender.is_some() {
+            self.send_event(st, |tx| tx.send_caps(&s));
+        } else {
+            // A consumer that waited for the caps gets them as sticky state.
+            self.serve_pending(st);
+        }
+        let served = st.sender.is_some();
+        drop(guard);
+        if served {
+            self.served.notify_all();
+        }
         Ok(())
     }
 
@@ -530,7 +787,8 @@ impl BaseSinkImpl for ShmringSink {
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
         if let Some(c) = &caps {
-            st.frame_size = st.frame_size.max(frame_size_for(c));
+            st.frame_size = st.frame_size.max(frame_size_for(c).0);
+            st.geometry_known = true;
         }
         let arena = self
             .ensure_arena(st)
@@ -567,10 +825,28 @@ impl BaseSinkImpl for ShmringSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
+        use gst::EventView;
+        if let EventView::FlushStart(_) = event.view() {
+            // The base class first unlocks a render that waits for room.
+            let ret = self.parent_event(event);
+            if let Some(st) = lock(&self.state).as_mut() {
+                self.send_event(st, |tx| tx.send_flush_start());
+            }
+            return ret;
+        }
         {
             let mut guard = lock(&self.state);
+            if let EventView::Eos(_) = event.view() {
+                // Like a buffer: wait for a first consumer if asked to.
+                if let Some(st) = guard.as_mut() {
+                    st.geometry_known = true;
+                }
+                match self.wait_first_consumer(guard) {
+                    Ok(g) => guard = g,
+                    Err(_) => return self.parent_event(event),
+                }
+            }
             if let Some(st) = guard.as_mut() {
-                use gst::EventView;
                 match event.view() {
                     EventView::StreamStart(e) => {
                         let id = e.stream_id().to_string();
@@ -582,13 +858,7 @@ impl BaseSinkImpl for ShmringSink {
                         st.segment = Some(info);
                         self.send_event(st, |tx| tx.send_segment(&info));
                     }
-                    EventView::Eos(_) => {
-                        // Like a buffer: wait for a first consumer if asked to.
-                        let first = lock(&self.stats).consumers == 0;
-                        let _ = self.accept(st, lock(&self.settings).wait_for_connection && first);
-                        self.send_event(st, |tx| tx.send_eos());
-                    }
-                    EventView::FlushStart(_) => self.send_event(st, |tx| tx.send_flush_start()),
+                    EventView::Eos(_) => self.send_event(st, |tx| tx.send_eos()),
                     EventView::FlushStop(e) => {
                         let reset = e.resets_time();
                         self.send_event(st, |tx| tx.send_flush_stop(reset));
@@ -610,15 +880,37 @@ impl BaseSinkImpl for ShmringSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let wait = lock(&self.settings).wait_for_connection;
-        let mut guard = lock(&self.state);
-        let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let first = lock(&self.stats).consumers == 0;
-        self.accept(st, wait && first)?;
+        let (res, reconfigure) = {
+            let mut guard = lock(&self.state);
+            if let Some(st) = guard.as_mut().filter(|st| !st.geometry_known) {
+                // No caps and no slot-size: the first buffer sizes the slots.
+                st.frame_size = st.frame_size.max(buffer.size());
+                st.geometry_known = true;
+            }
+            let mut guard = self.wait_first_consumer(guard)?;
+            let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            let res = self.render_locked(st, buffer);
+            (res, std::mem::take(&mut st.reconfigure))
+        };
+        if reconfigure {
+            self.reconfigure_upstream();
+        }
+        res
+    }
+}
+
+impl ShmringSink {
+    fn render_locked(
+        &self,
+        st: &mut State,
+        buffer: &gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.serve_pending(st);
         if st.sender.is_none() {
             lock(&self.stats).dropped += 1;
             return Ok(gst::FlowSuccess::Ok);
         }
+        self.send_timeline(st);
         let arena = self.ensure_arena(st).map_err(|e| {
             self.post_error_message(e);
             gst::FlowError::Error
@@ -654,25 +946,60 @@ impl BaseSinkImpl for ShmringSink {
         // Foreign: copy once into a free slot.
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         if map.size() > arena.slot_size() {
-            gst::element_imp_error!(
+            if lock(&self.settings).slot_size > 0 {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "buffer of {} bytes does not fit a {}-byte slot: raise slot-size",
+                        map.size(),
+                        arena.slot_size()
+                    )
+                );
+                return Err(gst::FlowError::Error);
+            }
+            // Slots sized from a guess (audio, compressed formats): the next
+            // consumer gets slots for twice this buffer.
+            st.frame_size = st.frame_size.max(map.size().saturating_mul(2));
+            gst::element_imp_warning!(
                 self,
-                gst::StreamError::Format,
+                gst::ResourceError::NoSpaceLeft,
                 (
-                    "buffer of {} bytes does not fit a {}-byte slot: set slot-size",
+                    "buffer of {} bytes does not fit the consumer's {}-byte slots: consumer dropped (set slot-size to the largest buffer to avoid this)",
                     map.size(),
                     arena.slot_size()
                 )
             );
-            return Err(gst::FlowError::Error);
+            self.drop_consumer(st, &shmring::Error::Full);
+            lock(&self.stats).dropped += 1;
+            return Ok(gst::FlowSuccess::Ok);
         }
+        let mut slot_buffer = None;
         let sent = self.with_room(st, |st| {
             let Some(tx) = st.sender.as_mut() else {
                 return Ok(());
             };
-            let mut lease = tx.try_lease().ok_or(shmring::Error::Full)?;
-            lease.as_mut()[..map.size()].copy_from_slice(&map);
-            tx.send_lease(lease, map.size(), &meta)
+            if let Some(mut lease) = tx.try_lease() {
+                lease.as_mut()[..map.size()].copy_from_slice(&map);
+                return tx.send_lease(lease, map.size(), &meta);
+            }
+            // Every free slot may sit in the pool (e.g. upstream outran the
+            // consumer, the pool grew, and this buffer came from outside it):
+            // copy into a buffer of the pool's then.
+            let (b, slot) = st
+                .pool
+                .as_ref()
+                .and_then(|p| Self::copy_to_pool_slot(p, &arena, &map))
+                .ok_or(shmring::Error::Full)?;
+            tx.send_frame(slot, 0, map.size(), &meta)?;
+            slot_buffer = Some((slot, b));
+            Ok(())
         })?;
+        if let Some((slot, b)) = slot_buffer {
+            if let Some(h) = st.held.get_mut(slot as usize) {
+                *h = Some(b);
+            }
+        }
         if sent {
             lock(&self.stats).copied += 1;
         } else {

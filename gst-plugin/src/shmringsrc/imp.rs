@@ -6,13 +6,15 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gst::glib;
+use gst::glib::translate::IntoGlib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use shmring::frames::{self, FrameConfig, FrameReceiver, Received, NONE};
+use shmring::frames::{self, FrameConfig, FrameMeta, FrameReceiver, Received, SegmentInfo, NONE};
 
+use crate::clock::{self, Timeline};
 use crate::Error;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -24,6 +26,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_TIMEOUT_MS: u32 = 5000;
+const DEFAULT_LATENCY_MS: u32 = 10;
+const DEFAULT_SPIN_US: u32 = 0;
 /// Step of every wait, so that `unlock` is seen promptly.
 const STEP: Duration = Duration::from_millis(20);
 
@@ -32,6 +36,9 @@ struct Settings {
     socket_path: Option<String>,
     timeout_ms: u32,
     is_live: bool,
+    reconnect: bool,
+    latency_ms: u32,
+    spin_us: u32,
 }
 
 impl Default for Settings {
@@ -40,6 +47,41 @@ impl Default for Settings {
             socket_path: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             is_live: false,
+            reconnect: false,
+            latency_ms: DEFAULT_LATENCY_MS,
+            spin_us: DEFAULT_SPIN_US,
+        }
+    }
+}
+
+/// How the sink's timestamps become ours (see `crate::clock`).
+#[derive(Debug)]
+struct Timing {
+    /// The sink's current segment.
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// The sink's timeline, once it sent one.
+    timeline: Option<Timeline>,
+    /// Live without a timeline: our running time minus the sink's, fixed at
+    /// the first frame.
+    anchor: Option<i128>,
+    /// A segment was handed to the base class and not yet sent downstream
+    /// (it goes with the next buffer).
+    segment_pending: bool,
+    /// Tags waiting for the stream to have a segment downstream.
+    pending_tags: Option<gst::TagList>,
+    /// The next buffer follows a reconnection.
+    discont: bool,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            segment: gst::FormattedSegment::new(),
+            timeline: None,
+            anchor: None,
+            segment_pending: false,
+            pending_tags: None,
+            discont: false,
         }
     }
 }
@@ -48,6 +90,7 @@ impl Default for Settings {
 pub struct ShmringSrc {
     settings: Mutex<Settings>,
     rx: Mutex<Option<FrameReceiver>>,
+    timing: Mutex<Timing>,
     unlocked: AtomicBool,
 }
 
@@ -79,16 +122,35 @@ impl ObjectImpl for ShmringSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Milliseconds to keep trying to connect (the sink may start later)")
+                    .blurb("Milliseconds to keep trying to connect when starting (the sink may start later)")
                     .minimum(1)
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Is live")
-                    .blurb("Act as a live source (with do-timestamp: stamp buffers on arrival)")
+                    .blurb("Act as a live source: timestamps are mapped onto this pipeline's running time through the monotonic clock both processes share (or, with do-timestamp, replaced by the arrival time); else the sink's timestamps and segment are kept as they are")
                     .default_value(false)
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("latency")
+                    .nick("Latency")
+                    .blurb("Live mode: milliseconds added to the sink pipeline's latency in latency queries, for the transfer and scheduling")
+                    .default_value(DEFAULT_LATENCY_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("spin")
+                    .nick("Spin")
+                    .blurb("Microseconds to busy-poll for the next frame before sleeping on the wake-up fd (burns CPU; lowers latency when frames follow closely)")
+                    .maximum(1_000_000)
+                    .default_value(DEFAULT_SPIN_US)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("reconnect")
+                    .nick("Reconnect")
+                    .blurb("When the sink goes away, post a warning and wait for a new sink on socket-path (else post an error)")
+                    .default_value(false)
+                    .mutable_playing()
                     .build(),
             ]
         });
@@ -104,6 +166,9 @@ impl ObjectImpl for ShmringSrc {
                 s.is_live = value.get().unwrap_or(false);
                 self.obj().set_live(s.is_live);
             }
+            "latency" => s.latency_ms = value.get().unwrap_or(DEFAULT_LATENCY_MS),
+            "reconnect" => s.reconnect = value.get().unwrap_or(false),
+            "spin" => s.spin_us = value.get().unwrap_or(DEFAULT_SPIN_US),
             _ => {}
         }
     }
@@ -114,6 +179,9 @@ impl ObjectImpl for ShmringSrc {
             "socket-path" => s.socket_path.to_value(),
             "timeout" => s.timeout_ms.to_value(),
             "is-live" => s.is_live.to_value(),
+            "latency" => s.latency_ms.to_value(),
+            "reconnect" => s.reconnect.to_value(),
+            "spin" => s.spin_us.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -152,6 +220,44 @@ fn clock(ns: u64) -> Option<gst::ClockTime> {
     (ns != NONE).then(|| gst::ClockTime::from_nseconds(ns))
 }
 
+/// The sink's segment, if it is a well-formed TIME segment.
+fn segment_of(s: &SegmentInfo) -> Option<gst::FormattedSegment<gst::ClockTime>> {
+    let finite = |r: f64| r.is_finite() && r != 0.0;
+    if s.format != gst::Format::Time.into_glib() as u32
+        || !finite(s.rate)
+        || !finite(s.applied_rate)
+    {
+        return None;
+    }
+    let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
+    seg.set_flags(gst::SegmentFlags::from_bits_truncate(s.flags));
+    seg.set_rate(s.rate);
+    seg.set_applied_rate(s.applied_rate);
+    seg.set_base(clock(s.base)?);
+    seg.set_offset(clock(s.offset)?);
+    seg.set_start(clock(s.start)?);
+    seg.set_stop(clock(s.stop));
+    seg.set_time(clock(s.time));
+    seg.set_position(clock(s.position));
+    seg.set_duration(clock(s.duration));
+    Some(seg)
+}
+
+fn clamp_time(t: i128) -> gst::ClockTime {
+    // ClockTime::MAX is the largest valid value (NONE is one above it).
+    gst::ClockTime::from_nseconds(t.clamp(0, i128::from(gst::ClockTime::MAX.nseconds())) as u64)
+}
+
+/// What a live src needs to map one frame's timestamps.
+struct LiveClock {
+    /// Our pipeline clock minus `CLOCK_MONOTONIC`.
+    clock_minus_monotonic: i128,
+    /// Our base time.
+    base_time: u64,
+    /// Our running time now.
+    now: i128,
+}
+
 impl ShmringSrc {
     fn fail(&self, e: &Error) -> gst::FlowError {
         match e {
@@ -164,16 +270,231 @@ impl ShmringSrc {
         }
         gst::FlowError::Error
     }
+
+    fn live_clock(&self) -> Option<LiveClock> {
+        let obj = self.obj();
+        let clock = obj.clock()?;
+        let base_time = obj.base_time()?.nseconds();
+        let now = clock.time()?.nseconds();
+        Some(LiveClock {
+            clock_minus_monotonic: clock::clock_minus_monotonic(&clock),
+            base_time,
+            now: i128::from(now) - i128::from(base_time),
+        })
+    }
+
+    /// One of the sink's timestamps as one of ours.
+    fn map_time(t: &mut Timing, live: Option<&LiveClock>, ns: u64) -> Option<gst::ClockTime> {
+        let ts = clock(ns)?;
+        let Some(live) = live else {
+            // Not live: the sink's timestamps, in the sink's segment.
+            return Some(ts);
+        };
+        let rt = t.segment.to_running_time_full(ts)?;
+        let rt = match rt {
+            gst::Signed::Positive(v) => i128::from(v.nseconds()),
+            gst::Signed::Negative(v) => -i128::from(v.nseconds()),
+        };
+        let ours = match t.timeline {
+            Some(tl) => clock::map_running_time(
+                rt,
+                tl.base_time,
+                live.clock_minus_monotonic,
+                live.base_time,
+            ),
+            None => rt + *t.anchor.get_or_insert(live.now - rt),
+        };
+        Some(clamp_time(ours))
+    }
+
+    fn frame(&self, f: frames::FrameRef) -> Result<gst::Buffer, gst::FlowError> {
+        let m: FrameMeta = *f.meta();
+        let (held, slots) = match lock(&self.rx).as_ref() {
+            Some(rx) => (rx.frames_held(), rx.arena().slots() as usize),
+            None => (0, 1),
+        };
+        // Zero copy, unless downstream keeps so many buffers (a filesink
+        // batching small ones, a deep queue) that the sink would run out of
+        // slots: then copy and return the slot at once.
+        let mut buffer = if held * 2 > slots {
+            gst::Buffer::from_slice(f.bytes().to_vec())
+        } else {
+            gst::Buffer::from_slice(f)
+        };
+        let is_live = lock(&self.settings).is_live;
+        let live = if is_live { self.live_clock() } else { None };
+        let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
+        let mut t = lock(&self.timing);
+        let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+        if stamp {
+            b.set_pts(Self::map_time(&mut t, live.as_ref(), m.pts));
+            b.set_dts(Self::map_time(&mut t, live.as_ref(), m.dts));
+        }
+        // else the base class stamps the buffer with its arrival time.
+        b.set_duration(clock(m.duration));
+        b.set_offset(m.offset);
+        b.set_offset_end(m.offset_end);
+        let mut flags = gst::BufferFlags::from_bits_truncate(m.flags);
+        if std::mem::take(&mut t.discont) {
+            flags |= gst::BufferFlags::DISCONT;
+        }
+        b.set_flags(flags);
+        t.segment_pending = false;
+        Ok(buffer)
+    }
+
+    fn segment(&self, info: &SegmentInfo) {
+        let Some(seg) = segment_of(info) else {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "ignoring a segment that is not a valid TIME segment: {info:?}"
+            );
+            return;
+        };
+        gst::debug!(CAT, imp = self, "segment from the sink: {seg:?}");
+        let is_live = lock(&self.settings).is_live;
+        let mut t = lock(&self.timing);
+        t.segment = seg.clone();
+        if !is_live {
+            // Live: timestamps are mapped onto our own segment instead.
+            if self.obj().new_segment(seg.upcast_ref()).is_ok() {
+                t.segment_pending = true;
+            }
+        }
+    }
+
+    fn tags(&self, s: &str) {
+        let Some(peer) = clock::parse_peer_tags(s) else {
+            gst::warning!(CAT, imp = self, "ignoring tags that do not parse: {s:?}");
+            return;
+        };
+        let is_live = lock(&self.settings).is_live;
+        let mut t = lock(&self.timing);
+        if let Some(tl) = peer.timeline {
+            let old = t.timeline.replace(tl);
+            gst::debug!(CAT, imp = self, "sink timeline {tl:?}");
+            if is_live && old.map(|o| o.latency) != Some(tl.latency) {
+                drop(t);
+                let obj = self.obj();
+                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+                t = lock(&self.timing);
+            }
+        }
+        if peer.tags.n_tags() > 0 {
+            match t.pending_tags.as_mut() {
+                Some(p) => p.make_mut().insert(&peer.tags, gst::TagMergeMode::Append),
+                None => t.pending_tags = Some(peer.tags),
+            }
+        }
+        drop(t);
+        self.push_pending();
+    }
+
+    /// Pushes the segment (if one is waiting) so that an event can follow it.
+    fn push_segment_now(&self, t: &mut Timing) {
+        if t.segment_pending {
+            let ev = gst::event::Segment::new(t.segment.upcast_ref());
+            if self.obj().src_pad().push_event(ev) {
+                t.segment_pending = false;
+            }
+        }
+    }
+
+    /// Whether events may be pushed: the stream has its caps and a segment.
+    fn stream_ready(&self) -> bool {
+        let obj = self.obj();
+        let pad = obj.src_pad();
+        pad.sticky_event::<gst::event::Caps>(0).is_some()
+            && pad.sticky_event::<gst::event::Segment>(0).is_some()
+    }
+
+    fn push_pending(&self) {
+        if !self.stream_ready() {
+            return;
+        }
+        let tags = {
+            let mut t = lock(&self.timing);
+            self.push_segment_now(&mut t);
+            t.pending_tags.take()
+        };
+        if let Some(tags) = tags {
+            let _ = self.obj().src_pad().push_event(gst::event::Tag::new(tags));
+        }
+    }
+
+    fn gap(&self, pts: u64, duration: u64) {
+        let is_live = lock(&self.settings).is_live;
+        let live = if is_live { self.live_clock() } else { None };
+        let mut t = lock(&self.timing);
+        let Some(pts) = Self::map_time(&mut t, live.as_ref(), pts) else {
+            return;
+        };
+        if !self.stream_ready() {
+            gst::debug!(CAT, imp = self, "gap before the stream started: dropped");
+            return;
+        }
+        self.push_segment_now(&mut t);
+        drop(t);
+        let ev = gst::event::Gap::builder(pts)
+            .duration(clock(duration))
+            .build();
+        let _ = self.obj().src_pad().push_event(ev);
+    }
+
+    fn config(&self) -> (String, FrameConfig) {
+        let s = lock(&self.settings);
+        let cfg = FrameConfig::new(1, 64)
+            .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)))
+            .spin(Duration::from_micros(u64::from(s.spin_us)));
+        (s.socket_path.clone().unwrap_or_default(), cfg)
+    }
+
+    /// The sink went away and `reconnect` is set: waits for the next one.
+    fn reconnect(&self) -> Result<(), gst::FlowError> {
+        gst::element_imp_warning!(
+            self,
+            gst::ResourceError::Read,
+            ("the sink went away; waiting for a new one (reconnect=true)")
+        );
+        // Buffers downstream still hold the old arena's mapping alive.
+        *lock(&self.rx) = None;
+        {
+            let mut t = lock(&self.timing);
+            t.timeline = None;
+            t.anchor = None;
+            t.discont = true;
+        }
+        let (path, cfg) = self.config();
+        let cfg = cfg.handshake_timeout(Duration::from_millis(200));
+        loop {
+            if self.unlocked.load(Ordering::Acquire) {
+                return Err(gst::FlowError::Flushing);
+            }
+            match frames::connect(&path, &cfg) {
+                Ok(rx) => {
+                    gst::info!(CAT, imp = self, "reconnected to {path}");
+                    *lock(&self.rx) = Some(rx);
+                    return Ok(());
+                }
+                Err(e) => {
+                    gst::debug!(CAT, imp = self, "no sink yet: {e}");
+                    std::thread::sleep(STEP);
+                }
+            }
+        }
+    }
 }
 
 impl BaseSrcImpl for ShmringSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let s = lock(&self.settings).clone();
-        let path = s.socket_path.ok_or_else(|| {
-            gst::error_msg!(gst::ResourceError::Settings, ["socket-path is not set"])
-        })?;
-        let cfg = FrameConfig::new(1, 64)
-            .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)));
+        let (path, cfg) = self.config();
+        if path.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["socket-path is not set"]
+            ));
+        }
         let rx = frames::connect(&path, &cfg).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenRead,
@@ -182,6 +503,7 @@ impl BaseSrcImpl for ShmringSrc {
         })?;
         gst::info!(CAT, imp = self, "connected to {path}");
         *lock(&self.rx) = Some(rx);
+        *lock(&self.timing) = Timing::default();
         Ok(())
     }
 
@@ -192,6 +514,21 @@ impl BaseSrcImpl for ShmringSrc {
 
     fn is_seekable(&self) -> bool {
         false
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let s = lock(&self.settings).clone();
+            if s.is_live {
+                let sink = lock(&self.timing).timeline.map_or(0, |t| t.latency);
+                let min = gst::ClockTime::from_nseconds(sink)
+                    + gst::ClockTime::from_mseconds(u64::from(s.latency_ms));
+                gst::debug!(CAT, imp = self, "latency: live, min {min}");
+                q.set(true, min, gst::ClockTime::NONE);
+                return true;
+            }
+        }
+        BaseSrcImplExt::parent_query(self, query)
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
@@ -210,6 +547,7 @@ impl PushSrcImpl for ShmringSrc {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
+        self.push_pending();
         loop {
             let msg = {
                 let mut guard = lock(&self.rx);
@@ -222,34 +560,17 @@ impl PushSrcImpl for ShmringSrc {
                         }
                         continue;
                     }
+                    Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
+                        drop(guard);
+                        self.reconnect()?;
+                        continue;
+                    }
                     Err(e) => return Err(self.fail(&e.into())),
                 }
             };
             gst::trace!(CAT, imp = self, "received {msg:?}");
             match msg {
-                Received::Frame(f) => {
-                    let m = *f.meta();
-                    let (held, slots) = match lock(&self.rx).as_ref() {
-                        Some(rx) => (rx.frames_held(), rx.arena().slots() as usize),
-                        None => (0, 1),
-                    };
-                    // Zero copy, unless downstream keeps so many buffers (a
-                    // filesink batching small ones, a deep queue) that the
-                    // sink would run out of slots: then copy and return at once.
-                    let mut buffer = if held * 2 > slots {
-                        gst::Buffer::from_slice(f.bytes().to_vec())
-                    } else {
-                        gst::Buffer::from_slice(f)
-                    };
-                    let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
-                    b.set_pts(clock(m.pts));
-                    b.set_dts(clock(m.dts));
-                    b.set_duration(clock(m.duration));
-                    b.set_offset(m.offset);
-                    b.set_offset_end(m.offset_end);
-                    b.set_flags(gst::BufferFlags::from_bits_truncate(m.flags));
-                    return Ok(CreateSuccess::NewBuffer(buffer));
-                }
+                Received::Frame(f) => return Ok(CreateSuccess::NewBuffer(self.frame(f)?)),
                 Received::Caps(s) => {
                     let caps = gst::Caps::from_str(&s)
                         .map_err(|_| self.fail(&Error::BadCaps(s.clone())))?;
@@ -263,24 +584,14 @@ impl PushSrcImpl for ShmringSrc {
                         return Err(gst::FlowError::NotNegotiated);
                     }
                 }
+                Received::Segment(info) => self.segment(&info),
+                Received::Tags(s) => self.tags(&s),
+                Received::Gap { pts, duration } => self.gap(pts, duration),
                 Received::Eos => return Err(gst::FlowError::Eos),
-                Received::Gap { pts, duration } => {
-                    if let Some(pts) = clock(pts) {
-                        let ev = gst::event::Gap::builder(pts)
-                            .duration(clock(duration))
-                            .build();
-                        let _ = self.obj().src_pad().push_event(ev);
-                    }
-                }
-                // The base class makes its own stream-start and segment, and
-                // flushing across processes is left to each pipeline.
-                // Tags are not forwarded yet (gstreamer-rs has no parser for
-                // their string form).
-                Received::StreamStart(_)
-                | Received::Tags(_)
-                | Received::Segment(_)
-                | Received::FlushStart
-                | Received::FlushStop { .. } => {}
+                // The base class makes its own stream-start (with its own
+                // stream id); a flush in the sink's pipeline ends with a new
+                // segment, which is what this pipeline needs to know.
+                Received::StreamStart(_) | Received::FlushStart | Received::FlushStop { .. } => {}
             }
         }
     }

@@ -1,0 +1,289 @@
+//! `shmringsrc` timing and stream events against a real frame-stream producer
+//! in this process: live mapping through the shared monotonic clock, arrival
+//! anchoring, do-timestamp, latency, segments, tags, gaps and reconnection.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use gst::prelude::*;
+use shmring::frames::{FrameMeta, SegmentInfo, NONE};
+
+const SEC: u64 = 1_000_000_000;
+
+fn time_segment(start: u64, base: u64) -> SegmentInfo {
+    SegmentInfo {
+        format: 3, // GST_FORMAT_TIME
+        flags: 0,
+        rate: 1.0,
+        applied_rate: 1.0,
+        base,
+        offset: 0,
+        start,
+        stop: NONE,
+        time: start,
+        position: start,
+        duration: NONE,
+    }
+}
+
+/// The tag list string a shmringsink sends for its timeline.
+fn timeline_tags(base_time: u64, latency: u64) -> String {
+    format!("taglist, shmring-base-time=(guint64){base_time}, shmring-latency=(guint64){latency};")
+}
+
+fn pull(out: &gst_app::AppSink) -> gst::Sample {
+    out.try_pull_sample(gst::ClockTime::from_seconds(10))
+        .expect("a sample within 10 s")
+}
+
+/// Sets `pipeline` playing and waits until its src is (a live pipeline's
+/// sink only completes the change with the first buffer).
+fn playing(pipeline: &gst::Pipeline) {
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let src = pipeline.by_name("src").expect("src");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while src.current_state() != gst::State::Playing {
+        assert!(std::time::Instant::now() < deadline, "src not PLAYING");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Records the events of `kind` reaching `out`.
+fn record_events(out: &gst_app::AppSink, kind: gst::EventType) -> Arc<Mutex<Vec<gst::Event>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    out.static_pad("sink").expect("appsink pad").add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(ev) = info.event() {
+                if ev.type_() == kind {
+                    s.lock().expect("lock").push(ev.clone());
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    seen
+}
+
+#[test]
+fn live_src_maps_the_sink_timeline_onto_its_running_time() {
+    init();
+    let path = sock("live-map");
+    let server = serve(&path);
+    let (pipeline, out) = src_pipeline(&path, "is-live=true latency=20");
+    playing(&pipeline);
+    let (_l, mut tx) = server.join().expect("server");
+    // Our running time 0 is at monotonic `base`; say the sink's was 1 s
+    // later, and its segment starts at 5 s: its pts 5.5 s is running time
+    // 0.5 s there, 1.5 s here.
+    let base = pipeline.base_time().expect("base time").nseconds();
+    tx.send_caps("application/x-test").expect("caps");
+    retry(&mut tx, |tx| {
+        tx.send_tags(&timeline_tags(base + SEC, 40_000_000))
+    });
+    tx.send_segment(&time_segment(5 * SEC, 0)).expect("segment");
+    send(&mut tx, 1, 8, 5 * SEC + SEC / 2);
+    send_meta(
+        &mut tx,
+        2,
+        8,
+        &FrameMeta {
+            pts: 6 * SEC,
+            dts: 5 * SEC + SEC / 2,
+            duration: 1000,
+            ..FrameMeta::default()
+        },
+    );
+    let a = pull(&out);
+    assert_eq!(
+        a.buffer().expect("buffer").pts(),
+        Some(gst::ClockTime::from_nseconds(SEC + SEC / 2))
+    );
+    let b = pull(&out);
+    let b = b.buffer().expect("buffer");
+    assert_eq!(b.pts(), Some(gst::ClockTime::from_nseconds(2 * SEC)));
+    assert_eq!(b.dts(), Some(gst::ClockTime::from_nseconds(SEC + SEC / 2)));
+    // The segment downstream is the src's own, from 0.
+    let seg = a.segment().expect("segment");
+    assert_eq!(seg.start().value(), 0);
+
+    // Latency: the sink pipeline's 40 ms plus our 20 ms.
+    let src = pipeline.by_name("src").expect("src");
+    let mut q = gst::query::Latency::new();
+    assert!(src.static_pad("src").expect("pad").query(&mut q));
+    let (live, min, _max) = q.result();
+    assert!(live);
+    assert_eq!(min, gst::ClockTime::from_mseconds(60));
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+#[test]
+fn live_src_without_a_timeline_anchors_the_first_frame_at_its_arrival() {
+    init();
+    let path = sock("live-anchor");
+    let server = serve(&path);
+    let (pipeline, out) = src_pipeline(&path, "is-live=true");
+    playing(&pipeline);
+    let (_l, mut tx) = server.join().expect("server");
+    let clock = pipeline.clock().expect("clock");
+    let base = pipeline.base_time().expect("base time");
+    tx.send_caps("application/x-test").expect("caps");
+    let before = clock.time().expect("time") - base;
+    send(&mut tx, 1, 8, 100 * SEC);
+    send(&mut tx, 2, 8, 100 * SEC + 40_000_000);
+    let a = pull(&out).buffer().expect("buffer").pts().expect("pts");
+    let after = clock.time().expect("time") - base;
+    let b = pull(&out).buffer().expect("buffer").pts().expect("pts");
+    assert!(before <= a && a <= after, "{before} <= {a} <= {after}");
+    assert_eq!(b - a, gst::ClockTime::from_mseconds(40));
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+#[test]
+fn live_src_with_do_timestamp_stamps_the_arrival() {
+    init();
+    let path = sock("do-ts");
+    let server = serve(&path);
+    let (pipeline, out) = src_pipeline(&path, "is-live=true do-timestamp=true");
+    playing(&pipeline);
+    let (_l, mut tx) = server.join().expect("server");
+    let clock = pipeline.clock().expect("clock");
+    let base = pipeline.base_time().expect("base time");
+    tx.send_caps("application/x-test").expect("caps");
+    retry(&mut tx, |tx| tx.send_tags(&timeline_tags(0, 0)));
+    let mut last = gst::ClockTime::ZERO;
+    for i in 0..3 {
+        let before = clock.time().expect("time") - base;
+        send(&mut tx, i, 8, 999 * SEC);
+        let pts = pull(&out).buffer().expect("buffer").pts().expect("pts");
+        let after = clock.time().expect("time") - base;
+        assert!(
+            before <= pts && pts <= after,
+            "{before} <= {pts} <= {after}"
+        );
+        assert!(pts >= last);
+        last = pts;
+    }
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+#[test]
+fn src_keeps_the_sink_segment_and_forwards_tags_and_gaps() {
+    init();
+    let path = sock("segment");
+    let server = serve(&path);
+    let (pipeline, out) = src_pipeline(&path, "");
+    let tags = record_events(&out, gst::EventType::Tag);
+    let gaps = record_events(&out, gst::EventType::Gap);
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let (_l, mut tx) = server.join().expect("server");
+    tx.send_caps("application/x-test").expect("caps");
+    tx.send_segment(&time_segment(10 * SEC, 2 * SEC))
+        .expect("segment");
+    retry(&mut tx, |tx| {
+        tx.send_tags("taglist, title=(string)\"from the sink\", no-such-tag=(string)x;")
+    });
+    send(&mut tx, 1, 8, 10 * SEC);
+    tx.send_gap(11 * SEC, SEC).expect("gap");
+    send(&mut tx, 2, 8, 12 * SEC);
+    tx.send_eos().expect("eos");
+
+    let a = pull(&out);
+    let seg = a
+        .segment()
+        .expect("segment")
+        .downcast_ref::<gst::ClockTime>()
+        .expect("a TIME segment")
+        .clone();
+    assert_eq!(seg.start(), Some(gst::ClockTime::from_seconds(10)));
+    assert_eq!(seg.base(), Some(gst::ClockTime::from_seconds(2)));
+    assert_eq!(
+        a.buffer().expect("buffer").pts(),
+        Some(gst::ClockTime::from_seconds(10))
+    );
+    let b = pull(&out);
+    assert_eq!(
+        b.buffer().expect("buffer").pts(),
+        Some(gst::ClockTime::from_seconds(12))
+    );
+    assert!(out
+        .try_pull_sample(gst::ClockTime::from_seconds(5))
+        .is_none());
+    assert!(out.is_eos());
+
+    let tags = tags.lock().expect("lock");
+    let titles: Vec<String> = tags
+        .iter()
+        .filter_map(|e| match e.view() {
+            gst::EventView::Tag(t) => t
+                .tag()
+                .get::<gst::tags::Title>()
+                .map(|v| v.get().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(titles, ["from the sink"]);
+    let gaps = gaps.lock().expect("lock");
+    assert_eq!(gaps.len(), 1);
+    match gaps[0].view() {
+        gst::EventView::Gap(g) => assert_eq!(
+            g.get(),
+            (
+                gst::ClockTime::from_seconds(11),
+                Some(gst::ClockTime::from_seconds(1))
+            )
+        ),
+        _ => unreachable!(),
+    }
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+#[test]
+fn src_with_reconnect_waits_for_the_next_sink() {
+    init();
+    let path = sock("reconnect");
+    let server = serve(&path);
+    let (pipeline, out) = src_pipeline(&path, "reconnect=true");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let (listener, mut tx) = server.join().expect("server");
+    tx.send_caps("application/x-test,n=(int)1").expect("caps");
+    send(&mut tx, 1, 8, 0);
+    send(&mut tx, 2, 8, 1000);
+    let first = pull(&out);
+    drop((tx, listener)); // the sink dies
+    let second = pull(&out);
+
+    // A new sink on the same path.
+    let server = serve(&path);
+    let (_l, mut tx) = server.join().expect("new server");
+    tx.send_caps("application/x-test,n=(int)2").expect("caps");
+    send(&mut tx, 3, 8, 0);
+    tx.send_eos().expect("eos");
+    let third = pull(&out);
+    assert!(out
+        .try_pull_sample(gst::ClockTime::from_seconds(5))
+        .is_none());
+    assert!(out.is_eos());
+
+    let byte = |s: &gst::Sample| s.buffer().expect("buffer").map_readable().expect("map")[0];
+    assert_eq!([byte(&first), byte(&second), byte(&third)], [1, 2, 3]);
+    let n = |s: &gst::Sample| {
+        s.caps()
+            .and_then(|c| c.structure(0).and_then(|s| s.get::<i32>("n").ok()))
+    };
+    assert_eq!(n(&third), Some(2));
+    assert!(third
+        .buffer()
+        .expect("buffer")
+        .flags()
+        .contains(gst::BufferFlags::DISCONT));
+    let bus = pipeline.bus().expect("bus");
+    assert!(bus
+        .iter_filtered(&[gst::MessageType::Error])
+        .next()
+        .is_none());
+    pipeline.set_state(gst::State::Null).expect("null");
+}
