@@ -8,7 +8,8 @@ use std::time::Instant;
 use mio::{event, Interest, Registry, Token};
 use shmring::{Consumer, Pod};
 
-use crate::reg::{Guard, Reg, WakeStats};
+use crate::drive::{Deliver, Driver, Endpoint};
+use crate::reg::WakeStats;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// Default [`MioConsumer::set_budget`]: items delivered per call before the
@@ -33,22 +34,11 @@ pub const DEFAULT_BUDGET: usize = 16 * 1024;
 /// from the `Poll` anyway (see the crate docs for why that matters).
 #[derive(Debug)]
 pub struct MioConsumer<T: Pod> {
-    // Field order matters: `reg` drops (and removes the fds from epoll) before
-    // `inner` closes them.
-    reg: Reg,
-    guard: Guard,
+    // Field order matters: `drive` drops (and removes the fds from epoll)
+    // before `inner` closes them.
+    drive: Driver,
     budget: usize,
-    last: Last,
     inner: Consumer<T>,
-}
-
-/// What the previous `drain_with` returned (for the flood accounting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Last {
-    Fresh,
-    Armed,
-    Ready,
-    Closed,
 }
 
 impl<T: Pod> MioConsumer<T> {
@@ -60,10 +50,8 @@ impl<T: Pod> MioConsumer<T> {
     /// Wraps `consumer` with a flood policy of your choice.
     pub fn with_policy(consumer: Consumer<T>, policy: FloodPolicy) -> Self {
         MioConsumer {
-            reg: Reg::new(consumer.as_raw_fd(), consumer.link_fd().as_raw_fd()),
-            guard: Guard::new(policy),
+            drive: Driver::new(consumer.as_raw_fd(), consumer.link_fd().as_raw_fd(), policy),
             budget: DEFAULT_BUDGET,
-            last: Last::Fresh,
             inner: consumer,
         }
     }
@@ -90,19 +78,19 @@ impl<T: Pod> MioConsumer<T> {
 
     /// Unwraps the consumer, removing it from the `Poll` it was registered with.
     pub fn into_inner(self) -> Consumer<T> {
-        let MioConsumer { reg, inner, .. } = self;
-        drop(reg);
+        let MioConsumer { drive, inner, .. } = self;
+        drop(drive);
         inner
     }
 
     /// Counters of wake-ups, empty wake-ups and throttles.
     pub fn wake_stats(&self) -> WakeStats {
-        self.guard.stats
+        self.drive.guard.stats
     }
 
     /// The instant until which the wake-up fd is paused, if it is.
     pub fn throttled_until(&self) -> Option<Instant> {
-        self.guard.paused_until
+        self.drive.guard.paused_until
     }
 
     /// Delivers the items that are ready to `f` (in order, as up to two slices
@@ -117,12 +105,14 @@ impl<T: Pod> MioConsumer<T> {
     ///   next commit of the producer makes the token fire. Go back to `poll`.
     /// * [`Readiness::Ready`]: the budget is spent and items remain; the sleep is
     ///   *not* announced, so no event will come: call again soon (poll the other
-    ///   sources with a zero timeout first, for fairness).
+    ///   sources with a zero timeout first, for fairness). This holds after the
+    ///   producer left too, while what it committed exceeds the budget.
     /// * [`Readiness::Throttled`]: too many wake-ups brought nothing (see
     ///   [`FloodPolicy`]); the wake-up fd is out of the `Poll` until the given
     ///   instant: call again at or after it. A hang-up still fires the token.
     /// * [`Readiness::Closed`]: the producer is gone and every item it committed
-    ///   has been delivered. Deregister and drop this consumer.
+    ///   has been delivered (at most one ring's worth after it left: only a
+    ///   hostile process could commit more). Deregister and drop this consumer.
     ///
     /// An error ([`shmring::Error::Corrupt`] from a hostile producer, a
     /// registry failure) is final for this consumer: deregister and drop it.
@@ -133,60 +123,31 @@ impl<T: Pod> MioConsumer<T> {
     where
         F: FnMut(&[T]),
     {
-        if self.last == Last::Closed {
-            return Ok(Readiness::Closed);
-        }
-        self.reg.token()?;
-        if let Some(until) = self.guard.paused_until {
-            let now = Instant::now();
-            if now < until {
-                // Woken by the link (the wake-up fd is out of the Poll): the
-                // producer hung up, or sent something it must not send.
-                if !self.inner.is_peer_alive() {
-                    return self.finish(&mut f);
-                }
-                return Ok(Readiness::Throttled(until));
-            }
-            self.reg.resume(registry)?;
-            self.guard.paused_until = None;
-            // Not a wake-up: we come back on our own.
-            self.last = Last::Fresh;
-        }
-        let woken = self.last == Last::Armed;
-        if woken {
-            self.guard.wakeup();
-        }
-        self.inner.drain_signal()?;
-        let mut delivered = 0usize;
-        loop {
-            delivered += self.pop(&mut f, self.budget - delivered)?;
-            if delivered >= self.budget {
-                self.last = Last::Ready;
-                return Ok(Readiness::Ready);
-            }
-            if self.inner.prepare_sleep()? {
-                break;
-            }
-        }
-        if !self.inner.is_peer_alive() {
-            return self.finish(&mut f);
-        }
-        if woken && delivered == 0 {
-            if let Some(until) = self.guard.empty(Instant::now()) {
-                self.reg.pause(registry)?;
-                self.last = Last::Armed;
-                return Ok(Readiness::Throttled(until));
-            }
-        }
-        self.last = Last::Armed;
-        Ok(Readiness::Armed)
+        self.drive
+            .drain(registry, &mut self.inner, self.budget, &mut f)
+    }
+}
+
+impl<T: Pod> Endpoint for Consumer<T> {
+    fn drain_signal(&self) -> shmring::Result<()> {
+        Consumer::drain_signal(self)
     }
 
-    /// Pops up to `max` items into `f`; returns how many.
-    fn pop<F: FnMut(&[T])>(&mut self, f: &mut F, max: usize) -> Result<usize> {
+    fn prepare_sleep(&mut self) -> shmring::Result<bool> {
+        Consumer::prepare_sleep(self)
+    }
+
+    fn is_peer_alive(&mut self) -> bool {
+        Consumer::is_peer_alive(self)
+    }
+}
+
+impl<T: Pod, F: FnMut(&[T])> Deliver<F> for Consumer<T> {
+    /// Pops up to `max` items into `f` (up to two slices per chunk, in place).
+    fn deliver(&mut self, f: &mut F, max: usize) -> Result<usize> {
         let mut done = 0;
         while done < max {
-            let chunk = self.inner.read_chunk(max - done)?;
+            let chunk = self.read_chunk(max - done)?;
             if chunk.is_empty() {
                 break;
             }
@@ -203,14 +164,10 @@ impl<T: Pod> MioConsumer<T> {
         Ok(done)
     }
 
-    /// The producer is gone: deliver what it committed before leaving (at most
-    /// one ring's worth: nobody can commit after it closed its link, except a
-    /// hostile process it handed the memory to).
-    fn finish<F: FnMut(&[T])>(&mut self, f: &mut F) -> Result<Readiness> {
-        self.last = Last::Closed;
-        let cap = self.inner.capacity();
-        self.pop(f, cap)?;
-        Ok(Readiness::Closed)
+    /// One ring's worth: nobody can commit after the producer closed its link,
+    /// except a hostile process it handed the memory to.
+    fn leftover_limit(&self) -> usize {
+        self.capacity()
     }
 }
 
@@ -234,13 +191,7 @@ impl<T: Pod> event::Source for MioConsumer<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.reg.register(registry, token, interests)?;
-        self.guard.paused_until = None;
-        self.last = match self.last {
-            Last::Closed => Last::Closed,
-            _ => Last::Fresh,
-        };
-        Ok(())
+        self.drive.register(registry, token, interests)
     }
 
     fn reregister(
@@ -249,11 +200,10 @@ impl<T: Pod> event::Source for MioConsumer<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.reg.reregister(registry, token, interests)
+        self.drive.reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.guard.paused_until = None;
-        self.reg.deregister(registry)
+        self.drive.deregister(registry)
     }
 }

@@ -11,6 +11,10 @@
 //!   sleep) and its link socket ([`link_fd`](shmring::Consumer::link_fd): it
 //!   hangs up when the peer is gone; [`mio::event::Event::is_read_closed`] is
 //!   true for that event). Both are registered [`Interest::READABLE`].
+//! * [`MioFrameReceiver`] does the same for the receiving end of a frame
+//!   stream ([`shmring::frames::FrameReceiver`]: the descriptor ring's wake-up
+//!   fd and its link); it delivers [`Received`](shmring::frames::Received)
+//!   messages (frames and stream events) instead of items.
 //! * [`MioListener`] wraps a [`shmring::handshake::Listener`] and completes
 //!   handshakes inside the loop without ever waiting for a slow client.
 //!
@@ -31,11 +35,13 @@
 //!
 //! Draining *after* announcing the sleep could swallow the wake-up for the
 //! new sleep; returning to `poll` before the announcement could wait forever.
-//! [`MioConsumer::drain_with`] does all four steps, and also asks the link
-//! whether the producer is still alive (one `recv`), so a hang-up is never
-//! missed even when it arrives in the same batch as data. The announcement
-//! stays set while we sleep in `poll`; the producer wakes each announced sleep
-//! once. [`MioProducer::poll_writable`] is the same for free slots.
+//! [`MioConsumer::drain_with`] and [`MioFrameReceiver::drain_with`] do all
+//! four steps, and also ask the link whether the producer is still alive (one
+//! `recv`), so a hang-up is never missed even when it arrives in the same
+//! batch as data; what the producer sent before leaving is still delivered
+//! before they report `Closed`. The announcement stays set while we sleep in
+//! `poll`; the producer wakes each announced sleep once.
+//! [`MioProducer::poll_writable`] is the same for free slots.
 //!
 //! Each call returns a [`Readiness`]: `Armed` (go back to `poll`), `Ready`
 //! (work remains, no event will come: call again), `Throttled(t)` (call again
@@ -64,6 +70,21 @@
 //! peer that keeps writing would keep firing a dead token. Deregister
 //! endpoints before dropping them; as a safety net, dropping a still-registered
 //! endpoint removes its fds from the epoll instance it was registered with.
+//!
+//! # Frame streams
+//!
+//! A frame stream's receiving end connects with
+//! [`shmring::frames::connect`] (a short blocking handshake; run it before
+//! the loop, or on a helper thread, and hand the receiver over), then goes into
+//! the loop as a [`MioFrameReceiver`]. Each [`Received`](shmring::frames::Received)
+//! counts one unit of its budget ([`DEFAULT_FRAME_BUDGET`]). A frame keeps its
+//! arena slot until the [`FrameRef`](shmring::frames::FrameRef) drops, from
+//! any thread; the producer reuses slots only once they come back. A producer
+//! that breaks the protocol (a descriptor with an unknown kind, a slot out of
+//! range, bytes outside their slot, a slot sent twice, a skipped sequence
+//! number) makes `drain_with` fail with [`shmring::Error::BadDescriptor`]
+//! inside [`Error::Shmring`]: drop that receiver. Flood handling is the same
+//! as for a ring.
 //!
 //! # Errors
 //!
@@ -128,32 +149,37 @@ use std::time::{Duration, Instant};
 use shmring::handshake::PeerCred;
 
 mod consumer;
+mod drive;
+mod frames;
 mod listener;
 mod producer;
 mod reg;
 
 pub use consumer::{MioConsumer, DEFAULT_BUDGET};
+pub use frames::{MioFrameReceiver, DEFAULT_FRAME_BUDGET};
 pub use listener::{Accepted, MioListener, DEFAULT_MAX_PENDING};
 pub use mio::Interest;
 pub use producer::MioProducer;
 pub use reg::WakeStats;
 
 /// What to do next with an endpoint, as returned by
-/// [`MioConsumer::drain_with`] and [`MioProducer::poll_writable`].
+/// [`MioConsumer::drain_with`], [`MioFrameReceiver::drain_with`] and
+/// [`MioProducer::poll_writable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
     /// The sleep is announced: the token fires when there is something to do.
     /// Go back to `poll`.
     Armed,
-    /// There is work now (consumer: items left after the budget; producer:
-    /// free slots). No event will announce it: act, then call again.
+    /// There is work now (consumer, frame receiver: items or messages left
+    /// after the budget; producer: free slots). No event will announce it: act,
+    /// then call again.
     Ready,
     /// The wake-up fd is paused after a flood of empty wake-ups (see
     /// [`FloodPolicy`]): call again at or after this instant (use it in the
     /// `poll` timeout). A hang-up still fires the token meanwhile.
     Throttled(Instant),
-    /// The peer is gone (for a consumer: after everything it committed was
-    /// delivered). Deregister and drop the endpoint.
+    /// The peer is gone (for a consumer or frame receiver: after everything it
+    /// committed was delivered). Deregister and drop the endpoint.
     Closed,
 }
 

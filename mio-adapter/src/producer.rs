@@ -9,7 +9,8 @@ use mio::{event, Interest, Registry, Token};
 use shmring::ring::WriteChunk;
 use shmring::{Pod, Producer};
 
-use crate::reg::{Guard, Reg, WakeStats};
+use crate::drive::{Driver, Endpoint, Last, Start};
+use crate::reg::WakeStats;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// A [`Producer`] that a mio [`Poll`](mio::Poll) can watch.
@@ -29,21 +30,11 @@ use crate::{FloodPolicy, Readiness, Result};
 /// from the `Poll` anyway.
 #[derive(Debug)]
 pub struct MioProducer<T: Pod> {
-    // `reg` drops (removing the fds from epoll) before `inner` closes them.
-    reg: Reg,
-    guard: Guard,
-    last: Last,
+    // `drive` drops (removing the fds from epoll) before `inner` closes them.
+    drive: Driver,
     /// A push was attempted since the last `poll_writable`.
     pushed: bool,
     inner: Producer<T>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Last {
-    Fresh,
-    Armed,
-    Ready,
-    Closed,
 }
 
 impl<T: Pod> MioProducer<T> {
@@ -55,9 +46,7 @@ impl<T: Pod> MioProducer<T> {
     /// Wraps `producer` with a flood policy of your choice.
     pub fn with_policy(producer: Producer<T>, policy: FloodPolicy) -> Self {
         MioProducer {
-            reg: Reg::new(producer.as_raw_fd(), producer.link_fd().as_raw_fd()),
-            guard: Guard::new(policy),
-            last: Last::Fresh,
+            drive: Driver::new(producer.as_raw_fd(), producer.link_fd().as_raw_fd(), policy),
             pushed: false,
             inner: producer,
         }
@@ -100,19 +89,19 @@ impl<T: Pod> MioProducer<T> {
 
     /// Unwraps the producer, removing it from the `Poll` it was registered with.
     pub fn into_inner(self) -> Producer<T> {
-        let MioProducer { reg, inner, .. } = self;
-        drop(reg);
+        let MioProducer { drive, inner, .. } = self;
+        drop(drive);
         inner
     }
 
     /// Counters of wake-ups, empty wake-ups and throttles.
     pub fn wake_stats(&self) -> WakeStats {
-        self.guard.stats
+        self.drive.guard.stats
     }
 
     /// The instant until which the wake-up fd is paused, if it is.
     pub fn throttled_until(&self) -> Option<Instant> {
-        self.guard.paused_until
+        self.drive.guard.paused_until
     }
 
     /// Finds out whether there is room, arming the wake-up if there is none.
@@ -129,28 +118,16 @@ impl<T: Pod> MioProducer<T> {
     ///   [`FloodPolicy`]); call again at or after the given instant.
     /// * [`Readiness::Closed`]: the consumer is gone. Deregister and drop.
     pub fn poll_writable(&mut self, registry: &Registry) -> Result<Readiness> {
-        if self.last == Last::Closed {
-            return Ok(Readiness::Closed);
-        }
-        self.reg.token()?;
-        if let Some(until) = self.guard.paused_until {
-            if Instant::now() < until {
-                if !self.inner.is_peer_alive() {
-                    self.last = Last::Closed;
-                    return Ok(Readiness::Closed);
-                }
-                return Ok(Readiness::Throttled(until));
+        match self.drive.start(registry, &mut self.inner)? {
+            Start::Go { .. } => {}
+            Start::Return(r) => return Ok(r),
+            Start::PeerGone => {
+                self.drive.last = Last::Closed;
+                return Ok(Readiness::Closed);
             }
-            self.reg.resume(registry)?;
-            self.guard.paused_until = None;
-            self.last = Last::Fresh;
         }
-        if self.last == Last::Armed {
-            self.guard.wakeup();
-        }
-        self.inner.drain_signal()?;
         if !self.inner.is_peer_alive() {
-            self.last = Last::Closed;
+            self.drive.last = Last::Closed;
             return Ok(Readiness::Closed);
         }
         let now = if self.inner.slots()? > 0 || !self.inner.prepare_sleep()? {
@@ -160,16 +137,15 @@ impl<T: Pod> MioProducer<T> {
         };
         // Woken with the ring still full, or called again while not asleep
         // without a push in between (a wake-up we never asked for): no progress.
-        let useless = match (self.last, now) {
+        let useless = match (self.drive.last, now) {
             (Last::Armed, Last::Armed) => true,
             (Last::Ready, Last::Ready) => !self.pushed,
             _ => false,
         };
         self.pushed = false;
-        self.last = now;
+        self.drive.last = now;
         if useless {
-            if let Some(until) = self.guard.empty(Instant::now()) {
-                self.reg.pause(registry)?;
+            if let Some(until) = self.drive.empty(registry)? {
                 return Ok(Readiness::Throttled(until));
             }
         }
@@ -177,6 +153,20 @@ impl<T: Pod> MioProducer<T> {
             Last::Armed => Readiness::Armed,
             _ => Readiness::Ready,
         })
+    }
+}
+
+impl<T: Pod> Endpoint for Producer<T> {
+    fn drain_signal(&self) -> shmring::Result<()> {
+        Producer::drain_signal(self)
+    }
+
+    fn prepare_sleep(&mut self) -> shmring::Result<bool> {
+        Producer::prepare_sleep(self)
+    }
+
+    fn is_peer_alive(&mut self) -> bool {
+        Producer::is_peer_alive(self)
     }
 }
 
@@ -200,12 +190,7 @@ impl<T: Pod> event::Source for MioProducer<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.reg.register(registry, token, interests)?;
-        self.guard.paused_until = None;
-        if self.last != Last::Closed {
-            self.last = Last::Fresh;
-        }
-        Ok(())
+        self.drive.register(registry, token, interests)
     }
 
     fn reregister(
@@ -214,11 +199,10 @@ impl<T: Pod> event::Source for MioProducer<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.reg.reregister(registry, token, interests)
+        self.drive.reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.guard.paused_until = None;
-        self.reg.deregister(registry)
+        self.drive.deregister(registry)
     }
 }

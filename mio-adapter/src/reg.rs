@@ -1,5 +1,5 @@
-//! Registration bookkeeping shared by [`MioConsumer`](crate::MioConsumer) and
-//! [`MioProducer`](crate::MioProducer): two fds under one token, pausing the
+//! Registration bookkeeping shared by the sources of this crate (through
+//! [`Driver`](crate::drive::Driver)): two fds under one token, pausing the
 //! wake-up fd while a flood is throttled, and the drop-time safety net.
 
 use std::io;

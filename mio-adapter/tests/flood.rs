@@ -215,3 +215,66 @@ fn write_only_interest_is_refused() {
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// The consumer's side of `leftovers_after_a_hang_up_while_throttled` in
+/// tests/frames.rs: a producer that floods, commits more than a budget's worth
+/// while the wake-up fd is paused, and leaves. Everything comes out, one budget
+/// per call, before `Closed`.
+#[test]
+fn leftovers_after_a_hang_up_while_throttled() {
+    let (mut tx, rx) = channel::pair::<u64>(&Config::new(512)).unwrap();
+    let policy = shmring_mio::FloodPolicy {
+        max_empty_wakeups: 4,
+        window: Duration::from_secs(10),
+        pause: Duration::from_secs(10),
+        max_pause: Duration::from_secs(10),
+    };
+    let mut rx = MioConsumer::with_policy(rx, policy);
+    rx.set_budget(100);
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&mut rx, Token(5), Interest::READABLE)
+        .unwrap();
+    assert_eq!(
+        rx.drain_with(poll.registry(), |_| panic!()).unwrap(),
+        Readiness::Armed
+    );
+    let peer_copy = rx.as_fd().try_clone_to_owned().unwrap();
+    let mut throttled = false;
+    for _ in 0..10 {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a live local to an fd we own.
+        let w = unsafe { libc::write(peer_copy.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        assert_eq!(w, 8);
+        if let Readiness::Throttled(_) = rx.drain_with(poll.registry(), |_| panic!()).unwrap() {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "{:?}", rx.wake_stats());
+    for i in 0..300u64 {
+        tx.try_push(i).unwrap();
+    }
+    drop(tx);
+    poll.poll(&mut events, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(events.iter().any(|e| e.token() == Token(5)));
+    let mut next = 0u64;
+    let mut states = Vec::new();
+    while states.last() != Some(&Readiness::Closed) && states.len() < 10 {
+        let s = rx
+            .drain_with(poll.registry(), |items| {
+                for &x in items {
+                    assert_eq!(x, next);
+                    next += 1;
+                }
+            })
+            .unwrap();
+        states.push(s);
+    }
+    use Readiness::{Closed, Ready};
+    assert_eq!(states, [Ready, Ready, Ready, Closed]);
+    assert_eq!(next, 300);
+    poll.registry().deregister(&mut rx).unwrap();
+}
