@@ -1,0 +1,253 @@
+//! GStreamer between two processes, side by side in one run: shmringsink →
+//! shmringsrc vs GStreamer's own shmsink → shmsrc vs the same pipeline in one
+//! process. 1920x1080 RGBA `videotestsrc pattern=black` into `fakesink
+//! sync=false`: frames/s (wall clock, both processes started to both done)
+//! and CPU seconds per 1000 frames (user + system of every process, from
+//! `getrusage(RUSAGE_CHILDREN)`). Then small audio buffers (64 samples S16LE
+//! stereo 48 kHz): buffers/s.
+//!
+//! ```text
+//! cargo build --release -p gst-plugin-shmring
+//! cargo bench -p shmring-benches --bench gst_pipelines [-- --smoke]
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmring_benches::{machine, median, write_report, Table};
+
+const VIDEO: &str =
+    "videotestsrc pattern=black num-buffers={N} ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1";
+const AUDIO: &str = "audiotestsrc num-buffers={N} samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
+
+fn plugin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SHMRING_GST_PLUGIN_DIR") {
+        return d.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+    target.join("release")
+}
+
+/// Starts `gst-launch-1.0 -q pipeline`, its stderr going to `log`.
+fn launch(pipeline: &str, log: &std::path::Path) -> Child {
+    Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("gst-launch-1.0")
+}
+
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs the pipelines (one or two processes) to completion; wall time and CPU.
+/// A second pipeline starts once the first one's socket (`wait_for`) exists,
+/// as a user would start them; a run that takes over two minutes is killed
+/// and fails the bench.
+fn run(pipelines: &[String], wait_for: Option<&str>) -> (Duration, Duration) {
+    if let Some(path) = wait_for {
+        let _ = std::fs::remove_file(path);
+    }
+    let cpu0 = children_cpu();
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        if i > 0 {
+            if let Some(path) = wait_for {
+                let t0 = Instant::now();
+                while !std::path::Path::new(path).exists() {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "no socket at {path}"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let log =
+            std::env::temp_dir().join(format!("shmring-gstbench-{}-{i}.log", std::process::id()));
+        children.push((launch(p, &log), log));
+    }
+    let deadline = start + Duration::from_secs(120);
+    for (mut c, log) in children {
+        loop {
+            match c.try_wait().expect("wait") {
+                Some(status) => {
+                    let err = std::fs::read_to_string(&log).unwrap_or_default();
+                    let _ = std::fs::remove_file(&log);
+                    // shmsink reports its poll thread's EBUSY when it shuts down
+                    // after its client left: not a failure of the run.
+                    assert!(
+                        status.success() || err.contains("Failed waiting on fd activity"),
+                        "gst-launch failed: {err}"
+                    );
+                    break;
+                }
+                None if Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("gst-launch did not finish in 120 s: {pipelines:?}");
+                }
+                None => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+    (start.elapsed(), children_cpu() - cpu0)
+}
+
+fn sock(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("shmring-gstbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = dir.join(format!("{tag}.sock"));
+    let _ = std::fs::remove_file(&p);
+    p.display().to_string()
+}
+
+fn cases(
+    src: &str,
+    caps_after_shmsrc: &str,
+    n: u64,
+    shm_size: u64,
+) -> Vec<(&'static str, Vec<String>, Option<String>)> {
+    let src = src.replace("{N}", &n.to_string());
+    let (a, b) = (sock("shmring"), sock("shm"));
+    vec![
+        (
+            "one process",
+            vec![format!("{src} ! fakesink sync=false")],
+            None,
+        ),
+        (
+            "shmringsink → shmringsrc",
+            vec![
+                format!("{src} ! shmringsink socket-path={a} sync=false"),
+                format!("shmringsrc socket-path={a} ! fakesink sync=false"),
+            ],
+            Some(a.clone()),
+        ),
+        (
+            "shmsink → shmsrc",
+            vec![
+                format!("{src} ! shmsink socket-path={b} shm-size={shm_size} wait-for-connection=true sync=false"),
+                format!("shmsrc socket-path={b} num-buffers={n} ! {caps_after_shmsrc} ! fakesink sync=false"),
+            ],
+            Some(b.clone()),
+        ),
+    ]
+}
+
+/// Runs every case `reps` times: median rate (units/s) and CPU per unit (s).
+fn measure(
+    cases: &[(&'static str, Vec<String>, Option<String>)],
+    units: u64,
+    reps: usize,
+) -> Vec<(&'static str, f64, f64)> {
+    cases
+        .iter()
+        .map(|(name, pipes, wait_for)| {
+            let mut rate = Vec::new();
+            let mut cpu = Vec::new();
+            for _ in 0..reps {
+                let (wall, c) = run(pipes, wait_for.as_deref());
+                rate.push(units as f64 / wall.as_secs_f64());
+                cpu.push(c.as_secs_f64() / units as f64);
+            }
+            (*name, median(&mut rate), median(&mut cpu))
+        })
+        .collect()
+}
+
+/// A table of `results` (one process first, shmsink last) with ratios.
+fn table(
+    results: &[(&'static str, f64, f64)],
+    unit: &str,
+    cpu_unit: &str,
+    cpu_scale: f64,
+) -> String {
+    let mut t = Table::new(&[
+        "path",
+        &format!("{unit}/s"),
+        &format!("CPU {cpu_unit}"),
+        "rate vs one process",
+        "CPU vs one process",
+        "rate vs shmsink",
+        "CPU vs shmsink",
+    ]);
+    let (base, shm) = (results[0], results[results.len() - 1]);
+    for &(name, rate, cpu) in results {
+        t.row(&[
+            name.to_string(),
+            format!("{rate:.0}"),
+            format!("{:.2}", cpu * cpu_scale),
+            format!("{:.2}x", rate / base.1),
+            format!("{:.2}x", cpu / base.2),
+            format!("{:.2}x", rate / shm.1),
+            format!("{:.2}x", cpu / shm.2),
+        ]);
+    }
+    t.as_str().to_string()
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let (frames, buffers, reps) = if smoke {
+        (30, 300, 1)
+    } else {
+        (1500, 30_000, 3)
+    };
+    let mut out = format!(
+        "GStreamer across processes, median of {reps} run(s){}\n\nMachine: {}\n\n",
+        if smoke { " (SMOKE)" } else { "" },
+        machine()
+    );
+
+    out.push_str(&format!(
+        "1920x1080 RGBA videotestsrc pattern=black, {frames} frames → fakesink sync=false\n\n"
+    ));
+    let video = cases(
+        VIDEO,
+        "video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1",
+        frames,
+        8_294_400 * 6,
+    );
+    out.push_str(&table(
+        &measure(&video, frames, reps),
+        "frames",
+        "s / 1000 frames",
+        1000.0,
+    ));
+
+    out.push_str(&format!(
+        "\nAudio, 64-sample S16LE stereo 48 kHz buffers, {buffers} buffers → fakesink sync=false\n\n"
+    ));
+    let audio = cases(
+        AUDIO,
+        "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved",
+        buffers,
+        1 << 20,
+    );
+    out.push_str(&table(
+        &measure(&audio, buffers, reps),
+        "buffers",
+        "µs / buffer",
+        1e6,
+    ));
+    out.push_str(
+        "\nTargets (issue 4): shmring ≥ 0.90x the one-process frames/s, ≤ 1.10x its CPU per frame.\n",
+    );
+    print!("{out}");
+    write_report("bench-gst.md", &out);
+}
