@@ -81,31 +81,38 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> (Duration, Duration) {
             std::env::temp_dir().join(format!("shmring-gstbench-{}-{i}.log", std::process::id()));
         children.push((launch(p, &log), log));
     }
+    // The receiver (last) stops after N buffers: the measurement ends there.
+    // The sender produces without end (GStreamer's shmsink drops what its
+    // client has not read yet when it reaches EOS, so a finite sender would
+    // lose frames) and is killed then.
     let deadline = start + Duration::from_secs(120);
-    for (mut c, log) in children {
-        loop {
-            match c.try_wait().expect("wait") {
-                Some(status) => {
-                    let err = std::fs::read_to_string(&log).unwrap_or_default();
-                    let _ = std::fs::remove_file(&log);
-                    // shmsink reports its poll thread's EBUSY when it shuts down
-                    // after its client left: not a failure of the run.
-                    assert!(
-                        status.success() || err.contains("Failed waiting on fd activity"),
-                        "gst-launch failed: {err}"
-                    );
-                    break;
-                }
-                None if Instant::now() > deadline => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    panic!("gst-launch did not finish in 120 s: {pipelines:?}");
-                }
-                None => std::thread::sleep(Duration::from_millis(2)),
+    let mut children = children.into_iter().rev();
+    let (mut receiver, log) = children.next().expect("a pipeline");
+    let status = loop {
+        match receiver.try_wait().expect("wait") {
+            Some(status) => break Some(status),
+            None if Instant::now() > deadline => {
+                let _ = receiver.kill();
+                let _ = receiver.wait();
+                break None;
             }
+            None => std::thread::sleep(Duration::from_millis(1)),
         }
+    };
+    let elapsed = start.elapsed();
+    for (mut sender, log) in children {
+        let _ = sender.kill();
+        let _ = sender.wait();
+        let _ = std::fs::remove_file(&log);
     }
-    (start.elapsed(), children_cpu() - cpu0)
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let receiver = pipelines.last().expect("a pipeline");
+    match status {
+        Some(s) => assert!(s.success(), "gst-launch failed: {receiver}: {err}"),
+        None => panic!("gst-launch did not finish in 120 s: {receiver}"),
+    }
+    (elapsed, children_cpu() - cpu0)
 }
 
 fn sock(tag: &str) -> String {
@@ -122,26 +129,27 @@ fn cases(
     n: u64,
     shm_size: u64,
 ) -> Vec<(&'static str, Vec<String>, Option<String>)> {
-    let src = src.replace("{N}", &n.to_string());
+    let finite = src.replace("{N}", &n.to_string());
+    let endless = src.replace("{N}", "-1");
     let (a, b) = (sock("shmring"), sock("shm"));
     vec![
         (
             "one process",
-            vec![format!("{src} ! fakesink sync=false")],
+            vec![format!("{finite} ! fakesink sync=false")],
             None,
         ),
         (
             "shmringsink → shmringsrc",
             vec![
-                format!("{src} ! shmringsink socket-path={a} sync=false"),
-                format!("shmringsrc socket-path={a} ! fakesink sync=false"),
+                format!("{endless} ! shmringsink socket-path={a} sync=false"),
+                format!("shmringsrc socket-path={a} num-buffers={n} ! fakesink sync=false"),
             ],
             Some(a.clone()),
         ),
         (
             "shmsink → shmsrc",
             vec![
-                format!("{src} ! shmsink socket-path={b} shm-size={shm_size} wait-for-connection=true sync=false"),
+                format!("{endless} ! shmsink socket-path={b} shm-size={shm_size} wait-for-connection=true sync=false"),
                 format!("shmsrc socket-path={b} num-buffers={n} ! {caps_after_shmsrc} ! fakesink sync=false"),
             ],
             Some(b.clone()),
