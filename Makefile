@@ -81,11 +81,16 @@ loom:
 bench-smoke:
 	$(CARGO) bench -p shmring-benches --bench compare -- --smoke
 	$(CARGO) bench -p shmring-benches --bench wake_latency -- --smoke
+	$(CARGO) build -p gst-plugin-shmring
+	SHMRING_GST_PLUGIN_DIR=$(CURDIR)/target/debug $(CARGO) bench -p shmring-benches --bench gst_pipelines -- --smoke
 
-# Full benchmarks: tables in target/bench-compare.md and target/bench-wake.md.
+# Full benchmarks: tables in target/bench-compare.md, target/bench-wake.md and
+# target/bench-gst.md.
 bench: deps
+	$(CARGO) build --release -p gst-plugin-shmring
 	$(CARGO) bench -p shmring-benches --bench compare
 	$(CARGO) bench -p shmring-benches --bench wake_latency
+	$(CARGO) bench -p shmring-benches --bench gst_pipelines
 	$(CARGO) bench -p shmring-benches --bench ring
 
 clean:
