@@ -91,6 +91,10 @@ struct State {
     reconfigure: bool,
     /// The timeline last sent to the current consumer.
     timeline_sent: Option<Timeline>,
+    /// The pipeline clock's offset from `CLOCK_MONOTONIC`: the clock (by
+    /// address), the offset, and when it was sampled. Exact (0) for the
+    /// monotonic system clock; resampled every 100 ms for another clock.
+    clock_offset: Option<(usize, i128, Instant)>,
 }
 
 /// The thread that accepts consumers on the socket and notices their hang-up.
@@ -618,12 +622,27 @@ impl ShmringSink {
 
     /// Where this pipeline's running time 0 lies on the monotonic clock, and
     /// its latency (see `crate::clock`); `None` before PLAYING.
-    fn timeline(&self) -> Option<Timeline> {
+    fn timeline(&self, st: &mut State) -> Option<Timeline> {
         let obj = self.obj();
         let clock = obj.clock()?;
         let base = obj.base_time()?;
-        let base_time =
-            u64::try_from(i128::from(base.nseconds()) - clock_minus_monotonic(&clock)).ok()?;
+        let key = clock.as_ptr() as usize;
+        // Once per clock (per 100 ms for a clock that is not the monotonic
+        // one): reading the clock's type is a GObject property lookup, too
+        // slow for every small audio buffer.
+        let offset = match st.clock_offset {
+            Some((k, off, at))
+                if k == key && (off == 0 || at.elapsed() < Duration::from_millis(100)) =>
+            {
+                off
+            }
+            _ => {
+                let off = clock_minus_monotonic(&clock);
+                st.clock_offset = Some((key, off, Instant::now()));
+                off
+            }
+        };
+        let base_time = u64::try_from(i128::from(base.nseconds()) - offset).ok()?;
         let latency = obj.latency() + obj.render_delay();
         Some(Timeline {
             base_time,
@@ -634,7 +653,7 @@ impl ShmringSink {
     /// Tells the consumer the timeline if it changed (a sampled clock offset
     /// moving by less than 1 ms is no change).
     fn send_timeline(&self, st: &mut State) {
-        let Some(t) = self.timeline() else {
+        let Some(t) = self.timeline(st) else {
             return;
         };
         let changed = st.timeline_sent.is_none_or(|old| {
@@ -689,6 +708,7 @@ impl BaseSinkImpl for ShmringSink {
             arena_served: false,
             reconfigure: false,
             timeline_sent: None,
+            clock_offset: None,
         });
         let stop = Arc::new(AtomicBool::new(false));
         let weak = self.obj().downgrade();
