@@ -238,6 +238,7 @@ impl ElementImpl for ShmringSink {
                 gst::PadPresence::Always,
                 &gst::Caps::new_any(),
             )
+            // Not peer data: a constant template with ANY caps is always valid.
             .expect("static pad template")]
         });
         T.as_ref()
