@@ -40,20 +40,25 @@ DEMO_DIR := $(CURDIR)/target/demo
 # producer processes.
 demo: build
 	@mkdir -p $(DEMO_DIR); rm -f $(DEMO_DIR)/*.sock $(DEMO_DIR)/frame.png $(DEMO_DIR)/audio.wav
-	@echo "--- gst-launch-1.0: 1080p RGBA video + 48 kHz audio through shmringsink -> shmringsrc ---"
+	@echo "--- gst-launch-1.0: 1080p RGBA video through shmringsink -> shmringsrc ---"
 	@export GST_PLUGIN_PATH=$(PLUGIN_DIR); \
 	gst-launch-1.0 -q \
-	  videotestsrc num-buffers=600 pattern=ball ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=60/1 ! shmringsink socket-path=$(DEMO_DIR)/video.sock sync=false \
-	  audiotestsrc num-buffers=300 samplesperbuffer=480 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! shmringsink socket-path=$(DEMO_DIR)/audio.sock & snd=$$!; \
+	  videotestsrc num-buffers=600 pattern=smpte ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=60/1 ! shmringsink socket-path=$(DEMO_DIR)/video.sock sync=false & snd=$$!; \
 	start=$$(date +%s.%N); \
 	gst-launch-1.0 -q \
 	  shmringsrc socket-path=$(DEMO_DIR)/video.sock ! tee name=t \
-	    t. ! queue ! identity name=count silent=true ! fakesink sync=false \
-	    t. ! queue leaky=downstream max-size-buffers=2 ! videoconvert ! pngenc snapshot=true ! filesink location=$(DEMO_DIR)/frame.png \
-	  shmringsrc socket-path=$(DEMO_DIR)/audio.sock ! audioconvert ! wavenc ! filesink location=$(DEMO_DIR)/audio.wav; rc=$$?; \
+	    t. ! queue ! fakesink sync=false \
+	    t. ! queue leaky=downstream max-size-buffers=1 ! videorate drop-only=true max-rate=1 ! videoconvert ! pngenc ! multifilesink location=$(DEMO_DIR)/frame.png; rc=$$?; \
 	end=$$(date +%s.%N); wait $$snd || rc=1; \
-	echo "received 600 frames of 1920x1080 RGBA and 3 s of audio in $$(echo "$$end - $$start" | bc) s: $$(echo "600 / ($$end - $$start)" | bc) video frames/s (video unsynchronised, audio in real time)"; \
-	ls -l $(DEMO_DIR)/frame.png $(DEMO_DIR)/audio.wav; exit $$rc
+	echo "received 600 frames of 1920x1080 RGBA in $$(echo "$$end - $$start" | bc) s: $$(echo "600 / ($$end - $$start)" | bc) frames/s (unsynchronised: as fast as videotestsrc draws; the receiver also writes a PNG per second of stream)"; \
+	ls -l $(DEMO_DIR)/frame.png; exit $$rc
+	@echo "--- gst-launch-1.0: 3 s of 48 kHz stereo audio in real time through shmringsink -> shmringsrc ---"
+	@export GST_PLUGIN_PATH=$(PLUGIN_DIR); \
+	gst-launch-1.0 -q \
+	  audiotestsrc num-buffers=300 samplesperbuffer=480 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! shmringsink socket-path=$(DEMO_DIR)/audio.sock & snd=$$!; \
+	gst-launch-1.0 -q \
+	  shmringsrc socket-path=$(DEMO_DIR)/audio.sock ! audioconvert ! wavenc ! filesink location=$(DEMO_DIR)/audio.wav; rc=$$?; \
+	wait $$snd || rc=1; ls -l $(DEMO_DIR)/audio.wav; exit $$rc
 	./target/release/stream_demo --items 10000000
 	./target/release/stream_demo --items 10000000 --pipe
 	@echo "--- one mio event loop, three producer processes ---"
