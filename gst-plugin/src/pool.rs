@@ -35,6 +35,11 @@ mod imp {
         pub(super) leased: AtomicU32,
         /// Free slot buffers, most recently released last.
         free: Mutex<Vec<gst::Buffer>>,
+        /// Called when no free buffer is left, before a new slot is leased:
+        /// the sink takes the slots its consumer has returned since its last
+        /// render, so the slot just read is written again (still in cache)
+        /// rather than a cold one.
+        pub(super) on_empty: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     }
 
     #[glib::object_subclass]
@@ -69,7 +74,21 @@ mod imp {
             &self,
             params: Option<&gst::BufferPoolAcquireParams>,
         ) -> Result<gst::Buffer, gst::FlowError> {
-            let reused = self.free.lock().ok().and_then(|mut f| f.pop());
+            let mut reused = self.free.lock().ok().and_then(|mut f| f.pop());
+            if reused.is_none() {
+                // No lock of ours is held here: the hook drops buffers, which
+                // come back through `release_buffer`.
+                if let Some(hook) = self
+                    .on_empty
+                    .lock()
+                    .ok()
+                    .as_deref()
+                    .and_then(Option::as_ref)
+                {
+                    hook();
+                }
+                reused = self.free.lock().ok().and_then(|mut f| f.pop());
+            }
             match reused {
                 Some(b) => Ok(b),
                 None => self.parent_acquire_buffer(params),
@@ -171,5 +190,14 @@ impl SlotPool {
             .limit
             .store(limit, std::sync::atomic::Ordering::Relaxed);
         pool
+    }
+
+    /// Sets what the pool calls when it has no free buffer left (before it
+    /// leases a new slot): the sink takes back the slots its consumer
+    /// returned. The hook must not call into this pool's acquire.
+    pub fn set_on_empty(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut h) = self.imp().on_empty.lock() {
+            *h = Some(Box::new(hook));
+        }
     }
 }

@@ -31,6 +31,9 @@ const DEFAULT_PERMS: u32 = 0o600;
 const DEFAULT_TIMEOUT_MS: u32 = 5000;
 /// Slots kept out of the offered pool: for caps/tags strings and copies.
 const SPARE_SLOTS: u32 = 2;
+/// Longest the pool waits for a slot in flight to come back before it leases
+/// a free (cold) one.
+const RETURN_WAIT: Duration = Duration::from_millis(1);
 /// Step of every wait, so that `unlock` is seen promptly.
 const STEP: Duration = Duration::from_millis(20);
 /// Longest handshake with a connecting consumer (it is local: milliseconds).
@@ -524,6 +527,32 @@ impl ShmringSink {
         }
     }
 
+    /// From the pool, when upstream wants a buffer and none is free: takes
+    /// the slots the consumer returned (unless a render holds the state; it
+    /// reclaims itself). An error is left for the next render to handle.
+    fn reclaim_returned(&self) {
+        let Ok(mut guard) = self.state.try_lock() else {
+            return;
+        };
+        let Some(st) = guard.as_mut() else {
+            return;
+        };
+        let held_before = st.held.iter().filter(|h| h.is_some()).count();
+        let _ = Self::reclaim(st);
+        if st.held.iter().filter(|h| h.is_some()).count() < held_before {
+            return;
+        }
+        // Nothing came back yet: a slot in flight usually does within
+        // microseconds. Waiting for it (asleep, at most RETURN_WAIT) keeps
+        // upstream writing the same hot slots; a new slot would be a cold
+        // one (for 1080p RGBA that costs more than the wait).
+        if let Some(tx) = st.sender.as_mut() {
+            if tx.in_flight() > 0 && tx.wait_returns(Some(RETURN_WAIT)).is_ok() {
+                let _ = Self::reclaim(st);
+            }
+        }
+    }
+
     /// Takes returned slots (dropping the buffers held for them).
     fn reclaim(st: &mut State) -> shmring::Result<()> {
         let State { sender, held, .. } = st;
@@ -829,6 +858,12 @@ impl BaseSinkImpl for ShmringSink {
                 Some(p) => p.clone(),
                 None => {
                     let p = SlotPool::new(arena.clone(), limit);
+                    let sink = self.obj().downgrade();
+                    p.set_on_empty(move || {
+                        if let Some(sink) = sink.upgrade() {
+                            sink.imp().reclaim_returned();
+                        }
+                    });
                     let mut config = p.config();
                     config.set_params(caps.as_ref(), size as u32, 0, max);
                     p.set_config(config)
