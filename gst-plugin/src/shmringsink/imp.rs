@@ -34,6 +34,9 @@ const SPARE_SLOTS: u32 = 2;
 /// Longest the pool waits for a slot in flight to come back before it leases
 /// a free (cold) one.
 const RETURN_WAIT: Duration = Duration::from_millis(1);
+/// Slot size from which the pool waits for a slot in flight (see
+/// `reclaim_returned`): about the size of a core's L2 cache.
+const WAIT_FOR_RETURN_FROM: usize = 1 << 20;
 /// Step of every wait, so that `unlock` is seen promptly.
 const STEP: Duration = Duration::from_millis(20);
 /// Longest handshake with a connecting consumer (it is local: milliseconds).
@@ -543,10 +546,15 @@ impl ShmringSink {
             return;
         }
         // Nothing came back yet: a slot in flight usually does within
-        // microseconds. Waiting for it (asleep, at most RETURN_WAIT) keeps
-        // upstream writing the same hot slots; a new slot would be a cold
-        // one (for 1080p RGBA that costs more than the wait).
-        if let Some(tx) = st.sender.as_mut() {
+        // microseconds. For big slots, waiting for it (asleep, at most
+        // RETURN_WAIT) keeps upstream writing the same hot slots; a new slot
+        // would be a cold one (for 1080p RGBA that costs more than the
+        // wait). Small slots stay in cache anyway: no wait.
+        let big = st
+            .arena
+            .as_ref()
+            .is_some_and(|a| a.slot_size() >= WAIT_FOR_RETURN_FROM);
+        if let Some(tx) = st.sender.as_mut().filter(|_| big) {
             if tx.in_flight() > 0 && tx.wait_returns(Some(RETURN_WAIT)).is_ok() {
                 let _ = Self::reclaim(st);
             }
