@@ -11,3 +11,6 @@ pub const CHECKSUM_INIT: u64 = 0xcbf2_9ce4_8422_2325;
 pub fn checksum_step(h: u64, x: u64) -> u64 {
     (h ^ x).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
 }
+
+pub mod capture;
+pub mod handoff;
