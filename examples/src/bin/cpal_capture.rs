@@ -14,7 +14,8 @@
 //! frames and send EOS; default: run until killed), `--slots N` (32),
 //! `--no-wait` (start capturing before a reader connects; periods without a
 //! reader are dropped and counted). A reader that goes away is replaced by the
-//! next one that connects; the callback never waits for either.
+//! next one that connects; the callback never waits for either. SIGINT or
+//! SIGTERM stops it with a final report.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -115,7 +116,30 @@ fn drain(mut tx: Box<FrameSender>, limit: Duration) {
     }
 }
 
+/// Set by SIGINT / SIGTERM: stop, print the final report, exit 0.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` only stores to an atomic, which is
+        // async-signal-safe; the zeroed sigaction with an empty mask and no
+        // flags is valid.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
 fn main() {
+    install_signal_handlers();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -221,6 +245,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         // it first, and that sender is collected below (or, if the mailbox
         // was busy, within a few callbacks).
         let done = shared.done.load(Ordering::Acquire);
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
         if let Some(old) = handoff.collect() {
             // Let the reader read to the end (EOS) before the link closes.
             drain(old, Duration::from_secs(5));

@@ -1,0 +1,109 @@
+//! The audio callback body (`Capture::on_input`, what `cpal_capture` runs in
+//! its cpal callback) allocates nothing: counted by a global allocator, per
+//! thread, over thousands of periods: with a reader taking frames, with no
+//! reader, with a full reader, and across a reader hand-over and hang-up.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use shmring::frames::{self, FrameConfig, Received};
+use shmring_examples::capture::{start_stream, Capture, Shared};
+use shmring_examples::handoff::Handoff;
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts
+// (thread-local cells, no allocation of their own).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations (and frees) `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.with(Cell::get)
+}
+
+#[test]
+fn the_callback_body_does_not_allocate() {
+    let period = vec![0x5au8; 480 * 8];
+    let handoff = Arc::new(Handoff::new());
+    let shared = Arc::new(Shared::default());
+    let mut cap = Capture::new(handoff.clone(), shared.clone(), 2, 4, 48_000, u64::MAX);
+
+    // No reader yet: every period dropped, nothing allocated.
+    assert_eq!(
+        allocations(|| (0..1000).for_each(|i| cap.on_input(&period, i * 10_000_000))),
+        0
+    );
+
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(8, period.len())).expect("pair");
+    let caps = "audio/x-raw,format=F32LE,rate=48000,channels=2,layout=interleaved";
+    // The sticky events are sent before the hand-over (from the control
+    // thread in cpal_capture); the reader takes them now.
+    let reader = std::thread::spawn(move || {
+        let mut n = 0u64;
+        loop {
+            match rx.recv(Some(std::time::Duration::from_secs(5))) {
+                Ok(Received::Frame(f)) => {
+                    assert_eq!(f.bytes().len(), 480 * 8);
+                    n += 1;
+                }
+                Ok(Received::Eos) | Err(_) => return n,
+                Ok(_) => {}
+            }
+        }
+    });
+    start_stream(&mut tx, caps, std::time::Duration::from_secs(5)).expect("start");
+    assert!(handoff.offer(Box::new(tx)).is_ok(), "offer");
+
+    // Streaming to a live reader (and, when it lags, into a full ring).
+    let n = allocations(|| (0..20_000).for_each(|i| cap.on_input(&period, i * 10_000_000)));
+    assert_eq!(n, 0, "allocations in 20000 callbacks");
+
+    // The reader's hang-up: the callback retires its sender (no drop there).
+    shared.hangup.store(true, Ordering::Release);
+    let n = allocations(|| (0..100).for_each(|i| cap.on_input(&period, i)));
+    assert_eq!(n, 0, "allocations while retiring a reader");
+    let retired = handoff.collect().expect("retired sender");
+    drop(retired); // here, on the control thread: frees and unmaps
+    let frames = reader.join().expect("reader");
+    assert!(frames > 0, "the reader got frames");
+    let sent = shared.sent.load(Ordering::Relaxed);
+    let dropped = shared.dropped.load(Ordering::Relaxed);
+    assert_eq!(sent, frames * 480, "every frame sent arrived");
+    assert_eq!(sent + dropped, shared.captured.load(Ordering::Relaxed));
+}

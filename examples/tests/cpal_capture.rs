@@ -1,0 +1,234 @@
+//! `cpal_capture` end to end, on ALSA with the project's file/null PCM
+//! (`examples/alsa/asound.conf`, chosen through `ALSA_CONFIG_PATH` for these
+//! processes only): a real cpal input stream reads a fixture, the callback
+//! pushes it into shmring, and a real `gst-launch-1.0 shmringsrc ! wavenc`
+//! in another process writes it out.
+//!
+//! The plugin is loaded from `SHMRING_GST_PLUGIN_DIR`, else from the target
+//! directory these tests were built in (`make test` builds it first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn plugin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SHMRING_GST_PLUGIN_DIR") {
+        return d.into();
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("libgstshmring.so").exists(),
+        "{}/libgstshmring.so is missing: run `cargo build -p gst-plugin-shmring` (make test does)",
+        dir.display()
+    );
+    dir
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shmring-cpal-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+/// A stereo f32 fixture: 440 Hz left, a 100 Hz → 4 kHz sweep right, with a
+/// ramp so that a shifted, dropped or repeated period changes the bytes.
+fn fixture(frames: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frames * 8);
+    let mut phase = 0.0f64;
+    for i in 0..frames {
+        let t = i as f64 / 48_000.0;
+        let f = 100.0 + 3900.0 * i as f64 / frames as f64;
+        phase += 2.0 * std::f64::consts::PI * f / 48_000.0;
+        let l = (0.5 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as f32;
+        let r = (0.25 * phase.sin() + 1e-6 * i as f64) as f32;
+        out.extend_from_slice(&l.to_le_bytes());
+        out.extend_from_slice(&r.to_le_bytes());
+    }
+    out
+}
+
+fn capture(sock: &Path, infile: Option<&Path>, args: &[&str]) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cpal_capture"));
+    c.arg("--socket")
+        .arg(sock)
+        .args(args)
+        .env(
+            "ALSA_CONFIG_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("alsa/asound.conf"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match infile {
+        Some(f) => c.env("SHMRING_ALSA_INFILE", f),
+        None => c.env_remove("SHMRING_ALSA_INFILE"),
+    };
+    c.spawn().expect("spawn cpal_capture")
+}
+
+fn wait_for(path: &Path) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no socket at {path:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn gst_launch(pipeline: &str) -> Command {
+    let mut c = Command::new("gst-launch-1.0");
+    c.env("GST_PLUGIN_PATH", plugin_dir())
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Waits for `child` up to `limit` (killing it after), returning its output.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let t0 = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The sample bytes of a WAV file's data chunk.
+fn wav_data(wav: &[u8]) -> &[u8] {
+    let mut i = 12;
+    while i + 8 <= wav.len() {
+        let len = u32::from_le_bytes(wav[i + 4..i + 8].try_into().expect("4 bytes")) as usize;
+        if &wav[i..i + 4] == b"data" {
+            return &wav[i + 8..(i + 8 + len).min(wav.len())];
+        }
+        i += 8 + len + (len & 1);
+    }
+    panic!("no data chunk");
+}
+
+/// Counts reported by cpal_capture's last report line.
+fn counts(stderr: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("frames captured"))
+        .unwrap_or_else(|| panic!("no report in {stderr}"));
+    let num = |before: &str| -> u64 {
+        let head = &line[..line
+            .find(before)
+            .unwrap_or_else(|| panic!("{before} in {line}"))];
+        head.split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{before} in {line}"))
+    };
+    (num(" frames captured"), num(" sent"), num(" dropped"))
+}
+
+#[test]
+fn capture_feeds_wavenc_sample_for_sample() {
+    const FRAMES: usize = 48_000;
+    let dir = tmp("e2e");
+    let (sock, infile, wav) = (
+        dir.join("cap.sock"),
+        dir.join("in.raw"),
+        dir.join("out.wav"),
+    );
+    let want = fixture(FRAMES);
+    std::fs::write(&infile, &want).expect("fixture");
+    // 480-frame periods; 256 slots hold the whole second, so an unpaced
+    // null PCM cannot outrun the reader.
+    let cap = capture(
+        &sock,
+        Some(&infile),
+        &[
+            "--frames",
+            &FRAMES.to_string(),
+            "--buffer",
+            "480",
+            "--slots",
+            "256",
+        ],
+    );
+    wait_for(&sock);
+    let rx = gst_launch(&format!(
+        "shmringsrc socket-path={} ! wavenc ! filesink location={}",
+        sock.display(),
+        wav.display()
+    ))
+    .spawn()
+    .expect("gst-launch");
+    let rx = finish(rx, Duration::from_secs(30));
+    let cap = finish(cap, Duration::from_secs(30));
+    let cap_err = String::from_utf8_lossy(&cap.stderr);
+    assert!(
+        rx.status.success(),
+        "receiver: {}\ncapture: {cap_err}",
+        String::from_utf8_lossy(&rx.stderr)
+    );
+    assert!(cap.status.success(), "capture: {cap_err}");
+    let got = std::fs::read(&wav).expect("wav");
+    let data = wav_data(&got);
+    assert_eq!(data.len(), want.len(), "sample count");
+    assert!(data == want.as_slice(), "samples differ from the fixture");
+    assert_eq!(counts(&cap_err), (FRAMES as u64, FRAMES as u64, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn capture_survives_a_killed_reader_and_serves_the_next() {
+    let dir = tmp("kill");
+    let sock = dir.join("cap.sock");
+    // Zeros without end (no infile); periods with no reader are dropped.
+    let cap = capture(&sock, None, &["--buffer", "480", "--no-wait"]);
+    wait_for(&sock);
+    let src = format!("shmringsrc socket-path={} ! fakesink", sock.display());
+    let mut first = gst_launch(&src).spawn().expect("reader 1");
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().expect("SIGKILL reader 1");
+    let _ = first.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    // A second reader attaches and gets 200 buffers.
+    let second = gst_launch(&format!(
+        "shmringsrc socket-path={} num-buffers=200 ! fakesink",
+        sock.display()
+    ))
+    .spawn()
+    .expect("reader 2");
+    let second = finish(second, Duration::from_secs(20));
+    // SIGTERM: the capture stops and prints its final counts.
+    // SAFETY: plain kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(cap.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let out = finish(cap, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "capture did not stop cleanly on SIGTERM"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        second.status.success(),
+        "reader 2: {}\ncapture: {err}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(err.contains("reader went away"), "{err}");
+    assert_eq!(err.matches("connected").count(), 2, "{err}");
+    let (captured, sent, dropped) = counts(&err);
+    assert!(sent >= 200 * 480, "{err}");
+    assert!(dropped > 0, "periods without a reader are counted: {err}");
+    assert_eq!(captured, sent + dropped, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
