@@ -107,3 +107,29 @@ fn the_callback_body_does_not_allocate() {
     assert_eq!(sent, frames * 480, "every frame sent arrived");
     assert_eq!(sent + dropped, shared.captured.load(Ordering::Relaxed));
 }
+
+#[test]
+fn the_playback_callback_does_not_allocate() {
+    use shmring_examples::playback::{Playback, PlaybackStats};
+    use std::sync::atomic::AtomicBool;
+
+    let (mut tx, rx) = shmring::channel::pair::<f32>(&shmring::Config::new(4096)).expect("ring");
+    let stats = Arc::new(PlaybackStats::default());
+    let ended = Arc::new(AtomicBool::new(false));
+    let mut play = Playback::new(rx, stats.clone(), ended.clone());
+    let mut out = vec![1.0f32; 960];
+    let samples: Vec<f32> = (0..960).map(|i| i as f32).collect();
+    let n = allocations(|| {
+        for _ in 0..1000 {
+            // The reader thread's push and the callback's pop.
+            tx.push_all(&samples, None).expect("push");
+            play.on_output(&mut out);
+        }
+        // Empty ring: an underrun, filled with silence.
+        play.on_output(&mut out);
+    });
+    assert_eq!(n, 0, "allocations in 1001 callbacks");
+    assert!(out.iter().all(|&s| s == 0.0), "silence on underrun");
+    assert_eq!(stats.played.load(Ordering::Relaxed), 960 * 1000);
+    assert_eq!(stats.underrun.load(Ordering::Relaxed), 960);
+}

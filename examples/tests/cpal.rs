@@ -1,8 +1,10 @@
-//! `cpal_capture` end to end, on ALSA with the project's file/null PCM
-//! (`examples/alsa/asound.conf`, chosen through `ALSA_CONFIG_PATH` for these
-//! processes only): a real cpal input stream reads a fixture, the callback
-//! pushes it into shmring, and a real `gst-launch-1.0 shmringsrc ! wavenc`
-//! in another process writes it out.
+//! `cpal_capture` and `cpal_playback` end to end, on ALSA with the project's
+//! file/null PCM (`examples/alsa/asound.conf`, chosen through
+//! `ALSA_CONFIG_PATH` for these processes only). Capture: a real cpal input
+//! stream reads a fixture, the callback pushes it into shmring, and a real
+//! `gst-launch-1.0 shmringsrc ! wavenc` in another process writes it out.
+//! Playback: a real `gst-launch-1.0 … ! shmringsink` feeds `cpal_playback`,
+//! whose cpal output stream writes a file.
 //!
 //! The plugin is loaded from `SHMRING_GST_PLUGIN_DIR`, else from the target
 //! directory these tests were built in (`make test` builds it first).
@@ -55,7 +57,19 @@ fn fixture(frames: usize) -> Vec<u8> {
 }
 
 fn capture(sock: &Path, infile: Option<&Path>, args: &[&str]) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cpal_capture"));
+    example(env!("CARGO_BIN_EXE_cpal_capture"), sock, infile, None, args)
+}
+
+/// Runs an example on the project's ALSA PCM: capture reads `infile`,
+/// playback writes `outfile`.
+fn example(
+    exe: &str,
+    sock: &Path,
+    infile: Option<&Path>,
+    outfile: Option<&Path>,
+    args: &[&str],
+) -> Child {
+    let mut c = Command::new(exe);
     c.arg("--socket")
         .arg(sock)
         .args(args)
@@ -65,11 +79,16 @@ fn capture(sock: &Path, infile: Option<&Path>, args: &[&str]) -> Child {
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    match infile {
-        Some(f) => c.env("SHMRING_ALSA_INFILE", f),
-        None => c.env_remove("SHMRING_ALSA_INFILE"),
-    };
-    c.spawn().expect("spawn cpal_capture")
+    for (var, file) in [
+        ("SHMRING_ALSA_INFILE", infile),
+        ("SHMRING_ALSA_OUTFILE", outfile),
+    ] {
+        match file {
+            Some(f) => c.env(var, f),
+            None => c.env_remove(var),
+        };
+    }
+    c.spawn().expect("spawn the example")
 }
 
 fn wait_for(path: &Path) {
@@ -230,5 +249,60 @@ fn capture_survives_a_killed_reader_and_serves_the_next() {
     assert!(sent >= 200 * 480, "{err}");
     assert!(dropped > 0, "periods without a reader are counted: {err}");
     assert_eq!(captured, sent + dropped, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shmringsink_feeds_playback_sample_for_sample() {
+    let dir = tmp("playback");
+    let (sock, reference, out) = (dir.join("p.sock"), dir.join("ref.raw"), dir.join("out.raw"));
+    let source = "audiotestsrc num-buffers=100 samplesperbuffer=480 wave=sine freq=440 ! audio/x-raw,format=F32LE,rate=48000,channels=2";
+    // The same source in one process, to a file: what playback must play.
+    let r = gst_launch(&format!(
+        "{source} ! filesink location={}",
+        reference.display()
+    ))
+    .output()
+    .expect("reference");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let sink = gst_launch(&format!(
+        "{source} ! shmringsink socket-path={}",
+        sock.display()
+    ))
+    .spawn()
+    .expect("sender");
+    wait_for(&sock);
+    // The whole second fits in the ring and is queued before playback
+    // starts: the unpaced null PCM cannot underrun before the end.
+    let play = example(
+        env!("CARGO_BIN_EXE_cpal_playback"),
+        &sock,
+        None,
+        Some(&out),
+        &["--ring", "2000", "--prefill", "1500"],
+    );
+    let play = finish(play, Duration::from_secs(30));
+    let sink = finish(sink, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&play.stderr);
+    assert!(play.status.success(), "playback: {err}");
+    assert!(
+        sink.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&sink.stderr)
+    );
+    assert!(
+        err.contains("played 48000 frames, 0 underrun frames"),
+        "{err}"
+    );
+    let want = std::fs::read(&reference).expect("reference");
+    let got = std::fs::read(&out).expect("played");
+    assert_eq!(want.len(), 48_000 * 8);
+    assert!(got.len() >= want.len(), "played {} bytes", got.len());
+    assert!(got[..want.len()] == want[..], "played samples differ");
+    // After the end, the callback writes silence until the program stops.
+    assert!(
+        got[want.len()..].iter().all(|&b| b == 0),
+        "noise after the end"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
