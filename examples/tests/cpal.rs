@@ -306,3 +306,52 @@ fn shmringsink_feeds_playback_sample_for_sample() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn typed_ring_capture_reaches_the_reader() {
+    let dir = tmp("typed");
+    let (sock, infile) = (dir.join("t.sock"), dir.join("in.raw"));
+    std::fs::write(&infile, fixture(4800)).expect("fixture");
+    let exe = env!("CARGO_BIN_EXE_cpal_typed");
+    let mut reader = Command::new(exe);
+    reader
+        .args(["read", "--seconds", "1", "--socket"])
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let reader = reader.spawn().expect("reader");
+    wait_for(&sock);
+    let mut cap = Command::new(exe);
+    cap.args(["capture", "--socket"])
+        .arg(&sock)
+        .env(
+            "ALSA_CONFIG_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("alsa/asound.conf"),
+        )
+        .env("SHMRING_ALSA_INFILE", &infile)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let cap = cap.spawn().expect("capture");
+    let reader = finish(reader, Duration::from_secs(20));
+    // The reader left after 1 s: the capture notices and stops by itself.
+    let cap = finish(cap, Duration::from_secs(20));
+    let (r, c) = (
+        String::from_utf8_lossy(&reader.stderr),
+        String::from_utf8_lossy(&cap.stderr),
+    );
+    assert!(reader.status.success(), "reader: {r}");
+    assert!(cap.status.success(), "capture: {c}");
+    assert!(
+        r.contains("peak 0.500"),
+        "the fixture's 0.5 peak arrived: {r}"
+    );
+    let received: u64 = r
+        .lines()
+        .find_map(|l| l.strip_prefix("cpal_typed: received "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(received >= 9600, "{r}");
+    assert!(c.contains("sent "), "{c}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
