@@ -86,16 +86,18 @@ loom:
 bench-smoke:
 	$(CARGO) bench -p shmring-benches --bench compare -- --smoke
 	$(CARGO) bench -p shmring-benches --bench wake_latency -- --smoke
+	$(CARGO) bench -p shmring-benches --bench audio_push -- --smoke
 	$(CARGO) build -p gst-plugin-shmring
 	SHMRING_GST_PLUGIN_DIR=$(CURDIR)/target/debug $(CARGO) bench -p shmring-benches --bench gst_pipelines -- --smoke
 
-# Full benchmarks: tables in target/bench-compare.md, target/bench-wake.md and
-# target/bench-gst.md.
+# Full benchmarks: tables in target/bench-compare.md, target/bench-wake.md,
+# target/bench-gst.md and target/bench-audio.md.
 bench: deps
 	$(CARGO) build --release -p gst-plugin-shmring
 	$(CARGO) bench -p shmring-benches --bench compare
 	$(CARGO) bench -p shmring-benches --bench wake_latency
 	$(CARGO) bench -p shmring-benches --bench gst_pipelines
+	$(CARGO) bench -p shmring-benches --bench audio_push
 	$(CARGO) bench -p shmring-benches --bench ring
 
 clean:
