@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The loom model explores every interleaving; bound preemptions so `make test` stays fast.
 LOOM_MAX_PREEMPTIONS ?= 3
 
-.PHONY: all deps build demo test lint unit loom bench-smoke bench clean
+.PHONY: all deps build demo test lint unit loom bench-smoke bench fuzz clean
 
 all: build
 
@@ -99,6 +99,18 @@ bench: deps
 	$(CARGO) bench -p shmring-benches --bench gst_pipelines
 	$(CARGO) bench -p shmring-benches --bench audio_push
 	$(CARGO) bench -p shmring-benches --bench ring
+
+# Real coverage-guided fuzzing of every parser of peer input (libFuzzer via
+# cargo-fuzz, FUZZ_SECONDS per target). cargo-fuzz needs nightly features:
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain provide them. New inputs land in
+# fuzz/corpus/<target>/ (replayed by `make test`), crashes in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := hello welcome descriptor ring_header
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

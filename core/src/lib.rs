@@ -46,6 +46,8 @@ mod sync;
 
 pub mod channel;
 pub mod frames;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod ring;
 pub mod segment;

@@ -313,12 +313,7 @@ impl RingLayout {
         let shared = self.attach::<T>(region)?;
         let write = shared.prod().write.load(Ordering::Acquire);
         let read = shared.cons().read.load(Ordering::Acquire);
-        check_distance(
-            read,
-            write,
-            shared.capacity,
-            "indices inconsistent at attach",
-        )?;
+        check_attach(read, write, shared.capacity)?;
         Ok(Writer {
             shared,
             write,
@@ -334,12 +329,7 @@ impl RingLayout {
         let shared = self.attach::<T>(region)?;
         let read = shared.cons().read.load(Ordering::Acquire);
         let write = shared.prod().write.load(Ordering::Acquire);
-        check_distance(
-            read,
-            write,
-            shared.capacity,
-            "indices inconsistent at attach",
-        )?;
+        check_attach(read, write, shared.capacity)?;
         Ok(Reader {
             shared,
             read,
@@ -431,6 +421,20 @@ fn describe_mismatch(found: &Header, want: &Header) -> String {
     } else {
         "reserved field set".to_string()
     }
+}
+
+/// Largest index an end accepts when it attaches. A ring starts at 0 and our
+/// own index only grows by what we move, so this bound (2^62 items: a century
+/// at 10^9 items/s) keeps every later `index + n` from overflowing, whatever
+/// the peer wrote before we attached (found by the `ring_header` fuzz target).
+const MAX_ATTACH_INDEX: u64 = 1 << 62;
+
+/// The indices found at attach: consistent, and far from overflowing.
+fn check_attach(read: u64, write: u64, capacity: u64) -> Result<()> {
+    if write > MAX_ATTACH_INDEX {
+        return Err(Error::Corrupt("index too large at attach"));
+    }
+    check_distance(read, write, capacity, "indices inconsistent at attach")
 }
 
 /// `read <= write <= read + capacity`, or the peer has corrupted an index.

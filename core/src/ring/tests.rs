@@ -343,3 +343,31 @@ fn sleep_flags_follow_the_protocol() {
     w.push(5).expect("push");
     assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
+
+/// A peer that left indices near `u64::MAX` (consistent with each other)
+/// before we attach: refused, so that our `index + n` can never overflow.
+#[test]
+fn huge_indices_at_attach_are_corrupt() {
+    let layout = RingLayout::new::<u64>(8, TypeTag::of::<u64>("t")).expect("layout");
+    for start in [u64::MAX, u64::MAX - 8, (1 << 62) + 1] {
+        let region = Arc::new(HeapRegion::new(layout.total_size()));
+        drop(layout.init::<u64>(region.clone()).expect("init"));
+        // SAFETY: the region is ours and holds both index lines at their
+        // offsets; no end is attached now.
+        unsafe {
+            let base = region.as_ptr();
+            (*base.add(PRODUCER_OFFSET).cast::<ProducerLine>())
+                .write
+                .store(start, Ordering::Relaxed);
+            (*base.add(CONSUMER_OFFSET).cast::<ConsumerLine>())
+                .read
+                .store(start - 3, Ordering::Relaxed);
+        }
+        for e in [
+            layout.writer::<u64>(region.clone()).err(),
+            layout.reader::<u64>(region.clone()).err(),
+        ] {
+            assert!(matches!(e, Some(Error::Corrupt(_))), "start {start}: {e:?}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Entry points for fuzzing every parser of peer input: the handshake's
+//! hello and welcome, the frame stream's descriptors, and a ring's view of a
+//! header and indices the peer wrote. Each takes arbitrary bytes and must
+//! return without panicking (errors are expected: that is the point).
+//!
+//! Used by the cargo-fuzz targets in `fuzz/` and by `core/tests/fuzz.rs`,
+//! which replays the checked-in corpus and mutations of it under `cargo
+//! test`. Not part of the stable API.
+
+use std::mem::size_of;
+use std::sync::Arc;
+
+use bytemuck::Zeroable;
+
+use crate::frames::{Descriptor, Kind};
+use crate::handshake::{Hello, Role, Welcome};
+use crate::ring::{HeapRegion, Region, RingLayout, TypeTag};
+use crate::Config;
+
+/// The fuzz targets: name and entry point.
+pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+    ("hello", hello),
+    ("welcome", welcome),
+    ("descriptor", descriptor),
+    ("ring_header", ring_header),
+];
+
+/// A hello message from the peer.
+pub fn hello(data: &[u8]) {
+    let _ = Hello::parse(data);
+}
+
+/// A welcome message from the peer.
+pub fn welcome(data: &[u8]) {
+    let _ = Welcome::parse(data);
+}
+
+/// A descriptor from the peer, checked against a geometry the input also
+/// chooses (first 8 bytes: slots, slot size, little endian).
+pub fn descriptor(data: &[u8]) {
+    let n = size_of::<Descriptor>();
+    if data.len() < 8 + n {
+        return;
+    }
+    let slots = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+    let slot_size = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    let d: Descriptor = bytemuck::pod_read_unaligned(&data[8..8 + n]);
+    let _ = d.check(slots, slot_size as usize);
+}
+
+/// A ring of 64 `u64` whose shared memory (header, indices, slots) holds what
+/// the peer wrote (`data`, zero-padded): attach both ends, pop and push.
+pub fn ring_header(data: &[u8]) {
+    let Ok(layout) = RingLayout::new::<u64>(64, TypeTag::of::<u64>("fuzz")) else {
+        return;
+    };
+    let region = Arc::new(HeapRegion::new(layout.total_size()));
+    let n = data.len().min(region.len());
+    // SAFETY: the region is `region.len()` bytes, live and not yet shared with
+    // any ring; `n` is at most that, and `data` is a separate allocation.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), region.as_ptr(), n) };
+    if let Ok(mut r) = layout.reader::<u64>(region.clone()) {
+        for _ in 0..80 {
+            if r.pop().is_err() {
+                break;
+            }
+        }
+        let _ = r.slots();
+    }
+    if let Ok(mut w) = layout.writer::<u64>(region) {
+        for i in 0..80 {
+            if w.push(i).is_err() {
+                break;
+            }
+        }
+        let _ = w.slots();
+    }
+}
+
+/// Valid inputs for each target (the seeds of the corpus).
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let config = Config::new(1024).type_name("fuzz-seed");
+    for role in [Role::Producer, Role::Consumer] {
+        if let Ok(h) = Hello::new::<u64>(role, &config) {
+            out.push(("hello", bytemuck::bytes_of(&h).to_vec()));
+        }
+    }
+    let mut w = Welcome::zeroed();
+    w.magic = u64::from_le_bytes(*b"SHMRWLCM");
+    w.version = crate::handshake::PROTOCOL_VERSION;
+    w.capacity = 1024;
+    w.elem_size = 8;
+    w.elem_align = 8;
+    w.signal = 1;
+    w.nfds = 3;
+    out.push(("welcome", bytemuck::bytes_of(&w).to_vec()));
+    w.status = 1;
+    w.nfds = 0;
+    w.reason[..7].copy_from_slice(b"refused");
+    out.push(("welcome", bytemuck::bytes_of(&w).to_vec()));
+    for kind in [Kind::Frame, Kind::Caps, Kind::Segment, Kind::Eos, Kind::Gap] {
+        let mut d = Descriptor::zeroed();
+        d.kind = kind as u32;
+        d.slot = 1;
+        d.size = 100;
+        let mut bytes = [8u32.to_le_bytes(), 4096u32.to_le_bytes()].concat();
+        bytes.extend_from_slice(bytemuck::bytes_of(&d));
+        out.push(("descriptor", bytes));
+    }
+    // An honest ring's memory after a few pushes.
+    if let Ok(layout) = RingLayout::new::<u64>(64, TypeTag::of::<u64>("fuzz")) {
+        let region = Arc::new(HeapRegion::new(layout.total_size()));
+        if let Ok((mut w, _r)) = layout.init::<u64>(region.clone()) {
+            for i in 0..5 {
+                let _ = w.push(i);
+            }
+            // SAFETY: the region is live for this borrow and `len()` bytes
+            // long; nothing writes it meanwhile (both ends are idle here).
+            let bytes = unsafe { std::slice::from_raw_parts(region.as_ptr(), region.len()) };
+            out.push(("ring_header", bytes.to_vec()));
+        }
+    }
+    out
+}

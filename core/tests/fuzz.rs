@@ -1,0 +1,116 @@
+//! Replays the fuzz corpus (`fuzz/corpus/<target>/`, seeds checked in, plus
+//! whatever `make fuzz` found) through every parser of peer input, and then
+//! a deterministic mutation fuzz of each seed (bit flips, byte overwrites
+//! with boundary values, truncation, extension): none may panic. This is how
+//! the fuzz targets run in `make test` (cargo-fuzz needs a nightly
+//! toolchain; `make fuzz` runs them for real where one can be had).
+//!
+//! `cargo test -p shmring --test fuzz -- --ignored write_seeds` rewrites the
+//! seed files from `shmring::fuzzing::seeds()`.
+
+use std::path::PathBuf;
+
+use shmring::fuzzing::{seeds, TARGETS};
+
+fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+/// xorshift64*: deterministic, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
+    const INTERESTING: [u8; 6] = [0, 1, 0x7f, 0x80, 0xfe, 0xff];
+    for _ in 0..=rng.below(4) {
+        match rng.below(5) {
+            0 if !input.is_empty() => {
+                let i = rng.below(input.len());
+                input[i] ^= 1 << rng.below(8);
+            }
+            1 if !input.is_empty() => {
+                // A run of boundary bytes: lengths, counts and indices near
+                // 0, i32::MAX and u64::MAX.
+                let i = rng.below(input.len());
+                let b = INTERESTING[rng.below(INTERESTING.len())];
+                let end = (i + 1 + rng.below(8)).min(input.len());
+                input[i..end].fill(b);
+            }
+            2 => {
+                let n = rng.below(input.len() + 1);
+                input.truncate(n);
+            }
+            3 => {
+                for _ in 0..rng.below(16) {
+                    input.push(rng.next() as u8);
+                }
+            }
+            _ if !input.is_empty() => {
+                let i = rng.below(input.len());
+                input[i] = rng.next() as u8;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn corpus_and_mutations_never_panic() {
+    let mutations: usize = std::env::var("SHMRING_FUZZ_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let mut report = Vec::new();
+    for (target, run) in TARGETS {
+        let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(corpus_dir(target))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            !inputs.is_empty(),
+            "no corpus for {target} in {:?}",
+            corpus_dir(target)
+        );
+        inputs.push(Vec::new());
+        for input in &inputs {
+            run(input);
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ target.len() as u64);
+        for i in 0..mutations {
+            let mut m = inputs[i % inputs.len()].clone();
+            mutate(&mut rng, &mut m);
+            run(&m);
+        }
+        report.push(format!(
+            "{target}: {} corpus + {mutations} mutations",
+            inputs.len()
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+#[ignore = "writes the seed corpus"]
+fn write_seeds() {
+    for (i, (target, bytes)) in seeds().into_iter().enumerate() {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        std::fs::write(dir.join(format!("seed-{i:02}")), bytes).expect("seed");
+    }
+}
