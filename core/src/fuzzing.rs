@@ -17,8 +17,11 @@ use crate::handshake::{Hello, Role, Welcome};
 use crate::ring::{HeapRegion, Region, RingLayout, TypeTag};
 use crate::Config;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets: name and entry point.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Target); 4] = [
     ("hello", hello),
     ("welcome", welcome),
     ("descriptor", descriptor),
