@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The loom model explores every interleaving; bound preemptions so `make test` stays fast.
 LOOM_MAX_PREEMPTIONS ?= 3
 
-.PHONY: all deps build demo test lint unit loom bench-smoke bench fuzz clean
+.PHONY: all deps build demo test lint unit loom bench-smoke bench fuzz soak clean
 
 all: build
 
@@ -99,6 +99,13 @@ bench: deps
 	$(CARGO) bench -p shmring-benches --bench gst_pipelines
 	$(CARGO) bench -p shmring-benches --bench audio_push
 	$(CARGO) bench -p shmring-benches --bench ring
+
+# Crash soak: producer and consumer processes killed at random for
+# SOAK_SECONDS; prints kills survived, items delivered, lost (0) and leaks (0).
+SOAK_SECONDS ?= 300
+soak: deps
+	$(CARGO) build --release -p shmring-examples --bin soak
+	./target/release/soak --seconds $(SOAK_SECONDS)
 
 # Real coverage-guided fuzzing of every parser of peer input (libFuzzer via
 # cargo-fuzz, FUZZ_SECONDS per target). cargo-fuzz needs nightly features:

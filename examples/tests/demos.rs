@@ -101,3 +101,21 @@ fn mio_consumer_serves_three_producers() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `make soak` on a short run: children killed at random, nothing lost, no
+/// leak in the long-lived process.
+#[test]
+fn soak_short_run_loses_nothing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_soak"))
+        .args(["--seconds", "3"])
+        .output()
+        .expect("run soak");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "soak failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 items lost, 0 leaks"), "{stdout}");
+    assert!(!stdout.contains(" 0 kills survived"), "{stdout}");
+}
