@@ -126,3 +126,56 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     out
 }
+
+/// xorshift64*: deterministic, so a failure reproduces.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next pseudo-random number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number in `0..n` (0 if `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// Mutates `input` in place: bit flips, runs of boundary bytes (0, 1,
+/// 0x7f, 0x80, 0xfe, 0xff), truncation, extension, random bytes.
+pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
+    const INTERESTING: [u8; 6] = [0, 1, 0x7f, 0x80, 0xfe, 0xff];
+    for _ in 0..=rng.below(4) {
+        match rng.below(5) {
+            0 if !input.is_empty() => {
+                let i = rng.below(input.len());
+                input[i] ^= 1 << rng.below(8);
+            }
+            1 if !input.is_empty() => {
+                // A run of boundary bytes: lengths, counts and indices near
+                // 0, i32::MAX and u64::MAX.
+                let i = rng.below(input.len());
+                let b = INTERESTING[rng.below(INTERESTING.len())];
+                let end = (i + 1 + rng.below(8)).min(input.len());
+                input[i..end].fill(b);
+            }
+            2 => {
+                let n = rng.below(input.len() + 1);
+                input.truncate(n);
+            }
+            3 => {
+                for _ in 0..rng.below(16) {
+                    input.push(rng.next_u64() as u8);
+                }
+            }
+            _ if !input.is_empty() => {
+                let i = rng.below(input.len());
+                input[i] = rng.next_u64() as u8;
+            }
+            _ => {}
+        }
+    }
+}

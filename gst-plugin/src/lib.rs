@@ -22,6 +22,7 @@ use gst::glib;
 
 mod clock;
 mod error;
+mod peer;
 mod pool;
 pub mod shmringsink;
 pub mod shmringsrc;
@@ -58,4 +59,28 @@ mod plugin_desc {
 /// tests and applications that link the crate).
 pub fn register_static() -> Result<(), glib::BoolError> {
     plugin_desc::plugin_register_static()
+}
+
+/// Fuzzing entry point: what `shmringsrc` does with a string the peer sent
+/// as caps or tags (parse the caps; filter the tags). Must not panic or
+/// abort on any input. Not part of the stable API.
+#[doc(hidden)]
+pub fn fuzz_peer_string(data: &[u8]) {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if gst::init().is_ok() {
+            clock::register_tags();
+        }
+    });
+    if !gst::INITIALIZED.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    // The frame stream hands over only valid UTF-8 strings.
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(caps) = peer::parse_caps(s) {
+        let _ = caps.to_string();
+    }
+    let _ = clock::parse_peer_tags(s);
 }

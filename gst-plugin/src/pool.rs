@@ -201,3 +201,42 @@ impl SlotPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use shmring::frames::FrameConfig;
+
+    use super::*;
+
+    /// The pool asks for returned slots (the sink's reclaim) exactly when it
+    /// has no free buffer, before it leases another slot; a buffer released
+    /// meanwhile is handed out again first (last in, first out).
+    #[test]
+    fn an_empty_pool_calls_its_hook_and_reuses_the_last_released() {
+        gst::init().expect("gst init");
+        let arena = Arena::new(&FrameConfig::new(8, 4096)).expect("arena");
+        let pool = SlotPool::new(arena, 6);
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        pool.set_on_empty(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        let mut config = pool.config();
+        config.set_params(None, 4096, 0, 6);
+        pool.set_config(config).expect("config");
+        pool.set_active(true).expect("active");
+        let a = pool.acquire_buffer(None).expect("a");
+        let b = pool.acquire_buffer(None).expect("b");
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "empty twice");
+        let b_ptr = b.map_readable().expect("map").as_ptr();
+        drop(b);
+        let again = pool.acquire_buffer(None).expect("again");
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "not empty: no call");
+        assert_eq!(again.map_readable().expect("map").as_ptr(), b_ptr, "LIFO");
+        drop((a, again));
+        pool.set_active(false).expect("inactive");
+    }
+}

@@ -82,13 +82,16 @@ fn sink_sends_from_its_own_pool_without_copying() {
 
 /// A consumer that returns each frame at once: upstream keeps writing the
 /// same (cache-hot) slots instead of cycling through the whole arena, because
-/// the pool takes returned slots back before it leases another one.
+/// the pool takes returned slots back before it leases another one. Frames
+/// come every 2 ms (`sync=true` at 500 fps): time enough for the consumer to
+/// return each one even on a loaded machine; an unpaced upstream may rightly
+/// run ahead of a consumer that is not scheduled.
 #[test]
 fn prompt_consumer_keeps_upstream_on_few_slots() {
     init();
     let path = sock("hot");
     let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=200 ! video/x-raw,format=RGBA,width=64,height=48,framerate=30/1 ! shmringsink name=sink slots=16 sync=false socket-path={}",
+        "videotestsrc num-buffers=200 ! video/x-raw,format=RGBA,width=64,height=48,framerate=500/1 ! shmringsink name=sink slots=16 sync=true socket-path={}",
         path.display()
     ))
     .expect("pipeline")
@@ -115,8 +118,10 @@ fn prompt_consumer_keeps_upstream_on_few_slots() {
     distinct.sort_unstable();
     distinct.dedup();
     // 14 slots are on offer; a prompt consumer needs 2 (one being written,
-    // one being read). A preroll or a slow wake-up may add one.
-    assert!(distinct.len() <= 4, "slots used: {distinct:?}");
+    // one being read). The preroll or a slow wake-up of the consumer (a
+    // loaded machine) may add a few; without the reclaim all 14 and more are
+    // used.
+    assert!(distinct.len() <= 6, "slots used: {distinct:?}");
 }
 
 #[test]
@@ -302,6 +307,16 @@ fn src_errors_on_caps_that_do_not_parse() {
         retry(tx, |tx| tx.send_caps("this is {{ not caps"))
     });
     assert!(text.contains("caps"), "{text}");
+}
+
+/// A NUL byte in the caps (valid UTF-8, but not a C string): an error, not a
+/// panic of the streaming thread (found by the `peer_strings` fuzz target).
+#[test]
+fn src_errors_on_caps_with_a_nul_byte() {
+    let text = src_error_after("nulcaps", |tx| {
+        retry(tx, |tx| tx.send_caps("audio/x-raw\0, rate=(int)48000"))
+    });
+    assert!(text.contains("caps") && !text.contains("panic"), "{text}");
 }
 
 #[test]

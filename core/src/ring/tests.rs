@@ -371,3 +371,32 @@ fn huge_indices_at_attach_are_corrupt() {
         }
     }
 }
+
+/// The header is read once, at attach, and kept on our side: a peer that
+/// rewrites it afterwards (magic, element size, capacity) changes nothing
+/// for us; the ring keeps working on the geometry we validated.
+#[test]
+fn header_flipped_after_attach_is_ignored() {
+    let layout = RingLayout::new::<u64>(8, TypeTag::of::<u64>("t")).expect("layout");
+    let region = Arc::new(HeapRegion::new(layout.total_size()));
+    let (mut w, mut r) = layout.init::<u64>(region.clone()).expect("init");
+    w.push(1).expect("push");
+    // SAFETY: the region is ours, large enough and aligned for the header;
+    // neither end reads the header after attach.
+    unsafe {
+        let h = region.as_ptr().cast::<Header>();
+        let mut v = ptr::read(h);
+        v.magic ^= u64::MAX;
+        v.capacity = u64::MAX;
+        v.elem_size = 1;
+        ptr::write(h, v);
+    }
+    for i in 2..=8 {
+        w.push(i).expect("push after the flip");
+    }
+    assert!(matches!(w.push(9), Err(Error::Full)), "capacity is still 8");
+    for i in 1..=8 {
+        assert_eq!(r.pop().expect("pop after the flip"), i);
+    }
+    assert!(matches!(r.pop(), Err(Error::Empty)));
+}

@@ -1,6 +1,5 @@
 //! The `shmringsrc` subclass of `GstPushSrc`.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
@@ -573,8 +572,8 @@ impl PushSrcImpl for ShmringSrc {
             match msg {
                 Received::Frame(f) => return Ok(CreateSuccess::NewBuffer(self.frame(f)?)),
                 Received::Caps(s) => {
-                    let caps = gst::Caps::from_str(&s)
-                        .map_err(|_| self.fail(&Error::BadCaps(s.clone())))?;
+                    let caps = crate::peer::parse_caps(&s)
+                        .ok_or_else(|| self.fail(&Error::BadCaps(s.clone())))?;
                     gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
                     if self.obj().set_caps(&caps).is_err() {
                         gst::element_imp_error!(
