@@ -116,30 +116,8 @@ fn drain(mut tx: Box<FrameSender>, limit: Duration) {
     }
 }
 
-/// Set by SIGINT / SIGTERM: stop, print the final report, exit 0.
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Async-signal-safe: one atomic store.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic, which is
-        // async-signal-safe; the zeroed sigaction with an empty mask and no
-        // flags is valid.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
 fn main() {
-    install_signal_handlers();
+    shmring_examples::stop::install();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -197,7 +175,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .buffer
             .map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed),
     };
-    let mut capture = Capture::new(
+    let capture = Capture::new(
         handoff.clone(),
         shared.clone(),
         args.channels,
@@ -206,33 +184,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.frames,
     );
     let on_error = |e: cpal::StreamError| eprintln!("cpal_capture: stream error: {e}");
-    let origin = std::sync::OnceLock::<cpal::StreamInstant>::new();
     let stream = if sample_bytes == 2 {
-        device.build_input_stream(
-            &config,
-            move |data: &[i16], info: &cpal::InputCallbackInfo| {
-                let t = info.timestamp().capture;
-                let ns = t
-                    .duration_since(origin.get_or_init(|| t))
-                    .map_or(0, |d| d.as_nanos() as u64);
-                capture.on_input(bytemuck::cast_slice(data), ns);
-            },
-            on_error,
-            None,
-        )?
+        input_stream::<i16>(&device, &config, capture, on_error)?
     } else {
-        device.build_input_stream(
-            &config,
-            move |data: &[f32], info: &cpal::InputCallbackInfo| {
-                let t = info.timestamp().capture;
-                let ns = t
-                    .duration_since(origin.get_or_init(|| t))
-                    .map_or(0, |d| d.as_nanos() as u64);
-                capture.on_input(bytemuck::cast_slice(data), ns);
-            },
-            on_error,
-            None,
-        )?
+        input_stream::<f32>(&device, &config, capture, on_error)?
     };
     stream.play()?;
 
@@ -245,7 +200,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         // it first, and that sender is collected below (or, if the mailbox
         // was busy, within a few callbacks).
         let done = shared.done.load(Ordering::Acquire);
-        if STOP.load(Ordering::Relaxed) {
+        if shmring_examples::stop::requested() {
             break;
         }
         if let Some(old) = handoff.collect() {
@@ -287,6 +242,29 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     drop(stream);
     report(&shared, started);
     Ok(())
+}
+
+/// The cpal input stream whose callback runs `capture` on each period of
+/// samples `T`, timed from the first period's capture instant.
+fn input_stream<T: cpal::SizedSample + bytemuck::Pod>(
+    device: &cpal::Device,
+    config: &cpal::StreamConfig,
+    mut capture: Capture,
+    on_error: impl FnMut(cpal::StreamError) + Send + 'static,
+) -> Result<cpal::Stream, cpal::BuildStreamError> {
+    let mut origin = None;
+    device.build_input_stream(
+        config,
+        move |data: &[T], info: &cpal::InputCallbackInfo| {
+            let t = info.timestamp().capture;
+            let ns = t
+                .duration_since(origin.get_or_insert(t))
+                .map_or(0, |d| d.as_nanos() as u64);
+            capture.on_input(bytemuck::cast_slice(data), ns);
+        },
+        on_error,
+        None,
+    )
 }
 
 fn report(s: &Shared, started: Instant) {

@@ -25,27 +25,6 @@ use shmring::frames::{self, FrameConfig, Received};
 use shmring::Config;
 use shmring_examples::playback::{parse_audio_caps, AudioFormat, Playback, PlaybackStats};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Async-signal-safe: one atomic store.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic, which is
-        // async-signal-safe; the zeroed sigaction with an empty mask and no
-        // flags is valid.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
 struct Args {
     socket: String,
     device: Option<String>,
@@ -82,7 +61,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    install_signal_handlers();
+    shmring_examples::stop::install();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -144,7 +123,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let (ended, queued) = (ended.clone(), queued.clone());
         std::thread::spawn(move || -> Result<(), String> {
             let result = loop {
-                if STOP.load(Ordering::Relaxed) {
+                if shmring_examples::stop::requested() {
                     break Ok(());
                 }
                 match rx.recv(Some(Duration::from_millis(100))) {
@@ -210,11 +189,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         None,
     )?;
     stream.play()?;
-    while !stats.finished.load(Ordering::Acquire) && !STOP.load(Ordering::Relaxed) {
+    while !stats.finished.load(Ordering::Acquire) && !shmring_examples::stop::requested() {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(stream);
-    STOP.store(true, Ordering::Relaxed);
+    shmring_examples::stop::request();
     let result = reader.join().map_err(|_| "the reader thread panicked")?;
     let channels = u64::from(format.channels);
     eprintln!(

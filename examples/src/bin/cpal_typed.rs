@@ -21,13 +21,6 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use shmring::handshake::{self, ListenOptions, Listener};
 use shmring::Config;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Async-signal-safe: one atomic store.
-    STOP.store(true, Ordering::Relaxed);
-}
-
 /// Both sides agree on the element type and this name.
 fn config() -> Config {
     // 2^16 samples: about 0.7 s of 48 kHz stereo.
@@ -35,16 +28,7 @@ fn config() -> Config {
 }
 
 fn main() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic (async-signal-safe);
-        // the zeroed sigaction with an empty mask and no flags is valid.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+    shmring_examples::stop::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let socket = args
         .iter()
@@ -74,7 +58,9 @@ fn read(socket: &str, seconds: Option<u64>) -> Result<(), Box<dyn std::error::Er
     let (mut total, mut peak, mut second) = (0u64, 0f32, 1);
     let mut buf = vec![0f32; 4096];
     loop {
-        if STOP.load(Ordering::Relaxed) || seconds.is_some_and(|s| start.elapsed().as_secs() >= s) {
+        if shmring_examples::stop::requested()
+            || seconds.is_some_and(|s| start.elapsed().as_secs() >= s)
+        {
             break;
         }
         match rx.pop_slice_blocking(&mut buf, Some(Duration::from_millis(100))) {
@@ -130,7 +116,7 @@ fn capture(socket: &str) -> Result<(), Box<dyn std::error::Error>> {
         )?
     };
     stream.play()?;
-    while !STOP.load(Ordering::Relaxed) && !gone.load(Ordering::Relaxed) {
+    while !shmring_examples::stop::requested() && !gone.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(10));
         let mut p = libc::pollfd {
             fd: link.as_raw_fd(),
