@@ -56,6 +56,25 @@ fn memfd_with_only_one_seal_is_refused() {
     assert!(matches!(e, Error::BadSegment(_)), "{e}");
 }
 
+/// A memfd sealed against writes: its shared writable mapping fails, which
+/// must be a clear error for both ends (not a SIGSEGV on the first write).
+#[test]
+fn memfd_sealed_write_is_refused() {
+    let seals = [
+        memfd::FileSeal::SealShrink,
+        memfd::FileSeal::SealGrow,
+        memfd::FileSeal::SealWrite,
+    ];
+    let e = with_segment(memfd(1 << 20, &seals))
+        .into_producer::<u64>(link(), Duration::ZERO)
+        .expect_err("write-sealed accepted by the producer");
+    assert!(matches!(e, Error::BadSegment(_) | Error::Io { .. }), "{e}");
+    let e = with_segment(memfd(1 << 20, &seals))
+        .into_consumer::<u64>(link(), Duration::ZERO)
+        .expect_err("write-sealed accepted by the consumer");
+    assert!(matches!(e, Error::BadSegment(_) | Error::Io { .. }), "{e}");
+}
+
 #[test]
 fn memfd_too_short_is_refused() {
     let seals = [memfd::FileSeal::SealShrink, memfd::FileSeal::SealGrow];
