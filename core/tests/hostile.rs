@@ -363,11 +363,19 @@ fn malformed_welcomes_are_refused() {
         ("short", bytemuck::bytes_of(&good)[..40].to_vec()),
         ("long", [bytemuck::bytes_of(&good), &[0u8; 64]].concat()),
         ("garbage", vec![0xA5; 176]),
+        ("oversized", vec![0x5A; 64 * 1024]),
     ];
     for (what, bytes) in cases {
         let e = fake_listener(what, &bytes, owned(&fds));
         assert!(matches!(e, Error::Protocol(_)), "{what}: {e}");
     }
+    // A zero-length message reads as the end of the connection (recvmsg
+    // returns 0 on a SOCK_SEQPACKET socket either way): refused as such.
+    let e = fake_listener("empty", &[], owned(&fds));
+    assert!(
+        matches!(e, Error::Protocol(_) | Error::Disconnected),
+        "empty: {e}"
+    );
 }
 
 #[test]
