@@ -290,6 +290,7 @@ fn child_entry() {
     match common::role().as_deref() {
         Some("welcome-fds") => welcome_fds_case(),
         Some("hello-fds") => hello_fds_case(),
+        Some("baseline") => baseline_case(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -298,6 +299,43 @@ fn child_entry() {
 fn isolated(role: &str) {
     let out = common::finish(common::spawn_child("child_entry", role, &[]));
     assert!(out.contains("1 passed"), "child ran no test: {out}");
+}
+
+/// Every in-process hostile case above, run twice in a process of its own:
+/// after the second round the fd count and the number of memory mappings are
+/// what they were after the first (which absorbs one-time caches), so no
+/// refused peer leaves an fd or a mapping behind.
+#[test]
+fn hostile_cases_leave_no_fd_or_mapping_behind() {
+    isolated("baseline");
+}
+
+fn mapping_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count())
+}
+
+fn baseline_case() {
+    let all = || {
+        memfd_without_seals_is_refused();
+        memfd_with_only_one_seal_is_refused();
+        memfd_sealed_write_is_refused();
+        memfd_too_short_is_refused();
+        plain_file_pipe_and_socket_are_not_memfds();
+        sealed_segment_cannot_be_resized_by_anyone();
+        header_with_wrong_magic_version_tag_or_capacity_is_refused();
+        wrong_element_type_is_refused();
+        peer_indices_out_of_range_are_corrupt();
+        signal_fd_that_is_not_an_eventfd_is_refused();
+        malformed_welcomes_are_refused();
+        capacity_over_the_clients_limit_is_refused();
+        garbage_hello_is_refused_with_a_reason();
+        type_mismatch_is_refused_on_both_sides();
+    };
+    all();
+    let (fds, maps) = (common::fd_count(), mapping_count());
+    all();
+    assert_eq!(common::fd_count(), fds, "fds left behind");
+    assert_eq!(mapping_count(), maps, "mappings left behind");
 }
 
 #[test]
