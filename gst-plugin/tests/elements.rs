@@ -508,6 +508,34 @@ fn sink_without_a_consumer_drops_when_not_waiting() {
     assert_eq!(stats(&sink), (0, 0, 20));
 }
 
+/// `allowed-uid`: a consumer running as another uid is refused (it gets the
+/// reason), one running as the allowed uid is served.
+#[test]
+fn sink_serves_only_the_allowed_uid() {
+    init();
+    // SAFETY: getuid has no arguments and cannot fail.
+    let me = unsafe { libc::getuid() };
+    for (allowed, served) in [(i64::from(me) + 1, false), (i64::from(me), true)] {
+        let path = sock(&format!("uid{allowed}"));
+        let pipeline = pipeline(&format!(
+            "videotestsrc num-buffers=3 ! video/x-raw,width=32,height=32 ! shmringsink name=sink allowed-uid={allowed} socket-path={}",
+            path.display()
+        ));
+        let p = path.clone();
+        let consumer = std::thread::spawn(move || frames::connect(&p, &FrameConfig::new(1, 64)));
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let result = consumer.join().expect("consumer");
+        match (served, result) {
+            (true, Ok(_)) => {}
+            (false, Err(shmring::Error::PeerRefused(reason))) => {
+                assert!(reason.contains("not allowed"), "{reason}");
+            }
+            (_, other) => panic!("allowed-uid={allowed}: {:?}", other.map(|_| "served")),
+        }
+        pipeline.set_state(gst::State::Null).expect("null");
+    }
+}
+
 #[test]
 fn sink_tells_the_consumer_its_timeline() {
     init();

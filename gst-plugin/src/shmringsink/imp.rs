@@ -50,6 +50,8 @@ struct Settings {
     slot_size: u32,
     wait_for_connection: bool,
     timeout_ms: u32,
+    /// Only this uid may connect (`SO_PEERCRED`); -1: any the socket mode lets in.
+    allowed_uid: i64,
 }
 
 impl Default for Settings {
@@ -61,6 +63,7 @@ impl Default for Settings {
             slot_size: 0,
             wait_for_connection: true,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            allowed_uid: -1,
         }
     }
 }
@@ -148,6 +151,14 @@ impl ObjectImpl for ShmringSink {
                     .default_value(DEFAULT_PERMS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt64::builder("allowed-uid")
+                    .nick("Allowed uid")
+                    .blurb("Only a consumer running as this uid is served (checked with SO_PEERCRED; others are refused and logged with their pid and uid); -1 = any that perms lets connect")
+                    .minimum(-1)
+                    .maximum(i64::from(u32::MAX))
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("slots")
                     .nick("Slots")
                     .blurb("Number of frame slots in the shared arena (frames in flight + pool); 0 = as many as fit in 16 MiB, 8 to 64")
@@ -192,6 +203,7 @@ impl ObjectImpl for ShmringSink {
             "slot-size" => s.slot_size = value.get().unwrap_or(0),
             "wait-for-connection" => s.wait_for_connection = value.get().unwrap_or(true),
             "timeout" => s.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
+            "allowed-uid" => s.allowed_uid = value.get().unwrap_or(-1),
             _ => {}
         }
     }
@@ -205,6 +217,7 @@ impl ObjectImpl for ShmringSink {
             "slot-size" => s.slot_size.to_value(),
             "wait-for-connection" => s.wait_for_connection.to_value(),
             "timeout" => s.timeout_ms.to_value(),
+            "allowed-uid" => s.allowed_uid.to_value(),
             "stats" => {
                 let st = *lock(&self.stats);
                 gst::Structure::builder("shmringsink-stats")
@@ -723,6 +736,7 @@ impl BaseSinkImpl for ShmringSink {
         })?;
         let opts = ListenOptions {
             mode: s.perms,
+            allowed_uids: u32::try_from(s.allowed_uid).ok().map(|uid| vec![uid]),
             ..ListenOptions::default()
         };
         let listener = Listener::bind(&path, &opts).map_err(|e| {
