@@ -285,5 +285,22 @@ fn src_with_reconnect_waits_for_the_next_sink() {
         .iter_filtered(&[gst::MessageType::Error])
         .next()
         .is_none());
+    // The src's stats count the three frames, their bytes and the reconnect.
+    let stats = pipeline
+        .by_name("src")
+        .expect("src")
+        .property::<gst::Structure>("stats");
+    let get = |f: &str| stats.get::<u64>(f).expect(f);
+    assert_eq!(
+        [
+            get("frames"),
+            get("bytes"),
+            get("zero-copy"),
+            get("copied"),
+            get("reconnects")
+        ],
+        [3, 24, 3, 0, 1],
+        "{stats}"
+    );
     pipeline.set_state(gst::State::Null).expect("null");
 }

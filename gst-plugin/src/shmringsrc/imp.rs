@@ -1,6 +1,6 @@
 //! The `shmringsrc` subclass of `GstPushSrc`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -91,6 +91,20 @@ pub struct ShmringSrc {
     rx: Mutex<Option<FrameReceiver>>,
     timing: Mutex<Timing>,
     unlocked: AtomicBool,
+    stats: Stats,
+}
+
+/// Counters behind the `stats` property.
+#[derive(Default)]
+struct Stats {
+    /// Frames pushed (zero-copy + copied).
+    frames: AtomicU64,
+    /// Payload bytes pushed.
+    bytes: AtomicU64,
+    /// Frames pushed as a copy (downstream held too many slots).
+    copied: AtomicU64,
+    /// Times a new sink was joined after the previous one went away.
+    reconnects: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -151,6 +165,11 @@ impl ObjectImpl for ShmringSrc {
                     .default_value(false)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Frames and bytes pushed (frames = zero-copy + copied; a copy when downstream holds half the slots) and reconnects")
+                    .read_only()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -180,6 +199,18 @@ impl ObjectImpl for ShmringSrc {
             "is-live" => s.is_live.to_value(),
             "latency" => s.latency_ms.to_value(),
             "reconnect" => s.reconnect.to_value(),
+            "stats" => {
+                let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let (frames, copied) = (load(&self.stats.frames), load(&self.stats.copied));
+                gst::Structure::builder("shmringsrc-stats")
+                    .field("frames", frames)
+                    .field("bytes", load(&self.stats.bytes))
+                    .field("zero-copy", frames - copied)
+                    .field("copied", copied)
+                    .field("reconnects", load(&self.stats.reconnects))
+                    .build()
+                    .to_value()
+            }
             "spin" => s.spin_us.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
@@ -316,7 +347,12 @@ impl ShmringSrc {
         // Zero copy, unless downstream keeps so many buffers (a filesink
         // batching small ones, a deep queue) that the sink would run out of
         // slots: then copy and return the slot at once.
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(f.bytes().len() as u64, Ordering::Relaxed);
         let mut buffer = if held * 2 > slots {
+            self.stats.copied.fetch_add(1, Ordering::Relaxed);
             gst::Buffer::from_slice(f.bytes().to_vec())
         } else {
             gst::Buffer::from_slice(f)
@@ -474,6 +510,7 @@ impl ShmringSrc {
             match frames::connect(&path, &cfg) {
                 Ok(rx) => {
                     gst::info!(CAT, imp = self, "reconnected to {path}");
+                    self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     *lock(&self.rx) = Some(rx);
                     return Ok(());
                 }
