@@ -87,17 +87,19 @@ bench-smoke:
 	$(CARGO) bench -p shmring-benches --bench compare -- --smoke
 	$(CARGO) bench -p shmring-benches --bench wake_latency -- --smoke
 	$(CARGO) bench -p shmring-benches --bench audio_push -- --smoke
+	$(CARGO) bench -p shmring-benches --bench messages -- --smoke
 	$(CARGO) build -p gst-plugin-shmring
 	SHMRING_GST_PLUGIN_DIR=$(CURDIR)/target/debug $(CARGO) bench -p shmring-benches --bench gst_pipelines -- --smoke
 
 # Full benchmarks: tables in target/bench-compare.md, target/bench-wake.md,
-# target/bench-gst.md and target/bench-audio.md.
+# target/bench-gst.md, target/bench-audio.md and target/bench-messages.md.
 bench: deps
 	$(CARGO) build --release -p gst-plugin-shmring
 	$(CARGO) bench -p shmring-benches --bench compare
 	$(CARGO) bench -p shmring-benches --bench wake_latency
 	$(CARGO) bench -p shmring-benches --bench gst_pipelines
 	$(CARGO) bench -p shmring-benches --bench audio_push
+	$(CARGO) bench -p shmring-benches --bench messages
 	$(CARGO) bench -p shmring-benches --bench ring
 
 # Crash soak: producer and consumer processes killed at random for

@@ -1,0 +1,273 @@
+//! Message throughput between two processes, side by side in one run:
+//! shmring's frame stream (one message per slot) vs a `UnixStream` pair vs a
+//! pipe, for 64 B, 4 KiB, 64 KiB and 1 MiB messages. The parent sends; a
+//! child process receives, reads every byte (an order-sensitive checksum over
+//! the whole payload) and prints count and checksum, which must match what
+//! the sender computed, so no figure comes from a broken run. Every path
+//! copies each message once into the transport (a slot, or the kernel).
+//!
+//! ```text
+//! cargo bench -p shmring-benches --bench messages [-- --smoke]
+//! ```
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmring::frames::{self, FrameConfig, FrameMeta, Received};
+use shmring::handshake::{ListenOptions, Listener};
+use shmring_benches::{machine, median, write_report, Table};
+
+const CHILD_VAR: &str = "SHMRING_MSG_CHILD";
+const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
+
+/// Checksum of the message stream: each message's words are summed (cheap
+/// enough not to be what is measured: every byte is still read), then folded
+/// into `h` in message order.
+fn checksum(h: u64, msg: &[u8]) -> u64 {
+    let mut words = msg.chunks_exact(8);
+    let mut lanes = [0u64; 4];
+    for (i, w) in words.by_ref().enumerate() {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        lanes[i & 3] = lanes[i & 3].wrapping_add(v);
+    }
+    let tail = words
+        .remainder()
+        .iter()
+        .fold(0u64, |a, &b| a.rotate_left(8) ^ u64::from(b));
+    let sum = lanes
+        .iter()
+        .fold(tail, |a, &l| a.rotate_left(13).wrapping_add(l));
+    (h ^ sum ^ msg.len() as u64)
+        .wrapping_mul(0x0000_0100_0000_01b3)
+        .rotate_left(17)
+}
+
+/// Message `i` of `size` bytes: its index in the first word, a pattern after.
+fn fill(buf: &mut [u8], i: u64) {
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+}
+
+fn template(size: usize) -> Vec<u8> {
+    (0..size).map(|j| (j * 31 + 7) as u8).collect()
+}
+
+fn env(name: &str) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name}"))
+}
+
+fn child(role: &str) {
+    let (size, count) = (env("SIZE"), env("COUNT"));
+    let mut h = 0u64;
+    match role {
+        "shmring" => {
+            let path = std::env::var("SOCK").expect("SOCK");
+            let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+            let mut n = 0;
+            while n < count {
+                match rx.recv(Some(Duration::from_secs(10))).expect("recv") {
+                    Received::Frame(f) => {
+                        h = checksum(h, f.bytes());
+                        n += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        "stream" | "pipe" => {
+            // SAFETY: the parent passed us this fd, open and ours alone.
+            let fd = unsafe { OwnedFd::from_raw_fd(env("FD") as i32) };
+            let mut f = std::fs::File::from(fd);
+            let mut buf = vec![0u8; size];
+            for _ in 0..count {
+                f.read_exact(&mut buf).expect("read");
+                h = checksum(h, &buf);
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    println!("{count} {h:#x}");
+}
+
+/// Spawns the receiving child with `role`; `fd` is inherited if given.
+fn spawn(role: &str, size: usize, count: usize, extra: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+    cmd.env(CHILD_VAR, role)
+        .env("SIZE", size.to_string())
+        .env("COUNT", count.to_string())
+        .stdout(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn")
+}
+
+/// Waits for the child and checks its count and checksum.
+fn check(child: std::process::Child, count: usize, h: u64, what: &str) {
+    let out = child.wait_with_output().expect("child");
+    assert!(out.status.success(), "{what}: receiver failed");
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        got.trim(),
+        format!("{count} {h:#x}"),
+        "{what}: data differs"
+    );
+}
+
+fn shmring(size: usize, count: usize) -> f64 {
+    let dir = std::env::temp_dir().join(format!("shmring-msg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(format!("{size}.sock"));
+    let listener = Listener::bind(&path, &ListenOptions::default()).expect("bind");
+    let child = spawn(
+        "shmring",
+        size,
+        count,
+        &[("SOCK", path.display().to_string())],
+    );
+    let conn = listener
+        .accept(Some(Duration::from_secs(10)))
+        .expect("accept");
+    // A 4 MiB arena stays in the caches (a bigger one only adds misses).
+    let slots = (4 << 20) / size.max(1);
+    let mut tx =
+        frames::serve(conn, &FrameConfig::new(slots.clamp(4, 1024) as u32, size)).expect("serve");
+    let mut msg = template(size);
+    let meta = FrameMeta::default();
+    let mut h = 0u64;
+    let start = Instant::now();
+    for i in 0..count as u64 {
+        fill(&mut msg, i);
+        h = checksum(h, &msg);
+        let mut lease = loop {
+            tx.reclaim(|_| {}).expect("reclaim");
+            if let Some(l) = tx.try_lease() {
+                break l;
+            }
+            let _ = tx.wait_returns(Some(Duration::from_millis(100)));
+        };
+        lease.as_mut()[..size].copy_from_slice(&msg);
+        loop {
+            match tx.send_lease(lease, size, &meta) {
+                Ok(()) => break,
+                Err(shmring::Error::Full) => {
+                    let _ = tx.wait_writable(Some(Duration::from_millis(100)));
+                    // The lease went back to the arena: take another.
+                    lease = loop {
+                        tx.reclaim(|_| {}).expect("reclaim");
+                        if let Some(l) = tx.try_lease() {
+                            break l;
+                        }
+                        let _ = tx.wait_returns(Some(Duration::from_millis(100)));
+                    };
+                    lease.as_mut()[..size].copy_from_slice(&msg);
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+    }
+    check(child, count, h, "shmring");
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    (size * count) as f64 / secs
+}
+
+/// A UnixStream pair or a pipe: the child reads the inherited end.
+fn kernel(kind: &str, size: usize, count: usize) -> f64 {
+    let (mine, theirs): (OwnedFd, OwnedFd) = if kind == "stream" {
+        let (a, b) = UnixStream::pair().expect("pair");
+        (a.into(), b.into())
+    } else {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: both fds are new and ours.
+        unsafe { (OwnedFd::from_raw_fd(fds[1]), OwnedFd::from_raw_fd(fds[0])) }
+    };
+    // Our end must not leak into the child; theirs must (no CLOEXEC).
+    // SAFETY: fcntl on fds we own.
+    unsafe {
+        libc::fcntl(mine.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0);
+    }
+    let child = spawn(kind, size, count, &[("FD", theirs.as_raw_fd().to_string())]);
+    drop(theirs);
+    let mut f = std::fs::File::from(mine);
+    let mut msg = template(size);
+    let mut h = 0u64;
+    let start = Instant::now();
+    for i in 0..count as u64 {
+        fill(&mut msg, i);
+        h = checksum(h, &msg);
+        f.write_all(&msg).expect("write");
+    }
+    drop(f);
+    check(child, count, h, kind);
+    (size * count) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn gbps(bytes_per_sec: f64) -> String {
+    format!("{:.2} GB/s", bytes_per_sec / 1e9)
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(CHILD_VAR) {
+        child(&role);
+        return;
+    }
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let (volume, reps) = if smoke {
+        (8usize << 20, 1)
+    } else {
+        (1usize << 30, 3)
+    };
+    let mut out = format!(
+        "Message throughput between two processes, {} MiB per size, median of {reps}{}\n\nMachine: {}\n\n",
+        volume >> 20,
+        if smoke { " (SMOKE)" } else { "" },
+        machine()
+    );
+    let mut t = Table::new(&[
+        "message",
+        "shmring",
+        "UnixStream",
+        "pipe",
+        "shmring / UnixStream",
+        "shmring / pipe",
+    ]);
+    for size in SIZES {
+        let count = (volume / size).min(if smoke { 20_000 } else { 2_000_000 });
+        let run = |f: &dyn Fn() -> f64| {
+            let mut v: Vec<f64> = (0..reps).map(|_| f()).collect();
+            median(&mut v)
+        };
+        let s = run(&|| shmring(size, count));
+        let u = run(&|| kernel("stream", size, count));
+        let p = run(&|| kernel("pipe", size, count));
+        let label = if size >= 1 << 20 {
+            format!("{} MiB", size >> 20)
+        } else if size >= 1024 {
+            format!("{} KiB", size >> 10)
+        } else {
+            format!("{size} B")
+        };
+        t.row(&[
+            label,
+            gbps(s),
+            gbps(u),
+            gbps(p),
+            format!("{:.2}x", s / u),
+            format!("{:.2}x", s / p),
+        ]);
+    }
+    out.push_str(t.as_str());
+    out.push_str("\nBudget (DESIGN.md): 64 KiB messages at least 5x a UnixStream pair.\n");
+    print!("{out}");
+    write_report("bench-messages.md", &out);
+}
