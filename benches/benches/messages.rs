@@ -71,12 +71,9 @@ fn child(role: &str) {
             let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
             let mut n = 0;
             while n < count {
-                match rx.recv(Some(Duration::from_secs(10))).expect("recv") {
-                    Received::Frame(f) => {
-                        h = checksum(h, f.bytes());
-                        n += 1;
-                    }
-                    _ => {}
+                if let Received::Frame(f) = rx.recv(Some(Duration::from_secs(10))).expect("recv") {
+                    h = checksum(h, f.bytes());
+                    n += 1;
                 }
             }
         }
