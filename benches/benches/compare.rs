@@ -1,5 +1,5 @@
 //! Side-by-side ring throughput: shmring vs rtrb vs shmem-ipc vs a Unix
-//! socket, two threads, u64 items, batches of 1, 64 and 4096, measured in the
+//! socket vs `std::sync::mpsc`, two threads, u64 items, batches of 1, 64 and 4096, measured in the
 //! same run. Prints a markdown table with ratios and writes it to
 //! `target/bench-compare.md`.
 //!
@@ -15,7 +15,13 @@ use shmring_benches::{machine, median, mps, write_report, Table};
 use throughput::{expected, Peer, CAPACITY};
 
 const BATCHES: [usize; 3] = [1, 64, 4096];
-const PEERS: [Peer; 4] = [Peer::Shmring, Peer::Rtrb, Peer::ShmemIpc, Peer::UnixSocket];
+const PEERS: [Peer; 5] = [
+    Peer::Shmring,
+    Peer::Rtrb,
+    Peer::ShmemIpc,
+    Peer::UnixSocket,
+    Peer::Mpsc,
+];
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
@@ -32,6 +38,7 @@ fn main() {
         "rtrb",
         "shmem-ipc",
         "unix socket",
+        "std mpsc",
         "shmring / rtrb",
         "shmring / shmem-ipc",
     ]);
@@ -70,6 +77,7 @@ fn main() {
             mps(rt),
             mps(si),
             mps(rates[3]),
+            mps(rates[4]),
             format!("{:.2}x", s / rt),
             format!("{:.1}x", s / si),
         ]);

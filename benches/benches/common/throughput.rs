@@ -44,6 +44,9 @@ pub enum Peer {
     ShmemIpc,
     /// A Unix stream socket pair, `batch * 8`-byte writes.
     UnixSocket,
+    /// `std::sync::mpsc::sync_channel` (in-process baseline): items sent one
+    /// by one (it has no batch API), received up to `batch` at a time.
+    Mpsc,
 }
 
 impl Peer {
@@ -54,6 +57,7 @@ impl Peer {
             Peer::Rtrb => "rtrb",
             Peer::ShmemIpc => "shmem-ipc",
             Peer::UnixSocket => "unix socket",
+            Peer::Mpsc => "std mpsc",
         }
     }
 
@@ -64,6 +68,7 @@ impl Peer {
             Peer::Rtrb => rtrb_run(n, batch),
             Peer::ShmemIpc => shmem_ipc_run(n, batch),
             Peer::UnixSocket => unix_run(n, batch),
+            Peer::Mpsc => mpsc_run(n, batch),
         }
     }
 }
@@ -191,6 +196,29 @@ fn shmem_ipc_run(n: u64, batch: usize) -> (Duration, u64) {
     let elapsed = start.elapsed();
     producer.join().expect("producer");
     (elapsed, sum)
+}
+
+fn mpsc_run(n: u64, batch: usize) -> (Duration, u64) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(CAPACITY);
+    let start = Instant::now();
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(i).expect("send");
+        }
+    });
+    let mut sum = 0u64;
+    let mut got = 0u64;
+    while got < n {
+        let first = rx.recv().expect("recv");
+        sum = sum.wrapping_add(first);
+        got += 1;
+        for x in rx.try_iter().take(batch.saturating_sub(1)) {
+            sum = sum.wrapping_add(x);
+            got += 1;
+        }
+    }
+    producer.join().expect("producer");
+    (start.elapsed(), sum)
 }
 
 fn unix_run(n: u64, batch: usize) -> (Duration, u64) {
