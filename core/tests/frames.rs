@@ -14,22 +14,6 @@ use shmring::{Error, Zeroable};
 
 const T: Option<Duration> = Some(Duration::from_secs(10));
 
-fn segment() -> SegmentInfo {
-    SegmentInfo {
-        format: 3,
-        flags: 0,
-        rate: 1.0,
-        applied_rate: 1.0,
-        base: 0,
-        offset: 0,
-        start: 0,
-        stop: NONE,
-        time: 0,
-        position: 0,
-        duration: NONE,
-    }
-}
-
 /// Frame `i` of a deterministic pattern: `len` bytes.
 fn pattern(i: u64, len: usize) -> impl Iterator<Item = u8> {
     (0..len).map(move |k| (i as usize * 31 + k * 7) as u8)
@@ -96,7 +80,7 @@ fn events_and_frames_arrive_in_order() {
     );
     pump(&mut rx, &mut got);
     string(&mut tx, &|tx| tx.send_caps("video/x-raw,width=2,height=2"));
-    tx.send_segment(&segment()).expect("segment");
+    tx.send_segment(&SegmentInfo::time()).expect("segment");
     send_frame(&mut tx, 0, 16).expect("frame");
     pump(&mut rx, &mut got);
     string(&mut tx, &|tx| tx.send_tags("taglist, title=(string)x"));
@@ -111,7 +95,7 @@ fn events_and_frames_arrive_in_order() {
 
     assert!(matches!(&got[0], Received::StreamStart(s) if s == "stream-0"));
     assert!(matches!(&got[1], Received::Caps(s) if s.ends_with("height=2")));
-    assert!(matches!(&got[2], Received::Segment(s) if *s == segment()));
+    assert!(matches!(&got[2], Received::Segment(s) if *s == SegmentInfo::time()));
     match &got[3] {
         Received::Frame(f) => check_frame(f, 0, 16),
         m => panic!("{m:?}"),

@@ -11,30 +11,10 @@ use shmring::frames::{FrameMeta, FrameSender, SegmentInfo, NONE};
 
 use crate::handoff::Handoff;
 
-/// `GST_FORMAT_TIME`, the format of the segment a capture stream announces.
-pub const FORMAT_TIME: u32 = 3;
-
 /// Caps of interleaved raw audio, as GStreamer writes them (`format` is
 /// `F32LE` or `S16LE`).
 pub fn audio_caps(format: &str, rate: u32, channels: u16) -> String {
     format!("audio/x-raw,format={format},rate={rate},channels={channels},layout=interleaved")
-}
-
-/// A time segment from 0, open-ended.
-pub fn time_segment() -> SegmentInfo {
-    SegmentInfo {
-        format: FORMAT_TIME,
-        flags: 0,
-        rate: 1.0,
-        applied_rate: 1.0,
-        base: 0,
-        offset: 0,
-        start: 0,
-        stop: NONE,
-        time: 0,
-        position: 0,
-        duration: NONE,
-    }
 }
 
 /// Sends a new reader what it needs before any frame (stream start, caps,
@@ -55,7 +35,7 @@ pub fn start_stream(tx: &mut FrameSender, caps: &str, timeout: Duration) -> shmr
     };
     send(tx, &|tx| tx.send_stream_start("shmring-cpal-capture"))?;
     send(tx, &|tx| tx.send_caps(caps))?;
-    send(tx, &|tx| tx.send_segment(&time_segment()))
+    send(tx, &|tx| tx.send_segment(&SegmentInfo::time()))
 }
 
 /// What the callback and the control thread share: counters and flags.

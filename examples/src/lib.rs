@@ -13,6 +13,7 @@ pub fn checksum_step(h: u64, x: u64) -> u64 {
 }
 
 pub mod capture;
+pub mod device;
 pub mod handoff;
 pub mod playback;
 pub mod stop;

@@ -1,5 +1,6 @@
 //! Stop on SIGINT or SIGTERM: the example programs poll [`requested`] and end
-//! with their final report instead of dying mid-sentence.
+//! with their final report instead of dying mid-sentence; [`run_main`] is the
+//! `main` that sets this up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,4 +34,26 @@ pub fn requested() -> bool {
 /// Asks every loop polling [`requested`] to stop.
 pub fn request() {
     STOP.store(true, Ordering::Relaxed);
+}
+
+/// The `main` of an example program: installs the stop signals, parses the
+/// arguments (exit 2 on a usage error) and runs (exit 1 on an error), each
+/// error printed after the program's name.
+pub fn run_main<A>(
+    program: &str,
+    parse: impl FnOnce() -> Result<A, String>,
+    run: impl FnOnce(&A) -> Result<(), Box<dyn std::error::Error>>,
+) {
+    install();
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&args) {
+        eprintln!("{program}: {e}");
+        std::process::exit(1);
+    }
 }

@@ -42,22 +42,6 @@ fn parse_signal(s: &str) -> SignalKind {
     }
 }
 
-fn segment() -> SegmentInfo {
-    SegmentInfo {
-        format: 3,
-        flags: 0,
-        rate: 1.0,
-        applied_rate: 1.0,
-        base: 0,
-        offset: 0,
-        start: 0,
-        stop: NONE,
-        time: 0,
-        position: 0,
-        duration: NONE,
-    }
-}
-
 /// Length of frame `i`: 1..=SLOT_SIZE, varied.
 fn frame_len(i: u64) -> usize {
     1 + (i as usize * 7919 + 13) % SLOT_SIZE
@@ -219,7 +203,7 @@ fn child_sender(args: &[String]) -> shmring::Result<i32> {
     send_retry(&mut tx, |tx| {
         tx.send_caps("video/x-raw,format=GRAY8,width=64,height=64")
     })?;
-    send_retry(&mut tx, |tx| tx.send_segment(&segment()))?;
+    send_retry(&mut tx, |tx| tx.send_segment(&SegmentInfo::time()))?;
     let mut next = 0u64;
     for (burst, sleep_us) in bursts {
         for _ in 0..burst {

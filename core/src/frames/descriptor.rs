@@ -117,6 +117,29 @@ pub struct SegmentInfo {
     pub duration: u64,
 }
 
+impl SegmentInfo {
+    /// `GstFormat` value of time (nanoseconds), the format of [`SegmentInfo::time`].
+    pub const FORMAT_TIME: u32 = 3;
+
+    /// A time segment from 0, open-ended, at normal rate: what a live
+    /// source (an audio callback, a test) announces before its first frame.
+    pub fn time() -> Self {
+        SegmentInfo {
+            format: Self::FORMAT_TIME,
+            flags: 0,
+            rate: 1.0,
+            applied_rate: 1.0,
+            base: 0,
+            offset: 0,
+            start: 0,
+            stop: NONE,
+            time: 0,
+            position: 0,
+            duration: NONE,
+        }
+    }
+}
+
 /// The record in the descriptor ring. Every bit pattern is a value (it comes
 /// from the peer); [`Descriptor::check`] decides whether it is a valid one.
 #[repr(C)]

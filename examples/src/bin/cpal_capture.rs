@@ -22,10 +22,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, StreamTrait};
 use shmring::frames::{self, FrameConfig, FrameSender};
 use shmring::handshake::{ListenOptions, Listener};
 use shmring_examples::capture::{audio_caps, start_stream, Capture, Shared};
+use shmring_examples::device::{self, Direction};
 use shmring_examples::handoff::Handoff;
 
 struct Args {
@@ -117,34 +118,11 @@ fn drain(mut tx: Box<FrameSender>, limit: Duration) {
 }
 
 fn main() {
-    shmring_examples::stop::install();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cpal_capture: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&args) {
-        eprintln!("cpal_capture: {e}");
-        std::process::exit(1);
-    }
+    shmring_examples::stop::run_main("cpal_capture", parse_args, run);
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let host = cpal::default_host();
-    let device = match &args.device {
-        None => host
-            .default_input_device()
-            .ok_or("no default input device")?,
-        Some(name) => host
-            .input_devices()?
-            .find(|d| {
-                d.id().is_ok_and(|id| id.1 == *name)
-                    || d.description().is_ok_and(|desc| desc.name() == name)
-            })
-            .ok_or(format!("no input device {name}"))?,
-    };
+    let device = device::find(Direction::Input, args.device.as_deref())?;
     let (gst_format, sample_bytes) = match args.format.as_str() {
         "i16" => ("S16LE", 2),
         _ => ("F32LE", 4),

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, StreamTrait};
 use shmring::channel::{self, Producer};
 use shmring::frames::{self, FrameConfig, Received};
 use shmring::Config;
+use shmring_examples::device::{self, Direction};
 use shmring_examples::playback::{parse_audio_caps, AudioFormat, Playback, PlaybackStats};
 
 struct Args {
@@ -61,18 +62,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    shmring_examples::stop::install();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cpal_playback: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&args) {
-        eprintln!("cpal_playback: {e}");
-        std::process::exit(1);
-    }
+    shmring_examples::stop::run_main("cpal_playback", parse_args, run);
 }
 
 /// Queues the samples of `bytes` (F32LE, from shared memory: any alignment).
@@ -160,19 +150,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         std::thread::sleep(Duration::from_millis(1));
     }
 
-    let host = cpal::default_host();
-    let device = match &args.device {
-        None => host
-            .default_output_device()
-            .ok_or("no default output device")?,
-        Some(name) => host
-            .output_devices()?
-            .find(|d| {
-                d.id().is_ok_and(|id| id.1 == *name)
-                    || d.description().is_ok_and(|desc| desc.name() == name)
-            })
-            .ok_or(format!("no output device {name}"))?,
-    };
+    let device = device::find(Direction::Output, args.device.as_deref())?;
     let config = cpal::StreamConfig {
         channels: format.channels,
         sample_rate: format.rate,

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, StreamTrait};
 use shmring::handshake::{self, ListenOptions, Listener};
 use shmring::Config;
+use shmring_examples::device::{self, Direction};
 
 /// Both sides agree on the element type and this name.
 fn config() -> Config {
@@ -85,9 +86,7 @@ fn capture(socket: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut tx = handshake::connect_producer::<f32>(socket, &config())?;
     // Watched here, not in the callback (that would be a syscall per period).
     let link = tx.link_fd().try_clone_to_owned()?;
-    let device = cpal::default_host()
-        .default_input_device()
-        .ok_or("no default input device")?;
+    let device = device::find(Direction::Input, None)?;
     let config = cpal::StreamConfig {
         channels: 2,
         sample_rate: 48_000,

@@ -128,9 +128,54 @@ fn spawn(args: &[&str]) -> std::io::Result<Child> {
         .spawn()
 }
 
-fn kill(child: &mut Child) {
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
+/// A child process to SIGKILL `after` it started (by [`Victim::tick`]), or
+/// when this is dropped (an early return), so no child outlives its round.
+struct Victim {
+    child: Child,
+    kill_at: Instant,
+    killed_at: Option<Instant>,
+}
+
+impl Victim {
+    fn new(child: Child, after: Duration) -> Self {
+        Victim {
+            child,
+            kill_at: Instant::now() + after,
+            killed_at: None,
+        }
+    }
+
+    /// Kills the child once its time has come; counts the kill.
+    fn tick(&mut self, t: &mut Totals) {
+        if self.killed_at.is_none() && Instant::now() >= self.kill_at {
+            self.kill();
+            t.kills += 1;
+            self.killed_at = Some(Instant::now());
+        }
+    }
+
+    fn killed(&self) -> bool {
+        self.killed_at.is_some()
+    }
+
+    /// Killed more than a second ago: its death should have been seen.
+    fn overdue(&self) -> bool {
+        self.killed_at
+            .is_some_and(|k| k.elapsed() > Duration::from_secs(1))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        if self.killed_at.is_none() {
+            self.kill();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -204,47 +249,32 @@ fn consume_and_kill(
     let committed: PathBuf = dir.join("committed");
     let _ = std::fs::remove_file(&committed);
     let listener = Listener::bind(sock, &ListenOptions::default())?;
-    let mut child = spawn(&[
+    let child = spawn(&[
         "--child-producer",
         &sock.to_string_lossy(),
         &committed.to_string_lossy(),
     ])?;
-    let conn = match listener.accept(Some(Duration::from_secs(5))) {
-        Ok(c) => c,
-        Err(e) => {
-            kill(&mut child);
-            return Err(e.into());
-        }
-    };
+    let mut victim = Victim::new(child, Duration::from_millis(run_ms));
+    let conn = listener.accept(Some(Duration::from_secs(5)))?;
     let mut rx = conn.serve_consumer::<u64>(&config())?;
     let mut want = 0u64;
     let mut buf = [0u64; BATCH];
-    let kill_at = Instant::now() + Duration::from_millis(run_ms);
-    let mut killed_at = None;
     loop {
-        if killed_at.is_none() && Instant::now() >= kill_at {
-            kill(&mut child);
-            t.kills += 1;
-            killed_at = Some(Instant::now());
-        }
+        victim.tick(t);
         match rx.pop_slice_blocking(&mut buf, Some(Duration::from_millis(20))) {
             Ok(n) => {
                 for &v in &buf[..n] {
                     if v != want {
-                        kill(&mut child);
                         return Err(format!("item {v}, expected {want}").into());
                     }
                     want += 1;
                 }
             }
             Err(Error::Timeout) => {}
-            Err(Error::Disconnected) if killed_at.is_some() => break,
-            Err(e) => {
-                kill(&mut child);
-                return Err(format!("consumer: {e}").into());
-            }
+            Err(Error::Disconnected) if victim.killed() => break,
+            Err(e) => return Err(format!("consumer: {e}").into()),
         }
-        if killed_at.is_some_and(|k| k.elapsed() > Duration::from_secs(1)) {
+        if victim.overdue() {
             return Err("the producer's death not seen within 1 s".into());
         }
     }
@@ -270,45 +300,30 @@ fn produce_and_kill(
     run_ms: u64,
     t: &mut Totals,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut child = spawn(&["--child-consumer", &sock.to_string_lossy()])?;
+    let child = spawn(&["--child-consumer", &sock.to_string_lossy()])?;
+    let mut victim = Victim::new(child, Duration::from_millis(run_ms));
     let t0 = Instant::now();
     while !sock.exists() {
         if t0.elapsed() > Duration::from_secs(5) {
-            kill(&mut child);
             return Err("the consumer child did not listen".into());
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut tx = match handshake::connect_producer::<u64>(sock, &config()) {
-        Ok(tx) => tx,
-        Err(e) => {
-            kill(&mut child);
-            return Err(e.into());
-        }
-    };
+    let mut tx = handshake::connect_producer::<u64>(sock, &config())?;
     let mut next = 0u64;
     let mut batch = [0u64; BATCH];
-    let kill_at = Instant::now() + Duration::from_millis(run_ms);
-    let mut killed_at = None;
     loop {
-        if killed_at.is_none() && Instant::now() >= kill_at {
-            kill(&mut child);
-            t.kills += 1;
-            killed_at = Some(Instant::now());
-        }
+        victim.tick(t);
         for (i, b) in batch.iter_mut().enumerate() {
             *b = next + i as u64;
         }
         match tx.push_all(&batch, Some(Duration::from_millis(20))) {
             Ok(()) => next += BATCH as u64,
             Err(Error::Timeout) => {}
-            Err(Error::Disconnected) if killed_at.is_some() => break,
-            Err(e) => {
-                kill(&mut child);
-                return Err(format!("producer: {e}").into());
-            }
+            Err(Error::Disconnected) if victim.killed() => break,
+            Err(e) => return Err(format!("producer: {e}").into()),
         }
-        if killed_at.is_some_and(|k| k.elapsed() > Duration::from_secs(1)) {
+        if victim.overdue() {
             return Err("the consumer's death not seen within 1 s".into());
         }
     }
