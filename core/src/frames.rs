@@ -12,7 +12,8 @@
 //! * a **return ring** of slot numbers the consumer is done with.
 //!
 //! Strings (caps, tags, stream id) travel in the arena's last slot, kept for
-//! them, so a consumer that holds every frame slot cannot hold up a caps change. The
+//! them, so a consumer that holds every frame slot cannot hold up a caps change
+//! (while a consumer holds that slot, a free frame slot carries the string). The
 //! consumer copies each descriptor out of shared memory, then validates it
 //! (known kind, sequence number, slot in range, bytes inside the slot, slot not
 //! already held) before it uses any field: a bad producer yields
@@ -188,10 +189,11 @@ pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
 
 /// Like [`serve`], with an arena that already exists (its geometry wins over
 /// `cfg`'s): a producer can then hand out leases, e.g. to a buffer pool,
-/// before any consumer connects, and keep them across consumers. Every
-/// consumer served from one arena can read every frame written to it while it
-/// keeps its mapping, even after it disconnected: use one arena per consumer
-/// where that matters.
+/// before any consumer connects, and keep them across consumers, and serve
+/// several consumers at once from one arena (fan-out: see [`FrameSender`]).
+/// Every consumer served from one arena can read every frame written to it
+/// while it keeps its mapping, even after it disconnected: use a new arena
+/// where that matters (`shmringsink` does once all consumers have left).
 pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<FrameSender> {
     let g = arena.geometry();
     let (desc_fds, link) = conn.serve::<Descriptor>(Role::Consumer, &cfg.desc_config())?;
@@ -213,8 +215,6 @@ pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<
     let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
     let desc = desc_fds.into_producer::<Descriptor>(link, cfg.spin)?;
     let returns = ret.into_consumer::<u32>(link2, cfg.spin)?;
-    // A new consumer holds nothing yet.
-    arena.reclaim_all();
     Ok(FrameSender::new(arena, desc, returns))
 }
 

@@ -175,7 +175,9 @@ impl Arena {
         self.slots() - 1
     }
 
-    /// The string slot, if no consumer holds it.
+    /// A slot for a string: the string slot if no consumer holds it, else
+    /// any free frame slot (with several consumers, a stopped one may hold the
+    /// string slot; the others' caps must still go through).
     pub(crate) fn lease_string_slot(&self) -> Option<SlotLease> {
         let idx = self.slots() - 1;
         self.state(idx)
@@ -185,9 +187,11 @@ impl Arena {
                 arena: self.clone(),
                 index: idx,
             })
+            .or_else(|| self.try_lease())
     }
 
-    /// Number of slots some consumer holds.
+    /// Number of slots some consumer holds (each counted once however many
+    /// consumers hold it).
     pub fn in_flight(&self) -> usize {
         self.inner
             .states
@@ -201,52 +205,35 @@ impl Arena {
     }
 
     /// Marks `idx` sent to one more consumer. It must be leased (its bytes are
-    /// someone's to have written) and, with one consumer, not in flight yet.
+    /// someone's to have written); each [`FrameSender`](super::FrameSender)
+    /// checks that it does not hold the slot already.
     pub(crate) fn mark_sent(&self, idx: u32) -> Result<()> {
         let s = self.state(idx);
-        let cur = s.load(Ordering::Acquire);
-        if cur & LEASED == 0 {
+        if s.load(Ordering::Acquire) & LEASED == 0 {
             return Err(Error::InvalidArgument(format!(
                 "slot {idx} is not leased: nobody wrote it"
-            )));
-        }
-        if cur & IN_FLIGHT != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "slot {idx} is already in flight"
             )));
         }
         s.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
-    /// Undoes [`mark_sent`](Self::mark_sent) (the descriptor could not be sent).
-    pub(crate) fn unmark_sent(&self, idx: u32) {
-        self.state(idx).fetch_sub(1, Ordering::AcqRel);
+    /// One consumer let go of `idx` (it returned the slot, it was never sent,
+    /// or the consumer is gone). Only called by a sender that holds `idx`.
+    pub(crate) fn mark_returned(&self, idx: u32) {
+        let _ = self
+            .state(idx)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (v & IN_FLIGHT != 0).then(|| v - 1)
+            });
     }
 
-    /// A consumer returned `idx`. Errors (without changing anything) if it was
-    /// not in flight: the consumer is misbehaving.
-    pub(crate) fn mark_returned(&self, idx: u32) -> Result<()> {
-        if idx >= self.slots() {
-            return Err(Error::BadDescriptor(format!(
-                "consumer returned slot {idx} of {}",
-                self.slots()
-            )));
-        }
-        let s = self.state(idx);
-        s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-            (v & IN_FLIGHT != 0).then(|| v - 1)
-        })
-        .map(drop)
-        .map_err(|_| Error::BadDescriptor(format!("consumer returned slot {idx} it did not hold")))
-    }
-
-    /// Forgets everything in flight (the consumer is gone): those slots are free
-    /// again once their leases drop.
-    pub(crate) fn reclaim_all(&self) {
-        for s in self.inner.states.iter() {
-            s.fetch_and(LEASED, Ordering::AcqRel);
-        }
+    /// How many consumers hold slot `idx` (0 when out of range).
+    pub fn holders(&self, idx: u32) -> u32 {
+        self.inner
+            .states
+            .get(idx as usize)
+            .map_or(0, |s| s.load(Ordering::Acquire) & IN_FLIGHT)
     }
 
     fn slot_ptr(&self, idx: u32) -> *mut u8 {

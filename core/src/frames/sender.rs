@@ -20,21 +20,39 @@ const RECLAIM_BATCH: usize = 64;
 /// GStreamer memory, say) and [`send_frame`](Self::send_frame) by slot number.
 /// A sent slot is not reused until the consumer returns it; call
 /// [`reclaim`](Self::reclaim) to take returns.
+///
+/// **Fan-out**: serve several consumers from one [`Arena`] (see
+/// [`serve_arena`](super::serve_arena)), one `FrameSender` each, and send the
+/// same slot to each of them; the slot is free again once every consumer
+/// returned it. Each sender keeps its own record of the slots its consumer
+/// holds, so a consumer can only give back what it was sent: a forged,
+/// repeated or out-of-range return is ignored and counted
+/// ([`bad_returns`](Self::bad_returns)), and never frees a slot another
+/// consumer still reads. Dropping a sender lets go of everything its consumer
+/// held.
 #[derive(Debug)]
 pub struct FrameSender {
     arena: Arena,
     desc: Producer<Descriptor>,
     returns: Consumer<u32>,
     seq: u64,
+    /// Producer-private: the slots this consumer holds (sent, not returned).
+    held: Box<[bool]>,
+    held_count: usize,
+    bad_returns: u64,
 }
 
 impl FrameSender {
     pub(crate) fn new(arena: Arena, desc: Producer<Descriptor>, returns: Consumer<u32>) -> Self {
+        let held = vec![false; arena.slots() as usize].into_boxed_slice();
         FrameSender {
             arena,
             desc,
             returns,
             seq: 0,
+            held,
+            held_count: 0,
+            bad_returns: 0,
         }
     }
 
@@ -58,9 +76,20 @@ impl FrameSender {
         self.arena.try_lease()
     }
 
-    /// Slots the consumer holds.
+    /// Slots this consumer holds (sent to it, not yet returned).
     pub fn in_flight(&self) -> usize {
-        self.arena.in_flight()
+        self.held_count
+    }
+
+    /// Whether this consumer holds `slot`.
+    pub fn holds(&self, slot: u32) -> bool {
+        self.held.get(slot as usize).copied().unwrap_or(false)
+    }
+
+    /// Returns the consumer sent that it did not hold (never sent to it,
+    /// returned twice, out of range): ignored, counted here.
+    pub fn bad_returns(&self) -> u64 {
+        self.bad_returns
     }
 
     /// Sends bytes `offset..offset + size` of `slot` as a frame. The slot must be
@@ -148,22 +177,37 @@ impl FrameSender {
     }
 
     /// Takes the slots the consumer returned, calling `f` with each slot number,
-    /// and returns how many. A return of a slot the consumer did not hold is an
-    /// [`Error::BadDescriptor`] (the consumer misbehaves; drop it).
+    /// and returns how many. A return of a slot the consumer does not hold
+    /// (never sent to it, returned twice, out of range) is ignored and counted
+    /// in [`bad_returns`](Self::bad_returns): it cannot free a slot that
+    /// another consumer of the same arena still reads. At most one ring's
+    /// worth is taken per call, so a consumer that floods returns cannot keep
+    /// the producer here.
     pub fn reclaim(&mut self, mut f: impl FnMut(u32)) -> Result<usize> {
         let mut buf = [0u32; RECLAIM_BATCH];
         let mut total = 0;
-        loop {
-            let n = self.returns.pop_slice(&mut buf)?;
+        let mut budget = self.returns.capacity();
+        while budget > 0 {
+            let want = budget.min(RECLAIM_BATCH);
+            let n = self.returns.pop_slice(&mut buf[..want])?;
+            budget -= n;
             for &slot in &buf[..n] {
-                self.arena.mark_returned(slot)?;
-                f(slot);
+                match self.held.get_mut(slot as usize) {
+                    Some(h) if *h => {
+                        *h = false;
+                        self.held_count -= 1;
+                        self.arena.mark_returned(slot);
+                        f(slot);
+                        total += 1;
+                    }
+                    _ => self.bad_returns += 1,
+                }
             }
-            total += n;
-            if n < RECLAIM_BATCH {
-                return Ok(total);
+            if n < want {
+                break;
             }
         }
+        Ok(total)
     }
 
     /// Waits until the consumer returns a slot (then [`reclaim`](Self::reclaim)).
@@ -182,10 +226,16 @@ impl FrameSender {
         self.desc.is_peer_alive()
     }
 
-    /// Forgets every slot the consumer holds (call after it disconnected, when
-    /// whatever referenced those slots has been let go).
+    /// Lets go of every slot this consumer holds (call after it disconnected;
+    /// dropping the sender does the same). Slots other consumers hold stay
+    /// theirs.
     pub fn reclaim_all(&mut self) {
-        self.arena.reclaim_all();
+        for (slot, h) in self.held.iter_mut().enumerate() {
+            if std::mem::take(h) {
+                self.arena.mark_returned(slot as u32);
+            }
+        }
+        self.held_count = 0;
     }
 
     /// The socket that hangs up when the consumer goes away (for pollers).
@@ -231,10 +281,21 @@ impl FrameSender {
         if self.desc.slots()? == 0 {
             return Err(Error::Full);
         }
+        if self.holds(d.slot) {
+            return Err(Error::InvalidArgument(format!(
+                "slot {} is already in flight to this consumer",
+                d.slot
+            )));
+        }
         self.arena.mark_sent(d.slot)?;
         if let Err(e) = self.push(d) {
-            self.arena.unmark_sent(d.slot);
+            self.arena.mark_returned(d.slot);
             return Err(e);
+        }
+        // In range: `holds` indexes the same table, and mark_sent checked the slot.
+        if let Some(h) = self.held.get_mut(d.slot as usize) {
+            *h = true;
+            self.held_count += 1;
         }
         Ok(())
     }
@@ -244,6 +305,12 @@ impl FrameSender {
         self.desc.try_push(d)?;
         self.seq += 1;
         Ok(())
+    }
+}
+
+impl Drop for FrameSender {
+    fn drop(&mut self) {
+        self.reclaim_all();
     }
 }
 
