@@ -420,7 +420,7 @@ fn sink_serves_the_next_consumer_with_sticky_events_and_a_fresh_arena() {
     assert_eq!(zero_copy + copied + dropped, 120);
     assert_eq!(
         sink.property::<gst::Structure>("stats")
-            .get::<u64>("consumers"),
+            .get::<u64>("consumers-served"),
         Ok(2)
     );
     // Upstream renders into the new arena's pool once it renegotiated.

@@ -11,9 +11,11 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use shmring::frames::{self, Arena, FrameConfig, FrameMeta, FrameSender, SegmentInfo, NONE};
+use shmring::handshake::PeerCred;
 use shmring::handshake::{Connection, ListenOptions, Listener};
 
 use crate::clock::{clock_minus_monotonic, Timeline};
+use super::SlowConsumer;
 use crate::pool::SlotPool;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -52,6 +54,7 @@ struct Settings {
     timeout_ms: u32,
     /// Only this uid may connect (`SO_PEERCRED`); -1: any the socket mode lets in.
     allowed_uid: i64,
+    slow_consumer: SlowConsumer,
 }
 
 impl Default for Settings {
@@ -64,42 +67,185 @@ impl Default for Settings {
             wait_for_connection: true,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             allowed_uid: -1,
+            slow_consumer: SlowConsumer::default(),
         }
     }
 }
 
+/// Counters of one consumer, as the `stats` property shows them.
 #[derive(Debug, Default, Clone, Copy)]
+struct PeerStats {
+    pid: i32,
+    uid: u32,
+    frames: u64,
+    bytes: u64,
+    drops: u64,
+    held: u64,
+    bad_returns: u64,
+}
+
+#[derive(Debug, Default, Clone)]
 struct Stats {
     zero_copy: u64,
     copied: u64,
-    consumers: u64,
+    bytes: u64,
+    /// Consumers served since `start`.
+    consumers_served: u64,
+    /// Buffers no consumer received (none connected, or none could take it).
     dropped: u64,
+    /// Frames single consumers missed (slow-consumer policy, joining or
+    /// resuming at a keyframe), summed over consumers, gone ones included.
+    drops: u64,
+    /// Slot returns ignored (never sent to that consumer, returned twice, out
+    /// of range), gone consumers included.
+    bad_returns: u64,
+    /// Consumers the sink let go (hang-up, timeout, policy, protocol error).
+    disconnects: u64,
+    /// The connected consumers, refreshed after every buffer.
+    peers: Vec<PeerStats>,
+    /// Slots some consumer holds, and slots marked held that no connected
+    /// consumer holds (always 0 unless slots leak); refreshed whenever a
+    /// consumer joins or leaves and every [`ARENA_STATS_EVERY`] buffers.
+    slots_in_flight: u64,
+    leaked_slots: u64,
+}
+
+/// How often (in buffers) the arena-wide stats are recomputed.
+const ARENA_STATS_EVERY: u64 = 32;
+
+/// One connected consumer.
+struct Peer {
+    pid: i32,
+    uid: u32,
+    tx: FrameSender,
+    /// Buffers sent to this consumer, by slot, held until it returns the slot
+    /// (the buffer goes back to the pool when every consumer returned it).
+    held: Vec<Option<gst::Buffer>>,
+    frames: u64,
+    bytes: u64,
+    drops: u64,
+    /// Since when it has missed every frame (drop and disconnect policies).
+    behind_since: Option<Instant>,
+    /// It missed frames (or just joined): frames flagged DELTA_UNIT are
+    /// skipped until a keyframe.
+    need_keyframe: bool,
+    /// A keyframe was asked of upstream for it.
+    key_requested: bool,
+    /// The next frame it gets carries DISCONT.
+    discont: bool,
+    /// It missed events: the sticky ones (stream-start, caps, segment) are
+    /// sent again before its next frame.
+    resync: bool,
+    timeline_sent: Option<Timeline>,
+    /// Still to receive the frame being delivered.
+    todo: bool,
+    /// Why it must go, once found out (removed by `remove_gone`).
+    gone: Option<shmring::Error>,
+}
+
+impl Peer {
+    fn new(tx: FrameSender, pid: i32, uid: u32) -> Self {
+        let slots = tx.slots() as usize;
+        Peer {
+            pid,
+            uid,
+            tx,
+            held: (0..slots).map(|_| None).collect(),
+            frames: 0,
+            bytes: 0,
+            drops: 0,
+            behind_since: None,
+            need_keyframe: true,
+            key_requested: false,
+            discont: false,
+            resync: true,
+            timeline_sent: None,
+            todo: false,
+            gone: None,
+        }
+    }
+
+    /// Takes the slots it returned (letting go of their buffers).
+    fn reclaim(&mut self) -> usize {
+        let Peer { tx, held, gone, .. } = self;
+        match tx.reclaim(|slot| {
+            if let Some(h) = held.get_mut(slot as usize) {
+                *h = None;
+            }
+        }) {
+            Ok(n) => n,
+            Err(e) => {
+                gone.get_or_insert(e);
+                0
+            }
+        }
+    }
+
+    /// Marks it gone on an error other than "no room".
+    fn note(&mut self, r: shmring::Result<()>) -> Result<(), ()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(shmring::Error::Full) => Err(()),
+            Err(e) => {
+                self.gone.get_or_insert(e);
+                Err(())
+            }
+        }
+    }
+
+    /// It misses the frame being delivered.
+    fn miss(&mut self, now: Instant) {
+        self.todo = false;
+        self.drops += 1;
+        self.need_keyframe = true;
+        self.discont = true;
+        self.behind_since.get_or_insert(now);
+    }
+
+    fn stats(&self) -> PeerStats {
+        PeerStats {
+            pid: self.pid,
+            uid: self.uid,
+            frames: self.frames,
+            bytes: self.bytes,
+            drops: self.drops,
+            held: self.tx.in_flight() as u64,
+            bad_returns: self.tx.bad_returns(),
+        }
+    }
+}
+
+/// The stream's sticky state, sent to a consumer that joins or missed events.
+#[derive(Default)]
+struct Sticky {
+    stream_start: Option<String>,
+    caps: Option<String>,
+    segment: Option<SegmentInfo>,
 }
 
 /// Everything that exists between `start` and `stop`.
 struct State {
-    /// A consumer that connected before the slot size was known (no caps
+    /// Consumers that connected before the slot size was known (no caps
     /// yet): served as soon as it is.
-    pending: Option<Connection>,
+    pending: Vec<Connection>,
     /// The slot size is known (set, or from caps or an allocation query).
     geometry_known: bool,
     arena: Option<Arena>,
     pool: Option<SlotPool>,
-    sender: Option<FrameSender>,
-    /// Buffers sent by slot number, held until the consumer returns the slot.
-    held: Vec<Option<gst::Buffer>>,
-    stream_start: Option<String>,
-    caps: Option<String>,
-    segment: Option<SegmentInfo>,
+    peers: Vec<Peer>,
+    sticky: Sticky,
     /// Bytes a slot must hold for the current caps.
     frame_size: usize,
-    /// The arena was shown to a consumer: the next one gets a new arena (a
-    /// consumer keeps read access to its arena after it left).
+    /// The arena was shown to a consumer: once every consumer has left, the
+    /// next one gets a new arena (a consumer keeps read access to its arena
+    /// after it left).
     arena_served: bool,
     /// The offered pool changed: ask upstream to negotiate again.
     reconfigure: bool,
-    /// The timeline last sent to the current consumer.
-    timeline_sent: Option<Timeline>,
+    /// A consumer waits for a keyframe: ask upstream for one.
+    request_keyframe: bool,
+    /// Buffers rendered (for the arena stats' period).
+    renders: u64,
     /// The pipeline clock's offset from `CLOCK_MONOTONIC`: the clock (by
     /// address), the offset, and when it was sampled. Exact (0) for the
     /// monotonic system clock; resampled every 100 ms for another clock.
@@ -184,9 +330,14 @@ impl ObjectImpl for ShmringSink {
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("slow-consumer", SlowConsumer::default())
+                    .nick("Slow consumer")
+                    .blurb("What to do with a consumer that cannot take a frame (its descriptor ring is full, or with several consumers it holds half the slots): block the pipeline for it, drop frames for it only, or disconnect it once it has missed frames for `timeout`")
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames sent (frames = zero-copy + copied), consumers served, buffers dropped (no consumer, or it stopped returning slots)")
+                    .blurb("frames (= zero-copy + copied), bytes, consumers (connected), consumers-served, dropped (buffers no consumer got), drops (frames single consumers missed), bad-returns, disconnects, slots-in-flight, leaked-slots, and peers: one structure per consumer (pid, uid, frames, bytes, drops, held, bad-returns)")
                     .read_only()
                     .build(),
             ]
@@ -204,6 +355,7 @@ impl ObjectImpl for ShmringSink {
             "wait-for-connection" => s.wait_for_connection = value.get().unwrap_or(true),
             "timeout" => s.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
             "allowed-uid" => s.allowed_uid = value.get().unwrap_or(-1),
+            "slow-consumer" => s.slow_consumer = value.get().unwrap_or_default(),
             _ => {}
         }
     }
@@ -218,17 +370,8 @@ impl ObjectImpl for ShmringSink {
             "wait-for-connection" => s.wait_for_connection.to_value(),
             "timeout" => s.timeout_ms.to_value(),
             "allowed-uid" => s.allowed_uid.to_value(),
-            "stats" => {
-                let st = *lock(&self.stats);
-                gst::Structure::builder("shmringsink-stats")
-                    .field("frames", st.zero_copy + st.copied)
-                    .field("zero-copy", st.zero_copy)
-                    .field("copied", st.copied)
-                    .field("consumers", st.consumers)
-                    .field("dropped", st.dropped)
-                    .build()
-                    .to_value()
-            }
+            "slow-consumer" => s.slow_consumer.to_value(),
+            "stats" => lock(&self.stats).to_structure().to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -294,14 +437,6 @@ fn segment_info(s: &gst::Segment) -> SegmentInfo {
     }
 }
 
-fn ignore_would_block(e: shmring::Error) -> shmring::Result<()> {
-    if e.is_would_block() {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
-
 /// Bytes one slot needs for `caps` when `slot-size` is 0.
 /// The second value is `true` when every buffer needs that much (raw video);
 /// otherwise it is a guess (raw audio: 200 ms; anything else: 4 MiB).
@@ -320,9 +455,50 @@ fn frame_size_for(caps: &gst::CapsRef) -> (usize, bool) {
 
 use glib::translate::IntoGlib;
 
+impl Stats {
+    fn to_structure(&self) -> gst::Structure {
+        let peers = gst::Array::new(self.peers.iter().map(|p| {
+            gst::Structure::builder("consumer")
+                .field("pid", p.pid)
+                .field("uid", p.uid)
+                .field("frames", p.frames)
+                .field("bytes", p.bytes)
+                .field("drops", p.drops)
+                .field("held", p.held)
+                .field("bad-returns", p.bad_returns)
+                .build()
+                .to_send_value()
+        }));
+        let live_bad: u64 = self.peers.iter().map(|p| p.bad_returns).sum();
+        gst::Structure::builder("shmringsink-stats")
+            .field("frames", self.zero_copy + self.copied)
+            .field("zero-copy", self.zero_copy)
+            .field("copied", self.copied)
+            .field("bytes", self.bytes)
+            .field("consumers", self.peers.len() as u64)
+            .field("consumers-served", self.consumers_served)
+            .field("dropped", self.dropped)
+            .field("drops", self.drops)
+            .field("bad-returns", self.bad_returns + live_bad)
+            .field("disconnects", self.disconnects)
+            .field("slots-in-flight", self.slots_in_flight)
+            .field("leaked-slots", self.leaked_slots)
+            .field("peers", peers)
+            .build()
+    }
+}
+
+/// Frame flags that matter here.
+const DELTA_UNIT: u32 = gst::BufferFlags::DELTA_UNIT.bits();
+const DISCONT: u32 = gst::BufferFlags::DISCONT.bits();
+
 impl ShmringSink {
     fn timeout(&self) -> Duration {
         Duration::from_millis(u64::from(lock(&self.settings).timeout_ms))
+    }
+
+    fn policy(&self) -> SlowConsumer {
+        lock(&self.settings).slow_consumer
     }
 
     fn frame_config(&self, frame_size: usize) -> FrameConfig {
@@ -346,7 +522,7 @@ impl ShmringSink {
     fn ensure_arena(&self, st: &mut State) -> Result<Arena, gst::ErrorMessage> {
         let cfg = self.frame_config(st.frame_size);
         if let Some(a) = &st.arena {
-            if a.slot_size() >= cfg.slot_size || st.sender.is_some() {
+            if a.slot_size() >= cfg.slot_size || !st.peers.is_empty() {
                 return Ok(a.clone());
             }
         }
@@ -360,7 +536,6 @@ impl ShmringSink {
             arena.slots(),
             arena.slot_size()
         );
-        st.held = (0..arena.slots()).map(|_| None).collect();
         if st.arena.replace(arena.clone()).is_some() {
             st.reconfigure = true;
         }
@@ -369,7 +544,7 @@ impl ShmringSink {
         Ok(arena)
     }
 
-    /// The acceptor thread: takes connections, and drops a consumer whose
+    /// The acceptor thread: takes connections, and drops consumers whose
     /// link hung up even while no buffer flows.
     fn acceptor_loop(
         weak: glib::WeakRef<super::ShmringSink>,
@@ -391,8 +566,8 @@ impl ShmringSink {
         }
     }
 
-    /// Drops the consumer if its link hung up (without waiting for a
-    /// streaming thread that holds the state).
+    /// Drops consumers whose link hung up (without waiting for a streaming
+    /// thread that holds the state).
     fn check_alive(&self) {
         let mut guard = match self.state.try_lock() {
             Ok(g) => g,
@@ -400,34 +575,68 @@ impl ShmringSink {
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
         };
         if let Some(st) = guard.as_mut() {
-            if st.sender.as_mut().is_some_and(|tx| !tx.is_peer_alive()) {
-                self.drop_consumer(st, &shmring::Error::Disconnected);
+            for p in st.peers.iter_mut() {
+                if !p.tx.is_peer_alive() {
+                    p.gone.get_or_insert(shmring::Error::Disconnected);
+                }
+                // Returns arrive while no buffer flows, too: let go of them.
+                p.reclaim();
             }
+            self.remove_gone(st);
         }
     }
 
-    /// A consumer connected: serve it (one at a time).
+    /// A consumer connected: the handshake runs here, on the acceptor
+    /// thread, without holding the state (a slow or hostile consumer cannot
+    /// hold up the stream to the others).
     fn take_connection(&self, conn: Connection) {
         let peer = conn.peer();
+        let (arena, cfg) = {
+            let mut guard = lock(&self.state);
+            let Some(st) = guard.as_mut() else {
+                return;
+            };
+            if !st.geometry_known {
+                gst::debug!(CAT, imp = self, "pid {} waits for the caps", peer.pid);
+                st.pending.push(conn);
+                return;
+            }
+            // Consumers that left meanwhile go first: if none is left, this
+            // one gets a new arena.
+            for p in st.peers.iter_mut() {
+                if !p.tx.is_peer_alive() {
+                    p.gone.get_or_insert(shmring::Error::Disconnected);
+                }
+            }
+            self.remove_gone(st);
+            match self.arena_for_new_peer(st) {
+                Some(a) => (a, self.frame_config(st.frame_size)),
+                None => return,
+            }
+        };
+        let served = frames::serve_arena(conn, &cfg, arena.clone());
         let reconfigure = {
             let mut guard = lock(&self.state);
             let Some(st) = guard.as_mut() else {
                 return;
             };
-            if st.sender.as_mut().is_some_and(|tx| tx.is_peer_alive()) || st.pending.is_some() {
-                gst::warning!(
+            match served {
+                Ok(tx) if st.arena.as_ref().is_some_and(|a| a.as_ptr() == arena.as_ptr()) => {
+                    self.add_peer(st, tx, peer);
+                }
+                Ok(_) => gst::info!(
                     CAT,
                     imp = self,
-                    "refusing consumer pid {}: this sink serves one consumer at a time",
+                    "the arena changed during the handshake with pid {}: it must reconnect",
                     peer.pid
-                );
-                return;
+                ),
+                Err(e) => gst::warning!(
+                    CAT,
+                    imp = self,
+                    "handshake with pid {} failed: {e}",
+                    peer.pid
+                ),
             }
-            if st.sender.is_some() {
-                self.drop_consumer(st, &shmring::Error::Disconnected);
-            }
-            st.pending = Some(conn);
-            self.serve_pending(st);
             std::mem::take(&mut st.reconfigure)
         };
         self.served.notify_all();
@@ -436,64 +645,68 @@ impl ShmringSink {
         }
     }
 
-    /// Serves the consumer that waits, once the slot size is known.
-    fn serve_pending(&self, st: &mut State) {
-        if !st.geometry_known || st.sender.is_some() {
-            return;
-        }
-        let Some(conn) = st.pending.take() else {
-            return;
-        };
-        let peer = conn.peer();
-        if st.arena_served {
-            // The previous consumer may still map the old arena: never let it
-            // read what this one is sent.
+    /// The arena a new consumer is served from: the current one while other
+    /// consumers use it; a new one if every consumer that saw the current
+    /// one has left.
+    fn arena_for_new_peer(&self, st: &mut State) -> Option<Arena> {
+        if st.peers.is_empty() && st.arena_served {
+            // The previous consumers may still map the old arena: never let
+            // them read what this one is sent.
             st.arena = None;
             st.pool = None;
             st.reconfigure = true;
         }
-        let arena = match self.ensure_arena(st) {
-            Ok(a) => a,
+        match self.ensure_arena(st) {
+            Ok(a) => {
+                // Shown to a consumer from now on, even if the handshake fails.
+                st.arena_served = true;
+                Some(a)
+            }
             Err(e) => {
                 self.post_error_message(e);
-                return;
+                None
             }
-        };
-        // Shown to this consumer from now on, even if the handshake fails.
-        st.arena_served = true;
-        let cfg = self.frame_config(st.frame_size);
-        let tx = match frames::serve_arena(conn, &cfg, arena) {
-            Ok(tx) => tx,
-            Err(e) => {
-                gst::warning!(
+        }
+    }
+
+    fn add_peer(&self, st: &mut State, tx: FrameSender, cred: PeerCred) {
+        gst::info!(
+            CAT,
+            imp = self,
+            "serving consumer pid {} uid {} ({} connected)",
+            cred.pid,
+            cred.uid,
+            st.peers.len() + 1
+        );
+        let mut p = Peer::new(tx, cred.pid, cred.uid);
+        // The sticky state first (if there is room now; else before its
+        // first frame).
+        let _ = Self::catch_up(&mut p, &st.sticky, None);
+        st.peers.push(p);
+        lock(&self.stats).consumers_served += 1;
+        self.publish(st, true);
+    }
+
+    /// Serves the consumers that connected before the caps were known.
+    fn serve_pending(&self, st: &mut State) {
+        if !st.geometry_known || st.pending.is_empty() {
+            return;
+        }
+        for conn in std::mem::take(&mut st.pending) {
+            let peer = conn.peer();
+            let Some(arena) = self.arena_for_new_peer(st) else {
+                return;
+            };
+            let cfg = self.frame_config(st.frame_size);
+            match frames::serve_arena(conn, &cfg, arena) {
+                Ok(tx) => self.add_peer(st, tx, peer),
+                Err(e) => gst::warning!(
                     CAT,
                     imp = self,
                     "handshake with pid {} failed: {e}",
                     peer.pid
-                );
-                return;
+                ),
             }
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "serving consumer pid {} uid {}",
-            peer.pid,
-            peer.uid
-        );
-        lock(&self.stats).consumers += 1;
-        st.sender = Some(tx);
-        st.timeline_sent = None;
-        // A consumer joining mid-stream first gets the sticky state (strings
-        // share one slot: each waits for the previous one to come back).
-        if let Some(s) = st.stream_start.clone() {
-            self.send_event(st, |tx| tx.send_stream_start(&s));
-        }
-        if let Some(c) = st.caps.clone() {
-            self.send_event(st, |tx| tx.send_caps(&c));
-        }
-        if let Some(seg) = st.segment {
-            self.send_event(st, |tx| tx.send_segment(&seg));
         }
     }
 
@@ -509,7 +722,7 @@ impl ShmringSink {
         loop {
             let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             self.serve_pending(st);
-            if st.sender.is_some() || lock(&self.stats).consumers > 0 {
+            if !st.peers.is_empty() || lock(&self.stats).consumers_served > 0 {
                 return Ok(guard);
             }
             if self.unlocked.load(Ordering::Acquire) {
@@ -532,20 +745,68 @@ impl ShmringSink {
             .push_event(gst::event::Reconfigure::new());
     }
 
-    /// The consumer is gone or misbehaves: forget it and everything it held.
-    fn drop_consumer(&self, st: &mut State, why: &shmring::Error) {
-        if let Some(mut tx) = st.sender.take() {
-            gst::warning!(CAT, imp = self, "dropping consumer: {why}");
-            tx.reclaim_all();
+    /// Lets go of the consumers marked gone, and everything they held.
+    fn remove_gone(&self, st: &mut State) {
+        if st.peers.iter().all(|p| p.gone.is_none()) {
+            return;
         }
-        for h in st.held.iter_mut() {
-            *h = None;
+        let mut stats = lock(&self.stats);
+        st.peers.retain_mut(|p| {
+            let Some(why) = &p.gone else {
+                return true;
+            };
+            gst::warning!(
+                CAT,
+                imp = self,
+                "dropping consumer pid {} ({} frames, {} missed, holding {} slots): {why}",
+                p.pid,
+                p.frames,
+                p.drops,
+                p.tx.in_flight()
+            );
+            stats.disconnects += 1;
+            stats.bad_returns += p.tx.bad_returns();
+            // Dropping the sender releases its slots; its buffers go back.
+            false
+        });
+        drop(stats);
+        self.publish(st, true);
+    }
+
+    /// Drops every consumer (they all map an arena that cannot serve on).
+    fn drop_all(&self, st: &mut State, why: impl Fn() -> shmring::Error) {
+        for p in st.peers.iter_mut() {
+            p.gone.get_or_insert_with(&why);
         }
+        self.remove_gone(st);
+    }
+
+    /// Copies the consumers' counters into the `stats` property, and the
+    /// arena-wide ones when `arena` (or every [`ARENA_STATS_EVERY`] buffers).
+    fn publish(&self, st: &State, arena: bool) {
+        let mut stats = lock(&self.stats);
+        if stats.peers.len() != st.peers.len() {
+            stats.peers.resize(st.peers.len(), PeerStats::default());
+        }
+        for (s, p) in stats.peers.iter_mut().zip(&st.peers) {
+            *s = p.stats();
+        }
+        if !arena {
+            return;
+        }
+        let Some(a) = &st.arena else {
+            (stats.slots_in_flight, stats.leaked_slots) = (0, 0);
+            return;
+        };
+        let marked: u64 = (0..a.slots()).map(|s| u64::from(a.holders(s))).sum();
+        let held: u64 = st.peers.iter().map(|p| p.tx.in_flight() as u64).sum();
+        stats.slots_in_flight = a.in_flight() as u64;
+        stats.leaked_slots = marked.saturating_sub(held);
     }
 
     /// From the pool, when upstream wants a buffer and none is free: takes
-    /// the slots the consumer returned (unless a render holds the state; it
-    /// reclaims itself). An error is left for the next render to handle.
+    /// the slots the consumers returned (unless a render holds the state; it
+    /// reclaims itself).
     fn reclaim_returned(&self) {
         let Ok(mut guard) = self.state.try_lock() else {
             return;
@@ -553,9 +814,7 @@ impl ShmringSink {
         let Some(st) = guard.as_mut() else {
             return;
         };
-        let held_before = st.held.iter().filter(|h| h.is_some()).count();
-        let _ = Self::reclaim(st);
-        if st.held.iter().filter(|h| h.is_some()).count() < held_before {
+        if st.peers.iter_mut().map(Peer::reclaim).sum::<usize>() > 0 {
             return;
         }
         // Nothing came back yet: a slot in flight usually does within
@@ -567,80 +826,304 @@ impl ShmringSink {
             .arena
             .as_ref()
             .is_some_and(|a| a.slot_size() >= WAIT_FOR_RETURN_FROM);
-        if let Some(tx) = st.sender.as_mut().filter(|_| big) {
-            if tx.in_flight() > 0 && tx.wait_returns(Some(RETURN_WAIT)).is_ok() {
-                let _ = Self::reclaim(st);
+        let busy = st.peers.iter().filter(|p| p.tx.in_flight() > 0).count();
+        if !big || busy == 0 {
+            return;
+        }
+        let each = RETURN_WAIT / busy as u32;
+        for p in st.peers.iter_mut().filter(|p| p.tx.in_flight() > 0) {
+            if p.tx.wait_returns(Some(each)).is_ok() {
+                p.reclaim();
             }
         }
     }
 
-    /// Takes returned slots (dropping the buffers held for them).
-    fn reclaim(st: &mut State) -> shmring::Result<()> {
-        let State { sender, held, .. } = st;
-        if let Some(tx) = sender {
-            tx.reclaim(|slot| {
-                if let Some(h) = held.get_mut(slot as usize) {
-                    *h = None;
+    /// Brings a consumer up to date before a frame: the sticky events if it
+    /// missed some, then the timeline if it changed. `false`: not yet (no
+    /// room, or it is gone: see `Peer::gone`).
+    fn catch_up(p: &mut Peer, sticky: &Sticky, timeline: Option<Timeline>) -> bool {
+        if p.resync {
+            if let Some(s) = &sticky.stream_start {
+                let r = p.tx.send_stream_start(s);
+                if p.note(r).is_err() {
+                    return false;
                 }
-            })?;
+            }
+            if let Some(c) = &sticky.caps {
+                let r = p.tx.send_caps(c);
+                if p.note(r).is_err() {
+                    return false;
+                }
+            }
+            if let Some(seg) = &sticky.segment {
+                let r = p.tx.send_segment(seg);
+                if p.note(r).is_err() {
+                    return false;
+                }
+            }
+            p.resync = false;
+            p.timeline_sent = None;
         }
-        Ok(())
+        if let Some(t) = timeline {
+            let changed = p.timeline_sent.is_none_or(|old| {
+                old.latency != t.latency || old.base_time.abs_diff(t.base_time) > 1_000_000
+            });
+            if changed {
+                let r = p.tx.send_tags(&t.to_tags_string());
+                if p.note(r).is_err() {
+                    return false;
+                }
+                gst::trace!(CAT, "pid {}: timeline {t:?}", p.pid);
+                p.timeline_sent = Some(t);
+            }
+        }
+        true
     }
 
-    /// Runs `op` against the consumer, waiting (in steps, up to `timeout`) while
-    /// it reports `Full`; drops the consumer on any other error or on timeout.
-    fn with_room(
+    /// Most slots one consumer may hold while others are served: half the
+    /// frame slots, so that a stopped consumer leaves the rest to the others.
+    fn hold_cap(st: &State) -> Option<usize> {
+        let a = st.arena.as_ref()?;
+        (st.peers.len() >= 2).then(|| (a.frame_slots() as usize / 2).max(1))
+    }
+
+    /// Waits a little (at most `STEP / 2` in all) for any of `peers` to return
+    /// a slot or make descriptor room.
+    fn wait_for<'a>(peers: impl Iterator<Item = &'a mut Peer>, n: usize) {
+        let each = (STEP / 2) / n.max(1) as u32;
+        for p in peers {
+            match p.tx.wait_returns(Some(each)) {
+                Ok(()) => continue,
+                Err(e) if e.is_would_block() => {}
+                Err(e) => {
+                    p.gone.get_or_insert(e);
+                    continue;
+                }
+            }
+            if let Err(e) = p.tx.wait_writable(Some(each)) {
+                if !e.is_would_block() {
+                    p.gone.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Sends bytes `offset..offset + size` of `slot` to every consumer as the
+    /// slow-consumer policy says; `keep` (the buffer whose memory is the
+    /// slot) is held for each consumer until it returns the slot. Returns how
+    /// many consumers got the frame.
+    fn deliver(
         &self,
         st: &mut State,
-        mut op: impl FnMut(&mut State) -> shmring::Result<()>,
-    ) -> Result<bool, gst::FlowError> {
+        slot: u32,
+        offset: usize,
+        size: usize,
+        meta: &FrameMeta,
+        keep: Option<&gst::Buffer>,
+    ) -> Result<usize, gst::FlowError> {
+        let policy = self.policy();
+        let timeout = self.timeout();
+        let deadline = Instant::now() + timeout;
+        let timeline = self.timeline(st);
+        let cap = Self::hold_cap(st);
+        let delta = meta.flags & DELTA_UNIT != 0;
+        for p in st.peers.iter_mut() {
+            p.todo = true;
+            if delta && p.need_keyframe {
+                // Joined or missed frames: a delta frame is useless to it.
+                p.todo = false;
+                p.drops += 1;
+                if !p.key_requested {
+                    p.key_requested = true;
+                    st.request_keyframe = true;
+                }
+            }
+        }
+        let mut delivered = 0;
+        loop {
+            let mut waiting = 0;
+            let State { peers, sticky, .. } = &mut *st;
+            for p in peers.iter_mut().filter(|p| p.todo) {
+                p.reclaim();
+                let ready = p.gone.is_none()
+                    && Self::catch_up(p, sticky, timeline)
+                    && cap.is_none_or(|c| p.tx.in_flight() < c);
+                if ready {
+                    let mut m = *meta;
+                    if p.discont {
+                        m.flags |= DISCONT;
+                    }
+                    let r = p.tx.send_frame(slot, offset, size, &m);
+                    if p.note(r).is_ok() {
+                        if let Some(h) = p.held.get_mut(slot as usize) {
+                            *h = keep.cloned();
+                        }
+                        p.todo = false;
+                        p.frames += 1;
+                        p.bytes += size as u64;
+                        p.discont = false;
+                        p.need_keyframe = false;
+                        p.key_requested = false;
+                        p.behind_since = None;
+                        delivered += 1;
+                        continue;
+                    }
+                }
+                if p.gone.is_none() {
+                    waiting += 1;
+                }
+            }
+            self.remove_gone(st);
+            if waiting == 0 {
+                return Ok(delivered);
+            }
+            let now = Instant::now();
+            if policy != SlowConsumer::Block && delivered > 0 {
+                // Others took it: the slow ones miss it rather than stall them.
+                for p in st.peers.iter_mut().filter(|p| p.todo) {
+                    p.miss(now);
+                    gst::log!(CAT, "pid {} misses a frame ({} so far)", p.pid, p.drops);
+                    if policy == SlowConsumer::Disconnect
+                        && p.behind_since.is_some_and(|t| now - t >= timeout)
+                    {
+                        p.gone = Some(shmring::Error::Timeout);
+                    }
+                }
+                self.remove_gone(st);
+                return Ok(delivered);
+            }
+            if self.unlocked.load(Ordering::Acquire) {
+                return Err(gst::FlowError::Flushing);
+            }
+            if now >= deadline {
+                for p in st.peers.iter_mut().filter(|p| p.todo) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "consumer pid {} holds {} of {} slots and took nothing for {timeout:?}",
+                        p.pid,
+                        p.tx.in_flight(),
+                        p.tx.slots()
+                    );
+                    p.gone = Some(shmring::Error::Timeout);
+                }
+                self.remove_gone(st);
+                return Ok(delivered);
+            }
+            let n = st.peers.iter().filter(|p| p.todo).count();
+            Self::wait_for(st.peers.iter_mut().filter(|p| p.todo), n);
+        }
+    }
+
+    /// Sends an event to every consumer. With the block policy, a single
+    /// consumer, or when `must` (EOS), the sink waits up to `timeout` for
+    /// room; otherwise a consumer without room gets the sticky events
+    /// (stream-start, caps, segment) again before its next frame instead.
+    fn send_event(
+        &self,
+        st: &mut State,
+        must: bool,
+        f: impl Fn(&mut FrameSender) -> shmring::Result<()>,
+    ) {
+        let wait = must || st.peers.len() == 1 || self.policy() == SlowConsumer::Block;
+        let deadline = Instant::now() + self.timeout();
+        for p in st.peers.iter_mut() {
+            p.todo = true;
+        }
+        loop {
+            let mut waiting = 0;
+            let State { peers, sticky, .. } = &mut *st;
+            for p in peers.iter_mut().filter(|p| p.todo) {
+                p.reclaim();
+                if p.gone.is_none() && Self::catch_up(p, sticky, None) {
+                    let r = f(&mut p.tx);
+                    if p.note(r).is_ok() {
+                        p.todo = false;
+                        continue;
+                    }
+                }
+                if p.gone.is_some() {
+                    continue;
+                }
+                if wait {
+                    waiting += 1;
+                } else {
+                    gst::debug!(CAT, "pid {} has no room for an event: resync", p.pid);
+                    p.todo = false;
+                    p.resync = true;
+                    p.need_keyframe = true;
+                    p.discont = true;
+                }
+            }
+            self.remove_gone(st);
+            if waiting == 0 || self.unlocked.load(Ordering::Acquire) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                for p in st.peers.iter_mut().filter(|p| p.todo) {
+                    p.gone = Some(shmring::Error::Timeout);
+                }
+                self.remove_gone(st);
+                return;
+            }
+            let n = st.peers.iter().filter(|p| p.todo).count();
+            Self::wait_for(st.peers.iter_mut().filter(|p| p.todo), n);
+        }
+    }
+
+    /// A slot holding a copy of `data` (a foreign buffer): a free slot (its
+    /// lease), or a free buffer of the pool. Waits up to `timeout` for one;
+    /// then the consumer holding most slots is dropped and `None` returned.
+    fn copy_slot(
+        &self,
+        st: &mut State,
+        arena: &Arena,
+        data: &[u8],
+    ) -> Result<Option<Copied>, gst::FlowError> {
         let deadline = Instant::now() + self.timeout();
         loop {
-            if st.sender.is_none() {
-                return Ok(false);
+            for p in st.peers.iter_mut() {
+                p.reclaim();
             }
-            if let Err(e) = Self::reclaim(st) {
-                self.drop_consumer(st, &e);
-                return Ok(false);
+            self.remove_gone(st);
+            if st.peers.is_empty() {
+                return Ok(None);
             }
-            match op(st) {
-                Ok(()) => return Ok(true),
-                Err(shmring::Error::Full) => {}
-                Err(e) => {
-                    self.drop_consumer(st, &e);
-                    return Ok(false);
-                }
+            if let Some(mut lease) = arena.try_lease() {
+                lease.as_mut()[..data.len()].copy_from_slice(data);
+                return Ok(Some(Copied::Lease(lease)));
+            }
+            // Every free slot may sit in the pool (e.g. upstream outran the
+            // consumers, the pool grew, and this buffer came from outside
+            // it): copy into a buffer of the pool's then.
+            if let Some((b, slot)) = st
+                .pool
+                .as_ref()
+                .and_then(|p| Self::copy_to_pool_slot(p, arena, data))
+            {
+                return Ok(Some(Copied::Buffer(b, slot)));
             }
             if self.unlocked.load(Ordering::Acquire) {
                 return Err(gst::FlowError::Flushing);
             }
             if Instant::now() >= deadline {
-                if let Some(tx) = st.sender.as_ref() {
+                if let Some(p) = st.peers.iter_mut().max_by_key(|p| p.tx.in_flight()) {
                     gst::warning!(
                         CAT,
                         imp = self,
-                        "consumer holds {} of {} slots and returned none for {:?} ({} buffers held here)",
-                        tx.in_flight(),
-                        tx.slots(),
+                        "no free slot for {:?}: consumer pid {} holds {} of {}",
                         self.timeout(),
-                        st.held.iter().filter(|h| h.is_some()).count()
+                        p.pid,
+                        p.tx.in_flight(),
+                        p.tx.slots()
                     );
+                    p.gone = Some(shmring::Error::Timeout);
                 }
-                self.drop_consumer(st, &shmring::Error::Timeout);
-                return Ok(false);
+                self.remove_gone(st);
+                return Ok(None);
             }
-            if let Some(tx) = st.sender.as_mut() {
-                // Either a returned slot or descriptor room may be missing.
-                let r = tx
-                    .wait_returns(Some(STEP / 2))
-                    .or_else(ignore_would_block)
-                    .and_then(|()| tx.wait_writable(Some(STEP / 2)))
-                    .or_else(ignore_would_block);
-                if let Err(e) = r {
-                    self.drop_consumer(st, &e);
-                    return Ok(false);
-                }
-            }
+            let n = st.peers.len();
+            Self::wait_for(st.peers.iter_mut(), n);
         }
     }
 
@@ -700,32 +1183,14 @@ impl ShmringSink {
             latency: latency.nseconds(),
         })
     }
+}
 
-    /// Tells the consumer the timeline if it changed (a sampled clock offset
-    /// moving by less than 1 ms is no change).
-    fn send_timeline(&self, st: &mut State) {
-        let Some(t) = self.timeline(st) else {
-            return;
-        };
-        let changed = st.timeline_sent.is_none_or(|old| {
-            old.latency != t.latency || old.base_time.abs_diff(t.base_time) > 1_000_000
-        });
-        if changed && st.sender.is_some() {
-            gst::debug!(CAT, imp = self, "timeline {t:?}");
-            let tags = t.to_tags_string();
-            self.send_event(st, |tx| tx.send_tags(&tags));
-            if st.sender.is_some() {
-                st.timeline_sent = Some(t);
-            }
-        }
-    }
-
-    fn send_event(&self, st: &mut State, f: impl Fn(&mut FrameSender) -> shmring::Result<()>) {
-        let _ = self.with_room(st, |st| match st.sender.as_mut() {
-            Some(tx) => f(tx),
-            None => Ok(()),
-        });
-    }
+/// Where a foreign buffer was copied to.
+enum Copied {
+    /// A free slot, leased while it is sent.
+    Lease(shmring::frames::SlotLease),
+    /// A buffer of the pool (held for the consumers), and its slot.
+    Buffer(gst::Buffer, u32),
 }
 
 impl BaseSinkImpl for ShmringSink {
@@ -747,19 +1212,17 @@ impl BaseSinkImpl for ShmringSink {
         })?;
         *lock(&self.stats) = Stats::default();
         *lock(&self.state) = Some(State {
-            pending: None,
+            pending: Vec::new(),
             geometry_known: s.slot_size > 0,
             arena: None,
             pool: None,
-            sender: None,
-            held: Vec::new(),
-            stream_start: None,
-            caps: None,
-            segment: None,
+            peers: Vec::new(),
+            sticky: Sticky::default(),
             frame_size: 4096,
             arena_served: false,
             reconfigure: false,
-            timeline_sent: None,
+            request_keyframe: false,
+            renders: 0,
             clock_offset: None,
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -785,15 +1248,17 @@ impl BaseSinkImpl for ShmringSink {
             let _ = a.thread.join();
         }
         *lock(&self.state) = None;
-        let st = *lock(&self.stats);
+        let mut st = lock(&self.stats);
+        st.peers.clear();
         gst::info!(
             CAT,
             imp = self,
-            "{} frames sent without a copy, {} copied, {} dropped, {} consumers",
+            "{} frames sent without a copy, {} copied, {} dropped, {} missed by single consumers, {} consumers served",
             st.zero_copy,
             st.copied,
             st.dropped,
-            st.consumers
+            st.drops,
+            st.consumers_served
         );
         Ok(())
     }
@@ -820,28 +1285,25 @@ impl BaseSinkImpl for ShmringSink {
         let too_small = st
             .arena
             .as_ref()
-            .filter(|a| exact && st.sender.is_some() && a.slot_size() < size)
+            .filter(|a| exact && !st.peers.is_empty() && a.slot_size() < size)
             .map(|a| a.slot_size());
         if let Some(have) = too_small {
-            // The consumer maps this arena and cannot be given a bigger one:
-            // let it go (a shmringsrc with reconnect=true comes back and gets
-            // an arena for the new caps).
+            // The consumers map this arena and cannot be given a bigger one:
+            // let them go (a shmringsrc with reconnect=true comes back and
+            // gets an arena for the new caps).
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::NoSpaceLeft,
-                ("caps {caps} need {size}-byte slots, the consumer's arena has {have}: consumer dropped (set slot-size to the largest frame to avoid this)")
+                ("caps {caps} need {size}-byte slots, the consumers' arena has {have}: consumers dropped (set slot-size to the largest frame to avoid this)")
             );
-            self.drop_consumer(st, &shmring::Error::Full);
+            self.drop_all(st, || shmring::Error::Full);
         }
         let s = caps.to_string();
-        st.caps = Some(s.clone());
-        if st.sender.is_some() {
-            self.send_event(st, |tx| tx.send_caps(&s));
-        } else {
-            // A consumer that waited for the caps gets them as sticky state.
-            self.serve_pending(st);
-        }
-        let served = st.sender.is_some();
+        st.sticky.caps = Some(s.clone());
+        self.send_event(st, false, |tx| tx.send_caps(&s));
+        // Consumers that waited for the caps get them as sticky state.
+        self.serve_pending(st);
+        let served = !st.peers.is_empty();
         drop(guard);
         if served {
             self.served.notify_all();
@@ -908,7 +1370,7 @@ impl BaseSinkImpl for ShmringSink {
             // The base class first unlocks a render that waits for room.
             let ret = self.parent_event(event);
             if let Some(st) = lock(&self.state).as_mut() {
-                self.send_event(st, |tx| tx.send_flush_start());
+                self.send_event(st, false, |tx| tx.send_flush_start());
             }
             return ret;
         }
@@ -928,27 +1390,27 @@ impl BaseSinkImpl for ShmringSink {
                 match event.view() {
                     EventView::StreamStart(e) => {
                         let id = e.stream_id().to_string();
-                        st.stream_start = Some(id.clone());
-                        self.send_event(st, |tx| tx.send_stream_start(&id));
+                        st.sticky.stream_start = Some(id.clone());
+                        self.send_event(st, false, |tx| tx.send_stream_start(&id));
                     }
                     EventView::Segment(e) => {
                         let info = segment_info(e.segment());
-                        st.segment = Some(info);
-                        self.send_event(st, |tx| tx.send_segment(&info));
+                        st.sticky.segment = Some(info);
+                        self.send_event(st, false, |tx| tx.send_segment(&info));
                     }
-                    EventView::Eos(_) => self.send_event(st, |tx| tx.send_eos()),
+                    EventView::Eos(_) => self.send_event(st, true, |tx| tx.send_eos()),
                     EventView::FlushStop(e) => {
                         let reset = e.resets_time();
-                        self.send_event(st, |tx| tx.send_flush_stop(reset));
+                        self.send_event(st, false, |tx| tx.send_flush_stop(reset));
                     }
                     EventView::Gap(e) => {
                         let (pts, dur) = e.get();
                         let d = dur.map_or(NONE, |d| d.nseconds());
-                        self.send_event(st, |tx| tx.send_gap(pts.nseconds(), d));
+                        self.send_event(st, false, |tx| tx.send_gap(pts.nseconds(), d));
                     }
                     EventView::Tag(e) => {
                         let tags = e.tag().to_string();
-                        self.send_event(st, |tx| tx.send_tags(&tags));
+                        self.send_event(st, false, |tx| tx.send_tags(&tags));
                     }
                     _ => {}
                 }
@@ -958,7 +1420,7 @@ impl BaseSinkImpl for ShmringSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (res, reconfigure) = {
+        let (res, reconfigure, keyframe) = {
             let mut guard = lock(&self.state);
             if let Some(st) = guard.as_mut().filter(|st| !st.geometry_known) {
                 // No caps and no slot-size: the first buffer sizes the slots.
@@ -968,10 +1430,23 @@ impl BaseSinkImpl for ShmringSink {
             let mut guard = self.wait_first_consumer(guard)?;
             let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             let res = self.render_locked(st, buffer);
-            (res, std::mem::take(&mut st.reconfigure))
+            st.renders += 1;
+            self.publish(st, st.renders % ARENA_STATS_EVERY == 0);
+            (
+                res,
+                std::mem::take(&mut st.reconfigure),
+                std::mem::take(&mut st.request_keyframe),
+            )
         };
         if reconfigure {
             self.reconfigure_upstream();
+        }
+        if keyframe {
+            gst::debug!(CAT, imp = self, "a consumer waits for a keyframe: asking upstream");
+            let ev = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            let _ = self.obj().sink_pad().push_event(ev);
         }
         res
     }
@@ -984,11 +1459,10 @@ impl ShmringSink {
         buffer: &gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.serve_pending(st);
-        if st.sender.is_none() {
+        if st.peers.is_empty() {
             lock(&self.stats).dropped += 1;
             return Ok(gst::FlowSuccess::Ok);
         }
-        self.send_timeline(st);
         let arena = self.ensure_arena(st).map_err(|e| {
             self.post_error_message(e);
             gst::FlowError::Error
@@ -1006,17 +1480,13 @@ impl ShmringSink {
             None
         };
         if let Some((slot, offset, size)) = own {
-            let sent = self.with_room(st, |st| match st.sender.as_mut() {
-                Some(tx) => tx.send_frame(slot, offset, size, &meta),
-                None => Ok(()),
-            })?;
-            if sent {
-                if let Some(h) = st.held.get_mut(slot as usize) {
-                    *h = Some(buffer.clone());
-                }
-                lock(&self.stats).zero_copy += 1;
+            let n = self.deliver(st, slot, offset, size, &meta, Some(buffer))?;
+            let mut s = lock(&self.stats);
+            if n > 0 {
+                s.zero_copy += 1;
+                s.bytes += size as u64;
             } else {
-                lock(&self.stats).dropped += 1;
+                s.dropped += 1;
             }
             return Ok(gst::FlowSuccess::Ok);
         }
@@ -1037,51 +1507,37 @@ impl ShmringSink {
                 return Err(gst::FlowError::Error);
             }
             // Slots sized from a guess (audio, compressed formats): the next
-            // consumer gets slots for twice this buffer.
+            // consumers get slots for twice this buffer.
             st.frame_size = st.frame_size.max(map.size().saturating_mul(2));
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::NoSpaceLeft,
                 (
-                    "buffer of {} bytes does not fit the consumer's {}-byte slots: consumer dropped (set slot-size to the largest buffer to avoid this)",
+                    "buffer of {} bytes does not fit the consumers' {}-byte slots: consumers dropped (set slot-size to the largest buffer to avoid this)",
                     map.size(),
                     arena.slot_size()
                 )
             );
-            self.drop_consumer(st, &shmring::Error::Full);
+            self.drop_all(st, || shmring::Error::Full);
             lock(&self.stats).dropped += 1;
             return Ok(gst::FlowSuccess::Ok);
         }
-        let mut slot_buffer = None;
-        let sent = self.with_room(st, |st| {
-            let Some(tx) = st.sender.as_mut() else {
-                return Ok(());
-            };
-            if let Some(mut lease) = tx.try_lease() {
-                lease.as_mut()[..map.size()].copy_from_slice(&map);
-                return tx.send_lease(lease, map.size(), &meta);
+        let n = match self.copy_slot(st, &arena, &map)? {
+            Some(Copied::Lease(lease)) => {
+                // Sent slots stay held by the consumers after the lease drops.
+                self.deliver(st, lease.index(), 0, map.size(), &meta, None)?
             }
-            // Every free slot may sit in the pool (e.g. upstream outran the
-            // consumer, the pool grew, and this buffer came from outside it):
-            // copy into a buffer of the pool's then.
-            let (b, slot) = st
-                .pool
-                .as_ref()
-                .and_then(|p| Self::copy_to_pool_slot(p, &arena, &map))
-                .ok_or(shmring::Error::Full)?;
-            tx.send_frame(slot, 0, map.size(), &meta)?;
-            slot_buffer = Some((slot, b));
-            Ok(())
-        })?;
-        if let Some((slot, b)) = slot_buffer {
-            if let Some(h) = st.held.get_mut(slot as usize) {
-                *h = Some(b);
+            Some(Copied::Buffer(b, slot)) => {
+                self.deliver(st, slot, 0, map.size(), &meta, Some(&b))?
             }
-        }
-        if sent {
-            lock(&self.stats).copied += 1;
+            None => 0,
+        };
+        let mut s = lock(&self.stats);
+        if n > 0 {
+            s.copied += 1;
+            s.bytes += map.size() as u64;
         } else {
-            lock(&self.stats).dropped += 1;
+            s.dropped += 1;
         }
         Ok(gst::FlowSuccess::Ok)
     }
