@@ -74,7 +74,8 @@ fn events_and_frames_arrive_in_order() {
         f(tx).expect("string");
     };
     string(&mut tx, &|tx| tx.send_stream_start("stream-0"));
-    tx.send_tags("x").expect("string slot busy: a frame slot carries it");
+    tx.send_tags("x")
+        .expect("string slot busy: a frame slot carries it");
     pump(&mut rx, &mut got);
     assert!(matches!(got.pop(), Some(Received::Tags(t)) if t == "x"));
     string(&mut tx, &|tx| tx.send_caps("video/x-raw,width=2,height=2"));
@@ -280,14 +281,18 @@ fn hostile_consumer_returns_are_ignored_and_counted() {
     let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 1024)).expect("pair");
     rx.return_raw(2).expect("raw return");
     rx.return_raw(u32::MAX).expect("raw return");
-    assert_eq!(tx.reclaim(|_| panic!("nothing was held")).expect("reclaim"), 0);
+    assert_eq!(
+        tx.reclaim(|_| panic!("nothing was held")).expect("reclaim"),
+        0
+    );
     assert_eq!(tx.bad_returns(), 2);
 
     // Returned twice: the second is ignored.
     let mut lease = tx.try_lease().expect("lease");
     lease.as_mut()[0] = 1;
     let slot = lease.index();
-    tx.send_lease(lease, 1, &FrameMeta::default()).expect("send");
+    tx.send_lease(lease, 1, &FrameMeta::default())
+        .expect("send");
     rx.return_raw(slot).expect("raw return");
     rx.return_raw(slot).expect("raw return");
     assert_eq!(tx.reclaim(|s| assert_eq!(s, slot)).expect("reclaim"), 1);
@@ -337,7 +342,8 @@ fn fan_out_frees_a_slot_when_every_consumer_returned_it() {
     lease.as_mut()[..4].copy_from_slice(b"fan!");
     let slot = lease.index();
     for tx in &mut txs {
-        tx.send_frame(slot, 0, 4, &FrameMeta::default()).expect("send");
+        tx.send_frame(slot, 0, 4, &FrameMeta::default())
+            .expect("send");
     }
     drop(lease);
     assert_eq!(arena.holders(slot), 3);
@@ -345,11 +351,11 @@ fn fan_out_frees_a_slot_when_every_consumer_returned_it() {
     for f in &frames {
         assert_eq!(f.bytes(), b"fan!");
     }
-    for k in 0..3 {
+    for (k, tx) in txs.iter_mut().enumerate() {
         drop(frames.remove(0));
         let deadline = Instant::now() + Duration::from_secs(5);
-        while txs[k].in_flight() > 0 && Instant::now() < deadline {
-            txs[k].reclaim(|_| {}).expect("reclaim");
+        while tx.in_flight() > 0 && Instant::now() < deadline {
+            tx.reclaim(|_| {}).expect("reclaim");
         }
         assert_eq!(arena.holders(slot), 2 - k as u32, "after consumer {k}");
         let leased: Vec<_> = std::iter::from_fn(|| arena.try_lease()).collect();
@@ -367,17 +373,27 @@ fn fan_out_forged_returns_do_not_free_another_consumers_slot() {
     let mut lease = arena.try_lease().expect("lease");
     lease.as_mut()[..4].copy_from_slice(b"mine");
     let slot = lease.index();
-    txs[0].send_frame(slot, 0, 4, &FrameMeta::default()).expect("send");
+    txs[0]
+        .send_frame(slot, 0, 4, &FrameMeta::default())
+        .expect("send");
     drop(lease);
     let held = expect_frame(&mut rxs[0]);
     for forged in [slot, slot, u32::MAX, 2] {
         rxs[1].return_raw(forged).expect("raw return");
     }
-    assert_eq!(txs[1].reclaim(|_| panic!("nothing was held")).expect("reclaim"), 0);
+    assert_eq!(
+        txs[1]
+            .reclaim(|_| panic!("nothing was held"))
+            .expect("reclaim"),
+        0
+    );
     assert_eq!(txs[1].bad_returns(), 4);
     assert_eq!(arena.holders(slot), 1);
     let leased: Vec<_> = std::iter::from_fn(|| arena.try_lease()).collect();
-    assert!(leased.iter().all(|l| l.index() != slot), "slot leased while read");
+    assert!(
+        leased.iter().all(|l| l.index() != slot),
+        "slot leased while read"
+    );
     assert_eq!(held.bytes(), b"mine");
 }
 
@@ -390,7 +406,8 @@ fn fan_out_dropping_one_consumer_keeps_the_others_holds() {
     let lease = arena.try_lease().expect("lease");
     let slot = lease.index();
     for tx in &mut txs {
-        tx.send_frame(slot, 0, 8, &FrameMeta::default()).expect("send");
+        tx.send_frame(slot, 0, 8, &FrameMeta::default())
+            .expect("send");
     }
     drop(lease);
     let _kept = expect_frame(&mut rxs[0]);

@@ -7,36 +7,12 @@
 //! directory these tests were built in (`cargo build -p gst-plugin-shmring`
 //! puts `libgstshmring.so` there; `make test` builds it first).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn plugin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SHMRING_GST_PLUGIN_DIR") {
-        return d.into();
-    }
-    // target/<profile>/deps/<test binary> -> target/<profile>
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    assert!(
-        dir.join("libgstshmring.so").exists(),
-        "{}/libgstshmring.so is missing: run `cargo build -p gst-plugin-shmring` (make test does)",
-        dir.display()
-    );
-    dir
-}
+use std::path::PathBuf;
+use std::process::Output;
 
-fn gst_launch(args: &str) -> Command {
-    let mut c = Command::new("gst-launch-1.0");
-    c.env("GST_PLUGIN_PATH", plugin_dir())
-        .args(args.split_whitespace())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
+use common::gst_launch;
 
 fn check(out: Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

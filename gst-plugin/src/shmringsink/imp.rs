@@ -14,8 +14,8 @@ use shmring::frames::{self, Arena, FrameConfig, FrameMeta, FrameSender, SegmentI
 use shmring::handshake::PeerCred;
 use shmring::handshake::{Connection, ListenOptions, Listener};
 
-use crate::clock::{clock_minus_monotonic, Timeline};
 use super::SlowConsumer;
+use crate::clock::{clock_minus_monotonic, Timeline};
 use crate::pool::SlotPool;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -621,7 +621,12 @@ impl ShmringSink {
                 return;
             };
             match served {
-                Ok(tx) if st.arena.as_ref().is_some_and(|a| a.as_ptr() == arena.as_ptr()) => {
+                Ok(tx)
+                    if st
+                        .arena
+                        .as_ref()
+                        .is_some_and(|a| a.as_ptr() == arena.as_ptr()) =>
+                {
                     self.add_peer(st, tx, peer);
                 }
                 Ok(_) => gst::info!(
@@ -1442,7 +1447,11 @@ impl BaseSinkImpl for ShmringSink {
             self.reconfigure_upstream();
         }
         if keyframe {
-            gst::debug!(CAT, imp = self, "a consumer waits for a keyframe: asking upstream");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "a consumer waits for a keyframe: asking upstream"
+            );
             let ev = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
                 .build();

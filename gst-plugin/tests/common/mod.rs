@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -163,4 +165,185 @@ pub fn pipeline(desc: &str) -> gst::Pipeline {
         .expect("pipeline")
         .downcast::<gst::Pipeline>()
         .expect("a pipeline")
+}
+
+/// The directory holding `libgstshmring.so` for child `gst-launch-1.0`
+/// processes: `SHMRING_GST_PLUGIN_DIR`, else the target directory these tests
+/// were built in (`cargo build -p gst-plugin-shmring` puts the plugin there;
+/// `make test` builds it first).
+pub fn plugin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SHMRING_GST_PLUGIN_DIR") {
+        return d.into();
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("libgstshmring.so").exists(),
+        "{}/libgstshmring.so is missing: run `cargo build -p gst-plugin-shmring` (make test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// `gst-launch-1.0 <args>` with the plugin on its path, stdout and stderr piped.
+pub fn gst_launch(args: &str) -> Command {
+    let mut c = Command::new("gst-launch-1.0");
+    c.env("GST_PLUGIN_PATH", plugin_dir())
+        .args(args.split_whitespace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Number of open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+// ---- Fan-out: consumer processes and the sink's per-consumer stats. ----
+
+/// 100 small live frames per second: cheap, so that rates are the sink's
+/// doing and not the machine's.
+pub const SOURCE: &str = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=GRAY8,width=64,height=48,framerate=100/1";
+
+/// Consumer processes, killed (even when stopped) when the test ends.
+#[derive(Default)]
+pub struct Children(pub Vec<Child>);
+
+impl Children {
+    pub fn spawn_src(&mut self, path: &std::path::Path) -> u32 {
+        let child = gst_launch(&format!(
+            "shmringsrc socket-path={} ! fakesink sync=false",
+            path.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("gst-launch consumer");
+        let pid = child.id();
+        self.0.push(child);
+        pid
+    }
+
+    pub fn signal(&self, pid: u32, sig: i32) {
+        // SAFETY: kill(2) on a child of ours that has not been reaped yet
+        // (reaping happens only in `kill`/`drop` below), so the pid is ours.
+        let r = unsafe { libc::kill(pid as i32, sig) };
+        assert_eq!(r, 0, "kill({pid}, {sig})");
+    }
+
+    /// SIGKILLs `pid` and reaps it.
+    pub fn kill(&mut self, pid: u32) {
+        if let Some(i) = self.0.iter().position(|c| c.id() == pid) {
+            let mut c = self.0.remove(i);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `SOURCE ! shmringsink <props>` in this process, playing.
+pub fn sink_pipeline(path: &std::path::Path, props: &str) -> (gst::Pipeline, gst::Element) {
+    let p = pipeline(&format!(
+        "{SOURCE} ! shmringsink name=sink socket-path={} {props}",
+        path.display()
+    ));
+    p.set_state(gst::State::Playing).expect("playing");
+    let sink = p.by_name("sink").expect("sink");
+    (p, sink)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerStats {
+    pub frames: u64,
+    pub drops: u64,
+    pub held: u64,
+}
+
+pub fn stat(sink: &gst::Element, field: &str) -> u64 {
+    let s = sink.property::<gst::Structure>("stats");
+    s.get::<u64>(field)
+        .unwrap_or_else(|_| panic!("{field} in {s}"))
+}
+
+/// Per consumer pid, its counters.
+pub fn peers(sink: &gst::Element) -> std::collections::HashMap<u32, PeerStats> {
+    let s = sink.property::<gst::Structure>("stats");
+    let arr = s.get::<gst::Array>("peers").expect("peers");
+    arr.iter()
+        .map(|v| {
+            let p = v.get::<gst::Structure>().expect("a structure");
+            let g = |k: &str| p.get::<u64>(k).expect(k);
+            (
+                p.get::<i32>("pid").expect("pid") as u32,
+                PeerStats {
+                    frames: g("frames"),
+                    drops: g("drops"),
+                    held: g("held"),
+                },
+            )
+        })
+        .collect()
+}
+
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `pids` are all served and have each received a few frames.
+pub fn wait_streaming(sink: &gst::Element, pids: &[u32]) {
+    wait_until("consumers streaming", Duration::from_secs(10), || {
+        let p = peers(sink);
+        pids.iter()
+            .all(|pid| p.get(pid).is_some_and(|s| s.frames >= 10))
+    });
+}
+
+/// Frames each of `pids` got, and frames the sink sent at all, during `d`.
+pub fn rates(sink: &gst::Element, pids: &[u32], d: Duration) -> (Vec<u64>, u64) {
+    let (p0, f0) = (peers(sink), stat(sink, "frames"));
+    std::thread::sleep(d);
+    let (p1, f1) = (peers(sink), stat(sink, "frames"));
+    let got = pids
+        .iter()
+        .map(|pid| {
+            let a = p0.get(pid).map_or(0, |s| s.frames);
+            p1.get(pid).map_or(a, |s| s.frames) - a
+        })
+        .collect();
+    (got, f1 - f0)
+}
+
+/// A deterministic generator for kill times and victims.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
 }

@@ -1,0 +1,433 @@
+//! One `shmringsink`, several consumers: real `gst-launch-1.0 shmringsrc`
+//! processes stopped with SIGSTOP, killed with SIGKILL and restarted, under
+//! each slow-consumer policy; a sink killed and restarted under a
+//! `reconnect=true` src; consumers joining a stream of delta frames; a
+//! hostile consumer forging slot returns next to an honest one.
+//!
+//! The sink's `stats` property is the witness: per consumer (by pid) frames,
+//! drops and slots held; slots in flight and slots leaked.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+use shmring::frames::{self, FrameConfig, Received};
+
+/// The tests that run consumer processes and measure rates run one at a
+/// time, so that they measure the sink and not each other.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// With `slow-consumer=drop`, a consumer stopped with SIGSTOP costs the
+/// other two nothing: they get every frame the sink sends while it is
+/// stopped. It stays connected, and once continued it resumes, with the
+/// frames it missed counted.
+#[test]
+fn drop_policy_a_stopped_consumer_does_not_slow_the_others() {
+    init();
+    let _serial = serial();
+    let path = sock("fan-drop");
+    let (pipeline, sink) = sink_pipeline(&path, "slow-consumer=drop timeout=300");
+    let mut kids = Children::default();
+    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
+    wait_streaming(&sink, &pids);
+
+    kids.signal(pids[2], libc::SIGSTOP);
+    // It takes frames until it holds its share of the slots (31 of 63 here,
+    // a third of a second at 100 fps), then misses them.
+    std::thread::sleep(Duration::from_millis(600));
+    let (got, sent) = rates(&sink, &pids, Duration::from_millis(1500));
+    assert!(sent >= 75, "the sink sent {sent} frames in 1.5 s");
+    for (i, &n) in got[..2].iter().enumerate() {
+        assert!(n + 1 >= sent, "consumer {i} got {n} of {sent} frames");
+    }
+    assert_eq!(got[2], 0, "the stopped consumer took frames");
+    let stopped = peers(&sink)[&pids[2]];
+    assert!(stopped.drops > 0, "{stopped:?}");
+    assert_eq!(stat(&sink, "consumers"), 3, "nobody was disconnected");
+
+    kids.signal(pids[2], libc::SIGCONT);
+    wait_until(
+        "the stopped consumer resumes",
+        Duration::from_secs(5),
+        || {
+            peers(&sink)
+                .get(&pids[2])
+                .is_some_and(|s| s.frames >= stopped.frames + 20)
+        },
+    );
+    assert_eq!(stat(&sink, "disconnects"), 0);
+    assert_eq!(stat(&sink, "leaked-slots"), 0);
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+/// With `slow-consumer=disconnect`, a stopped consumer is dropped once it
+/// has missed frames for `timeout`; meanwhile the others keep full rate, and
+/// afterwards the slots it held are back (none held by nobody).
+#[test]
+fn disconnect_policy_drops_a_stopped_consumer_after_the_timeout() {
+    init();
+    let _serial = serial();
+    let path = sock("fan-disconnect");
+    let (pipeline, sink) = sink_pipeline(&path, "slow-consumer=disconnect timeout=400");
+    let mut kids = Children::default();
+    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
+    wait_streaming(&sink, &pids);
+
+    let (before, sent_before) = (peers(&sink), stat(&sink, "frames"));
+    let stopped_at = Instant::now();
+    kids.signal(pids[2], libc::SIGSTOP);
+    wait_until(
+        "the stopped consumer is dropped",
+        Duration::from_secs(5),
+        || stat(&sink, "consumers") == 2,
+    );
+    let took = stopped_at.elapsed();
+    // It held its share of slots after ~0.3 s, then missed frames for 0.4 s.
+    assert!(took >= Duration::from_millis(600), "dropped after {took:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (after, sent) = (peers(&sink), stat(&sink, "frames") - sent_before);
+    for pid in &pids[..2] {
+        let n = after[pid].frames - before[pid].frames;
+        assert!(n + 1 >= sent, "consumer {pid} got {n} of {sent} frames");
+    }
+    let p = peers(&sink);
+    assert!(!p.contains_key(&pids[2]));
+    assert_eq!(stat(&sink, "disconnects"), 1);
+    assert_eq!(stat(&sink, "leaked-slots"), 0);
+    let held: u64 = p.values().map(|s| s.held).sum();
+    assert!(
+        stat(&sink, "slots-in-flight") <= held,
+        "slots in flight that no live consumer holds"
+    );
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+/// With `slow-consumer=block`, a stopped consumer holds up the pipeline:
+/// the sink sends nothing while it waits (up to `timeout`), then drops it
+/// and the others go on.
+#[test]
+fn block_policy_waits_for_a_stopped_consumer_until_the_timeout() {
+    init();
+    let _serial = serial();
+    let path = sock("fan-block");
+    let (pipeline, sink) = sink_pipeline(&path, "slow-consumer=block timeout=2000");
+    let mut kids = Children::default();
+    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
+    wait_streaming(&sink, &pids);
+
+    kids.signal(pids[2], libc::SIGSTOP);
+    // It fills its share of slots (a third of a second at 100 fps), then the
+    // sink waits for it.
+    std::thread::sleep(Duration::from_millis(800));
+    let (got, sent) = rates(&sink, &pids, Duration::from_millis(600));
+    assert_eq!(sent, 0, "the sink went on without the stopped consumer");
+    assert_eq!(got, [0, 0, 0]);
+    wait_until(
+        "the stopped consumer is dropped",
+        Duration::from_secs(5),
+        || stat(&sink, "consumers") == 2,
+    );
+    let (got, sent) = rates(&sink, &pids, Duration::from_millis(500));
+    assert!(
+        sent > 20 && got[0] + 1 >= sent && got[1] + 1 >= sent,
+        "{got:?} of {sent}"
+    );
+    assert_eq!(stat(&sink, "leaked-slots"), 0);
+    pipeline.set_state(gst::State::Null).expect("null");
+}
+
+/// A sink process SIGKILLed and restarted 10 times under a `reconnect=true`
+/// src: the src pipeline stays PLAYING without an error, and frames arrive
+/// after every restart.
+#[test]
+fn reconnecting_src_survives_ten_sink_restarts() {
+    init();
+    let _serial = serial();
+    let path = sock("fan-restart");
+    let sink_cmd = format!("{SOURCE} ! shmringsink socket-path={}", path.display());
+    let mut kids = Children::default();
+    let start_sink = |kids: &mut Children| {
+        let c = gst_launch(&sink_cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("sink gst-launch");
+        let pid = c.id();
+        kids.0.push(c);
+        pid
+    };
+    let mut sink_pid = start_sink(&mut kids);
+    wait_until("the sink listens", Duration::from_secs(10), || {
+        path.exists()
+    });
+
+    let src = pipeline(&format!(
+        "shmringsrc name=src socket-path={} reconnect=true ! fakesink name=out sync=false",
+        path.display()
+    ));
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    src.by_name("out")
+        .expect("out")
+        .static_pad("sink")
+        .expect("pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    src.set_state(gst::State::Playing).expect("playing");
+    let bus = src.bus().expect("bus");
+    for restart in 0..=10 {
+        let n = count.load(Ordering::Relaxed);
+        wait_until("frames after a restart", Duration::from_secs(10), || {
+            count.load(Ordering::Relaxed) >= n + 10
+        });
+        assert_eq!(
+            src.current_state(),
+            gst::State::Playing,
+            "restart {restart}"
+        );
+        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            panic!("restart {restart}: {m:?}");
+        }
+        if restart < 10 {
+            kids.kill(sink_pid);
+            sink_pid = start_sink(&mut kids);
+        }
+    }
+    let stats = src
+        .by_name("src")
+        .expect("src")
+        .property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("reconnects"), Ok(10), "{stats}");
+    src.set_state(gst::State::Null).expect("null");
+}
+
+/// A consumer that joins a stream of delta frames gets, after the sticky
+/// events, the next keyframe first; the sink asks upstream for one and
+/// counts the delta frames it skipped for that consumer.
+#[test]
+fn a_joining_consumer_starts_at_a_keyframe() {
+    init();
+    let path = sock("fan-key");
+    let p = pipeline(&format!(
+        "appsrc name=src format=time caps=application/x-test ! shmringsink name=sink socket-path={} slot-size=4096 wait-for-connection=false sync=false",
+        path.display()
+    ));
+    let appsrc = p
+        .by_name("src")
+        .expect("src")
+        .downcast::<gst_app::AppSrc>()
+        .expect("appsrc");
+    let asked = Arc::new(AtomicU64::new(0));
+    let a = asked.clone();
+    appsrc.static_pad("src").expect("pad").add_probe(
+        gst::PadProbeType::EVENT_UPSTREAM,
+        move |_, info| {
+            if let Some(ev) = info.event() {
+                if gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok() {
+                    a.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    p.set_state(gst::State::Playing).expect("playing");
+    let push = |i: u64, key: bool| {
+        let mut b = gst::Buffer::from_slice(vec![i as u8; 16]);
+        let m = b.get_mut().expect("writable");
+        m.set_pts(gst::ClockTime::from_mseconds(i * 10));
+        if !key {
+            m.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        appsrc.push_buffer(b).expect("push");
+    };
+    // Before anyone connects: dropped.
+    for i in 0..3 {
+        push(i, i == 0);
+    }
+    let sink = p.by_name("sink").expect("sink");
+    wait_until("the first buffers", Duration::from_secs(5), || {
+        stat(&sink, "dropped") == 3
+    });
+    let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+    wait_until("the consumer is served", Duration::from_secs(5), || {
+        stat(&sink, "consumers") == 1
+    });
+    for (i, key) in [(3, false), (4, false), (5, true), (6, false)] {
+        push(i, key);
+    }
+    let mut kinds = Vec::new();
+    let mut first = None;
+    while kinds.len() < 5 {
+        match rx.recv(T).expect("recv") {
+            Received::Frame(f) => {
+                first.get_or_insert(f.bytes()[0]);
+                kinds.push(format!("frame {}", f.bytes()[0]));
+            }
+            Received::Caps(_) => kinds.push("caps".into()),
+            Received::StreamStart(_) => kinds.push("stream-start".into()),
+            Received::Segment(_) => kinds.push("segment".into()),
+            Received::Tags(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["stream-start", "caps", "segment", "frame 5", "frame 6"],
+        "sticky events, then from the keyframe"
+    );
+    assert_eq!(peers(&sink).values().map(|s| s.drops).sum::<u64>(), 2);
+    assert!(
+        asked.load(Ordering::Relaxed) >= 1,
+        "no keyframe asked of upstream"
+    );
+    p.set_state(gst::State::Null).expect("null");
+}
+
+/// Next to an honest consumer that holds each frame 50 ms and checks
+/// its bytes do not change meanwhile, a hostile one returns every slot
+/// twice, slots it never got and garbage. Its returns are ignored and
+/// counted; it is not dropped for them; the honest consumer's frames are
+/// never rewritten under it.
+///
+/// Run twice: with zero-copy frames (the sink holds a buffer of its pool per
+/// consumer) and with copied frames (only the arena's count of holders keeps
+/// the slot from reuse).
+#[test]
+fn forged_returns_are_ignored_and_never_free_another_consumers_slot() {
+    init();
+    let _serial = serial();
+    forged_returns_beside_an_honest_consumer(false);
+    forged_returns_beside_an_honest_consumer(true);
+}
+
+fn forged_returns_beside_an_honest_consumer(copied: bool) {
+    let path = sock(if copied {
+        "fan-hostile-copy"
+    } else {
+        "fan-hostile"
+    });
+    const HOLD: Duration = Duration::from_millis(50);
+    let run = Duration::from_millis(1500);
+    let (pipeline, sink, feeder) = if copied {
+        // appsrc buffers are not the sink's: each is copied into a free slot.
+        let p = pipeline(&format!(
+            "appsrc name=feed is-live=true format=time caps=video/x-raw,format=GRAY8,width=64,height=48,framerate=100/1 ! shmringsink name=sink sync=false slots=8 socket-path={}",
+            path.display()
+        ));
+        p.set_state(gst::State::Playing).expect("playing");
+        let feed = p
+            .by_name("feed")
+            .expect("feed")
+            .downcast::<gst_app::AppSrc>()
+            .expect("appsrc");
+        let feeder = std::thread::spawn(move || {
+            let end = Instant::now() + run + Duration::from_millis(500);
+            let mut i = 0u64;
+            while Instant::now() < end {
+                let data: Vec<u8> = (0..64 * 48).map(|k| (i as usize * 7 + k) as u8).collect();
+                let mut b = gst::Buffer::from_slice(data);
+                b.get_mut()
+                    .expect("writable")
+                    .set_pts(gst::ClockTime::from_mseconds(i * 5));
+                if feed.push_buffer(b).is_err() {
+                    break;
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let sink = p.by_name("sink").expect("sink");
+        (p, sink, Some(feeder))
+    } else {
+        let (p, sink) = sink_pipeline(&path, "slots=8");
+        (p, sink, None)
+    };
+    let honest = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+            let sum = |b: &[u8]| {
+                b.iter()
+                    .fold(0u64, |h, &x| h.wrapping_mul(31) ^ u64::from(x))
+            };
+            let mut held = std::collections::VecDeque::new();
+            let (mut frames, mut changed) = (0, 0);
+            let end = Instant::now() + run;
+            while Instant::now() < end {
+                if let Ok(Received::Frame(f)) = rx.recv(Some(Duration::from_millis(5))) {
+                    frames += 1;
+                    let s = sum(f.bytes());
+                    held.push_back((Instant::now(), f, s));
+                }
+                // Each frame is held 50 ms: several frames' time, while the
+                // sink goes on with the other slots.
+                while held.front().is_some_and(|(t, _, _)| t.elapsed() >= HOLD) {
+                    if let Some((_, f, s)) = held.pop_front() {
+                        changed += u64::from(sum(f.bytes()) != s);
+                    }
+                }
+            }
+            (frames, changed)
+        })
+    };
+    let hostile = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+            let mut rng = Lcg(7);
+            let end = Instant::now() + run;
+            let mut forged = 0u64;
+            while Instant::now() < end {
+                if let Ok(Received::Frame(f)) = rx.recv(Some(Duration::from_millis(100))) {
+                    let slot = f.slot();
+                    drop(f); // returned once, honestly
+                    for s in [slot, slot, u32::MAX, rng.below(80) as u32, slot ^ 1] {
+                        if rx.return_raw(s).is_ok() {
+                            forged += 1;
+                        }
+                    }
+                }
+            }
+            forged
+        })
+    };
+    let (frames, changed) = honest.join().expect("honest");
+    let forged = hostile.join().expect("hostile");
+    assert_eq!(
+        changed, 0,
+        "a frame changed while the honest consumer held it"
+    );
+    assert!(frames > 20, "honest consumer got {frames} frames");
+    assert!(forged > 100, "{forged} forged returns");
+    // Some forged returns name a slot the hostile consumer did hold (the
+    // frame after, say): those are not bad. Most are.
+    assert!(
+        stat(&sink, "bad-returns") > forged / 2,
+        "{}",
+        stat(&sink, "bad-returns")
+    );
+    assert_eq!(stat(&sink, "disconnects"), 0, "ignored, not disconnected");
+    assert_eq!(stat(&sink, "leaked-slots"), 0);
+    let (zero_copy, copied_n) = (stat(&sink, "zero-copy"), stat(&sink, "copied"));
+    if copied {
+        assert!(copied_n > 50 && zero_copy == 0, "{zero_copy} {copied_n}");
+    } else {
+        assert!(zero_copy > 50, "{zero_copy} {copied_n}");
+    }
+    pipeline.set_state(gst::State::Null).expect("null");
+    if let Some(f) = feeder {
+        f.join().expect("feeder");
+    }
+}
