@@ -88,10 +88,11 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
             std::env::temp_dir().join(format!("shmring-gstbench-{}-{i}.log", std::process::id()));
         children.push((launch(p, &log), log));
     }
-    // The receiver (last) stops after N buffers: the measurement ends there.
-    // The sender produces without end (GStreamer's shmsink drops what its
-    // client has not read yet when it reaches EOS, so a finite sender would
-    // lose frames) and is killed then.
+    // The receivers (all but the first of several pipelines) stop after N
+    // buffers: the measurement ends when the last one has. The sender
+    // produces without end (GStreamer's shmsink drops what its clients have
+    // not read yet when it reaches EOS, so a finite sender would lose
+    // frames) and is killed then.
     // GStreamer's shmsrc stalls now and then (1 run in 3 here): give up on
     // it sooner and retry.
     let patience = if pipelines.iter().any(|p| p.contains("shmsrc ")) {
@@ -100,27 +101,34 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
         60
     };
     let deadline = start + Duration::from_secs(patience);
-    let mut children = children.into_iter().rev();
-    let (mut receiver, log) = children.next().expect("a pipeline");
-    let status = loop {
-        match receiver.try_wait().expect("wait") {
-            Some(status) => break Some(status),
-            None if Instant::now() > deadline => {
-                let _ = receiver.kill();
-                let _ = receiver.wait();
-                break None;
+    let senders = usize::from(children.len() > 1);
+    let receivers = children.split_off(senders);
+    let mut status = Some(std::process::ExitStatus::default());
+    let mut err = String::new();
+    for (mut receiver, log) in receivers {
+        let s = loop {
+            match receiver.try_wait().expect("wait") {
+                Some(s) => break Some(s),
+                None if Instant::now() > deadline => {
+                    let _ = receiver.kill();
+                    let _ = receiver.wait();
+                    break None;
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
             }
-            None => std::thread::sleep(Duration::from_millis(1)),
+        };
+        if s.is_none_or(|s| !s.success()) && status.is_some_and(|s| s.success()) {
+            status = s;
+            err = std::fs::read_to_string(&log).unwrap_or_default();
         }
-    };
+        let _ = std::fs::remove_file(&log);
+    }
     let elapsed = start.elapsed();
     for (mut sender, log) in children {
         let _ = sender.kill();
         let _ = sender.wait();
         let _ = std::fs::remove_file(&log);
     }
-    let err = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
     let receiver = pipelines.last().expect("a pipeline");
     match status {
         Some(s) => assert!(s.success(), "gst-launch failed: {receiver}: {err}"),
@@ -182,6 +190,74 @@ fn cases(
             Some(b.clone()),
         ),
     ]
+}
+
+/// One sender, `consumers` receivers of `n` frames each: shmringsink with
+/// its default slow-consumer policy (drop: the fastest consumer sets the
+/// pace) and with `block` (every consumer gets every frame, as with
+/// shmsink), and GStreamer's shmsink with as many shmsrc.
+fn fan_out_cases(consumers: usize, n: u64) -> Vec<(&'static str, Vec<String>, Option<String>)> {
+    let endless = VIDEO.replace("{N}", "-1");
+    let caps = "video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1";
+    let (a, b, c) = (sock("fan-drop"), sock("fan-block"), sock("fan-shm"));
+    let with = |sender: String, receiver: String| {
+        std::iter::once(sender)
+            .chain(std::iter::repeat_n(receiver, consumers))
+            .collect::<Vec<_>>()
+    };
+    vec![
+        (
+            "shmringsink → shmringsrc (slow-consumer=drop)",
+            with(
+                format!("{endless} ! shmringsink socket-path={a} sync=false"),
+                format!("shmringsrc socket-path={a} num-buffers={n} ! fakesink sync=false"),
+            ),
+            Some(a.clone()),
+        ),
+        (
+            "shmringsink → shmringsrc (slow-consumer=block)",
+            with(
+                format!("{endless} ! shmringsink socket-path={b} slow-consumer=block sync=false"),
+                format!("shmringsrc socket-path={b} num-buffers={n} ! fakesink sync=false"),
+            ),
+            Some(b.clone()),
+        ),
+        (
+            "shmsink → shmsrc",
+            with(
+                format!("{endless} ! shmsink socket-path={c} shm-size={} wait-for-connection=true sync=false", 8_294_400 * 20),
+                format!("shmsrc socket-path={c} num-buffers={n} ! {caps} ! fakesink sync=false"),
+            ),
+            Some(c.clone()),
+        ),
+    ]
+}
+
+/// Fan-out results: per consumers count, each path's frames/s per consumer
+/// and CPU per 1000 frames delivered (all processes), with ratios to shmsink.
+fn fan_out_table(rows: &[(usize, Vec<(String, f64, f64)>)]) -> String {
+    let mut t = Table::new(&[
+        "consumers",
+        "path",
+        "frames/s per consumer",
+        "CPU s / 1000 frames delivered",
+        "rate vs shmsink",
+        "CPU vs shmsink",
+    ]);
+    for (consumers, results) in rows {
+        let shm = &results[results.len() - 1];
+        for (name, rate, cpu) in results {
+            t.row(&[
+                consumers.to_string(),
+                name.to_string(),
+                fmt(*rate, 0, ""),
+                fmt(cpu * 1000.0, 2, ""),
+                fmt(rate / shm.1, 2, "x"),
+                fmt(cpu / shm.2, 2, "x"),
+            ]);
+        }
+    }
+    t.as_str().to_string()
 }
 
 /// Runs every case `reps` times: its name (with the count of stalled runs,
@@ -257,10 +333,10 @@ fn table(results: &[(String, f64, f64)], unit: &str, cpu_unit: &str, cpu_scale: 
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let (frames, buffers, reps) = if smoke {
-        (30, 300, 1)
+    let (frames, buffers, fan_frames, reps) = if smoke {
+        (30, 300, 30, 1)
     } else {
-        (3000, 100_000, 3)
+        (3000, 100_000, 1000, 3)
     };
     let mut out = format!(
         "GStreamer across processes, median of {reps} run(s){}\n\nMachine: {}\n\n",
@@ -300,6 +376,21 @@ fn main() {
         "µs / buffer",
         1e6,
     ));
+    out.push_str(&format!(
+        "\nFan-out: 1920x1080 RGBA, one endless sender, N receivers of {fan_frames} frames each (rate: frames/s each receiver got, from the first receiver's start to the last one's end)\n\n"
+    ));
+    let rows: Vec<_> = [1, 2, 4]
+        .into_iter()
+        .map(|consumers| {
+            let mut r = measure(&fan_out_cases(consumers, fan_frames), fan_frames, reps);
+            // CPU per frame delivered: `measure` divided by one receiver's frames.
+            for (_, _, cpu) in &mut r {
+                *cpu /= consumers as f64;
+            }
+            (consumers, r)
+        })
+        .collect();
+    out.push_str(&fan_out_table(&rows));
     out.push_str(
         "\nTargets (issue 4): shmring ≥ 0.90x the one-process frames/s, ≤ 1.10x its CPU per frame.\n",
     );
