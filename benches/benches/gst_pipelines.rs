@@ -192,6 +192,9 @@ fn cases(
     ]
 }
 
+/// A case's name, rate (units/s) and CPU per unit (s).
+type Measured = (String, f64, f64);
+
 /// One sender, `consumers` receivers of `n` frames each: shmringsink with
 /// its default slow-consumer policy (drop: the fastest consumer sets the
 /// pace) and with `block` (every consumer gets every frame, as with
@@ -235,7 +238,7 @@ fn fan_out_cases(consumers: usize, n: u64) -> Vec<(&'static str, Vec<String>, Op
 
 /// Fan-out results: per consumers count, each path's frames/s per consumer
 /// and CPU per 1000 frames delivered (all processes), with ratios to shmsink.
-fn fan_out_table(rows: &[(usize, Vec<(String, f64, f64)>)]) -> String {
+fn fan_out_table(rows: &[(usize, Vec<Measured>)]) -> String {
     let mut t = Table::new(&[
         "consumers",
         "path",
@@ -267,7 +270,7 @@ fn measure(
     cases: &[(&'static str, Vec<String>, Option<String>)],
     units: u64,
     reps: usize,
-) -> Vec<(String, f64, f64)> {
+) -> Vec<Measured> {
     cases
         .iter()
         .map(|(name, pipes, wait_for)| {
@@ -305,7 +308,7 @@ fn fmt(x: f64, decimals: usize, suffix: &str) -> String {
 }
 
 /// A table of `results` (one process first, shmsink last) with ratios.
-fn table(results: &[(String, f64, f64)], unit: &str, cpu_unit: &str, cpu_scale: f64) -> String {
+fn table(results: &[Measured], unit: &str, cpu_unit: &str, cpu_scale: f64) -> String {
     let mut t = Table::new(&[
         "path",
         &format!("{unit}/s"),
