@@ -300,6 +300,18 @@ fn hostile_consumer_returns_are_ignored_and_counted() {
     assert_eq!(tx.in_flight(), 0);
 }
 
+/// Frames skipped for a consumer are counted on the next frame it gets.
+#[test]
+fn the_next_frame_tells_how_many_were_missed() {
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 256)).expect("pair");
+    tx.note_missed();
+    tx.note_missed();
+    send_frame(&mut tx, 0, 8).expect("frame");
+    send_frame(&mut tx, 1, 8).expect("frame");
+    let missed: Vec<u64> = (0..2).map(|_| expect_frame(&mut rx).missed()).collect();
+    assert_eq!(missed, [2, 0]);
+}
+
 /// Serves `n` consumers from one arena over a real socket (fan-out).
 fn fan_out(
     n: usize,

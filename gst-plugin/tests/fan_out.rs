@@ -272,7 +272,7 @@ fn a_joining_consumer_starts_at_a_keyframe() {
     while kinds.len() < 5 {
         match rx.recv(T).expect("recv") {
             Received::Frame(f) => {
-                first.get_or_insert(f.bytes()[0]);
+                first.get_or_insert(f.missed());
                 kinds.push(format!("frame {}", f.bytes()[0]));
             }
             Received::Caps(_) => kinds.push("caps".into()),
@@ -288,6 +288,11 @@ fn a_joining_consumer_starts_at_a_keyframe() {
         "sticky events, then from the keyframe"
     );
     assert_eq!(peers(&sink).values().map(|s| s.drops).sum::<u64>(), 2);
+    assert_eq!(
+        first,
+        Some(2),
+        "the keyframe tells the consumer it missed two"
+    );
     assert!(
         asked.load(Ordering::Relaxed) >= 1,
         "no keyframe asked of upstream"

@@ -304,3 +304,29 @@ fn src_with_reconnect_waits_for_the_next_sink() {
     );
     pipeline.set_state(gst::State::Null).expect("null");
 }
+
+/// Frames the sink skipped for this consumer (it reports them on the next
+/// frame) are counted in the src's `drops`.
+#[test]
+fn src_counts_the_frames_the_sink_skipped_for_it() {
+    init();
+    let path = sock("missed");
+    let server = serve(&path);
+    let (pipeline, out) = src_pipeline(&path, "");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let (_listener, mut tx) = server.join().expect("server");
+    tx.send_caps("application/x-test").expect("caps");
+    send(&mut tx, 1, 8, 0);
+    for _ in 0..3 {
+        tx.note_missed();
+    }
+    send(&mut tx, 2, 8, 4000);
+    pull(&out);
+    pull(&out);
+    let stats = pipeline
+        .by_name("src")
+        .expect("src")
+        .property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("drops"), Ok(3), "{stats}");
+    pipeline.set_state(gst::State::Null).expect("null");
+}

@@ -169,7 +169,9 @@ pub struct Descriptor {
     pub buf_offset: u64,
     /// [`FrameMeta::offset_end`].
     pub buf_offset_end: u64,
-    /// Arguments of events ([`SegmentInfo`] fields, flush-stop reset flag).
+    /// Arguments of events ([`SegmentInfo`] fields, flush-stop reset flag);
+    /// for a frame, `args[0]` counts the frames the producer skipped for this
+    /// consumer since its previous frame.
     pub args: [u64; 11],
 }
 

@@ -79,12 +79,20 @@ pub struct FrameRef {
     offset: u32,
     size: u32,
     meta: FrameMeta,
+    missed: u64,
 }
 
 impl FrameRef {
     /// Timing and flags.
     pub fn meta(&self) -> &FrameMeta {
         &self.meta
+    }
+
+    /// Frames the producer skipped for this consumer just before this one
+    /// (it was too slow, or joined between keyframes), as the producer says:
+    /// a figure to count, not to size anything by.
+    pub fn missed(&self) -> u64 {
+        self.missed
     }
 
     /// The slot number.
@@ -234,6 +242,7 @@ impl FrameReceiver {
             offset: d.offset,
             size: d.size,
             meta: d.meta(),
+            missed: d.args[0],
         };
         let string = |what: &str| -> Result<String> {
             // Copy out, then return the slot at once (the FrameRef drops here).

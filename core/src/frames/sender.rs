@@ -40,6 +40,8 @@ pub struct FrameSender {
     held: Box<[bool]>,
     held_count: usize,
     bad_returns: u64,
+    /// Frames skipped for this consumer since its last frame.
+    missed: u64,
 }
 
 impl FrameSender {
@@ -53,6 +55,7 @@ impl FrameSender {
             held,
             held_count: 0,
             bad_returns: 0,
+            missed: 0,
         }
     }
 
@@ -118,7 +121,17 @@ impl FrameSender {
         // Both fit in u32: slot_size <= u32::MAX.
         d.offset = offset as u32;
         d.size = size as u32;
-        self.send_with_slot(d)
+        d.args[0] = self.missed;
+        self.send_with_slot(d)?;
+        self.missed = 0;
+        Ok(())
+    }
+
+    /// Records that a frame was skipped for this consumer (fan-out with a slow
+    /// consumer): the next frame sent tells the consumer how many it missed
+    /// ([`FrameRef::missed`](super::FrameRef::missed)).
+    pub fn note_missed(&mut self) {
+        self.missed = self.missed.saturating_add(1);
     }
 
     /// Sends the first `size` bytes of a leased slot as a frame and gives up the

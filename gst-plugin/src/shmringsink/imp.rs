@@ -197,6 +197,7 @@ impl Peer {
     fn miss(&mut self, now: Instant) {
         self.todo = false;
         self.drops += 1;
+        self.tx.note_missed();
         self.need_keyframe = true;
         self.discont = true;
         self.behind_since.get_or_insert(now);
@@ -938,6 +939,7 @@ impl ShmringSink {
                 // Joined or missed frames: a delta frame is useless to it.
                 p.todo = false;
                 p.drops += 1;
+                p.tx.note_missed();
                 if !p.key_requested {
                     p.key_requested = true;
                     st.request_keyframe = true;

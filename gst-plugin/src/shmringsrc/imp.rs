@@ -105,6 +105,8 @@ struct Stats {
     copied: AtomicU64,
     /// Times a new sink was joined after the previous one went away.
     reconnects: AtomicU64,
+    /// Frames the sink skipped for this consumer (as the sink reports).
+    drops: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -167,7 +169,7 @@ impl ObjectImpl for ShmringSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Frames and bytes pushed (frames = zero-copy + copied; a copy when downstream holds half the slots) and reconnects")
+                    .blurb("Frames and bytes pushed (frames = zero-copy + copied; a copy when downstream holds half the slots), drops (frames the sink skipped for this consumer: slow-consumer policy, joining at a keyframe) and reconnects")
                     .read_only()
                     .build(),
             ]
@@ -208,6 +210,7 @@ impl ObjectImpl for ShmringSrc {
                     .field("zero-copy", frames - copied)
                     .field("copied", copied)
                     .field("reconnects", load(&self.stats.reconnects))
+                    .field("drops", load(&self.stats.drops))
                     .build()
                     .to_value()
             }
@@ -607,7 +610,18 @@ impl PushSrcImpl for ShmringSrc {
             };
             gst::trace!(CAT, imp = self, "received {msg:?}");
             match msg {
-                Received::Frame(f) => return Ok(CreateSuccess::NewBuffer(self.frame(f)?)),
+                Received::Frame(f) => {
+                    if f.missed() > 0 {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "the sink skipped {} frames for us",
+                            f.missed()
+                        );
+                        self.stats.drops.fetch_add(f.missed(), Ordering::Relaxed);
+                    }
+                    return Ok(CreateSuccess::NewBuffer(self.frame(f)?));
+                }
                 Received::Caps(s) => {
                     let caps = crate::peer::parse_caps(&s)
                         .ok_or_else(|| self.fail(&Error::BadCaps(s.clone())))?;
