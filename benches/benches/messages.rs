@@ -1,6 +1,9 @@
 //! Message throughput between two processes, side by side in one run:
-//! shmring's frame stream (one message per slot) vs a `UnixStream` pair vs a
-//! pipe, for 64 B, 4 KiB, 64 KiB and 1 MiB messages. The parent sends; a
+//! shmring's frame stream (one message per slot), shmring's typed ring (one
+//! `[u8; N]` item per message, read in place) vs a `UnixStream` pair vs a
+//! pipe vs a shmem-ipc sharedring (one `[u8; N]` item per message, read in
+//! place: the like-for-like peer of the typed ring), for 64 B, 4 KiB, 64 KiB
+//! and 1 MiB messages. The parent sends; a
 //! child process receives, reads every byte (an order-sensitive checksum over
 //! the whole payload) and prints count and checksum, which must match what
 //! the sender computed, so no figure comes from a broken run. Every path
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use shmring::frames::{self, FrameConfig, FrameMeta, Received};
 use shmring::handshake::{ListenOptions, Listener};
-use shmring_benches::{machine, median, write_report, Table};
+use shmring_benches::{machine, median, svg, write_report, Table};
 
 const CHILD_VAR: &str = "SHMRING_MSG_CHILD";
 const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
@@ -87,9 +90,140 @@ fn child(role: &str) {
                 h = checksum(h, &buf);
             }
         }
+        "ring" => {
+            h = match size {
+                64 => ring_child::<64>(count),
+                4096 => ring_child::<4096>(count),
+                65536 => ring_child::<65536>(count),
+                1048576 => ring_child::<1048576>(count),
+                other => panic!("no ring item type for {other} bytes"),
+            }
+        }
+        "shmem-ipc" => {
+            h = match size {
+                64 => shmem_ipc_child::<64>(count),
+                4096 => shmem_ipc_child::<4096>(count),
+                65536 => shmem_ipc_child::<65536>(count),
+                1048576 => shmem_ipc_child::<1048576>(count),
+                other => panic!("no shmem-ipc item type for {other} bytes"),
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     println!("{count} {h:#x}");
+}
+
+/// The receiving side of [`ring`]: checksums each message in place.
+fn ring_child<const N: usize>(count: usize) -> u64 {
+    let path = std::env::var("SOCK").expect("SOCK");
+    let mut rx = shmring::handshake::connect_consumer::<[u8; N]>(&path, &ring_config::<N>())
+        .expect("connect");
+    let (mut h, mut n) = (0u64, 0usize);
+    while n < count {
+        let chunk = rx.read_chunk(count - n).expect("read");
+        let k = chunk.len();
+        if k == 0 {
+            drop(chunk);
+            rx.wait_readable(Some(Duration::from_secs(10)))
+                .expect("wait");
+            continue;
+        }
+        let (a, b) = chunk.as_slices();
+        for m in a.iter().chain(b) {
+            h = checksum(h, m);
+        }
+        chunk.release_all();
+        n += k;
+    }
+    h
+}
+
+/// A typed ring of about 4 MiB of `[u8; N]` items.
+fn ring_config<const N: usize>() -> shmring::Config {
+    shmring::Config::new(((4 << 20) / N).max(4).next_power_of_two()).type_name("message")
+}
+
+/// shmring's typed ring, one `[u8; N]` item per message: the sender copies
+/// each message in once, the child reads it in place.
+fn ring<const N: usize>(count: usize) -> f64 {
+    let dir = std::env::temp_dir().join(format!("shmring-msg-ring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(format!("{N}.sock"));
+    let listener = Listener::bind(&path, &ListenOptions::default()).expect("bind");
+    let child = spawn("ring", N, count, &[("SOCK", path.display().to_string())]);
+    let mut tx = listener
+        .accept_producer::<[u8; N]>(&ring_config::<N>())
+        .expect("accept");
+    let mut msg = template(N);
+    let mut h = 0u64;
+    let start = Instant::now();
+    for i in 0..count as u64 {
+        fill(&mut msg, i);
+        h = checksum(h, &msg);
+        loop {
+            let mut chunk = tx.write_chunk(1).expect("chunk");
+            if chunk.len() == 1 {
+                let (a, b) = chunk.as_mut_slices();
+                let slot = a.first_mut().or(b.first_mut()).expect("one slot");
+                slot.copy_from_slice(&msg);
+                chunk.commit_all();
+                break;
+            }
+            drop(chunk);
+            tx.wait_writable(Some(Duration::from_secs(10)))
+                .expect("wait");
+        }
+    }
+    check(child, count, h, "ring");
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    (N * count) as f64 / secs
+}
+
+fn ring_sized(size: usize, count: usize) -> f64 {
+    match size {
+        64 => ring::<64>(count),
+        4096 => ring::<4096>(count),
+        65536 => ring::<65536>(count),
+        1048576 => ring::<1048576>(count),
+        other => panic!("no ring item type for {other} bytes"),
+    }
+}
+
+/// The receiving side of [`shmem_ipc`]: opens the ring from inherited fds and
+/// checksums each message where it lies in the ring.
+fn shmem_ipc_child<const N: usize>(count: usize) -> u64 {
+    use shmem_ipc::sharedring::Receiver;
+    let file = |name: &str| {
+        // SAFETY: the parent passed us this fd (a dup, no CLOEXEC), ours alone.
+        std::fs::File::from(unsafe { OwnedFd::from_raw_fd(env(name) as i32) })
+    };
+    let mut rx: Receiver<[u8; N]> =
+        Receiver::open(env("CAP"), file("MEMFD"), file("EMPTY"), file("FULL"))
+            .expect("shmem-ipc open");
+    let (mut h, mut n) = (0u64, 0usize);
+    while n < count {
+        let mut got = 0;
+        rx.receive_raw(|p, k| {
+            let k = k.min(count - n);
+            for j in 0..k {
+                // SAFETY: shmem-ipc hands us `k` readable items at `p` in the
+                // mapped ring; the sender (our parent) does not write them
+                // until we release them by returning `k`. u8 has no invalid
+                // values.
+                let msg = unsafe { std::slice::from_raw_parts(p.add(j).cast::<u8>(), N) };
+                h = checksum(h, msg);
+            }
+            got = k;
+            k
+        })
+        .expect("receive");
+        n += got;
+        if got == 0 {
+            rx.block_until_readable().expect("block_until_readable");
+        }
+    }
+    h
 }
 
 /// Spawns the receiving child with `role`; `fd` is inherited if given.
@@ -175,6 +309,78 @@ fn shmring(size: usize, count: usize) -> f64 {
     (size * count) as f64 / secs
 }
 
+/// A shmem-ipc sharedring of `[u8; N]` items (about 4 MiB, like shmring's
+/// arena), one message per item: the sender copies each message in once, the
+/// child reads it in place.
+fn shmem_ipc<const N: usize>(count: usize) -> f64 {
+    use shmem_ipc::sharedring::Sender;
+    let cap = ((4 << 20) / N).max(4);
+    let mut tx: Sender<[u8; N]> = Sender::new(cap).expect("shmem-ipc sender");
+    let dup = |fd: i32| {
+        // SAFETY: dup of an fd we own; the copy has no CLOEXEC, so the child
+        // inherits it.
+        let d = unsafe { libc::dup(fd) };
+        assert!(d >= 0, "dup");
+        // SAFETY: a fresh fd that nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(d) }
+    };
+    let fds = [
+        dup(tx.memfd().as_file().as_raw_fd()),
+        dup(tx.empty_signal().as_raw_fd()),
+        dup(tx.full_signal().as_raw_fd()),
+    ];
+    let child = spawn(
+        "shmem-ipc",
+        N,
+        count,
+        &[
+            ("MEMFD", fds[0].as_raw_fd().to_string()),
+            ("EMPTY", fds[1].as_raw_fd().to_string()),
+            ("FULL", fds[2].as_raw_fd().to_string()),
+            ("CAP", cap.to_string()),
+        ],
+    );
+    drop(fds);
+    let mut msg = template(N);
+    let mut h = 0u64;
+    let start = Instant::now();
+    for i in 0..count as u64 {
+        fill(&mut msg, i);
+        h = checksum(h, &msg);
+        loop {
+            let mut sent = false;
+            tx.send_raw(|p, n| {
+                if n == 0 {
+                    return 0;
+                }
+                // SAFETY: shmem-ipc hands us at least one writable item at
+                // `p`, `N` bytes, which the receiver does not read until we
+                // return 1.
+                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), p.cast::<u8>(), N) };
+                sent = true;
+                1
+            })
+            .expect("send");
+            if sent {
+                break;
+            }
+            tx.block_until_writable().expect("block_until_writable");
+        }
+    }
+    check(child, count, h, "shmem-ipc");
+    (N * count) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn shmem_ipc_sized(size: usize, count: usize) -> f64 {
+    match size {
+        64 => shmem_ipc::<64>(count),
+        4096 => shmem_ipc::<4096>(count),
+        65536 => shmem_ipc::<65536>(count),
+        1048576 => shmem_ipc::<1048576>(count),
+        other => panic!("no shmem-ipc item type for {other} bytes"),
+    }
+}
+
 /// A UnixStream pair or a pipe: the child reads the inherited end.
 fn kernel(kind: &str, size: usize, count: usize) -> f64 {
     let (mine, theirs): (OwnedFd, OwnedFd) = if kind == "stream" {
@@ -232,12 +438,25 @@ fn main() {
     );
     let mut t = Table::new(&[
         "message",
-        "shmring",
+        "shmring frames",
+        "shmring ring",
         "UnixStream",
         "pipe",
-        "shmring / UnixStream",
-        "shmring / pipe",
+        "shmem-ipc",
+        "frames / UnixStream",
+        "frames / pipe",
+        "ring / shmem-ipc",
+        "best shmring / best peer",
     ]);
+    let names = [
+        "shmring frame stream",
+        "shmring typed ring",
+        "UnixStream",
+        "pipe",
+        "shmem-ipc",
+    ];
+    let mut plot: Vec<(String, Vec<(f64, f64)>)> =
+        names.iter().map(|n| (n.to_string(), Vec::new())).collect();
     for size in SIZES {
         let count = (volume / size).min(if smoke { 20_000 } else { 2_000_000 });
         let run = |f: &dyn Fn() -> f64| {
@@ -245,8 +464,13 @@ fn main() {
             median(&mut v)
         };
         let s = run(&|| shmring(size, count));
+        let r = run(&|| ring_sized(size, count));
         let u = run(&|| kernel("stream", size, count));
         let p = run(&|| kernel("pipe", size, count));
+        let m = run(&|| shmem_ipc_sized(size, count));
+        for (series, v) in plot.iter_mut().zip([s, r, u, p, m]) {
+            series.1.push((size as f64, v / 1e9));
+        }
         let label = if size >= 1 << 20 {
             format!("{} MiB", size >> 20)
         } else if size >= 1024 {
@@ -257,14 +481,27 @@ fn main() {
         t.row(&[
             label,
             gbps(s),
+            gbps(r),
             gbps(u),
             gbps(p),
+            gbps(m),
             format!("{:.2}x", s / u),
             format!("{:.2}x", s / p),
+            format!("{:.2}x", r / m),
+            format!("{:.2}x", s.max(r) / u.max(p).max(m)),
         ]);
     }
     out.push_str(t.as_str());
     out.push_str("\nBudget (DESIGN.md): 64 KiB messages at least 5x a UnixStream pair.\n");
     print!("{out}");
     write_report("bench-messages.md", &out);
+    let chart = svg::Chart {
+        title: "Message throughput between two processes",
+        x_label: "message size (bytes, log scale)",
+        y_label: "GB/s",
+        x_log: true,
+        y_log: false,
+        series: &plot,
+    };
+    write_report("bench-messages.svg", &chart.render());
 }

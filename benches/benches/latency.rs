@@ -1,0 +1,467 @@
+//! One-way latency between two processes, side by side in one run, with the
+//! consumer asleep and with the consumer busy-polling:
+//!
+//! * asleep: shmring (`Consumer::pop_blocking`, no spinning: it sleeps on its
+//!   eventfd) vs a bare eventfd (blocking `read`) vs a `UnixStream` (blocking
+//!   `read`);
+//! * busy-polling: shmring (`try_pop` in a loop) vs a bare atomic in shared
+//!   memory (the physical floor of this machine) vs a non-blocking
+//!   `UnixStream` read in a loop.
+//!
+//! A child process stamps each message with `CLOCK_MONOTONIC` (one clock for
+//! every process) just before sending it; the parent takes the difference
+//! when the message reaches its code. Asleep, the child sends one message per
+//! millisecond so that the consumer is asleep every time; busy, one per
+//! 100 µs, consumer and producer pinned to two different CPUs (else the
+//! spinning consumer can hold the producer's CPU for a time slice). The
+//! producer sleeps between sends and never spins (on this VM two spinning
+//! vCPUs get throttled). Paths
+//! alternate in rounds so that drifting machine conditions hit all alike. Every run checks that each stamp arrived, once, in order.
+//!
+//! ```text
+//! cargo bench -p shmring-benches --bench latency            # 5000 samples per path
+//! cargo bench -p shmring-benches --bench latency -- --smoke # 200
+//! ```
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use shmring::handshake::{self, Listener};
+use shmring::{Config, Error};
+use shmring_benches::{machine, percentile, svg, write_report, Table};
+
+const CHILD_VAR: &str = "SHMRING_LATENCY_CHILD";
+const TYPE_NAME: &str = "latency-ns";
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The paths, in table order (the first of each mode is the reference).
+const PATHS: [(&str, &str, bool); 6] = [
+    ("bare eventfd (blocking read)", "eventfd", false),
+    ("shmring (pop_blocking, asleep)", "shmring", false),
+    ("UnixStream (blocking read)", "unix", false),
+    ("bare atomic in shared memory (floor)", "atomic", true),
+    ("shmring (try_pop loop)", "shmring", true),
+    ("UnixStream (non-blocking read loop)", "unix", true),
+];
+
+fn main() {
+    if let Ok(role) = std::env::var(CHILD_VAR) {
+        child(&role);
+        return;
+    }
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let samples: usize = if smoke { 200 } else { 5000 };
+    const ROUNDS: usize = 10;
+    let mut lat: Vec<Vec<u64>> = vec![Vec::new(); PATHS.len()];
+    for _ in 0..ROUNDS {
+        for (i, &(_, kind, busy)) in PATHS.iter().enumerate() {
+            lat[i].extend(measure(kind, busy, samples / ROUNDS));
+        }
+    }
+    for v in &mut lat {
+        v.sort_unstable();
+    }
+
+    let mut out = format!(
+        "One-way latency between two processes, {samples} samples per path{}\n\nMachine: {}\n\n",
+        if smoke { " (SMOKE)" } else { "" },
+        machine()
+    );
+    let mut t = Table::new(&[
+        "consumer",
+        "path",
+        "p50",
+        "p99",
+        "p99.9",
+        "p50 vs reference",
+    ]);
+    for (i, (name, _, busy)) in PATHS.iter().enumerate() {
+        let reference = if *busy { &lat[3] } else { &lat[0] };
+        let v = &lat[i];
+        t.row(&[
+            if *busy { "busy-polling" } else { "asleep" }.to_string(),
+            name.to_string(),
+            us(percentile(v, 50.0)),
+            us(percentile(v, 99.0)),
+            us(percentile(v, 99.9)),
+            format!(
+                "{:.2}x",
+                percentile(v, 50.0) as f64 / percentile(reference, 50.0).max(1) as f64
+            ),
+        ]);
+    }
+    out.push_str(t.as_str());
+    out.push_str(
+        "\nReference: the bare eventfd for a sleeping consumer, the bare atomic for a busy one.\n",
+    );
+    print!("{out}");
+    write_report("bench-latency.md", &out);
+
+    // Latency distribution: percentile (x) against latency (y, log scale).
+    let ps: Vec<f64> = (1..=999).map(|p| p as f64 / 10.0).collect();
+    let series: Vec<(String, Vec<(f64, f64)>)> = PATHS
+        .iter()
+        .zip(&lat)
+        .map(|((name, _, _), v)| {
+            let pts = ps
+                .iter()
+                .map(|&p| (p, percentile(v, p).max(1) as f64 / 1000.0))
+                .collect();
+            (name.to_string(), pts)
+        })
+        .collect();
+    let chart = svg::Chart {
+        title: "One-way latency between two processes",
+        x_label: "percentile",
+        y_label: "latency (µs, log scale)",
+        x_log: false,
+        y_log: true,
+        series: &series,
+    };
+    write_report("bench-latency.svg", &chart.render());
+}
+
+/// Busy-polling that gives up (panics) past a deadline instead of spinning
+/// for ever on a lost message.
+struct Guard<'a> {
+    spins: u64,
+    deadline: u64,
+    what: &'a str,
+}
+
+impl Guard<'_> {
+    fn spin(&mut self) {
+        self.spins += 1;
+        if self.spins % 4096 == 0 {
+            assert!(
+                now_ns() < self.deadline,
+                "{}: a message never came",
+                self.what
+            );
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.2} µs", ns as f64 / 1000.0)
+}
+
+fn spawn(role: &str, env: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    cmd.env(CHILD_VAR, role).stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child")
+}
+
+fn env_u64(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name}"))
+}
+
+/// An inherited fd (created without CLOEXEC by the parent).
+fn inherited(name: &str) -> OwnedFd {
+    // SAFETY: the parent passed this fd number for us to own; nothing else in
+    // this process uses it.
+    unsafe { OwnedFd::from_raw_fd(env_u64(name) as i32) }
+}
+
+/// This process's CPU affinity.
+fn affinity() -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        set
+    }
+}
+
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: passes a live cpu_set_t of the size given.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+}
+
+/// Pins this process to the `k`-th CPU it may run on (busy-polling: the
+/// consumer and the producer must not share a CPU, or the spinning one
+/// delays the other by a time slice).
+fn pin(k: usize) {
+    let allowed = affinity();
+    // SAFETY: CPU_ISSET/CPU_SET/CPU_ZERO read and write the live sets.
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+        .nth(k);
+    if let Some(cpu) = cpu {
+        // SAFETY: as above.
+        let set = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            set
+        };
+        set_affinity(&set);
+    }
+}
+
+/// The producer: one stamp per `GAP_NS`, `SAMPLES` of them.
+fn child(role: &str) {
+    if std::env::var("PIN").is_ok() {
+        pin(1);
+    }
+    let n = env_u64("SAMPLES");
+    let gap = Duration::from_nanos(env_u64("GAP_NS"));
+    // Sleep between sends, never spin: this VM's two vCPUs are throttled
+    // when both spin, which would show up as the consumer's latency.
+    let wait = || std::thread::sleep(gap);
+    match role {
+        "shmring" => {
+            let path = std::env::var("SOCK").expect("SOCK");
+            let cfg = Config::new(1024).type_name(TYPE_NAME);
+            let mut tx = handshake::connect_producer::<u64>(path, &cfg).expect("connect");
+            for _ in 0..n {
+                wait();
+                tx.try_push(now_ns()).expect("push");
+            }
+            // Stay until the consumer has everything (a hang-up could race it).
+            let _ = tx.wait_writable(Some(Duration::from_millis(10)));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        "eventfd" => {
+            let fd = inherited("FD");
+            for _ in 0..n {
+                wait();
+                let ts = now_ns();
+                // SAFETY: writes 8 bytes from a live local to our eventfd.
+                unsafe { libc::write(fd.as_raw_fd(), (&ts as *const u64).cast(), 8) };
+            }
+        }
+        "unix" => {
+            let mut s = UnixStream::from(inherited("FD"));
+            for _ in 0..n {
+                wait();
+                s.write_all(&now_ns().to_le_bytes()).expect("write");
+            }
+        }
+        "atomic" => {
+            let fd = inherited("FD");
+            // SAFETY: maps the 16-byte shared memfd the parent created; the
+            // mapping is only used through two AtomicU64 below.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    16,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            assert!(p != libc::MAP_FAILED, "mmap");
+            // SAFETY: 16 mapped, page-aligned bytes, shared with the parent,
+            // accessed only atomically by both: the stamp, then the ack.
+            let (cell, ack) =
+                unsafe { (&*(p as *const AtomicU64), &*(p as *const AtomicU64).add(1)) };
+            let mut last = 0;
+            for _ in 0..n {
+                wait();
+                // Ping-pong: the next stamp only once the last one was taken
+                // (checked asleep, as above).
+                let give_up = now_ns() + 1_000_000_000;
+                while ack.load(Ordering::Acquire) != last {
+                    if now_ns() > give_up {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_micros(10));
+                }
+                last = now_ns();
+                cell.store(last, Ordering::Release);
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Runs one path for `n` samples: the latencies, checked to be `n` stamps,
+/// strictly increasing (each arrived once, in order).
+fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
+    let gap_ns: u64 = if busy { 100_000 } else { 1_000_000 };
+    let mut common = vec![("SAMPLES", n.to_string()), ("GAP_NS", gap_ns.to_string())];
+    let saved = affinity();
+    if busy && std::env::var_os("SHMRING_BENCH_NO_PIN").is_none() {
+        // Consumer on one CPU, producer on another.
+        pin(0);
+        common.push(("PIN", "1".into()));
+    }
+    let mut guard = Guard {
+        spins: 0,
+        deadline: now_ns() + 30_000_000_000 + n as u64 * gap_ns,
+        what: kind,
+    };
+    let mut got = Got {
+        stamps: Vec::with_capacity(n),
+        lat: Vec::with_capacity(n),
+    };
+    match kind {
+        "shmring" => {
+            let dir = std::env::temp_dir().join(format!("shmring-lat-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            let path = dir.join("s.sock");
+            let listener = Listener::bind(&path, &Default::default()).expect("bind");
+            let mut env = common.to_vec();
+            env.push(("SOCK", path.display().to_string()));
+            let mut child = spawn("shmring", &env);
+            // No spinning in blocking calls: asleep means asleep.
+            let cfg = Config::new(1024).type_name(TYPE_NAME).spin(Duration::ZERO);
+            let mut rx = listener.accept_consumer::<u64>(&cfg).expect("accept");
+            while got.stamps.len() < n {
+                if busy {
+                    match rx.try_pop() {
+                        Ok(ts) => got.take(ts),
+                        Err(Error::Empty) => guard.spin(),
+                        Err(e) => panic!("{e}"),
+                    }
+                } else {
+                    got.take(rx.pop_blocking(Some(Duration::from_secs(5))).expect("pop"));
+                }
+            }
+            child.wait().expect("child");
+        }
+        "eventfd" => {
+            // SAFETY: eventfd has no pointer arguments. Not CLOEXEC: the
+            // child inherits it.
+            let raw = unsafe { libc::eventfd(0, 0) };
+            assert!(raw >= 0, "eventfd");
+            // SAFETY: a fresh fd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let mut env = common.to_vec();
+            env.push(("FD", raw.to_string()));
+            let mut child = spawn("eventfd", &env);
+            while got.stamps.len() < n {
+                let mut v = 0u64;
+                // SAFETY: reads 8 bytes into a live local.
+                let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+                assert_eq!(r, 8, "eventfd read");
+                // A counter: two writes between reads would add up. The gap
+                // (1 ms) makes that impossible in practice; the order check
+                // below would catch it.
+                got.take(v);
+            }
+            child.wait().expect("child");
+        }
+        "unix" => {
+            let mut fds = [0i32; 2];
+            // SAFETY: socketpair writes two fds into the live array. Not
+            // CLOEXEC: the child inherits its end.
+            let r =
+                unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+            assert_eq!(r, 0, "socketpair");
+            // SAFETY: fresh fds that nothing else owns.
+            let (mine, theirs) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let mut env = common.to_vec();
+            env.push(("FD", fds[1].to_string()));
+            let mut child = spawn("unix", &env);
+            drop(theirs);
+            let mut s = UnixStream::from(mine);
+            s.set_nonblocking(busy).expect("nonblocking");
+            let mut buf = [0u8; 8];
+            let mut have = 0;
+            while got.stamps.len() < n {
+                match s.read(&mut buf[have..]) {
+                    Ok(0) => panic!("unix producer went away"),
+                    Ok(k) => {
+                        have += k;
+                        if have == 8 {
+                            got.take(u64::from_le_bytes(buf));
+                            have = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.spin(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            child.wait().expect("child");
+        }
+        "atomic" => {
+            let name = c"shmring-latency-atomic";
+            // SAFETY: a NUL-terminated name; no CLOEXEC so the child inherits it.
+            let raw = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+            assert!(raw >= 0, "memfd_create");
+            // SAFETY: a fresh fd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: ftruncate on our memfd.
+            assert_eq!(unsafe { libc::ftruncate(raw, 16) }, 0, "ftruncate");
+            // SAFETY: maps the 16 bytes just sized; used only through two
+            // AtomicU64 below, unmapped when done.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    16,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    raw,
+                    0,
+                )
+            };
+            assert!(p != libc::MAP_FAILED, "mmap");
+            // SAFETY: 16 mapped, page-aligned, zeroed bytes, accessed only
+            // atomically by both processes: the stamp, then the ack.
+            let (cell, ack) =
+                unsafe { (&*(p as *const AtomicU64), &*(p as *const AtomicU64).add(1)) };
+            let mut env = common.to_vec();
+            env.push(("FD", raw.to_string()));
+            let mut child = spawn("atomic", &env);
+            let mut last = 0;
+            while got.stamps.len() < n {
+                let v = cell.load(Ordering::Acquire);
+                if v != last {
+                    last = v;
+                    got.take(v);
+                    ack.store(v, Ordering::Release);
+                } else {
+                    guard.spin();
+                }
+            }
+            child.wait().expect("child");
+            // SAFETY: the mapping made above, no longer referenced.
+            unsafe { libc::munmap(p, 16) };
+            drop(fd);
+        }
+        other => panic!("unknown path {other}"),
+    }
+    set_affinity(&saved);
+    assert_eq!(got.stamps.len(), n, "{kind}: every stamp arrived");
+    assert!(
+        got.stamps.windows(2).all(|w| w[0] < w[1]),
+        "{kind}: stamps out of order or repeated"
+    );
+    got.lat
+}
+
+/// Stamps received, and their latencies.
+struct Got {
+    stamps: Vec<u64>,
+    lat: Vec<u64>,
+}
+
+impl Got {
+    fn take(&mut self, ts: u64) {
+        self.lat.push(now_ns().saturating_sub(ts));
+        self.stamps.push(ts);
+    }
+}
