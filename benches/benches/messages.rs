@@ -120,19 +120,20 @@ fn ring_child<const N: usize>(count: usize) -> u64 {
         .expect("connect");
     let (mut h, mut n) = (0u64, 0usize);
     while n < count {
-        let chunk = rx.read_chunk(count - n).expect("read");
-        let k = chunk.len();
+        let k = {
+            let chunk = rx.read_chunk(count - n).expect("read");
+            let (a, b) = chunk.as_slices();
+            for m in a.iter().chain(b) {
+                h = checksum(h, m);
+            }
+            let k = chunk.len();
+            chunk.release_all();
+            k
+        };
         if k == 0 {
-            drop(chunk);
             rx.wait_readable(Some(Duration::from_secs(10)))
                 .expect("wait");
-            continue;
         }
-        let (a, b) = chunk.as_slices();
-        for m in a.iter().chain(b) {
-            h = checksum(h, m);
-        }
-        chunk.release_all();
         n += k;
     }
     h
@@ -161,15 +162,21 @@ fn ring<const N: usize>(count: usize) -> f64 {
         fill(&mut msg, i);
         h = checksum(h, &msg);
         loop {
-            let mut chunk = tx.write_chunk(1).expect("chunk");
-            if chunk.len() == 1 {
+            let sent = {
+                let mut chunk = tx.write_chunk(1).expect("chunk");
                 let (a, b) = chunk.as_mut_slices();
-                let slot = a.first_mut().or(b.first_mut()).expect("one slot");
-                slot.copy_from_slice(&msg);
-                chunk.commit_all();
+                match a.first_mut().or(b.first_mut()) {
+                    Some(slot) => {
+                        slot.copy_from_slice(&msg);
+                        chunk.commit_all();
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if sent {
                 break;
             }
-            drop(chunk);
             tx.wait_writable(Some(Duration::from_secs(10)))
                 .expect("wait");
         }
