@@ -3,13 +3,14 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# Debian packages the build, the tests and the demo need. Installed only when missing.
-APT_PACKAGES := pkg-config bc libasound2-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+# Debian packages the build, the tests and the demo need (libclang-dev: bindgen,
+# for the iceoryx2 peer in the benchmarks). Installed only when missing.
+APT_PACKAGES := pkg-config bc libasound2-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad libclang-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The loom model explores every interleaving; bound preemptions so `make test` stays fast.
 LOOM_MAX_PREEMPTIONS ?= 3
 
-.PHONY: all deps build demo test lint unit loom bench-smoke bench fuzz fuzz-smoke soak clean
+.PHONY: all deps build demo test lint unit loom bench-smoke bench bench-ring fuzz fuzz-smoke soak clean
 
 all: build
 
@@ -88,18 +89,27 @@ bench-smoke:
 	$(CARGO) bench -p shmring-benches --bench wake_latency -- --smoke
 	$(CARGO) bench -p shmring-benches --bench audio_push -- --smoke
 	$(CARGO) bench -p shmring-benches --bench messages -- --smoke
+	$(CARGO) bench -p shmring-benches --bench latency -- --smoke
 	$(CARGO) build -p gst-plugin-shmring
 	SHMRING_GST_PLUGIN_DIR=$(CURDIR)/target/debug $(CARGO) bench -p shmring-benches --bench gst_pipelines -- --smoke
 
-# Full benchmarks: tables in target/bench-compare.md, target/bench-wake.md,
-# target/bench-gst.md, target/bench-audio.md and target/bench-messages.md.
+# Full benchmarks: one table per runner in target/bench-*.md, all of them in
+# target/bench-report.md, and the plots (SVG) in target/ and docs/bench/,
+# which the README embeds.
+BENCH_RUNNERS = compare latency wake_latency messages gst_pipelines audio_push
+BENCH_REPORTS = compare latency wake messages gst audio
 bench: deps
 	$(CARGO) build --release -p gst-plugin-shmring
-	$(CARGO) bench -p shmring-benches --bench compare
-	$(CARGO) bench -p shmring-benches --bench wake_latency
-	$(CARGO) bench -p shmring-benches --bench gst_pipelines
-	$(CARGO) bench -p shmring-benches --bench audio_push
-	$(CARGO) bench -p shmring-benches --bench messages
+	for r in $(BENCH_RUNNERS); do $(CARGO) bench -p shmring-benches --bench $$r || exit 1; done
+	{ echo "# shmring benchmark report"; echo; \
+	  echo "Written by \`make bench\` on $$(date -u +%Y-%m-%d). Each table compares paths measured in the same run."; \
+	  for f in $(BENCH_REPORTS); do echo; echo "## $$f"; echo; cat target/bench-$$f.md; done; } > target/bench-report.md
+	mkdir -p docs/bench
+	cp target/bench-messages.svg target/bench-latency.svg docs/bench/
+	@echo "report: target/bench-report.md; plots: docs/bench/*.svg"
+
+# The criterion micro-benchmarks of the ring (not part of `make bench`).
+bench-ring:
 	$(CARGO) bench -p shmring-benches --bench ring
 
 # Crash soak: producer and consumer processes killed at random for

@@ -3,10 +3,11 @@
 //!
 //! * asleep: shmring (`Consumer::pop_blocking`, no spinning: it sleeps on its
 //!   eventfd) vs a bare eventfd (blocking `read`) vs a `UnixStream` (blocking
-//!   `read`);
+//!   `read`) vs iceoryx2 publish-subscribe woken by its event service (the
+//!   pattern its docs give for a sleeping subscriber);
 //! * busy-polling: shmring (`try_pop` in a loop) vs a bare atomic in shared
 //!   memory (the physical floor of this machine) vs a non-blocking
-//!   `UnixStream` read in a loop.
+//!   `UnixStream` read in a loop vs iceoryx2 `Subscriber::receive` in a loop.
 //!
 //! A child process stamps each message with `CLOCK_MONOTONIC` (one clock for
 //! every process) just before sending it; the parent takes the difference
@@ -48,16 +49,30 @@ fn now_ns() -> u64 {
 }
 
 /// The paths, in table order (the first of each mode is the reference).
-const PATHS: [(&str, &str, bool); 6] = [
+const PATHS: [(&str, &str, bool); 8] = [
     ("bare eventfd (blocking read)", "eventfd", false),
     ("shmring (pop_blocking, asleep)", "shmring", false),
     ("UnixStream (blocking read)", "unix", false),
+    (
+        "iceoryx2 (event listener wait, then receive)",
+        "iceoryx2",
+        false,
+    ),
     ("bare atomic in shared memory (floor)", "atomic", true),
     ("shmring (try_pop loop)", "shmring", true),
     ("UnixStream (non-blocking read loop)", "unix", true),
+    ("iceoryx2 (receive loop)", "iceoryx2", true),
 ];
 
+/// Index in [`PATHS`] of the reference for a sleeping or a busy consumer.
+fn reference(busy: bool) -> usize {
+    let kind = if busy { "atomic" } else { "eventfd" };
+    PATHS.iter().position(|p| p.1 == kind).unwrap_or(0)
+}
+
 fn main() {
+    // iceoryx2 warns that it runs without a config file, in every process.
+    iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
     if let Ok(role) = std::env::var(CHILD_VAR) {
         child(&role);
         return;
@@ -89,7 +104,7 @@ fn main() {
         "p50 vs reference",
     ]);
     for (i, (name, _, busy)) in PATHS.iter().enumerate() {
-        let reference = if *busy { &lat[3] } else { &lat[0] };
+        let reference = &lat[reference(*busy)];
         let v = &lat[i];
         t.row(&[
             if *busy { "busy-polling" } else { "asleep" }.to_string(),
@@ -241,6 +256,38 @@ fn child(role: &str) {
             let _ = tx.wait_writable(Some(Duration::from_millis(10)));
             std::thread::sleep(Duration::from_millis(50));
         }
+        "iceoryx2" => {
+            use iceoryx2::prelude::*;
+            let name = std::env::var("SERVICE").expect("SERVICE");
+            let node = NodeBuilder::new()
+                .create::<ipc::Service>()
+                .expect("iceoryx2 node");
+            let service = node
+                .service_builder(&name.as_str().try_into().expect("service name"))
+                .publish_subscribe::<u64>()
+                .open_or_create()
+                .expect("iceoryx2 service");
+            let publisher = service.publisher_builder().create().expect("publisher");
+            let event = node
+                .service_builder(
+                    &format!("{name}/wake")
+                        .as_str()
+                        .try_into()
+                        .expect("event name"),
+                )
+                .event()
+                .open_or_create()
+                .expect("iceoryx2 event");
+            let notifier = event.notifier_builder().create().expect("notifier");
+            let wake = std::env::var_os("WAKE").is_some();
+            for _ in 0..n {
+                wait();
+                publisher.send_copy(now_ns()).expect("send");
+                if wake {
+                    notifier.notify().expect("notify");
+                }
+            }
+        }
         "eventfd" => {
             let fd = inherited("FD");
             for _ in 0..n {
@@ -337,6 +384,54 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
                     }
                 } else {
                     got.take(rx.pop_blocking(Some(Duration::from_secs(5))).expect("pop"));
+                }
+            }
+            child.wait().expect("child");
+        }
+        "iceoryx2" => {
+            use iceoryx2::prelude::*;
+            let name = format!("shmring-bench/latency-{}", std::process::id());
+            let node = NodeBuilder::new()
+                .create::<ipc::Service>()
+                .expect("iceoryx2 node");
+            let service = node
+                .service_builder(&name.as_str().try_into().expect("service name"))
+                .publish_subscribe::<u64>()
+                .subscriber_max_buffer_size(64)
+                .open_or_create()
+                .expect("iceoryx2 service");
+            let subscriber = service
+                .subscriber_builder()
+                .buffer_size(64)
+                .create()
+                .expect("subscriber");
+            let event = node
+                .service_builder(
+                    &format!("{name}/wake")
+                        .as_str()
+                        .try_into()
+                        .expect("event name"),
+                )
+                .event()
+                .open_or_create()
+                .expect("iceoryx2 event");
+            let listener = event.listener_builder().create().expect("listener");
+            let mut env = common.to_vec();
+            env.push(("SERVICE", name));
+            if !busy {
+                env.push(("WAKE", "1".into()));
+            }
+            let mut child = spawn("iceoryx2", &env);
+            while got.stamps.len() < n {
+                match subscriber.receive().expect("receive") {
+                    Some(sample) => got.take(*sample),
+                    None if busy => guard.spin(),
+                    None => {
+                        // Asleep until the producer's notifier wakes us.
+                        listener
+                            .timed_wait_all(|_| {}, Duration::from_secs(5))
+                            .expect("wait");
+                    }
                 }
             }
             child.wait().expect("child");

@@ -2,8 +2,10 @@
 //! shmring's frame stream (one message per slot), shmring's typed ring (one
 //! `[u8; N]` item per message, read in place) vs a `UnixStream` pair vs a
 //! pipe vs a shmem-ipc sharedring (one `[u8; N]` item per message, read in
-//! place: the like-for-like peer of the typed ring), for 64 B, 4 KiB, 64 KiB
-//! and 1 MiB messages. The parent sends; a
+//! place: the like-for-like peer of the typed ring) vs iceoryx2
+//! publish-subscribe (one `[u8; N]` sample per message, loaned, written,
+//! sent; the subscriber reads it in place), for 64 B, 4 KiB, 64 KiB and
+//! 1 MiB messages. The parent sends; a
 //! child process receives, reads every byte (an order-sensitive checksum over
 //! the whole payload) and prints count and checksum, which must match what
 //! the sender computed, so no figure comes from a broken run. Every path
@@ -97,6 +99,15 @@ fn child(role: &str) {
                 65536 => ring_child::<65536>(count),
                 1048576 => ring_child::<1048576>(count),
                 other => panic!("no ring item type for {other} bytes"),
+            }
+        }
+        "iceoryx2" => {
+            h = match size {
+                64 => iceoryx2_child::<64>(count),
+                4096 => iceoryx2_child::<4096>(count),
+                65536 => iceoryx2_child::<65536>(count),
+                1048576 => iceoryx2_child::<1048576>(count),
+                other => panic!("no iceoryx2 payload type for {other} bytes"),
             }
         }
         "shmem-ipc" => {
@@ -194,6 +205,117 @@ fn ring_sized(size: usize, count: usize) -> f64 {
         65536 => ring::<65536>(count),
         1048576 => ring::<1048576>(count),
         other => panic!("no ring item type for {other} bytes"),
+    }
+}
+
+/// The iceoryx2 service of one run: `[u8; N]` payloads, a subscriber queue
+/// of about 4 MiB, no overflow (the publisher blocks: every message counts).
+fn iceoryx2_service<const N: usize>(
+    node: &iceoryx2::node::Node<iceoryx2::prelude::ipc::Service>,
+    name: &str,
+) -> iceoryx2::service::port_factory::publish_subscribe::PortFactory<
+    iceoryx2::prelude::ipc::Service,
+    [u8; N],
+    (),
+> {
+    node.service_builder(&name.try_into().expect("service name"))
+        .publish_subscribe::<[u8; N]>()
+        .subscriber_max_buffer_size(iceoryx2_depth::<N>())
+        .history_size(0)
+        .enable_safe_overflow(false)
+        .max_publishers(1)
+        .max_subscribers(1)
+        .open_or_create()
+        .expect("iceoryx2 service")
+}
+
+fn iceoryx2_depth<const N: usize>() -> usize {
+    ((4 << 20) / N).clamp(2, 1024)
+}
+
+/// The receiving side of [`iceoryx2_run`]: checksums each sample in place.
+fn iceoryx2_child<const N: usize>(count: usize) -> u64 {
+    use iceoryx2::prelude::*;
+    let name = std::env::var("SERVICE").expect("SERVICE");
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .expect("iceoryx2 node");
+    let service = iceoryx2_service::<N>(&node, &name);
+    let subscriber = service
+        .subscriber_builder()
+        .buffer_size(iceoryx2_depth::<N>())
+        .create()
+        .expect("subscriber");
+    let (mut h, mut n) = (0u64, 0usize);
+    while n < count {
+        match subscriber.receive().expect("receive") {
+            Some(sample) => {
+                h = checksum(h, &*sample);
+                n += 1;
+            }
+            // No blocking receive in publish-subscribe alone: yield.
+            None => std::thread::yield_now(),
+        }
+    }
+    h
+}
+
+/// iceoryx2 publish-subscribe, one `[u8; N]` sample per message: loaned,
+/// written in place (one copy, like the others), sent.
+fn iceoryx2_run<const N: usize>(count: usize) -> f64 {
+    use iceoryx2::prelude::*;
+    let name = format!("shmring-bench/messages-{}-{N}", std::process::id());
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .expect("iceoryx2 node");
+    let service = iceoryx2_service::<N>(&node, &name);
+    let publisher = service
+        .publisher_builder()
+        .unable_to_deliver_strategy(UnableToDeliverStrategy::Block)
+        .create()
+        .expect("publisher");
+    let child = spawn("iceoryx2", N, count, &[("SERVICE", name)]);
+    // Samples sent before the subscriber exists would be lost.
+    let t0 = Instant::now();
+    while service.dynamic_config().number_of_subscribers() == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no iceoryx2 subscriber"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    iceoryx2::port::update_connections::UpdateConnections::update_connections(&publisher)
+        .expect("connections");
+    let mut msg = template(N);
+    let mut h = 0u64;
+    let start = Instant::now();
+    for i in 0..count as u64 {
+        fill(&mut msg, i);
+        h = checksum(h, &msg);
+        let mut sample = publisher.loan_uninit().expect("loan");
+        // SAFETY: the payload is `N` writable bytes of the loaned sample
+        // (a `MaybeUninit<[u8; N]>`), all written here before `assume_init`.
+        let sample = unsafe {
+            std::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                sample.payload_mut().as_mut_ptr().cast::<u8>(),
+                N,
+            );
+            sample.assume_init()
+        };
+        sample.send().expect("send");
+    }
+    check(child, count, h, "iceoryx2");
+    (N * count) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn iceoryx2_sized(size: usize, count: usize) -> f64 {
+    match size {
+        64 => iceoryx2_run::<64>(count),
+        4096 => iceoryx2_run::<4096>(count),
+        65536 => iceoryx2_run::<65536>(count),
+        1048576 => iceoryx2_run::<1048576>(count),
+        other => panic!("no iceoryx2 payload type for {other} bytes"),
     }
 }
 
@@ -427,6 +549,8 @@ fn gbps(bytes_per_sec: f64) -> String {
 }
 
 fn main() {
+    // iceoryx2 warns that it runs without a config file, in every process.
+    iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
     if let Ok(role) = std::env::var(CHILD_VAR) {
         child(&role);
         return;
@@ -450,9 +574,11 @@ fn main() {
         "UnixStream",
         "pipe",
         "shmem-ipc",
+        "iceoryx2",
         "frames / UnixStream",
         "frames / pipe",
         "ring / shmem-ipc",
+        "frames / iceoryx2",
         "best shmring / best peer",
     ]);
     let names = [
@@ -461,6 +587,7 @@ fn main() {
         "UnixStream",
         "pipe",
         "shmem-ipc",
+        "iceoryx2",
     ];
     let mut plot: Vec<(String, Vec<(f64, f64)>)> =
         names.iter().map(|n| (n.to_string(), Vec::new())).collect();
@@ -475,7 +602,8 @@ fn main() {
         let u = run(&|| kernel("stream", size, count));
         let p = run(&|| kernel("pipe", size, count));
         let m = run(&|| shmem_ipc_sized(size, count));
-        for (series, v) in plot.iter_mut().zip([s, r, u, p, m]) {
+        let x = run(&|| iceoryx2_sized(size, count));
+        for (series, v) in plot.iter_mut().zip([s, r, u, p, m, x]) {
             series.1.push((size as f64, v / 1e9));
         }
         let label = if size >= 1 << 20 {
@@ -492,10 +620,12 @@ fn main() {
             gbps(u),
             gbps(p),
             gbps(m),
+            gbps(x),
             format!("{:.2}x", s / u),
             format!("{:.2}x", s / p),
             format!("{:.2}x", r / m),
-            format!("{:.2}x", s.max(r) / u.max(p).max(m)),
+            format!("{:.2}x", s / x),
+            format!("{:.2}x", s.max(r) / u.max(p).max(m).max(x)),
         ]);
     }
     out.push_str(t.as_str());
