@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! cargo bench -p shmring-benches --bench messages [-- --smoke]
+//! SHMRING_BENCH_SIZE=64 cargo bench -p shmring-benches --bench messages   # one size only
 //! ```
 
 use std::io::{Read, Write};
@@ -559,7 +560,7 @@ fn main() {
     let (volume, reps) = if smoke {
         (8usize << 20, 1)
     } else {
-        (1usize << 30, 3)
+        (1usize << 30, 5)
     };
     let mut out = format!(
         "Message throughput between two processes, {} MiB per size, median of {reps}{}\n\nMachine: {}\n\n",
@@ -591,18 +592,28 @@ fn main() {
     ];
     let mut plot: Vec<(String, Vec<(f64, f64)>)> =
         names.iter().map(|n| (n.to_string(), Vec::new())).collect();
-    for size in SIZES {
+    let only: Option<usize> = std::env::var("SHMRING_BENCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for size in SIZES.into_iter().filter(|s| only.is_none_or(|o| o == *s)) {
         let count = (volume / size).min(if smoke { 20_000 } else { 2_000_000 });
-        let run = |f: &dyn Fn() -> f64| {
-            let mut v: Vec<f64> = (0..reps).map(|_| f()).collect();
-            median(&mut v)
-        };
-        let s = run(&|| shmring(size, count));
-        let r = run(&|| ring_sized(size, count));
-        let u = run(&|| kernel("stream", size, count));
-        let p = run(&|| kernel("pipe", size, count));
-        let m = run(&|| shmem_ipc_sized(size, count));
-        let x = run(&|| iceoryx2_sized(size, count));
+        // The paths take turns in every repetition, so that a slow spell of
+        // the machine (this VM has them) hits them all alike.
+        let paths: [&dyn Fn() -> f64; 6] = [
+            &|| shmring(size, count),
+            &|| ring_sized(size, count),
+            &|| kernel("stream", size, count),
+            &|| kernel("pipe", size, count),
+            &|| shmem_ipc_sized(size, count),
+            &|| iceoryx2_sized(size, count),
+        ];
+        let mut runs = vec![Vec::new(); paths.len()];
+        for _ in 0..reps {
+            for (v, f) in runs.iter_mut().zip(&paths) {
+                v.push(f());
+            }
+        }
+        let [s, r, u, p, m, x] = [0, 1, 2, 3, 4, 5].map(|i| median(&mut runs[i]));
         for (series, v) in plot.iter_mut().zip([s, r, u, p, m, x]) {
             series.1.push((size as f64, v / 1e9));
         }

@@ -127,10 +127,10 @@ pub mod svg {
 
     use std::fmt::Write as _;
 
-    const W: f64 = 860.0;
+    const W: f64 = 960.0;
     const H: f64 = 480.0;
     const LEFT: f64 = 80.0;
-    const RIGHT: f64 = 300.0;
+    const RIGHT: f64 = 380.0;
     const TOP: f64 = 40.0;
     const BOTTOM: f64 = 60.0;
     const COLORS: [&str; 8] = [
@@ -158,6 +158,8 @@ pub mod svg {
         log: bool,
         lo: f64,
         hi: f64,
+        /// Tick spacing of a linear axis.
+        step: f64,
     }
 
     impl Axis {
@@ -172,6 +174,7 @@ pub mod svg {
             if !lo.is_finite() {
                 (lo, hi) = (0.0, 1.0);
             }
+            let mut step = 1.0;
             if log {
                 (lo, hi) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0));
             } else {
@@ -179,8 +182,17 @@ pub mod svg {
                 if hi <= lo {
                     hi = lo + 1.0;
                 }
+                // About five ticks at 1, 2, 2.5 or 5 times a power of ten.
+                let raw = (hi - lo) / 5.0;
+                let mag = 10f64.powf(raw.log10().floor());
+                step = [1.0, 2.0, 2.5, 5.0, 10.0]
+                    .into_iter()
+                    .map(|m| m * mag)
+                    .find(|&s| s >= raw)
+                    .unwrap_or(10.0 * mag);
+                hi = (hi / step).ceil() * step;
             }
-            Axis { log, lo, hi }
+            Axis { log, lo, hi, step }
         }
 
         /// Position of `v` in 0..=1.
@@ -195,9 +207,8 @@ pub mod svg {
                     .map(|e| 10f64.powi(e))
                     .collect()
             } else {
-                (0..=5)
-                    .map(|i| self.lo + (self.hi - self.lo) * i as f64 / 5.0)
-                    .collect()
+                let n = ((self.hi - self.lo) / self.step).round() as usize;
+                (0..=n).map(|i| self.lo + self.step * i as f64).collect()
             }
         }
     }
@@ -210,10 +221,10 @@ pub mod svg {
             format!("{}M", v / 1e6)
         } else if a >= 1e3 && v.fract() == 0.0 && (v / 1e3).fract() == 0.0 {
             format!("{}k", v / 1e3)
-        } else if a >= 10.0 || v == 0.0 {
+        } else if a >= 10.0 || v == 0.0 || v.fract() == 0.0 {
             format!("{v:.0}")
         } else {
-            format!("{v:.2}")
+            format!("{v:.1}")
         }
     }
 
