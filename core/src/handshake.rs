@@ -689,6 +689,17 @@ impl Connection {
         self.fd.as_fd()
     }
 
+    /// Turns the peer away: it gets [`Error::PeerRefused`] with `reason`
+    /// (e.g. a server that already serves as many peers as it allows).
+    pub fn refuse(self, reason: &str) {
+        // Best effort: a peer that went away meanwhile needs no answer.
+        let _ = send_with_fds(
+            self.fd.as_fd(),
+            bytemuck::bytes_of(&Welcome::refuse(reason)),
+            &[],
+        );
+    }
+
     /// Reads the hello (waiting up to `config.handshake_timeout`), checks that
     /// the peer wants to consume `T`, sends it a new channel; returns our
     /// producing end.

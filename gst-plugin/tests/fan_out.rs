@@ -384,7 +384,8 @@ fn forged_returns_beside_an_honest_consumer(copied: bool) {
                     }
                 }
             }
-            (frames, changed)
+            // The receiver goes back too: alive until the stats are checked.
+            (frames, changed, rx)
         })
     };
     let hostile = {
@@ -405,11 +406,11 @@ fn forged_returns_beside_an_honest_consumer(copied: bool) {
                     }
                 }
             }
-            forged
+            (forged, rx)
         })
     };
-    let (frames, changed) = honest.join().expect("honest");
-    let forged = hostile.join().expect("hostile");
+    let (frames, changed, _honest_rx) = honest.join().expect("honest");
+    let (forged, _hostile_rx) = hostile.join().expect("hostile");
     assert_eq!(
         changed, 0,
         "a frame changed while the honest consumer held it"
@@ -435,4 +436,30 @@ fn forged_returns_beside_an_honest_consumer(copied: bool) {
     if let Some(f) = feeder {
         f.join().expect("feeder");
     }
+}
+
+/// `max-consumers`: a consumer beyond the limit is refused with the reason;
+/// once one leaves, the next is served.
+#[test]
+fn consumers_beyond_max_consumers_are_refused_with_the_reason() {
+    init();
+    let path = sock("fan-max");
+    let (pipeline, sink) = sink_pipeline(&path, "max-consumers=2");
+    let cfg = FrameConfig::new(1, 64);
+    let first = frames::connect(&path, &cfg).expect("first");
+    let second = frames::connect(&path, &cfg).expect("second");
+    match frames::connect(&path, &cfg) {
+        Err(shmring::Error::PeerRefused(reason)) => {
+            assert!(reason.contains("at most 2"), "{reason}")
+        }
+        other => panic!("third consumer: {other:?}"),
+    }
+    assert_eq!(stat(&sink, "consumers"), 2);
+    drop(first);
+    wait_until("the first consumer is gone", Duration::from_secs(5), || {
+        stat(&sink, "consumers") == 1
+    });
+    let _third = frames::connect(&path, &cfg).expect("a place is free again");
+    drop(second);
+    pipeline.set_state(gst::State::Null).expect("null");
 }

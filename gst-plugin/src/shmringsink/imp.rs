@@ -31,6 +31,8 @@ const DEFAULT_SLOTS: u32 = 0;
 const AUTO_ARENA: usize = 16 << 20;
 const DEFAULT_PERMS: u32 = 0o600;
 const DEFAULT_TIMEOUT_MS: u32 = 5000;
+/// Each consumer costs two rings and a few fds: a bound, raised at will.
+const DEFAULT_MAX_CONSUMERS: u32 = 64;
 /// Slots kept out of the offered pool: for caps/tags strings and copies.
 const SPARE_SLOTS: u32 = 2;
 /// Longest the pool waits for a slot in flight to come back before it leases
@@ -55,6 +57,8 @@ struct Settings {
     /// Only this uid may connect (`SO_PEERCRED`); -1: any the socket mode lets in.
     allowed_uid: i64,
     slow_consumer: SlowConsumer,
+    /// Most consumers served at once; 0: no limit.
+    max_consumers: u32,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             allowed_uid: -1,
             slow_consumer: SlowConsumer::default(),
+            max_consumers: DEFAULT_MAX_CONSUMERS,
         }
     }
 }
@@ -331,6 +336,12 @@ impl ObjectImpl for ShmringSink {
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("max-consumers")
+                    .nick("Max consumers")
+                    .blurb("Most consumers served at once (each costs two rings and a few fds); more are refused with the reason and logged with their pid and uid; 0 = no limit")
+                    .default_value(DEFAULT_MAX_CONSUMERS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("slow-consumer", SlowConsumer::default())
                     .nick("Slow consumer")
                     .blurb("What to do with a consumer that cannot take a frame (its descriptor ring is full, or with several consumers it holds half the slots): block the pipeline for it, drop frames for it only, or disconnect it once it has missed frames for `timeout`")
@@ -357,6 +368,7 @@ impl ObjectImpl for ShmringSink {
             "timeout" => s.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
             "allowed-uid" => s.allowed_uid = value.get().unwrap_or(-1),
             "slow-consumer" => s.slow_consumer = value.get().unwrap_or_default(),
+            "max-consumers" => s.max_consumers = value.get().unwrap_or(DEFAULT_MAX_CONSUMERS),
             _ => {}
         }
     }
@@ -372,6 +384,7 @@ impl ObjectImpl for ShmringSink {
             "timeout" => s.timeout_ms.to_value(),
             "allowed-uid" => s.allowed_uid.to_value(),
             "slow-consumer" => s.slow_consumer.to_value(),
+            "max-consumers" => s.max_consumers.to_value(),
             "stats" => lock(&self.stats).to_structure().to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
@@ -610,6 +623,19 @@ impl ShmringSink {
                 }
             }
             self.remove_gone(st);
+            let max = lock(&self.settings).max_consumers as usize;
+            if max > 0 && st.peers.len() + st.pending.len() >= max {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "refusing consumer pid {} uid {}: {} consumers served, max-consumers is {max}",
+                    peer.pid,
+                    peer.uid,
+                    st.peers.len() + st.pending.len()
+                );
+                conn.refuse(&format!("this sink serves at most {max} consumers at once"));
+                return;
+            }
             match self.arena_for_new_peer(st) {
                 Some(a) => (a, self.frame_config(st.frame_size)),
                 None => return,
@@ -832,12 +858,15 @@ impl ShmringSink {
             .arena
             .as_ref()
             .is_some_and(|a| a.slot_size() >= WAIT_FOR_RETURN_FROM);
-        let busy = st.peers.iter().filter(|p| p.tx.in_flight() > 0).count();
+        // Only consumers that keep up: one that is missing frames (stopped,
+        // say) would make every empty pool wait for nothing.
+        let keeps_up = |p: &Peer| p.tx.in_flight() > 0 && p.behind_since.is_none();
+        let busy = st.peers.iter().filter(|p| keeps_up(p)).count();
         if !big || busy == 0 {
             return;
         }
         let each = RETURN_WAIT / busy as u32;
-        for p in st.peers.iter_mut().filter(|p| p.tx.in_flight() > 0) {
+        for p in st.peers.iter_mut().filter(|p| keeps_up(p)) {
             if p.tx.wait_returns(Some(each)).is_ok() {
                 p.reclaim();
             }
