@@ -9,6 +9,7 @@
 //! ```text
 //! cargo build --release -p gst-plugin-shmring
 //! cargo bench -p shmring-benches --bench gst_pipelines [-- --smoke]
+//! SHMRING_BENCH_PARTS=video SHMRING_BENCH_SINK_PROPS=spin=0 cargo bench ...   # experiments
 //! ```
 
 use std::path::PathBuf;
@@ -143,6 +144,18 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
     Some((elapsed, children_cpu() - cpu0))
 }
 
+/// Extra shmringsink properties for experiments (`SHMRING_BENCH_SINK_PROPS`,
+/// e.g. `spin=0`), applied to the two-process cases; none by default.
+fn extra_sink_props() -> String {
+    std::env::var("SHMRING_BENCH_SINK_PROPS").unwrap_or_default()
+}
+
+/// Whether to run a part of the runner: `SHMRING_BENCH_PARTS` lists them
+/// (video, audio, fan-out), all by default.
+fn part(name: &str) -> bool {
+    std::env::var("SHMRING_BENCH_PARTS").map_or(true, |v| v.split(',').any(|p| p == name))
+}
+
 fn sock(tag: &str) -> String {
     let dir = std::env::temp_dir().join(format!("shmring-gstbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -176,7 +189,7 @@ fn cases(
         (
             "shmringsink → shmringsrc",
             vec![
-                format!("{endless} ! shmringsink socket-path={a} sync=false"),
+                format!("{endless} ! shmringsink socket-path={a} sync=false {}", extra_sink_props()),
                 format!("shmringsrc socket-path={a} num-buffers={n} ! fakesink sync=false"),
             ],
             Some(a.clone()),
@@ -347,53 +360,59 @@ fn main() {
         machine()
     );
 
-    out.push_str(&format!(
-        "1920x1080 RGBA videotestsrc pattern=black, {frames} frames → fakesink sync=false\n\n"
-    ));
-    let video = cases(
-        VIDEO,
-        "video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1",
-        frames,
-        // 20 frames: with 6 GStreamer's shmsink stalls in 2 runs of 3 here.
-        8_294_400 * 20,
-    );
-    out.push_str(&table(
-        &measure(&video, frames, reps),
-        "frames",
-        "s / 1000 frames",
-        1000.0,
-    ));
+    if part("video") {
+        out.push_str(&format!(
+            "1920x1080 RGBA videotestsrc pattern=black, {frames} frames → fakesink sync=false\n\n"
+        ));
+        let video = cases(
+            VIDEO,
+            "video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1",
+            frames,
+            // 20 frames: with 6 GStreamer's shmsink stalls in 2 runs of 3 here.
+            8_294_400 * 20,
+        );
+        out.push_str(&table(
+            &measure(&video, frames, reps),
+            "frames",
+            "s / 1000 frames",
+            1000.0,
+        ));
+    }
 
-    out.push_str(&format!(
+    if part("audio") {
+        out.push_str(&format!(
         "\nAudio, 64-sample S16LE stereo 48 kHz buffers, {buffers} buffers → fakesink sync=false\n\n"
     ));
-    let audio = cases(
-        AUDIO,
-        "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved",
-        buffers,
-        1 << 20,
-    );
-    out.push_str(&table(
-        &measure(&audio, buffers, reps),
-        "buffers",
-        "µs / buffer",
-        1e6,
-    ));
-    out.push_str(&format!(
+        let audio = cases(
+            AUDIO,
+            "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved",
+            buffers,
+            1 << 20,
+        );
+        out.push_str(&table(
+            &measure(&audio, buffers, reps),
+            "buffers",
+            "µs / buffer",
+            1e6,
+        ));
+    }
+    if part("fan-out") {
+        out.push_str(&format!(
         "\nFan-out: 1920x1080 RGBA, one endless sender, N receivers of {fan_frames} frames each (rate: frames/s each receiver got, from the first receiver's start to the last one's end)\n\n"
     ));
-    let rows: Vec<_> = [1, 2, 4]
-        .into_iter()
-        .map(|consumers| {
-            let mut r = measure(&fan_out_cases(consumers, fan_frames), fan_frames, reps);
-            // CPU per frame delivered: `measure` divided by one receiver's frames.
-            for (_, _, cpu) in &mut r {
-                *cpu /= consumers as f64;
-            }
-            (consumers, r)
-        })
-        .collect();
-    out.push_str(&fan_out_table(&rows));
+        let rows: Vec<_> = [1, 2, 4]
+            .into_iter()
+            .map(|consumers| {
+                let mut r = measure(&fan_out_cases(consumers, fan_frames), fan_frames, reps);
+                // CPU per frame delivered: `measure` divided by one receiver's frames.
+                for (_, _, cpu) in &mut r {
+                    *cpu /= consumers as f64;
+                }
+                (consumers, r)
+            })
+            .collect();
+        out.push_str(&fan_out_table(&rows));
+    }
     out.push_str(
         "\nTargets (issue 4): shmring ≥ 0.90x the one-process frames/s, ≤ 1.10x its CPU per frame.\n",
     );

@@ -33,6 +33,8 @@ const DEFAULT_PERMS: u32 = 0o600;
 const DEFAULT_TIMEOUT_MS: u32 = 5000;
 /// Each consumer costs two rings and a few fds: a bound, raised at will.
 const DEFAULT_MAX_CONSUMERS: u32 = 64;
+/// A returned slot usually comes back within tens of microseconds.
+const DEFAULT_SPIN_US: u32 = 50;
 /// Slots kept out of the offered pool: for caps/tags strings and copies.
 const SPARE_SLOTS: u32 = 2;
 /// Longest the pool waits for a slot in flight to come back before it leases
@@ -59,6 +61,8 @@ struct Settings {
     slow_consumer: SlowConsumer,
     /// Most consumers served at once; 0: no limit.
     max_consumers: u32,
+    /// Busy-poll time (µs) of waits for consumers before sleeping.
+    spin_us: u32,
 }
 
 impl Default for Settings {
@@ -73,6 +77,7 @@ impl Default for Settings {
             allowed_uid: -1,
             slow_consumer: SlowConsumer::default(),
             max_consumers: DEFAULT_MAX_CONSUMERS,
+            spin_us: DEFAULT_SPIN_US,
         }
     }
 }
@@ -336,6 +341,13 @@ impl ObjectImpl for ShmringSink {
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("spin")
+                    .nick("Spin")
+                    .blurb("Microseconds to busy-poll for a returned slot or descriptor room before sleeping on the wake-up fd (burns CPU; returns usually come back within tens of microseconds)")
+                    .maximum(1_000_000)
+                    .default_value(DEFAULT_SPIN_US)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-consumers")
                     .nick("Max consumers")
                     .blurb("Most consumers served at once (each costs two rings and a few fds); more are refused with the reason and logged with their pid and uid; 0 = no limit")
@@ -369,6 +381,7 @@ impl ObjectImpl for ShmringSink {
             "allowed-uid" => s.allowed_uid = value.get().unwrap_or(-1),
             "slow-consumer" => s.slow_consumer = value.get().unwrap_or_default(),
             "max-consumers" => s.max_consumers = value.get().unwrap_or(DEFAULT_MAX_CONSUMERS),
+            "spin" => s.spin_us = value.get().unwrap_or(DEFAULT_SPIN_US),
             _ => {}
         }
     }
@@ -385,6 +398,7 @@ impl ObjectImpl for ShmringSink {
             "allowed-uid" => s.allowed_uid.to_value(),
             "slow-consumer" => s.slow_consumer.to_value(),
             "max-consumers" => s.max_consumers.to_value(),
+            "spin" => s.spin_us.to_value(),
             "stats" => lock(&self.stats).to_structure().to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
@@ -529,6 +543,7 @@ impl ShmringSink {
         };
         FrameConfig::new(slots, slot_size.max(64))
             .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)).min(HANDSHAKE))
+            .spin(Duration::from_micros(u64::from(s.spin_us)))
     }
 
     /// The arena for the current caps: made on first need, remade while no
