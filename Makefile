@@ -40,7 +40,7 @@ DEMO_DIR := $(CURDIR)/target/demo
 # 10 million u64 (eventfd, then pipe wake-ups) and one mio loop serving three
 # producer processes.
 demo: build
-	@mkdir -p $(DEMO_DIR); rm -f $(DEMO_DIR)/*.sock $(DEMO_DIR)/frame.png $(DEMO_DIR)/audio.wav
+	@mkdir -p $(DEMO_DIR); rm -f $(DEMO_DIR)/*.sock $(DEMO_DIR)/frame.png $(DEMO_DIR)/audio.wav $(DEMO_DIR)/recording.avi
 	@echo "--- gst-launch-1.0: 1080p RGBA video through shmringsink -> shmringsrc ---"
 	@export GST_PLUGIN_PATH=$(PLUGIN_DIR); \
 	gst-launch-1.0 -q \
@@ -53,6 +53,15 @@ demo: build
 	end=$$(date +%s.%N); wait $$snd || rc=1; \
 	echo "received 600 frames of 1920x1080 RGBA in $$(echo "$$end - $$start" | bc) s: $$(echo "600 / ($$end - $$start)" | bc) frames/s (unsynchronised: as fast as videotestsrc draws; the receiver also writes a PNG per second of stream)"; \
 	ls -l $(DEMO_DIR)/frame.png; exit $$rc
+	@echo "--- gst-launch-1.0: fan-out, one live 720p sender, two consumers at once (a JPEG/AVI recorder and a counter) ---"
+	@export GST_PLUGIN_PATH=$(PLUGIN_DIR); rm -f $(DEMO_DIR)/fan.sock $(DEMO_DIR)/recording.avi; \
+	gst-launch-1.0 -q \
+	  videotestsrc is-live=true num-buffers=90 pattern=ball ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! shmringsink socket-path=$(DEMO_DIR)/fan.sock & snd=$$!; \
+	while [ ! -S $(DEMO_DIR)/fan.sock ]; do sleep 0.05; done; \
+	gst-launch-1.0 -q -e shmringsrc socket-path=$(DEMO_DIR)/fan.sock ! jpegenc ! avimux ! filesink location=$(DEMO_DIR)/recording.avi & rec=$$!; \
+	n=$$(gst-launch-1.0 -v shmringsrc socket-path=$(DEMO_DIR)/fan.sock ! fakesink sync=false silent=false 2>/dev/null | grep -c 'last-message = chain'); \
+	echo "counter consumer received $$n of 90 frames (it joined a few ms after the recorder)"; rc=0; [ "$$n" -gt 0 ] || rc=1; \
+	wait $$rec || rc=1; wait $$snd || rc=1; ls -l $(DEMO_DIR)/recording.avi; exit $$rc
 	@echo "--- gst-launch-1.0: 3 s of 48 kHz stereo audio in real time through shmringsink -> shmringsrc ---"
 	@export GST_PLUGIN_PATH=$(PLUGIN_DIR); \
 	gst-launch-1.0 -q \
