@@ -52,6 +52,10 @@ fn drop_policy_a_stopped_consumer_does_not_slow_the_others() {
     assert_eq!(got[2], 0, "the stopped consumer took frames");
     let stopped = peers(&sink)[&pids[2]];
     assert!(stopped.drops > 0, "{stopped:?}");
+    assert!(
+        stat(&sink, "drops") >= stopped.drops,
+        "the sink's total counts them"
+    );
     assert_eq!(stat(&sink, "consumers"), 3, "nobody was disconnected");
 
     kids.signal(pids[2], libc::SIGCONT);
@@ -102,6 +106,10 @@ fn disconnect_policy_drops_a_stopped_consumer_after_the_timeout() {
     let p = peers(&sink);
     assert!(!p.contains_key(&pids[2]));
     assert_eq!(stat(&sink, "disconnects"), 1);
+    assert!(
+        stat(&sink, "drops") > 0,
+        "the gone consumer's drops stay counted"
+    );
     assert_eq!(stat(&sink, "leaked-slots"), 0);
     let held: u64 = p.values().map(|s| s.held).sum();
     assert!(

@@ -14,6 +14,7 @@ use shmring::frames::{self, Arena, FrameConfig, FrameMeta, FrameSender, SegmentI
 use shmring::handshake::PeerCred;
 use shmring::handshake::{Connection, ListenOptions, Listener};
 
+use super::peers::{Peer, PeerStats, Stats, Sticky, ARENA_STATS_EVERY};
 use super::SlowConsumer;
 use crate::clock::{clock_minus_monotonic, Timeline};
 use crate::pool::SlotPool;
@@ -80,158 +81,6 @@ impl Default for Settings {
             spin_us: DEFAULT_SPIN_US,
         }
     }
-}
-
-/// Counters of one consumer, as the `stats` property shows them.
-#[derive(Debug, Default, Clone, Copy)]
-struct PeerStats {
-    pid: i32,
-    uid: u32,
-    frames: u64,
-    bytes: u64,
-    drops: u64,
-    held: u64,
-    bad_returns: u64,
-}
-
-#[derive(Debug, Default, Clone)]
-struct Stats {
-    zero_copy: u64,
-    copied: u64,
-    bytes: u64,
-    /// Consumers served since `start`.
-    consumers_served: u64,
-    /// Buffers no consumer received (none connected, or none could take it).
-    dropped: u64,
-    /// Frames single consumers missed (slow-consumer policy, joining or
-    /// resuming at a keyframe), summed over consumers, gone ones included.
-    drops: u64,
-    /// Slot returns ignored (never sent to that consumer, returned twice, out
-    /// of range), gone consumers included.
-    bad_returns: u64,
-    /// Consumers the sink let go (hang-up, timeout, policy, protocol error).
-    disconnects: u64,
-    /// The connected consumers, refreshed after every buffer.
-    peers: Vec<PeerStats>,
-    /// Slots some consumer holds, and slots marked held that no connected
-    /// consumer holds (always 0 unless slots leak); refreshed whenever a
-    /// consumer joins or leaves and every [`ARENA_STATS_EVERY`] buffers.
-    slots_in_flight: u64,
-    leaked_slots: u64,
-}
-
-/// How often (in buffers) the arena-wide stats are recomputed.
-const ARENA_STATS_EVERY: u64 = 32;
-
-/// One connected consumer.
-struct Peer {
-    pid: i32,
-    uid: u32,
-    tx: FrameSender,
-    /// Buffers sent to this consumer, by slot, held until it returns the slot
-    /// (the buffer goes back to the pool when every consumer returned it).
-    held: Vec<Option<gst::Buffer>>,
-    frames: u64,
-    bytes: u64,
-    drops: u64,
-    /// Since when it has missed every frame (drop and disconnect policies).
-    behind_since: Option<Instant>,
-    /// It missed frames (or just joined): frames flagged DELTA_UNIT are
-    /// skipped until a keyframe.
-    need_keyframe: bool,
-    /// A keyframe was asked of upstream for it.
-    key_requested: bool,
-    /// The next frame it gets carries DISCONT.
-    discont: bool,
-    /// It missed events: the sticky ones (stream-start, caps, segment) are
-    /// sent again before its next frame.
-    resync: bool,
-    timeline_sent: Option<Timeline>,
-    /// Still to receive the frame being delivered.
-    todo: bool,
-    /// Why it must go, once found out (removed by `remove_gone`).
-    gone: Option<shmring::Error>,
-}
-
-impl Peer {
-    fn new(tx: FrameSender, pid: i32, uid: u32) -> Self {
-        let slots = tx.slots() as usize;
-        Peer {
-            pid,
-            uid,
-            tx,
-            held: (0..slots).map(|_| None).collect(),
-            frames: 0,
-            bytes: 0,
-            drops: 0,
-            behind_since: None,
-            need_keyframe: true,
-            key_requested: false,
-            discont: false,
-            resync: true,
-            timeline_sent: None,
-            todo: false,
-            gone: None,
-        }
-    }
-
-    /// Takes the slots it returned (letting go of their buffers).
-    fn reclaim(&mut self) -> usize {
-        let Peer { tx, held, gone, .. } = self;
-        match tx.reclaim(|slot| {
-            if let Some(h) = held.get_mut(slot as usize) {
-                *h = None;
-            }
-        }) {
-            Ok(n) => n,
-            Err(e) => {
-                gone.get_or_insert(e);
-                0
-            }
-        }
-    }
-
-    /// Marks it gone on an error other than "no room".
-    fn note(&mut self, r: shmring::Result<()>) -> Result<(), ()> {
-        match r {
-            Ok(()) => Ok(()),
-            Err(shmring::Error::Full) => Err(()),
-            Err(e) => {
-                self.gone.get_or_insert(e);
-                Err(())
-            }
-        }
-    }
-
-    /// It misses the frame being delivered.
-    fn miss(&mut self, now: Instant) {
-        self.todo = false;
-        self.drops += 1;
-        self.tx.note_missed();
-        self.need_keyframe = true;
-        self.discont = true;
-        self.behind_since.get_or_insert(now);
-    }
-
-    fn stats(&self) -> PeerStats {
-        PeerStats {
-            pid: self.pid,
-            uid: self.uid,
-            frames: self.frames,
-            bytes: self.bytes,
-            drops: self.drops,
-            held: self.tx.in_flight() as u64,
-            bad_returns: self.tx.bad_returns(),
-        }
-    }
-}
-
-/// The stream's sticky state, sent to a consumer that joins or missed events.
-#[derive(Default)]
-struct Sticky {
-    stream_start: Option<String>,
-    caps: Option<String>,
-    segment: Option<SegmentInfo>,
 }
 
 /// Everything that exists between `start` and `stop`.
@@ -482,39 +331,6 @@ fn frame_size_for(caps: &gst::CapsRef) -> (usize, bool) {
 }
 
 use glib::translate::IntoGlib;
-
-impl Stats {
-    fn to_structure(&self) -> gst::Structure {
-        let peers = gst::Array::new(self.peers.iter().map(|p| {
-            gst::Structure::builder("consumer")
-                .field("pid", p.pid)
-                .field("uid", p.uid)
-                .field("frames", p.frames)
-                .field("bytes", p.bytes)
-                .field("drops", p.drops)
-                .field("held", p.held)
-                .field("bad-returns", p.bad_returns)
-                .build()
-                .to_send_value()
-        }));
-        let live_bad: u64 = self.peers.iter().map(|p| p.bad_returns).sum();
-        gst::Structure::builder("shmringsink-stats")
-            .field("frames", self.zero_copy + self.copied)
-            .field("zero-copy", self.zero_copy)
-            .field("copied", self.copied)
-            .field("bytes", self.bytes)
-            .field("consumers", self.peers.len() as u64)
-            .field("consumers-served", self.consumers_served)
-            .field("dropped", self.dropped)
-            .field("drops", self.drops)
-            .field("bad-returns", self.bad_returns + live_bad)
-            .field("disconnects", self.disconnects)
-            .field("slots-in-flight", self.slots_in_flight)
-            .field("leaked-slots", self.leaked_slots)
-            .field("peers", peers)
-            .build()
-    }
-}
 
 /// Frame flags that matter here.
 const DELTA_UNIT: u32 = gst::BufferFlags::DELTA_UNIT.bits();
@@ -813,6 +629,7 @@ impl ShmringSink {
             );
             stats.disconnects += 1;
             stats.bad_returns += p.tx.bad_returns();
+            stats.drops += p.drops;
             // Dropping the sender releases its slots; its buffers go back.
             false
         });
@@ -1300,7 +1117,11 @@ impl BaseSinkImpl for ShmringSink {
         }
         *lock(&self.state) = None;
         let mut st = lock(&self.stats);
-        st.peers.clear();
+        // The consumers are gone: their counts join the totals.
+        let peers = std::mem::take(&mut st.peers);
+        st.drops += peers.iter().map(|p| p.drops).sum::<u64>();
+        st.bad_returns += peers.iter().map(|p| p.bad_returns).sum::<u64>();
+        (st.slots_in_flight, st.leaked_slots) = (0, 0);
         gst::info!(
             CAT,
             imp = self,

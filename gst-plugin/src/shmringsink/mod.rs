@@ -28,6 +28,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod peers;
 
 /// What `shmringsink` does with a consumer that cannot take a frame: its
 /// descriptor ring is full, or (with several consumers) it holds half the
