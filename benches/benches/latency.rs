@@ -33,20 +33,10 @@ use std::time::Duration;
 
 use shmring::handshake::{self, Listener};
 use shmring::{Config, Error};
-use shmring_benches::{machine, percentile, svg, write_report, Table};
+use shmring_benches::{machine, now_ns, percentile, svg, write_report, Table};
 
 const CHILD_VAR: &str = "SHMRING_LATENCY_CHILD";
 const TYPE_NAME: &str = "latency-ns";
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// The paths, in table order (the first of each mode is the reference).
 const PATHS: [(&str, &str, bool); 8] = [
@@ -147,6 +137,53 @@ fn main() {
         series: &series,
     };
     write_report("bench-latency.svg", &chart.render());
+}
+
+/// The two atomics of the atomic ping-pong, in a 16-byte shared memfd
+/// mapping: the producer's stamp, then the consumer's ack.
+struct Cells(*mut libc::c_void);
+
+impl Cells {
+    /// Maps the (already sized) memfd `fd`.
+    fn map(fd: i32) -> Self {
+        // SAFETY: maps 16 bytes of a memfd of at least that size; the mapping
+        // is used only through the two AtomicU64 handed out below and is
+        // unmapped on drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                16,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "mmap");
+        Cells(p)
+    }
+
+    fn cell(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: `i` < 2: 8 bytes at a page-aligned offset of the live
+        // 16-byte mapping, accessed only atomically by both processes.
+        unsafe { &*(self.0 as *const AtomicU64).add(i.min(1)) }
+    }
+
+    fn stamp(&self) -> &AtomicU64 {
+        self.cell(0)
+    }
+
+    fn ack(&self) -> &AtomicU64 {
+        self.cell(1)
+    }
+}
+
+impl Drop for Cells {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`; the references handed out
+        // borrow `self`, so none outlives this.
+        unsafe { libc::munmap(self.0, 16) };
+    }
 }
 
 /// Busy-polling that gives up (panics) past a deadline instead of spinning
@@ -306,23 +343,8 @@ fn child(role: &str) {
         }
         "atomic" => {
             let fd = inherited("FD");
-            // SAFETY: maps the 16-byte shared memfd the parent created; the
-            // mapping is only used through two AtomicU64 below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    16,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd.as_raw_fd(),
-                    0,
-                )
-            };
-            assert!(p != libc::MAP_FAILED, "mmap");
-            // SAFETY: 16 mapped, page-aligned bytes, shared with the parent,
-            // accessed only atomically by both: the stamp, then the ack.
-            let (cell, ack) =
-                unsafe { (&*(p as *const AtomicU64), &*(p as *const AtomicU64).add(1)) };
+            let cells = Cells::map(fd.as_raw_fd());
+            let (cell, ack) = (cells.stamp(), cells.ack());
             let mut last = 0;
             for _ in 0..n {
                 wait();
@@ -501,23 +523,8 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
             // SAFETY: ftruncate on our memfd.
             assert_eq!(unsafe { libc::ftruncate(raw, 16) }, 0, "ftruncate");
-            // SAFETY: maps the 16 bytes just sized; used only through two
-            // AtomicU64 below, unmapped when done.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    16,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    raw,
-                    0,
-                )
-            };
-            assert!(p != libc::MAP_FAILED, "mmap");
-            // SAFETY: 16 mapped, page-aligned, zeroed bytes, accessed only
-            // atomically by both processes: the stamp, then the ack.
-            let (cell, ack) =
-                unsafe { (&*(p as *const AtomicU64), &*(p as *const AtomicU64).add(1)) };
+            let cells = Cells::map(raw);
+            let (cell, ack) = (cells.stamp(), cells.ack());
             let mut env = common.to_vec();
             env.push(("FD", raw.to_string()));
             let mut child = spawn("atomic", &env);
@@ -533,8 +540,7 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
                 }
             }
             child.wait().expect("child");
-            // SAFETY: the mapping made above, no longer referenced.
-            unsafe { libc::munmap(p, 16) };
+            drop(cells);
             drop(fd);
         }
         other => panic!("unknown path {other}"),

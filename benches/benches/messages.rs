@@ -29,6 +29,20 @@ use shmring_benches::{machine, median, svg, write_report, Table};
 const CHILD_VAR: &str = "SHMRING_MSG_CHILD";
 const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
 
+/// `$f::<N>($count)` with `N` = `$size`, one of [`SIZES`] (the typed paths
+/// carry `[u8; N]` items).
+macro_rules! by_size {
+    ($f:ident, $size:expr, $count:expr) => {
+        match $size {
+            64 => $f::<64>($count),
+            4096 => $f::<4096>($count),
+            65536 => $f::<65536>($count),
+            1048576 => $f::<1048576>($count),
+            other => panic!("no item type for {other}-byte messages"),
+        }
+    };
+}
+
 /// Checksum of the message stream: each message's words are summed (cheap
 /// enough not to be what is measured: every byte is still read), then folded
 /// into `h` in message order.
@@ -93,33 +107,9 @@ fn child(role: &str) {
                 h = checksum(h, &buf);
             }
         }
-        "ring" => {
-            h = match size {
-                64 => ring_child::<64>(count),
-                4096 => ring_child::<4096>(count),
-                65536 => ring_child::<65536>(count),
-                1048576 => ring_child::<1048576>(count),
-                other => panic!("no ring item type for {other} bytes"),
-            }
-        }
-        "iceoryx2" => {
-            h = match size {
-                64 => iceoryx2_child::<64>(count),
-                4096 => iceoryx2_child::<4096>(count),
-                65536 => iceoryx2_child::<65536>(count),
-                1048576 => iceoryx2_child::<1048576>(count),
-                other => panic!("no iceoryx2 payload type for {other} bytes"),
-            }
-        }
-        "shmem-ipc" => {
-            h = match size {
-                64 => shmem_ipc_child::<64>(count),
-                4096 => shmem_ipc_child::<4096>(count),
-                65536 => shmem_ipc_child::<65536>(count),
-                1048576 => shmem_ipc_child::<1048576>(count),
-                other => panic!("no shmem-ipc item type for {other} bytes"),
-            }
-        }
+        "ring" => h = by_size!(ring_child, size, count),
+        "iceoryx2" => h = by_size!(iceoryx2_child, size, count),
+        "shmem-ipc" => h = by_size!(shmem_ipc_child, size, count),
         other => panic!("unknown role {other}"),
     }
     println!("{count} {h:#x}");
@@ -200,13 +190,7 @@ fn ring<const N: usize>(count: usize) -> f64 {
 }
 
 fn ring_sized(size: usize, count: usize) -> f64 {
-    match size {
-        64 => ring::<64>(count),
-        4096 => ring::<4096>(count),
-        65536 => ring::<65536>(count),
-        1048576 => ring::<1048576>(count),
-        other => panic!("no ring item type for {other} bytes"),
-    }
+    by_size!(ring, size, count)
 }
 
 /// The iceoryx2 service of one run: `[u8; N]` payloads, a subscriber queue
@@ -311,13 +295,7 @@ fn iceoryx2_run<const N: usize>(count: usize) -> f64 {
 }
 
 fn iceoryx2_sized(size: usize, count: usize) -> f64 {
-    match size {
-        64 => iceoryx2_run::<64>(count),
-        4096 => iceoryx2_run::<4096>(count),
-        65536 => iceoryx2_run::<65536>(count),
-        1048576 => iceoryx2_run::<1048576>(count),
-        other => panic!("no iceoryx2 payload type for {other} bytes"),
-    }
+    by_size!(iceoryx2_run, size, count)
 }
 
 /// The receiving side of [`shmem_ipc`]: opens the ring from inherited fds and
@@ -502,13 +480,7 @@ fn shmem_ipc<const N: usize>(count: usize) -> f64 {
 }
 
 fn shmem_ipc_sized(size: usize, count: usize) -> f64 {
-    match size {
-        64 => shmem_ipc::<64>(count),
-        4096 => shmem_ipc::<4096>(count),
-        65536 => shmem_ipc::<65536>(count),
-        1048576 => shmem_ipc::<1048576>(count),
-        other => panic!("no shmem-ipc item type for {other} bytes"),
-    }
+    by_size!(shmem_ipc, size, count)
 }
 
 /// A UnixStream pair or a pipe: the child reads the inherited end.

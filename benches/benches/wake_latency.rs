@@ -20,22 +20,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use shmring::handshake::{self, Listener};
 use shmring::Config;
-use shmring_benches::{machine, percentile, write_report, Table};
+use shmring_benches::{machine, now_ns, percentile, write_report, Table};
 use shmring_mio::{MioConsumer, Readiness};
 
 const CHILD_VAR: &str = "SHMRING_WAKE_CHILD";
 const GAP: Duration = Duration::from_millis(1);
 const TYPE_NAME: &str = "wake-latency-ns";
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn config() -> Config {
     Config::new(1024).type_name(TYPE_NAME)
