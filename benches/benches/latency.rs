@@ -139,6 +139,38 @@ fn main() {
     write_report("bench-latency.svg", &chart.render());
 }
 
+/// The iceoryx2 node, the publish-subscribe service of u64 stamps `name`,
+/// and the event service `name/wake` a sleeping subscriber waits on.
+fn iceoryx2_services(
+    name: &str,
+) -> (
+    iceoryx2::node::Node<iceoryx2::prelude::ipc::Service>,
+    iceoryx2::service::port_factory::publish_subscribe::PortFactory<
+        iceoryx2::prelude::ipc::Service,
+        u64,
+        (),
+    >,
+    iceoryx2::service::port_factory::event::PortFactory<iceoryx2::prelude::ipc::Service>,
+) {
+    use iceoryx2::prelude::*;
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .expect("iceoryx2 node");
+    let service = node
+        .service_builder(&name.try_into().expect("service name"))
+        .publish_subscribe::<u64>()
+        .subscriber_max_buffer_size(64)
+        .open_or_create()
+        .expect("iceoryx2 service");
+    let wake = format!("{name}/wake");
+    let event = node
+        .service_builder(&wake.as_str().try_into().expect("event name"))
+        .event()
+        .open_or_create()
+        .expect("iceoryx2 event");
+    (node, service, event)
+}
+
 /// The two atomics of the atomic ping-pong, in a 16-byte shared memfd
 /// mapping: the producer's stamp, then the consumer's ack.
 struct Cells(*mut libc::c_void);
@@ -294,27 +326,9 @@ fn child(role: &str) {
             std::thread::sleep(Duration::from_millis(50));
         }
         "iceoryx2" => {
-            use iceoryx2::prelude::*;
             let name = std::env::var("SERVICE").expect("SERVICE");
-            let node = NodeBuilder::new()
-                .create::<ipc::Service>()
-                .expect("iceoryx2 node");
-            let service = node
-                .service_builder(&name.as_str().try_into().expect("service name"))
-                .publish_subscribe::<u64>()
-                .open_or_create()
-                .expect("iceoryx2 service");
+            let (_node, service, event) = iceoryx2_services(&name);
             let publisher = service.publisher_builder().create().expect("publisher");
-            let event = node
-                .service_builder(
-                    &format!("{name}/wake")
-                        .as_str()
-                        .try_into()
-                        .expect("event name"),
-                )
-                .event()
-                .open_or_create()
-                .expect("iceoryx2 event");
             let notifier = event.notifier_builder().create().expect("notifier");
             let wake = std::env::var_os("WAKE").is_some();
             for _ in 0..n {
@@ -411,32 +425,13 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
             child.wait().expect("child");
         }
         "iceoryx2" => {
-            use iceoryx2::prelude::*;
             let name = format!("shmring-bench/latency-{}", std::process::id());
-            let node = NodeBuilder::new()
-                .create::<ipc::Service>()
-                .expect("iceoryx2 node");
-            let service = node
-                .service_builder(&name.as_str().try_into().expect("service name"))
-                .publish_subscribe::<u64>()
-                .subscriber_max_buffer_size(64)
-                .open_or_create()
-                .expect("iceoryx2 service");
+            let (_node, service, event) = iceoryx2_services(&name);
             let subscriber = service
                 .subscriber_builder()
                 .buffer_size(64)
                 .create()
                 .expect("subscriber");
-            let event = node
-                .service_builder(
-                    &format!("{name}/wake")
-                        .as_str()
-                        .try_into()
-                        .expect("event name"),
-                )
-                .event()
-                .open_or_create()
-                .expect("iceoryx2 event");
             let listener = event.listener_builder().create().expect("listener");
             let mut env = common.to_vec();
             env.push(("SERVICE", name));
