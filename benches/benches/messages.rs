@@ -14,6 +14,7 @@
 //! ```text
 //! cargo bench -p shmring-benches --bench messages [-- --smoke]
 //! SHMRING_BENCH_SIZE=64 cargo bench -p shmring-benches --bench messages   # one size only
+//! SHMRING_BENCH_PATH="shmring typed ring" ...                              # one path only
 //! ```
 
 use std::io::{Read, Write};
@@ -567,6 +568,8 @@ fn main() {
     let only: Option<usize> = std::env::var("SHMRING_BENCH_SIZE")
         .ok()
         .and_then(|v| v.parse().ok());
+    // For profiling one path: e.g. SHMRING_BENCH_PATH="shmring typed ring".
+    let only_path = std::env::var("SHMRING_BENCH_PATH").ok();
     for size in SIZES.into_iter().filter(|s| only.is_none_or(|o| o == *s)) {
         let count = (volume / size).min(if smoke { 20_000 } else { 2_000_000 });
         // The paths take turns in every repetition, so that a slow spell of
@@ -581,8 +584,12 @@ fn main() {
         ];
         let mut runs = vec![Vec::new(); paths.len()];
         for _ in 0..reps {
-            for (v, f) in runs.iter_mut().zip(&paths) {
-                v.push(f());
+            for ((v, f), name) in runs.iter_mut().zip(&paths).zip(names) {
+                v.push(if only_path.as_ref().is_none_or(|o| o.contains(name)) {
+                    f()
+                } else {
+                    f64::NAN
+                });
             }
         }
         let [s, r, u, p, m, x] = [0, 1, 2, 3, 4, 5].map(|i| median(&mut runs[i]));
