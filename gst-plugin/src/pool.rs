@@ -9,7 +9,8 @@
 //! it.
 //!
 //! Free buffers are reused last-in first-out (the base class queues them
-//! first-in first-out): a stream that needs two buffers at a time keeps
+//! first-in first-out), and before each acquire the sink takes back what its
+//! consumers returned: a stream that needs two buffers at a time keeps
 //! writing the same two slots, which stay in the CPU caches, even after a
 //! burst made the pool grow (a 1080p RGBA frame is 8 MB; eight of them do not
 //! fit in a 32 MB L3).
@@ -35,11 +36,11 @@ mod imp {
         pub(super) leased: AtomicU32,
         /// Free slot buffers, most recently released last.
         free: Mutex<Vec<gst::Buffer>>,
-        /// Called when no free buffer is left, before a new slot is leased:
-        /// the sink takes the slots its consumer has returned since its last
-        /// render, so the slot just read is written again (still in cache)
-        /// rather than a cold one.
-        pub(super) on_empty: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+        /// Called on every acquire, before a free buffer is picked: the sink
+        /// takes the slots its consumers returned since (waiting briefly for
+        /// one in flight when slots are big), so the slot just read is
+        /// written again (still in cache) rather than a colder free one.
+        pub(super) on_acquire: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     }
 
     #[glib::object_subclass]
@@ -74,21 +75,22 @@ mod imp {
             &self,
             params: Option<&gst::BufferPoolAcquireParams>,
         ) -> Result<gst::Buffer, gst::FlowError> {
-            let mut reused = self.free.lock().ok().and_then(|mut f| f.pop());
-            if reused.is_none() {
-                // No lock of ours is held here: the hook drops buffers, which
-                // come back through `release_buffer`.
-                if let Some(hook) = self
-                    .on_empty
-                    .lock()
-                    .ok()
-                    .as_deref()
-                    .and_then(Option::as_ref)
-                {
-                    hook();
-                }
-                reused = self.free.lock().ok().and_then(|mut f| f.pop());
+            // First the hook: the sink takes back what its consumers
+            // returned (and, for big slots, waits briefly for the slot in
+            // flight), so the buffer on top of the free list is the one
+            // read last, still in the caches. No lock of ours is held here:
+            // the hook drops buffers, which come back through
+            // `release_buffer`.
+            if let Some(hook) = self
+                .on_acquire
+                .lock()
+                .ok()
+                .as_deref()
+                .and_then(Option::as_ref)
+            {
+                hook();
             }
+            let reused = self.free.lock().ok().and_then(|mut f| f.pop());
             match reused {
                 Some(b) => Ok(b),
                 None => self.parent_acquire_buffer(params),
@@ -192,11 +194,11 @@ impl SlotPool {
         pool
     }
 
-    /// Sets what the pool calls when it has no free buffer left (before it
-    /// leases a new slot): the sink takes back the slots its consumer
-    /// returned. The hook must not call into this pool's acquire.
-    pub fn set_on_empty(&self, hook: impl Fn() + Send + Sync + 'static) {
-        if let Ok(mut h) = self.imp().on_empty.lock() {
+    /// Sets what the pool calls on every acquire, before it picks a free
+    /// buffer: the sink takes back the slots its consumers returned. The
+    /// hook must not call into this pool's acquire.
+    pub fn set_on_acquire(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut h) = self.imp().on_acquire.lock() {
             *h = Some(Box::new(hook));
         }
     }
@@ -211,17 +213,17 @@ mod tests {
 
     use super::*;
 
-    /// The pool asks for returned slots (the sink's reclaim) exactly when it
-    /// has no free buffer, before it leases another slot; a buffer released
-    /// meanwhile is handed out again first (last in, first out).
+    /// The pool asks for returned slots (the sink's reclaim) on every
+    /// acquire, before it picks a buffer; the buffer released last is handed
+    /// out again first (last in, first out).
     #[test]
-    fn an_empty_pool_calls_its_hook_and_reuses_the_last_released() {
+    fn the_pool_calls_its_hook_on_every_acquire_and_reuses_the_last_released() {
         gst::init().expect("gst init");
         let arena = Arena::new(&FrameConfig::new(8, 4096)).expect("arena");
         let pool = SlotPool::new(arena, 6);
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
-        pool.set_on_empty(move || {
+        pool.set_on_acquire(move || {
             c.fetch_add(1, Ordering::Relaxed);
         });
         let mut config = pool.config();
@@ -230,11 +232,11 @@ mod tests {
         pool.set_active(true).expect("active");
         let a = pool.acquire_buffer(None).expect("a");
         let b = pool.acquire_buffer(None).expect("b");
-        assert_eq!(calls.load(Ordering::Relaxed), 2, "empty twice");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
         let b_ptr = b.map_readable().expect("map").as_ptr();
         drop(b);
         let again = pool.acquire_buffer(None).expect("again");
-        assert_eq!(calls.load(Ordering::Relaxed), 2, "not empty: no call");
+        assert_eq!(calls.load(Ordering::Relaxed), 3, "every acquire");
         assert_eq!(again.map_readable().expect("map").as_ptr(), b_ptr, "LIFO");
         drop((a, again));
         pool.set_active(false).expect("inactive");

@@ -142,6 +142,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ObjectImpl for ShmringSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // BaseSink keeps the last buffer for its `last-sample` property: here
+        // that holds a slot of the arena out of the pool until the next
+        // buffer, so upstream cycles through more slots instead of rewriting
+        // the one the consumer just returned (still in the CPU caches).
+        // Nobody reads it here; a user can turn it back on.
+        self.obj().set_enable_last_sample(false);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
@@ -668,9 +678,9 @@ impl ShmringSink {
         stats.leaked_slots = marked.saturating_sub(held);
     }
 
-    /// From the pool, when upstream wants a buffer and none is free: takes
-    /// the slots the consumers returned (unless a render holds the state; it
-    /// reclaims itself).
+    /// From the pool, whenever upstream wants a buffer: takes the slots the
+    /// consumers returned (unless a render holds the state; it reclaims
+    /// itself), so that the pool hands out the slot read last.
     fn reclaim_returned(&self) {
         let Ok(mut guard) = self.state.try_lock() else {
             return;
@@ -691,7 +701,7 @@ impl ShmringSink {
             .as_ref()
             .is_some_and(|a| a.slot_size() >= WAIT_FOR_RETURN_FROM);
         // Only consumers that keep up: one that is missing frames (stopped,
-        // say) would make every empty pool wait for nothing.
+        // say) would make every acquire wait for nothing.
         let keeps_up = |p: &Peer| p.tx.in_flight() > 0 && p.behind_since.is_none();
         let busy = st.peers.iter().filter(|p| keeps_up(p)).count();
         if !big || busy == 0 {
@@ -1215,7 +1225,7 @@ impl BaseSinkImpl for ShmringSink {
                 None => {
                     let p = SlotPool::new(arena.clone(), limit);
                     let sink = self.obj().downgrade();
-                    p.set_on_empty(move || {
+                    p.set_on_acquire(move || {
                         if let Some(sink) = sink.upgrade() {
                             sink.imp().reclaim_returned();
                         }
