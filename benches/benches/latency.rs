@@ -27,13 +27,12 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmring::handshake::{self, Listener};
 use shmring::{Config, Error};
-use shmring_benches::{machine, now_ns, percentile, svg, write_report, Table};
+use shmring_benches::{machine, now_ns, percentile, spawn_role, svg, write_report, Table};
 
 const CHILD_VAR: &str = "SHMRING_LATENCY_CHILD";
 const TYPE_NAME: &str = "latency-ns";
@@ -245,12 +244,7 @@ fn us(ns: u64) -> String {
 }
 
 fn spawn(role: &str, env: &[(&str, String)]) -> std::process::Child {
-    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
-    cmd.env(CHILD_VAR, role).stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn child")
+    spawn_role(CHILD_VAR, role, env)
 }
 
 fn env_u64(name: &str) -> u64 {

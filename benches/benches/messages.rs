@@ -158,36 +158,27 @@ fn ring<const N: usize>(count: usize) -> f64 {
     let mut tx = listener
         .accept_producer::<[u8; N]>(&ring_config::<N>())
         .expect("accept");
-    let mut msg = template(N);
-    let mut h = 0u64;
-    let start = Instant::now();
-    for i in 0..count as u64 {
-        fill(&mut msg, i);
-        h = checksum(h, &msg);
-        loop {
-            let sent = {
-                let mut chunk = tx.write_chunk(1).expect("chunk");
-                let (a, b) = chunk.as_mut_slices();
-                match a.first_mut().or(b.first_mut()) {
-                    Some(slot) => {
-                        slot.copy_from_slice(&msg);
-                        chunk.commit_all();
-                        true
-                    }
-                    None => false,
+    let rate = stream(child, "ring", N, count, |msg| loop {
+        let sent = {
+            let mut chunk = tx.write_chunk(1).expect("chunk");
+            let (a, b) = chunk.as_mut_slices();
+            match a.first_mut().or(b.first_mut()) {
+                Some(slot) => {
+                    slot.copy_from_slice(msg);
+                    chunk.commit_all();
+                    true
                 }
-            };
-            if sent {
-                break;
+                None => false,
             }
-            tx.wait_writable(Some(Duration::from_secs(10)))
-                .expect("wait");
+        };
+        if sent {
+            break;
         }
-    }
-    check(child, count, h, "ring");
-    let secs = start.elapsed().as_secs_f64();
+        tx.wait_writable(Some(Duration::from_secs(10)))
+            .expect("wait");
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    (N * count) as f64 / secs
+    rate
 }
 
 fn ring_sized(size: usize, count: usize) -> f64 {
@@ -272,12 +263,7 @@ fn iceoryx2_run<const N: usize>(count: usize) -> f64 {
     }
     iceoryx2::port::update_connections::UpdateConnections::update_connections(&publisher)
         .expect("connections");
-    let mut msg = template(N);
-    let mut h = 0u64;
-    let start = Instant::now();
-    for i in 0..count as u64 {
-        fill(&mut msg, i);
-        h = checksum(h, &msg);
+    stream(child, "iceoryx2", N, count, |msg| {
         let mut sample = publisher.loan_uninit().expect("loan");
         // SAFETY: the payload is `N` writable bytes of the loaned sample
         // (a `MaybeUninit<[u8; N]>`), all written here before `assume_init`.
@@ -290,9 +276,7 @@ fn iceoryx2_run<const N: usize>(count: usize) -> f64 {
             sample.assume_init()
         };
         sample.send().expect("send");
-    }
-    check(child, count, h, "iceoryx2");
-    (N * count) as f64 / start.elapsed().as_secs_f64()
+    })
 }
 
 fn iceoryx2_sized(size: usize, count: usize) -> f64 {
@@ -378,13 +362,8 @@ fn shmring(size: usize, count: usize) -> f64 {
     let slots = (4 << 20) / size.max(1);
     let mut tx =
         frames::serve(conn, &FrameConfig::new(slots.clamp(4, 1024) as u32, size)).expect("serve");
-    let mut msg = template(size);
     let meta = FrameMeta::default();
-    let mut h = 0u64;
-    let start = Instant::now();
-    for i in 0..count as u64 {
-        fill(&mut msg, i);
-        h = checksum(h, &msg);
+    let rate = stream(child, "shmring", size, count, |msg| {
         let mut lease = loop {
             tx.reclaim(|_| {}).expect("reclaim");
             if let Some(l) = tx.try_lease() {
@@ -392,7 +371,7 @@ fn shmring(size: usize, count: usize) -> f64 {
             }
             let _ = tx.wait_returns(Some(Duration::from_millis(100)));
         };
-        lease.as_mut()[..size].copy_from_slice(&msg);
+        lease.as_mut()[..size].copy_from_slice(msg);
         loop {
             match tx.send_lease(lease, size, &meta) {
                 Ok(()) => break,
@@ -406,16 +385,14 @@ fn shmring(size: usize, count: usize) -> f64 {
                         }
                         let _ = tx.wait_returns(Some(Duration::from_millis(100)));
                     };
-                    lease.as_mut()[..size].copy_from_slice(&msg);
+                    lease.as_mut()[..size].copy_from_slice(msg);
                 }
                 Err(e) => panic!("send: {e}"),
             }
         }
-    }
-    check(child, count, h, "shmring");
-    let secs = start.elapsed().as_secs_f64();
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    (size * count) as f64 / secs
+    rate
 }
 
 /// A shmem-ipc sharedring of `[u8; N]` items (about 4 MiB, like shmring's
@@ -450,34 +427,25 @@ fn shmem_ipc<const N: usize>(count: usize) -> f64 {
         ],
     );
     drop(fds);
-    let mut msg = template(N);
-    let mut h = 0u64;
-    let start = Instant::now();
-    for i in 0..count as u64 {
-        fill(&mut msg, i);
-        h = checksum(h, &msg);
-        loop {
-            let mut sent = false;
-            tx.send_raw(|p, n| {
-                if n == 0 {
-                    return 0;
-                }
-                // SAFETY: shmem-ipc hands us at least one writable item at
-                // `p`, `N` bytes, which the receiver does not read until we
-                // return 1.
-                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), p.cast::<u8>(), N) };
-                sent = true;
-                1
-            })
-            .expect("send");
-            if sent {
-                break;
+    stream(child, "shmem-ipc", N, count, |msg| loop {
+        let mut sent = false;
+        tx.send_raw(|p, n| {
+            if n == 0 {
+                return 0;
             }
-            tx.block_until_writable().expect("block_until_writable");
+            // SAFETY: shmem-ipc hands us at least one writable item at
+            // `p`, `N` bytes, which the receiver does not read until we
+            // return 1.
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), p.cast::<u8>(), N) };
+            sent = true;
+            1
+        })
+        .expect("send");
+        if sent {
+            break;
         }
-    }
-    check(child, count, h, "shmem-ipc");
-    (N * count) as f64 / start.elapsed().as_secs_f64()
+        tx.block_until_writable().expect("block_until_writable");
+    })
 }
 
 fn shmem_ipc_sized(size: usize, count: usize) -> f64 {
@@ -505,16 +473,30 @@ fn kernel(kind: &str, size: usize, count: usize) -> f64 {
     let child = spawn(kind, size, count, &[("FD", theirs.as_raw_fd().to_string())]);
     drop(theirs);
     let mut f = std::fs::File::from(mine);
+    stream(child, kind, size, count, |msg| {
+        f.write_all(msg).expect("write")
+    })
+}
+
+/// Sends `count` messages of `size` bytes through `send` (message `i`: its
+/// index in the first word, a pattern after), then checks that the child
+/// read as many with the same checksum: bytes per second, start to check.
+fn stream(
+    child: std::process::Child,
+    what: &str,
+    size: usize,
+    count: usize,
+    mut send: impl FnMut(&[u8]),
+) -> f64 {
     let mut msg = template(size);
     let mut h = 0u64;
     let start = Instant::now();
     for i in 0..count as u64 {
         fill(&mut msg, i);
         h = checksum(h, &msg);
-        f.write_all(&msg).expect("write");
+        send(&msg);
     }
-    drop(f);
-    check(child, count, h, kind);
+    check(child, count, h, what);
     (size * count) as f64 / start.elapsed().as_secs_f64()
 }
 

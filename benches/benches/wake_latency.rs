@@ -13,14 +13,13 @@
 //! ```
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use shmring::handshake::{self, Listener};
 use shmring::Config;
-use shmring_benches::{machine, now_ns, percentile, write_report, Table};
+use shmring_benches::{machine, now_ns, percentile, spawn_role, write_report, Table};
 use shmring_mio::{MioConsumer, Readiness};
 
 const CHILD_VAR: &str = "SHMRING_WAKE_CHILD";
@@ -83,12 +82,7 @@ fn us(ns: u64) -> String {
 }
 
 fn spawn(role: &str, env: &[(&str, String)]) -> std::process::Child {
-    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
-    cmd.env(CHILD_VAR, role).stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn child")
+    spawn_role(CHILD_VAR, role, env)
 }
 
 fn child(role: &str) {

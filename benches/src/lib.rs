@@ -60,6 +60,19 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Runs this benchmark binary again as a child process with `var=role` (the
+/// runner's child entry point reads it) and the extra environment `env`;
+/// its stdout goes nowhere.
+pub fn spawn_role(var: &str, role: &str, env: &[(&str, String)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.env(var, role).stdout(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child")
+}
+
 /// Median of a non-empty list (sorts it).
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);

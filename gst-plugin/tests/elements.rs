@@ -97,7 +97,24 @@ fn prompt_consumer_keeps_upstream_on_few_slots() {
     .expect("pipeline")
     .downcast::<gst::Pipeline>()
     .expect("a pipeline");
-    let consumer = std::thread::spawn(move || {
+    let consumer = slot_recorder(path);
+    run_to_eos(&pipeline);
+    let slots = consumer.join().expect("consumer");
+    assert_eq!(slots.len(), 200);
+    let mut distinct = slots.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // 14 slots are on offer; a prompt consumer needs 2 (one being written,
+    // one being read). The preroll or a slow wake-up of the consumer (a
+    // loaded machine) may add a few; without the reclaim all 14 and more are
+    // used.
+    assert!(distinct.len() <= 6, "slots used: {distinct:?}");
+}
+
+/// A consumer thread that lets every frame go at once (returning its slot)
+/// and records the slot of each, until EOS.
+fn slot_recorder(path: std::path::PathBuf) -> std::thread::JoinHandle<Vec<u32>> {
+    std::thread::spawn(move || {
         let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
         let mut slots = Vec::new();
         loop {
@@ -110,18 +127,7 @@ fn prompt_consumer_keeps_upstream_on_few_slots() {
             }
         }
         slots
-    });
-    run_to_eos(&pipeline);
-    let slots = consumer.join().expect("consumer");
-    assert_eq!(slots.len(), 200);
-    let mut distinct = slots.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    // 14 slots are on offer; a prompt consumer needs 2 (one being written,
-    // one being read). The preroll or a slow wake-up of the consumer (a
-    // loaded machine) may add a few; without the reclaim all 14 and more are
-    // used.
-    assert!(distinct.len() <= 6, "slots used: {distinct:?}");
+    })
 }
 
 /// Big frames, an unpaced upstream and a consumer that lets each frame go at
@@ -142,19 +148,7 @@ fn big_frames_reuse_the_slot_just_returned() {
     .expect("a pipeline");
     let sink = pipeline.by_name("sink").expect("sink");
     assert!(!sink.property::<bool>("enable-last-sample"));
-    let consumer = std::thread::spawn(move || {
-        let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
-        let mut slots = Vec::new();
-        loop {
-            match rx.recv(T) {
-                Ok(Received::Eos) => break,
-                Ok(Received::Frame(f)) => slots.push(f.slot()),
-                Ok(_) => {}
-                Err(e) => panic!("consumer: {e}"),
-            }
-        }
-        slots
-    });
+    let consumer = slot_recorder(path);
     run_to_eos(&pipeline);
     let slots = consumer.join().expect("consumer");
     assert_eq!(slots.len(), 300);

@@ -26,6 +26,17 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A sink playing `SOURCE` with `props`, and three `gst-launch-1.0
+/// shmringsrc` consumer processes streaming from it (their pids).
+fn three_consumers(tag: &str, props: &str) -> (gst::Pipeline, gst::Element, Children, Vec<u32>) {
+    let path = sock(tag);
+    let (pipeline, sink) = sink_pipeline(&path, props);
+    let mut kids = Children::default();
+    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
+    wait_streaming(&sink, &pids);
+    (pipeline, sink, kids, pids)
+}
+
 /// With `slow-consumer=drop`, a consumer stopped with SIGSTOP costs the
 /// other two nothing: they get every frame the sink sends while it is
 /// stopped. It stays connected, and once continued it resumes, with the
@@ -34,11 +45,8 @@ fn serial() -> MutexGuard<'static, ()> {
 fn drop_policy_a_stopped_consumer_does_not_slow_the_others() {
     init();
     let _serial = serial();
-    let path = sock("fan-drop");
-    let (pipeline, sink) = sink_pipeline(&path, "slow-consumer=drop timeout=300");
-    let mut kids = Children::default();
-    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
-    wait_streaming(&sink, &pids);
+    let (pipeline, sink, kids, pids) =
+        three_consumers("fan-drop", "slow-consumer=drop timeout=300");
 
     kids.signal(pids[2], libc::SIGSTOP);
     // It takes frames until it holds its share of the slots (31 of 63 here,
@@ -80,11 +88,8 @@ fn drop_policy_a_stopped_consumer_does_not_slow_the_others() {
 fn disconnect_policy_drops_a_stopped_consumer_after_the_timeout() {
     init();
     let _serial = serial();
-    let path = sock("fan-disconnect");
-    let (pipeline, sink) = sink_pipeline(&path, "slow-consumer=disconnect timeout=400");
-    let mut kids = Children::default();
-    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
-    wait_streaming(&sink, &pids);
+    let (pipeline, sink, kids, pids) =
+        three_consumers("fan-disconnect", "slow-consumer=disconnect timeout=400");
 
     let (before, sent_before) = (peers(&sink), stat(&sink, "frames"));
     let stopped_at = Instant::now();
@@ -126,11 +131,8 @@ fn disconnect_policy_drops_a_stopped_consumer_after_the_timeout() {
 fn block_policy_waits_for_a_stopped_consumer_until_the_timeout() {
     init();
     let _serial = serial();
-    let path = sock("fan-block");
-    let (pipeline, sink) = sink_pipeline(&path, "slow-consumer=block timeout=2000");
-    let mut kids = Children::default();
-    let pids: Vec<u32> = (0..3).map(|_| kids.spawn_src(&path)).collect();
-    wait_streaming(&sink, &pids);
+    let (pipeline, sink, kids, pids) =
+        three_consumers("fan-block", "slow-consumer=block timeout=2000");
 
     kids.signal(pids[2], libc::SIGSTOP);
     // It fills its share of slots (a third of a second at 100 fps), then the

@@ -184,6 +184,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             p.since_report += p.items - before;
             match result {
                 Ok(Readiness::Closed) => {
+                    // `t` is the key `p` was just looked up by: our own map, not peer data.
                     let mut p = peers.remove(&t).expect("peer");
                     poll.registry().deregister(&mut p.rx)?;
                     let secs = p.started.elapsed().as_secs_f64();
@@ -211,6 +212,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 Ok(state) => p.state = state,
                 Err(e) => {
                     eprintln!("producer pid {}: {e}; dropping it", p.pid);
+                    // `t` is the key `p` was just looked up by: our own map, not peer data.
                     let mut p = peers.remove(&t).expect("peer");
                     poll.registry().deregister(&mut p.rx)?;
                     finished += 1;
