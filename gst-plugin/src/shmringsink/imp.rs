@@ -38,9 +38,9 @@ const DEFAULT_MAX_CONSUMERS: u32 = 64;
 const DEFAULT_SPIN_US: u32 = 50;
 /// Slots kept out of the offered pool: for caps/tags strings and copies.
 const SPARE_SLOTS: u32 = 2;
-/// Longest the pool waits for a slot in flight to come back before it leases
-/// a free (cold) one.
-const RETURN_WAIT: Duration = Duration::from_millis(1);
+/// Longest the pool waits for a slot in flight to come back before it hands
+/// out another (colder) one, by default (`return-wait`, µs).
+const DEFAULT_RETURN_WAIT_US: u32 = 1000;
 /// Slot size from which the pool waits for a slot in flight (see
 /// `reclaim_returned`): about the size of a core's L2 cache.
 const WAIT_FOR_RETURN_FROM: usize = 1 << 20;
@@ -64,6 +64,8 @@ struct Settings {
     max_consumers: u32,
     /// Busy-poll time (µs) of waits for consumers before sleeping.
     spin_us: u32,
+    /// Longest wait (µs) of an acquire for the slot in flight (big slots).
+    return_wait_us: u32,
 }
 
 impl Default for Settings {
@@ -79,6 +81,7 @@ impl Default for Settings {
             slow_consumer: SlowConsumer::default(),
             max_consumers: DEFAULT_MAX_CONSUMERS,
             spin_us: DEFAULT_SPIN_US,
+            return_wait_us: DEFAULT_RETURN_WAIT_US,
         }
     }
 }
@@ -207,6 +210,13 @@ impl ObjectImpl for ShmringSink {
                     .default_value(DEFAULT_SPIN_US)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("return-wait")
+                    .nick("Return wait")
+                    .blurb("With slots of 1 MiB or more: microseconds upstream's buffer request waits for the slot in flight to come back, so that it rewrites that (cache-hot) slot rather than a colder free one; 0 = never wait")
+                    .maximum(1_000_000)
+                    .default_value(DEFAULT_RETURN_WAIT_US)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-consumers")
                     .nick("Max consumers")
                     .blurb("Most consumers served at once (each costs two rings and a few fds); more are refused with the reason and logged with their pid and uid; 0 = no limit")
@@ -241,6 +251,7 @@ impl ObjectImpl for ShmringSink {
             "slow-consumer" => s.slow_consumer = value.get().unwrap_or_default(),
             "max-consumers" => s.max_consumers = value.get().unwrap_or(DEFAULT_MAX_CONSUMERS),
             "spin" => s.spin_us = value.get().unwrap_or(DEFAULT_SPIN_US),
+            "return-wait" => s.return_wait_us = value.get().unwrap_or(DEFAULT_RETURN_WAIT_US),
             _ => {}
         }
     }
@@ -258,6 +269,7 @@ impl ObjectImpl for ShmringSink {
             "slow-consumer" => s.slow_consumer.to_value(),
             "max-consumers" => s.max_consumers.to_value(),
             "spin" => s.spin_us.to_value(),
+            "return-wait" => s.return_wait_us.to_value(),
             "stats" => lock(&self.stats).to_structure().to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
@@ -693,7 +705,7 @@ impl ShmringSink {
         }
         // Nothing came back yet: a slot in flight usually does within
         // microseconds. For big slots, waiting for it (asleep, at most
-        // RETURN_WAIT) keeps upstream writing the same hot slots; a new slot
+        // `return-wait`) keeps upstream writing the same hot slots; a new slot
         // would be a cold one (for 1080p RGBA that costs more than the
         // wait). Small slots stay in cache anyway: no wait.
         let big = st
@@ -707,7 +719,11 @@ impl ShmringSink {
         if !big || busy == 0 {
             return;
         }
-        let each = RETURN_WAIT / busy as u32;
+        let wait = Duration::from_micros(u64::from(lock(&self.settings).return_wait_us));
+        if wait.is_zero() {
+            return;
+        }
+        let each = wait / busy as u32;
         for p in st.peers.iter_mut().filter(|p| keeps_up(p)) {
             if p.tx.wait_returns(Some(each)).is_ok() {
                 p.reclaim();
