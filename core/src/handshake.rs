@@ -462,15 +462,21 @@ fn wait_readable(sock: BorrowedFd<'_>, deadline: Instant) -> Result<()> {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = left.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one live pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // ppoll, not poll: poll's whole milliseconds would round the last
+        // sub-millisecond down to 0 and spin until the deadline.
+        let ts = libc::timespec {
+            tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `pfd` and `ts` are live locals; ppoll reads `ts` and
+        // writes only `pfd.revents`.
+        let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            return Err(Error::io("poll", e));
+            return Err(Error::io("ppoll", e));
         }
         if r > 0 {
             return Ok(());
