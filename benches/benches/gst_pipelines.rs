@@ -3,8 +3,9 @@
 //! process. 1920x1080 RGBA `videotestsrc pattern=black` into `fakesink
 //! sync=false`: frames/s (wall clock, both processes started to both done)
 //! and CPU seconds per 1000 frames (user + system of every process, from
-//! `getrusage(RUSAGE_CHILDREN)`). Then small audio buffers (64 samples S16LE
-//! stereo 48 kHz): buffers/s.
+//! `getrusage(RUSAGE_CHILDREN)`, startup included). The paths take turns,
+//! round after round; a ratio is the median of the ratios within a round.
+//! Then small audio buffers (64 samples S16LE stereo 48 kHz): buffers/s.
 //!
 //! ```text
 //! cargo build --release -p gst-plugin-shmring
@@ -205,8 +206,45 @@ fn cases(
     ]
 }
 
-/// A case's name, rate (units/s) and CPU per unit (s).
-type Measured = (String, f64, f64);
+/// A case's runs: per round, its rate (units/s) and CPU per unit (s), NaN
+/// for a round in which it stalled every try.
+struct Measured {
+    name: String,
+    rate: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+impl Measured {
+    /// Median rate over the rounds it finished.
+    fn rate(&self) -> f64 {
+        median(&mut finite(&self.rate))
+    }
+
+    /// Median CPU per unit over the rounds it finished.
+    fn cpu(&self) -> f64 {
+        median(&mut finite(&self.cpu))
+    }
+
+    /// Median over rounds of this case's rate and CPU divided by `other`'s in
+    /// the same round: the two ran minutes apart at most, seconds usually,
+    /// so drift of the machine between rounds cancels out.
+    fn vs(&self, other: &Measured) -> (f64, f64) {
+        let ratios = |a: &[f64], b: &[f64]| {
+            median(&mut finite(
+                &a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>(),
+            ))
+        };
+        (
+            ratios(&self.rate, &other.rate),
+            ratios(&self.cpu, &other.cpu),
+        )
+    }
+}
+
+/// The finite values of `v`.
+fn finite(v: &[f64]) -> Vec<f64> {
+    v.iter().copied().filter(|x| x.is_finite()).collect()
+}
 
 /// One sender, `consumers` receivers of `n` frames each: shmringsink with
 /// its default slow-consumer policy (drop: the fastest consumer sets the
@@ -262,53 +300,64 @@ fn fan_out_table(rows: &[(usize, Vec<Measured>)]) -> String {
     ]);
     for (consumers, results) in rows {
         let shm = &results[results.len() - 1];
-        for (name, rate, cpu) in results {
+        for m in results {
+            let (rate_shm, cpu_shm) = m.vs(shm);
             t.row(&[
                 consumers.to_string(),
-                name.to_string(),
-                fmt(*rate, 0, ""),
-                fmt(cpu * 1000.0, 2, ""),
-                fmt(rate / shm.1, 2, "x"),
-                fmt(cpu / shm.2, 2, "x"),
+                m.name.clone(),
+                fmt(m.rate(), 0, ""),
+                fmt(m.cpu() * 1000.0, 2, ""),
+                fmt(rate_shm, 2, "x"),
+                fmt(cpu_shm, 2, "x"),
             ]);
         }
     }
     t.as_str().to_string()
 }
 
-/// Runs every case `reps` times: its name (with the count of stalled runs,
-/// which are retried up to 3 times per rep), median rate (units/s) and CPU
-/// per unit (s), NaN when a rep stalled every time.
+/// Runs every case once per round, `rounds` rounds, the cases taking turns
+/// (so a case and the one it is compared with run seconds apart, not
+/// minutes: this VM drifts by tens of percent within minutes). A stalled
+/// run is retried up to 3 times; the name counts stalled tries.
 fn measure(
     cases: &[(&'static str, Vec<String>, Option<String>)],
     units: u64,
-    reps: usize,
+    rounds: usize,
 ) -> Vec<Measured> {
-    cases
+    let mut out: Vec<Measured> = cases
         .iter()
-        .map(|(name, pipes, wait_for)| {
-            let mut rate = Vec::new();
-            let mut cpu = Vec::new();
-            let mut stalls = 0;
-            for _ in 0..reps {
-                let Some((wall, c)) = (0..3).find_map(|_| {
-                    let r = run(pipes, wait_for.as_deref());
-                    stalls += usize::from(r.is_none());
-                    r
-                }) else {
-                    return (format!("{name} (stalled)"), f64::NAN, f64::NAN);
-                };
-                rate.push(units as f64 / wall.as_secs_f64());
-                cpu.push(c.as_secs_f64() / units as f64);
-            }
-            let name = if stalls > 0 {
-                format!("{name} ({stalls} stalled runs retried)")
-            } else {
-                name.to_string()
-            };
-            (name, median(&mut rate), median(&mut cpu))
+        .map(|(name, _, _)| Measured {
+            name: name.to_string(),
+            rate: Vec::new(),
+            cpu: Vec::new(),
         })
-        .collect()
+        .collect();
+    let mut stalls = vec![0; cases.len()];
+    for _ in 0..rounds {
+        for (i, (_, pipes, wait_for)) in cases.iter().enumerate() {
+            let r = (0..3).find_map(|_| {
+                let r = run(pipes, wait_for.as_deref());
+                stalls[i] += usize::from(r.is_none());
+                r
+            });
+            let (rate, cpu) = r.map_or((f64::NAN, f64::NAN), |(wall, c)| {
+                (
+                    units as f64 / wall.as_secs_f64(),
+                    c.as_secs_f64() / units as f64,
+                )
+            });
+            out[i].rate.push(rate);
+            out[i].cpu.push(cpu);
+        }
+    }
+    for (m, n) in out.iter_mut().zip(stalls) {
+        if m.rate.iter().all(|r| r.is_nan()) {
+            m.name.push_str(" (stalled)");
+        } else if n > 0 {
+            m.name.push_str(&format!(" ({n} stalled runs retried)"));
+        }
+    }
+    out
 }
 
 /// `x` with `decimals`, or "stalled" for NaN.
@@ -332,16 +381,17 @@ fn table(results: &[Measured], unit: &str, cpu_unit: &str, cpu_scale: f64) -> St
         "CPU vs shmsink",
     ]);
     let (base, shm) = (&results[0], &results[results.len() - 1]);
-    for (name, rate, cpu) in results {
-        let (rate, cpu) = (*rate, *cpu);
+    for m in results {
+        let (rate_base, cpu_base) = m.vs(base);
+        let (rate_shm, cpu_shm) = m.vs(shm);
         t.row(&[
-            name.to_string(),
-            fmt(rate, 0, ""),
-            fmt(cpu * cpu_scale, 2, ""),
-            fmt(rate / base.1, 2, "x"),
-            fmt(cpu / base.2, 2, "x"),
-            fmt(rate / shm.1, 2, "x"),
-            fmt(cpu / shm.2, 2, "x"),
+            m.name.clone(),
+            fmt(m.rate(), 0, ""),
+            fmt(m.cpu() * cpu_scale, 2, ""),
+            fmt(rate_base, 2, "x"),
+            fmt(cpu_base, 2, "x"),
+            fmt(rate_shm, 2, "x"),
+            fmt(cpu_shm, 2, "x"),
         ]);
     }
     t.as_str().to_string()
@@ -352,10 +402,11 @@ fn main() {
     let (frames, buffers, fan_frames, reps) = if smoke {
         (30, 300, 30, 1)
     } else {
-        (3000, 100_000, 1000, 3)
+        (3000, 100_000, 1000, 5)
     };
     let mut out = format!(
-        "GStreamer across processes, median of {reps} run(s){}\n\nMachine: {}\n\n",
+        "GStreamer across processes, {reps} round(s), the paths taking turns in each; \
+         rates and CPU: medians over rounds; ratios: medians of the ratios within a round{}\n\nMachine: {}\n\n",
         if smoke { " (SMOKE)" } else { "" },
         machine()
     );
@@ -405,8 +456,10 @@ fn main() {
             .map(|consumers| {
                 let mut r = measure(&fan_out_cases(consumers, fan_frames), fan_frames, reps);
                 // CPU per frame delivered: `measure` divided by one receiver's frames.
-                for (_, _, cpu) in &mut r {
-                    *cpu /= consumers as f64;
+                for m in &mut r {
+                    for cpu in &mut m.cpu {
+                        *cpu /= consumers as f64;
+                    }
                 }
                 (consumers, r)
             })
