@@ -1,16 +1,18 @@
 //! GStreamer between two processes, side by side in one run: shmringsink →
 //! shmringsrc vs GStreamer's own shmsink → shmsrc vs the same pipeline in one
 //! process. 1920x1080 RGBA `videotestsrc pattern=black` into `fakesink
-//! sync=false`: frames/s (wall clock, both processes started to both done)
-//! and CPU seconds per 1000 frames (user + system of every process, from
-//! `getrusage(RUSAGE_CHILDREN)`, startup included). The paths take turns,
-//! round after round; a ratio is the median of the ratios within a round.
-//! Then small audio buffers (64 samples S16LE stereo 48 kHz): buffers/s.
+//! sync=false`: frames/s (wall clock from the receiving process's start to
+//! its end) and CPU seconds per 1000 frames (the receiving process whole,
+//! startup included, and the sender over the same time; see `run`). The
+//! paths take turns, round after round; a ratio is the median of the ratios
+//! within a round. Then small audio buffers (64 samples S16LE stereo 48 kHz):
+//! buffers/s.
 //!
 //! ```text
 //! cargo build --release -p gst-plugin-shmring
 //! cargo bench -p shmring-benches --bench gst_pipelines [-- --smoke]
 //! SHMRING_BENCH_PARTS=video SHMRING_BENCH_SINK_PROPS=spin=0 cargo bench ...   # experiments
+//! SHMRING_BENCH_VARIANT="shmringsink spin=0 ! shmringsrc spin=10" cargo bench ...  # A/B
 //! ```
 
 use std::path::PathBuf;
@@ -55,19 +57,37 @@ fn children_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Runs the pipelines (one process, or sender then receiver): wall time from
-/// the receiver's start to its end, and CPU of every process from start to
-/// end (startup included). The receiver starts once the sender's socket
-/// (`wait_for`) exists, as a user would start them. A receiver that takes
-/// over 60 s fails the bench, or is reported as stalled (`None`) for
-/// GStreamer's shmsrc.
+/// CPU time of every thread of a running process so far (nanoseconds
+/// resolution, from the scheduler's `/proc/PID/task/*/schedstat`).
+fn process_cpu(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// Runs the pipelines (one process, or sender then receivers): wall time
+/// from the receivers' start to their end, and CPU over the same stretch:
+/// every receiver whole (startup included, as the one-process pipeline's),
+/// and the senders' from the receivers' start to their end (a sender's
+/// startup and its wait for a consumer are left out: each path pays for one
+/// process startup, as a consumer joining a running sender does). The
+/// receivers start once the sender's socket (`wait_for`) exists, as a user
+/// would start them. A receiver that takes over 60 s fails the bench, or is
+/// reported as stalled (`None`) for GStreamer's shmsrc.
 fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Duration)> {
     if let Some(path) = wait_for {
         let _ = std::fs::remove_file(path);
     }
-    let cpu0 = children_cpu();
+    let mut cpu0 = children_cpu();
+    let mut sender_cpu0 = Duration::ZERO;
     let mut start = Instant::now();
-    let mut children = Vec::new();
+    let mut children: Vec<(Child, std::path::PathBuf)> = Vec::new();
     for (i, p) in pipelines.iter().enumerate() {
         if i > 0 {
             if let Some(path) = wait_for {
@@ -83,6 +103,8 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
                 // it is still starting: give every sender time to settle.
                 // The clock starts with the receiver (the sender waits for it).
                 std::thread::sleep(Duration::from_millis(300));
+                sender_cpu0 = process_cpu(children[0].0.id());
+                cpu0 = children_cpu();
                 start = Instant::now();
             }
         }
@@ -126,7 +148,10 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
         let _ = std::fs::remove_file(&log);
     }
     let elapsed = start.elapsed();
+    // Receivers are reaped (in RUSAGE_CHILDREN); the sender still runs.
+    let mut cpu = children_cpu() - cpu0;
     for (mut sender, log) in children {
+        cpu += process_cpu(sender.id()).saturating_sub(sender_cpu0);
         let _ = sender.kill();
         let _ = sender.wait();
         let _ = std::fs::remove_file(&log);
@@ -142,13 +167,24 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
         }
         None => panic!("gst-launch did not finish in 60 s: {receiver}"),
     }
-    Some((elapsed, children_cpu() - cpu0))
+    Some((elapsed, cpu))
 }
 
 /// Extra shmringsink properties for experiments (`SHMRING_BENCH_SINK_PROPS`,
 /// e.g. `spin=0`), applied to the two-process cases; none by default.
 fn extra_sink_props() -> String {
     std::env::var("SHMRING_BENCH_SINK_PROPS").unwrap_or_default()
+}
+
+/// Properties of a second shmring path to compare with the first
+/// (`SHMRING_BENCH_VARIANT`, e.g. `shmringsink spin=0 ! shmringsrc spin=10`:
+/// the part before `!` goes to the sink, the rest to the src); none by
+/// default.
+fn variant() -> Option<(String, String)> {
+    let v = std::env::var("SHMRING_BENCH_VARIANT").ok()?;
+    let (sink, src) = v.split_once('!').unwrap_or((&v, ""));
+    let strip = |s: &str, name: &str| s.trim().trim_start_matches(name).trim().to_string();
+    Some((strip(sink, "shmringsink"), strip(src, "shmringsrc")))
 }
 
 /// Whether to run a part of the runner: `SHMRING_BENCH_PARTS` lists them
@@ -174,7 +210,7 @@ fn cases(
     let finite = src.replace("{N}", &n.to_string());
     let endless = src.replace("{N}", "-1");
     let (a, b) = (sock("shmring"), sock("shm"));
-    vec![
+    let mut cases = vec![
         (
             "one process",
             vec![format!("{finite} ! fakesink sync=false")],
@@ -190,11 +226,27 @@ fn cases(
         (
             "shmringsink → shmringsrc",
             vec![
-                format!("{endless} ! shmringsink socket-path={a} sync=false {}", extra_sink_props()),
+                format!(
+                    "{endless} ! shmringsink socket-path={a} sync=false {}",
+                    extra_sink_props()
+                ),
                 format!("shmringsrc socket-path={a} num-buffers={n} ! fakesink sync=false"),
             ],
             Some(a.clone()),
         ),
+    ];
+    if let Some((sink, src)) = variant() {
+        let v = sock("shmring-variant");
+        cases.push((
+            "shmringsink → shmringsrc (SHMRING_BENCH_VARIANT)",
+            vec![
+                format!("{endless} ! shmringsink socket-path={v} sync=false {sink}"),
+                format!("shmringsrc socket-path={v} num-buffers={n} {src} ! fakesink sync=false"),
+            ],
+            Some(v),
+        ));
+    }
+    cases.push(
         (
             "shmsink → shmsrc",
             vec![
@@ -203,7 +255,8 @@ fn cases(
             ],
             Some(b.clone()),
         ),
-    ]
+    );
+    cases
 }
 
 /// A case's runs: per round, its rate (units/s) and CPU per unit (s), NaN
@@ -410,6 +463,11 @@ fn main() {
         if smoke { " (SMOKE)" } else { "" },
         machine()
     );
+    if let Some((sink, src)) = variant() {
+        out.push_str(&format!(
+            "SHMRING_BENCH_VARIANT: shmringsink {sink} ! shmringsrc {src}\n\n"
+        ));
+    }
 
     if part("video") {
         out.push_str(&format!(
