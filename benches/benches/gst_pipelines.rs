@@ -34,16 +34,38 @@ fn plugin_dir() -> PathBuf {
     target.join("release")
 }
 
-/// Starts `gst-launch-1.0 -q pipeline`, its stderr going to `log`.
+/// A pipeline prefix that runs its process on CPU 0 only.
+const ON_CPU0: &str = "@cpu0 ";
+
+/// Starts `gst-launch-1.0 -q pipeline`, its stderr going to `log`; on CPU 0
+/// only if the pipeline starts with [`ON_CPU0`].
 fn launch(pipeline: &str, log: &std::path::Path) -> Child {
-    Command::new("gst-launch-1.0")
-        .arg("-q")
+    use std::os::unix::process::CommandExt;
+    let (pin, pipeline) = match pipeline.strip_prefix(ON_CPU0) {
+        Some(rest) => (true, rest),
+        None => (false, pipeline),
+    };
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q")
         .args(pipeline.split_whitespace())
         .env("GST_PLUGIN_PATH", plugin_dir())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("gst-launch-1.0")
+        .stderr(std::fs::File::create(log).expect("log file"));
+    if pin {
+        // SAFETY: between fork and exec only sched_setaffinity runs (async-
+        // signal-safe: a plain syscall on a local set, no allocation).
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn().expect("gst-launch-1.0")
 }
 
 fn children_cpu() -> Duration {
@@ -235,6 +257,22 @@ fn cases(
             Some(a.clone()),
         ),
     ];
+    // Where the cost of crossing processes comes from: the same pair with
+    // both processes on one CPU hands each frame over with a context switch
+    // instead of waking the other CPU (on a VM, an IPI and a halted vCPU to
+    // resume, tens of microseconds, while the sender waits for the slot).
+    let c = sock("shmring-cpu0");
+    cases.push((
+        "shmringsink → shmringsrc, both on CPU 0",
+        vec![
+            format!(
+                "{ON_CPU0}{endless} ! shmringsink socket-path={c} sync=false {}",
+                extra_sink_props()
+            ),
+            format!("{ON_CPU0}shmringsrc socket-path={c} num-buffers={n} ! fakesink sync=false"),
+        ],
+        Some(c),
+    ));
     if let Some((sink, src)) = variant() {
         let v = sock("shmring-variant");
         cases.push((
