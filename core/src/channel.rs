@@ -7,6 +7,9 @@
 //!   stream with short gaps never pays the ~50 µs of a real sleep), then announce
 //!   the sleep in shared memory and wait on the signal fd and the link together:
 //!   a peer that disappears ends the wait with [`Error::Disconnected`] at once.
+//!   The spin adapts: once most recent spins ran out without the ring getting
+//!   ready (items further apart than the spin), waits sleep at once, and one
+//!   in 64 spins again to notice a stream that speeds up.
 //! * [`AsFd`] gives the fd a poller should watch for readiness;
 //!   [`Producer::link_fd`] the one that reports the peer's hang-up.
 //!
@@ -44,8 +47,9 @@ pub struct Config {
     pub type_name: String,
     /// eventfd (default) or pipe wake-ups.
     pub signal: SignalKind,
-    /// How long a blocking call busy-polls before it sleeps. `Duration::ZERO`
-    /// for callers that must never burn CPU.
+    /// Longest a blocking call busy-polls before it sleeps (less while recent
+    /// spins ran out for nothing; see the module docs). `Duration::ZERO` for
+    /// callers that must never burn CPU.
     pub spin: Duration,
     /// Limit on the whole handshake (connect or accept to ready endpoint).
     pub handshake_timeout: Duration,
@@ -296,7 +300,47 @@ struct Link {
     wait: Signal,
     socket: OwnedFd,
     spin: Duration,
+    /// How often the spin paid off lately, see [`SpinOdds`].
+    odds: SpinOdds,
     gone: bool,
+}
+
+/// Whether spinning before a sleep pays off: an average of how often a spin
+/// ended with the ring ready (not with the window spent). Waits that are
+/// longer than the spin window (frames far apart) stop the spinning, which
+/// would only burn CPU before the same sleep; one wait in
+/// [`SpinOdds::PROBE`] still spins, so a stream that speeds up again is
+/// noticed.
+#[derive(Debug, Clone, Copy)]
+struct SpinOdds {
+    /// Fraction of recent spins that saw the ring ready, in 1/65536.
+    rate: u32,
+    waits: u32,
+}
+
+impl SpinOdds {
+    const ONE: u32 = 1 << 16;
+    /// One wait in this many spins whatever the odds.
+    const PROBE: u32 = 64;
+
+    fn new() -> Self {
+        SpinOdds {
+            rate: Self::ONE,
+            waits: 0,
+        }
+    }
+
+    /// Whether the next wait should spin.
+    fn spin_next(&mut self) -> bool {
+        self.waits = self.waits.wrapping_add(1);
+        self.rate >= Self::ONE / 2 || self.waits % Self::PROBE == 0
+    }
+
+    /// A spin ended: ready (`hit`) or the window spent.
+    fn record(&mut self, hit: bool) {
+        // Exponential average over about the last 8 spins.
+        self.rate = self.rate - self.rate / 8 + if hit { Self::ONE / 8 } else { 0 };
+    }
 }
 
 /// What a blocking wait should look at.
@@ -343,18 +387,20 @@ impl Link {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         let spin = timeout.map_or(self.spin, |t| t.min(self.spin));
-        if !spin.is_zero() {
+        if !spin.is_zero() && self.odds.spin_next() {
             let mut i = 0u32;
             loop {
                 for _ in 0..64 {
                     std::hint::spin_loop();
                 }
                 if ring.ready()? {
+                    self.odds.record(true);
                     return Ok(());
                 }
                 i += 1;
                 // Read the clock every 16 rounds only: it is cheap, not free.
                 if i % 16 == 0 && start.elapsed() >= spin {
+                    self.odds.record(false);
                     break;
                 }
             }
@@ -482,6 +528,7 @@ impl<T: Pod> Producer<T> {
                 wait: space,
                 socket,
                 spin,
+                odds: SpinOdds::new(),
                 gone: false,
             },
         }
@@ -593,6 +640,7 @@ impl<T: Pod> Consumer<T> {
                 wait: data,
                 socket,
                 spin,
+                odds: SpinOdds::new(),
                 gone: false,
             },
         }

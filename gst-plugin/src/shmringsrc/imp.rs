@@ -26,7 +26,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_TIMEOUT_MS: u32 = 5000;
 const DEFAULT_LATENCY_MS: u32 = 10;
-const DEFAULT_SPIN_US: u32 = 0;
+const DEFAULT_SPIN_US: u32 = 50;
 /// Step of every wait, so that `unlock` is seen promptly.
 const STEP: Duration = Duration::from_millis(20);
 
@@ -156,7 +156,7 @@ impl ObjectImpl for ShmringSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("spin")
                     .nick("Spin")
-                    .blurb("Microseconds to busy-poll for the next frame before sleeping on the wake-up fd (burns CPU; lowers latency when frames follow closely)")
+                    .blurb("Most microseconds to busy-poll for the next frame before sleeping on the wake-up fd, while frames follow closely (a stream of small audio buffers: the sink then never has to wake this side); frames further apart than this are waited for asleep; 0 = never spin")
                     .maximum(1_000_000)
                     .default_value(DEFAULT_SPIN_US)
                     .mutable_ready()
