@@ -23,6 +23,7 @@ use shmring_benches::{machine, median, write_report, Table};
 
 const VIDEO: &str =
     "videotestsrc pattern=black num-buffers={N} ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1";
+const AUDIO_LIVE: &str = "audiotestsrc is-live=true num-buffers={N} samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
 const AUDIO: &str = "audiotestsrc num-buffers={N} samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
 
 fn plugin_dir() -> PathBuf {
@@ -190,6 +191,61 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
         None => panic!("gst-launch did not finish in 60 s: {receiver}"),
     }
     Some((elapsed, cpu))
+}
+
+/// Runs live pipelines (one process, or sender then receiver) whose
+/// receiver stops after `n` buffers at the source's pace: the CPU every
+/// process spends per second in `window`, taken after `warmup` from the
+/// receiver's start (startup and the first buffers left out: only the steady
+/// stream). `None` if the receiver did not get its `n` buffers in time.
+fn run_live(
+    pipelines: &[String],
+    wait_for: Option<&str>,
+    warmup: Duration,
+    window: Duration,
+) -> Option<f64> {
+    if let Some(path) = wait_for {
+        let _ = std::fs::remove_file(path);
+    }
+    let mut children = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
+        if let (true, Some(path)) = (i > 0, wait_for) {
+            let t0 = Instant::now();
+            while !std::path::Path::new(path).exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "no socket at {path}"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let log =
+            std::env::temp_dir().join(format!("shmring-gstbench-{}-{i}.log", std::process::id()));
+        children.push((launch(p, &log), log));
+    }
+    let cpu = |children: &[(Child, std::path::PathBuf)]| -> Duration {
+        children.iter().map(|(c, _)| process_cpu(c.id())).sum()
+    };
+    std::thread::sleep(warmup);
+    let cpu0 = cpu(&children);
+    std::thread::sleep(window);
+    let used = cpu(&children) - cpu0;
+    let receiver = children.len() - 1;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let finished = loop {
+        match children[receiver].0.try_wait().expect("wait") {
+            Some(s) => break s.success(),
+            None if Instant::now() > deadline => break false,
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    for (mut c, log) in children {
+        let _ = c.kill();
+        let _ = c.wait();
+        let _ = std::fs::remove_file(&log);
+    }
+    finished.then(|| used.as_secs_f64() / window.as_secs_f64())
 }
 
 /// Extra shmringsink properties for experiments (`SHMRING_BENCH_SINK_PROPS`,
@@ -542,6 +598,71 @@ fn main() {
             "µs / buffer",
             1e6,
         ));
+    }
+    if part("audio-live") {
+        // 48000 / 64 buffers a second; the receiver stops after 4 s.
+        let (per_s, warmup, window) = (750.0, Duration::from_secs(1), Duration::from_secs(2));
+        let (warmup, window) = if smoke {
+            (Duration::from_millis(200), Duration::from_millis(200))
+        } else {
+            (warmup, window)
+        };
+        let n = (per_s * (warmup + window).as_secs_f64()) as u64 + 750;
+        out.push_str(&format!(
+            "\nReal-time audio: live audiotestsrc, 64-sample S16LE stereo 48 kHz buffers (750/s) → fakesink sync=false; CPU of all processes over {window:?} of steady stream, after {warmup:?} (startup left out), median of {reps}\n\n"
+        ));
+        let live = AUDIO_LIVE.replace("{N}", &n.to_string());
+        let endless = AUDIO_LIVE.replace("{N}", "-1");
+        let caps = "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
+        let (a, b) = (sock("live-shmring"), sock("live-shm"));
+        let cases: Vec<(&str, Vec<String>, Option<String>)> = vec![
+            ("one process", vec![format!("{live} ! fakesink sync=false")], None),
+            (
+                "shmringsink → shmringsrc",
+                vec![
+                    format!("{endless} ! shmringsink socket-path={a} sync=false"),
+                    format!("shmringsrc socket-path={a} num-buffers={n} ! fakesink sync=false"),
+                ],
+                Some(a),
+            ),
+            (
+                "shmsink → shmsrc",
+                vec![
+                    format!("{endless} ! shmsink socket-path={b} shm-size=1048576 wait-for-connection=true sync=false"),
+                    format!("shmsrc socket-path={b} num-buffers={n} ! {caps} ! fakesink sync=false"),
+                ],
+                Some(b),
+            ),
+        ];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        for _ in 0..reps {
+            for (i, (_, pipes, wait_for)) in cases.iter().enumerate() {
+                let r = run_live(pipes, wait_for.as_deref(), warmup, window);
+                cpu[i].push(r.map_or(f64::NAN, |c| c / per_s));
+            }
+        }
+        let mut t = Table::new(&[
+            "path",
+            "CPU µs / buffer",
+            "CPU vs one process",
+            "CPU vs shmsink",
+        ]);
+        let med: Vec<f64> = cpu.iter().map(|v| median(&mut finite(v))).collect();
+        for (i, (name, _, _)) in cases.iter().enumerate() {
+            let failed = cpu[i].iter().filter(|c| c.is_nan()).count();
+            let name = if failed > 0 {
+                format!("{name} ({failed} of {reps} runs did not deliver every buffer)")
+            } else {
+                name.to_string()
+            };
+            t.row(&[
+                name,
+                fmt(med[i] * 1e6, 2, ""),
+                fmt(med[i] / med[0], 2, "x"),
+                fmt(med[i] / med[2], 2, "x"),
+            ]);
+        }
+        out.push_str(t.as_str());
     }
     if part("fan-out") {
         out.push_str(&format!(
