@@ -546,13 +546,14 @@ fn table(results: &[Measured], unit: &str, cpu_unit: &str, cpu_scale: f64) -> St
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let (frames, buffers, fan_frames, reps) = if smoke {
-        (30, 300, 30, 1)
+    // Rounds: 5 for the video comparison (the budgets), 3 for the rest.
+    let (frames, buffers, fan_frames, reps, others) = if smoke {
+        (30, 300, 30, 1, 1)
     } else {
-        (3000, 100_000, 1000, 5)
+        (3000, 100_000, 1000, 5, 3)
     };
     let mut out = format!(
-        "GStreamer across processes, {reps} round(s), the paths taking turns in each; \
+        "GStreamer across processes, {reps} round(s) for video, {others} for the rest, the paths taking turns in each; \
          rates and CPU: medians over rounds; ratios: medians of the ratios within a round{}\n\nMachine: {}\n\n",
         if smoke { " (SMOKE)" } else { "" },
         machine()
@@ -593,7 +594,7 @@ fn main() {
             1 << 20,
         );
         out.push_str(&table(
-            &measure(&audio, buffers, reps),
+            &measure(&audio, buffers, others),
             "buffers",
             "µs / buffer",
             1e6,
@@ -609,7 +610,7 @@ fn main() {
         };
         let n = (per_s * (warmup + window).as_secs_f64()) as u64 + 750;
         out.push_str(&format!(
-            "\nReal-time audio: live audiotestsrc, 64-sample S16LE stereo 48 kHz buffers (750/s) → fakesink sync=false; CPU of all processes over {window:?} of steady stream, after {warmup:?} (startup left out), median of {reps}\n\n"
+            "\nReal-time audio: live audiotestsrc, 64-sample S16LE stereo 48 kHz buffers (750/s) → fakesink sync=false; CPU of all processes over {window:?} of steady stream, after {warmup:?} (startup left out), median of {others}\n\n"
         ));
         let live = AUDIO_LIVE.replace("{N}", &n.to_string());
         let endless = AUDIO_LIVE.replace("{N}", "-1");
@@ -635,7 +636,7 @@ fn main() {
             ),
         ];
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-        for _ in 0..reps {
+        for _ in 0..others {
             for (i, (_, pipes, wait_for)) in cases.iter().enumerate() {
                 let r = run_live(pipes, wait_for.as_deref(), warmup, window);
                 cpu[i].push(r.map_or(f64::NAN, |c| c / per_s));
@@ -651,7 +652,7 @@ fn main() {
         for (i, (name, _, _)) in cases.iter().enumerate() {
             let failed = cpu[i].iter().filter(|c| c.is_nan()).count();
             let name = if failed > 0 {
-                format!("{name} ({failed} of {reps} runs did not deliver every buffer)")
+                format!("{name} ({failed} of {others} runs did not deliver every buffer)")
             } else {
                 name.to_string()
             };
@@ -671,7 +672,7 @@ fn main() {
         let rows: Vec<_> = [1, 2, 4]
             .into_iter()
             .map(|consumers| {
-                let mut r = measure(&fan_out_cases(consumers, fan_frames), fan_frames, reps);
+                let mut r = measure(&fan_out_cases(consumers, fan_frames), fan_frames, others);
                 // CPU per frame delivered: `measure` divided by one receiver's frames.
                 for m in &mut r {
                     for cpu in &mut m.cpu {
