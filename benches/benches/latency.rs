@@ -334,12 +334,16 @@ fn child(role: &str) {
             }
         }
         "eventfd" => {
-            let fd = inherited("FD");
+            let (fd, ack) = (inherited("FD"), inherited("ACK"));
             for _ in 0..n {
                 wait();
                 let ts = now_ns();
                 // SAFETY: writes 8 bytes from a live local to our eventfd.
                 unsafe { libc::write(fd.as_raw_fd(), (&ts as *const u64).cast(), 8) };
+                // An eventfd is a counter: a second stamp written before the
+                // parent read the first would add up with it. Wait for the
+                // parent's read (after the measurement; the gap follows).
+                read_u64(&ack, Duration::from_secs(5)).expect("no ack from the parent in 5 s");
             }
         }
         "unix" => {
@@ -454,19 +458,47 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
             assert!(raw >= 0, "eventfd");
             // SAFETY: a fresh fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: as above.
+            let raw_ack = unsafe { libc::eventfd(0, 0) };
+            assert!(raw_ack >= 0, "eventfd");
+            // SAFETY: a fresh fd that nothing else owns.
+            let ack = unsafe { OwnedFd::from_raw_fd(raw_ack) };
             let mut env = common.to_vec();
             env.push(("FD", raw.to_string()));
+            env.push(("ACK", raw_ack.to_string()));
             let mut child = spawn("eventfd", &env);
+            // A blocking read (the reference), so no timeout of its own: if
+            // the child stops sending, this ends the bench instead of a hang.
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watchdog = {
+                let done = done.clone();
+                let limit = Duration::from_secs(10) + Duration::from_nanos(gap_ns * n as u64 * 4);
+                std::thread::spawn(move || {
+                    let t0 = std::time::Instant::now();
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        if t0.elapsed() > limit {
+                            eprintln!("latency: the eventfd child stopped sending");
+                            std::process::exit(1);
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+            };
             while got.stamps.len() < n {
+                // The child writes one stamp, then waits for our ack: the
+                // counter never holds two stamps.
                 let mut v = 0u64;
                 // SAFETY: reads 8 bytes into a live local.
                 let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
                 assert_eq!(r, 8, "eventfd read");
-                // A counter: two writes between reads would add up. The gap
-                // (1 ms) makes that impossible in practice; the order check
-                // below would catch it.
                 got.take(v);
+                let one = 1u64;
+                // SAFETY: writes 8 bytes from a live local to our eventfd.
+                let w = unsafe { libc::write(ack.as_raw_fd(), (&one as *const u64).cast(), 8) };
+                assert_eq!(w, 8, "ack write");
             }
+            done.store(true, std::sync::atomic::Ordering::Release);
+            watchdog.join().expect("watchdog");
             child.wait().expect("child");
         }
         "unix" => {
@@ -544,6 +576,25 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
 }
 
 /// Stamps received, and their latencies.
+/// Reads one 8-byte value from an eventfd, waiting at most `timeout` for it
+/// (`None`: nothing came, or the read failed).
+fn read_u64(fd: &OwnedFd, timeout: Duration) -> Option<u64> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one live pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, ms) } != 1 {
+        return None;
+    }
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a live local.
+    let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    (r == 8).then_some(v)
+}
+
 struct Got {
     stamps: Vec<u64>,
     lat: Vec<u64>,
