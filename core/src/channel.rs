@@ -302,6 +302,8 @@ struct Link {
     spin: Duration,
     /// How often the spin paid off lately, see [`SpinOdds`].
     odds: SpinOdds,
+    /// A wake-up is left in `wait` to be drained before the next sleep.
+    drain_pending: bool,
     gone: bool,
 }
 
@@ -405,6 +407,13 @@ impl Link {
                 }
             }
         }
+        // The wake-up that ended the last sleep, left in the fd so that the
+        // caller got its item one `read` sooner: consume it before sleeping
+        // again (the peer writes at most one per announced sleep, and none
+        // until the next announcement).
+        if std::mem::take(&mut self.drain_pending) {
+            self.wait.drain()?;
+        }
         loop {
             if !ring.prepare_sleep()? {
                 return Ok(());
@@ -414,10 +423,11 @@ impl Link {
             ring.cancel_sleep();
             match woken? {
                 Woken::Signalled => {
-                    self.wait.drain()?;
                     if ring.ready()? {
+                        self.drain_pending = true;
                         return Ok(());
                     }
+                    self.wait.drain()?;
                 }
                 Woken::Extra => {
                     self.check_link()?;
@@ -529,6 +539,7 @@ impl<T: Pod> Producer<T> {
                 socket,
                 spin,
                 odds: SpinOdds::new(),
+                drain_pending: false,
                 gone: false,
             },
         }
@@ -641,6 +652,7 @@ impl<T: Pod> Consumer<T> {
                 socket,
                 spin,
                 odds: SpinOdds::new(),
+                drain_pending: false,
                 gone: false,
             },
         }
