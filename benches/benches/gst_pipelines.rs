@@ -80,6 +80,21 @@ fn children_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// Waits until the sender's socket exists at `path` (10 s at most), then
+/// 300 ms more: GStreamer's shmsink can stall a client that connects while
+/// it is still starting, so every sender gets time to settle.
+fn wait_for_sender(path: &str) {
+    let t0 = Instant::now();
+    while !std::path::Path::new(path).exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no socket at {path}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// CPU time of every thread of a running process so far (nanoseconds
 /// resolution, from the scheduler's `/proc/PID/task/*/schedstat`).
 fn process_cpu(pid: u32) -> Duration {
@@ -114,18 +129,8 @@ fn run(pipelines: &[String], wait_for: Option<&str>) -> Option<(Duration, Durati
     for (i, p) in pipelines.iter().enumerate() {
         if i > 0 {
             if let Some(path) = wait_for {
-                let t0 = Instant::now();
-                while !std::path::Path::new(path).exists() {
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(10),
-                        "no socket at {path}"
-                    );
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // GStreamer's shmsink can stall a client that connects while
-                // it is still starting: give every sender time to settle.
                 // The clock starts with the receiver (the sender waits for it).
-                std::thread::sleep(Duration::from_millis(300));
+                wait_for_sender(path);
                 sender_cpu0 = process_cpu(children[0].0.id());
                 cpu0 = children_cpu();
                 start = Instant::now();
@@ -210,15 +215,7 @@ fn run_live(
     let mut children = Vec::new();
     for (i, p) in pipelines.iter().enumerate() {
         if let (true, Some(path)) = (i > 0, wait_for) {
-            let t0 = Instant::now();
-            while !std::path::Path::new(path).exists() {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(10),
-                    "no socket at {path}"
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_millis(300));
+            wait_for_sender(path);
         }
         let log =
             std::env::temp_dir().join(format!("shmring-gstbench-{}-{i}.log", std::process::id()));

@@ -226,18 +226,6 @@ fn consumer_killed_while_producer_blocks_is_disconnected_within_a_second() {
     let _ = child.wait();
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the live local `ts`.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// A listener waiting for connections sleeps, down to the last
 /// microsecond of its timeout: short timeouts in a loop (as an element's
 /// accept thread runs them) must not busy-wait. With a poll rounded down to
@@ -247,12 +235,12 @@ fn thread_cpu() -> Duration {
 fn accept_timeouts_sleep() {
     let path = common::sock_path("accept-sleeps");
     let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
-    let (wall0, cpu0) = (Instant::now(), thread_cpu());
+    let (wall0, cpu0) = (Instant::now(), common::thread_cpu());
     for _ in 0..50 {
         let r = listener.accept(Some(Duration::from_micros(2_000)));
         assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
     }
-    let (wall, cpu) = (wall0.elapsed(), thread_cpu() - cpu0);
+    let (wall, cpu) = (wall0.elapsed(), common::thread_cpu() - cpu0);
     assert!(wall >= Duration::from_millis(100), "{wall:?}");
     assert!(
         cpu < wall / 5,

@@ -3,22 +3,12 @@
 //! consumer of a sparse stream sleeps at once (no CPU burnt on gaps longer
 //! than the spin window).
 
+mod common;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use shmring::{channel, Config};
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the live local `ts`.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 /// The tests measure CPU time and wake-ups: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -46,14 +36,14 @@ fn sparse_stream_stops_the_spinning() {
                 .expect("push");
         }
     });
-    let (wall0, cpu0) = (Instant::now(), thread_cpu());
+    let (wall0, cpu0) = (Instant::now(), common::thread_cpu());
     for i in 0..n {
         assert_eq!(
             rx.pop_blocking(Some(Duration::from_secs(5))).expect("pop"),
             i
         );
     }
-    let (wall, cpu) = (wall0.elapsed(), thread_cpu() - cpu0);
+    let (wall, cpu) = (wall0.elapsed(), common::thread_cpu() - cpu0);
     producer.join().expect("producer");
     // A few spins learn the gaps are long, one wait in 64 probes again:
     // well under 2 ms × 60 = 120 ms.
