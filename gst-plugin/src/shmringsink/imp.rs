@@ -205,7 +205,7 @@ impl ObjectImpl for ShmringSink {
                     .build(),
                 glib::ParamSpecUInt::builder("spin")
                     .nick("Spin")
-                    .blurb("Microseconds to busy-poll for a returned slot or descriptor room before sleeping on the wake-up fd (burns CPU; returns usually come back within tens of microseconds)")
+                    .blurb("Most microseconds to busy-poll for a returned slot or descriptor room before sleeping on the wake-up fd (burns CPU; returns usually come back within tens of microseconds); waits stop spinning while recent spins ran out for nothing; 0 = never spin")
                     .maximum(1_000_000)
                     .default_value(DEFAULT_SPIN_US)
                     .mutable_ready()
