@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use shmring_benches::{machine, median, write_report, Table};
 
+#[path = "common/wake_cost.rs"]
+mod wake_cost;
+
 const VIDEO: &str =
     "videotestsrc pattern=black num-buffers={N} ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1";
 const AUDIO_LIVE: &str = "audiotestsrc is-live=true num-buffers={N} samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
@@ -504,6 +507,35 @@ fn measure(
     out
 }
 
+/// What one hand-over to a sleeping process costs on this machine, next to
+/// the one-process pipeline's CPU per frame: the part of the CPU budget
+/// that no two-process design with a sleeping consumer can save.
+fn wake_floor(results: &[Measured], n: u32) -> String {
+    let Some(shmring) = results
+        .iter()
+        .find(|m| m.name == "shmringsink → shmringsrc")
+    else {
+        return String::new();
+    };
+    let period = Duration::from_secs_f64(1.0 / shmring.rate());
+    let Some(w) = wake_cost::measure(period, n) else {
+        return "\nWake-up floor: a wake-up got lost (1 s), no figure.\n".into();
+    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let per_frame = results[0].cpu();
+    format!(
+        "\nWake-up floor (bare eventfd between two threads, one wake-up every {:.0} µs, as every frame needs): \
+         the waker's write {:.1} µs and the sleeper's wake-up {:.1} µs of CPU = {:.1}% of the one-process \
+         pipeline's CPU per frame ({:.0} µs); {:.1} µs until the sleeper runs (median).\n",
+        us(period),
+        us(w.write),
+        us(w.sleeper_cpu),
+        100.0 * (w.write + w.sleeper_cpu).as_secs_f64() / per_frame,
+        per_frame * 1e6,
+        us(w.latency),
+    )
+}
+
 /// `x` with `decimals`, or "stalled" for NaN.
 fn fmt(x: f64, decimals: usize, suffix: &str) -> String {
     if x.is_nan() {
@@ -572,12 +604,9 @@ fn main() {
             // 20 frames: with 6 GStreamer's shmsink stalls in 2 runs of 3 here.
             8_294_400 * 20,
         );
-        out.push_str(&table(
-            &measure(&video, frames, reps),
-            "frames",
-            "s / 1000 frames",
-            1000.0,
-        ));
+        let results = measure(&video, frames, reps);
+        out.push_str(&table(&results, "frames", "s / 1000 frames", 1000.0));
+        out.push_str(&wake_floor(&results, if smoke { 30 } else { 3000 }));
     }
 
     if part("audio") {
