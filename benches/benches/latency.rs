@@ -2,9 +2,12 @@
 //! consumer asleep and with the consumer busy-polling:
 //!
 //! * asleep: shmring (`Consumer::pop_blocking`, no spinning: it sleeps on its
-//!   eventfd) vs a bare eventfd (blocking `read`) vs a `UnixStream` (blocking
-//!   `read`) vs iceoryx2 publish-subscribe woken by its event service (the
-//!   pattern its docs give for a sleeping subscriber);
+//!   eventfd) vs a bare eventfd (blocking `read`; the stamp travels in
+//!   shared memory, the eventfd only wakes) vs the same bare eventfd waited
+//!   for the way shmring waits (`ppoll` on it and a socket, with a timeout,
+//!   then `read`: the system calls of shmring's wait without shmring) vs a
+//!   `UnixStream` (blocking `read`) vs iceoryx2 publish-subscribe woken by
+//!   its event service (the pattern its docs give for a sleeping subscriber);
 //! * busy-polling: shmring (`try_pop` in a loop) vs a bare atomic in shared
 //!   memory (the physical floor of this machine) vs a non-blocking
 //!   `UnixStream` read in a loop vs iceoryx2 `Subscriber::receive` in a loop.
@@ -38,8 +41,13 @@ const CHILD_VAR: &str = "SHMRING_LATENCY_CHILD";
 const TYPE_NAME: &str = "latency-ns";
 
 /// The paths, in table order (the first of each mode is the reference).
-const PATHS: [(&str, &str, bool); 8] = [
+const PATHS: [(&str, &str, bool); 9] = [
     ("bare eventfd (blocking read)", "eventfd", false),
+    (
+        "bare eventfd (ppoll with a socket and a timeout, then read: shmring's wait)",
+        "eventfd-ppoll",
+        false,
+    ),
     ("shmring (pop_blocking, asleep)", "shmring", false),
     ("UnixStream (blocking read)", "unix", false),
     (
@@ -72,6 +80,12 @@ fn main() {
     let mut lat: Vec<Vec<u64>> = vec![Vec::new(); PATHS.len()];
     for _ in 0..ROUNDS {
         for (i, &(_, kind, busy)) in PATHS.iter().enumerate() {
+            if std::env::var("ONLY")
+                .is_ok_and(|o| !o.split(',').any(|x| x.parse::<usize>() == Ok(i)))
+            {
+                lat[i].extend([1u64]);
+                continue;
+            }
             lat[i].extend(measure(kind, busy, samples / ROUNDS));
         }
     }
@@ -334,16 +348,18 @@ fn child(role: &str) {
             }
         }
         "eventfd" => {
-            let (fd, ack) = (inherited("FD"), inherited("ACK"));
+            // The stamp goes through shared memory, the eventfd only wakes:
+            // two wake-ups the parent had no time to read between add up
+            // in the counter, and it counts the older one as lost. No
+            // reply from the parent: the pacing is that of the other paths.
+            let (fd, cells) = (inherited("FD"), inherited("CELLS"));
+            let cells = Cells::map(cells.as_raw_fd());
             for _ in 0..n {
                 wait();
-                let ts = now_ns();
+                cells.stamp().store(now_ns(), Ordering::Release);
+                let one = 1u64;
                 // SAFETY: writes 8 bytes from a live local to our eventfd.
-                unsafe { libc::write(fd.as_raw_fd(), (&ts as *const u64).cast(), 8) };
-                // An eventfd is a counter: a second stamp written before the
-                // parent read the first would add up with it. Wait for the
-                // parent's read (after the measurement; the gap follows).
-                read_u64(&ack, Duration::from_secs(5)).expect("no ack from the parent in 5 s");
+                unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
             }
         }
         "unix" => {
@@ -396,6 +412,7 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
     let mut got = Got {
         stamps: Vec::with_capacity(n),
         lat: Vec::with_capacity(n),
+        lost: 0,
     };
     match kind {
         "shmring" => {
@@ -451,21 +468,42 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
             }
             child.wait().expect("child");
         }
-        "eventfd" => {
+        "eventfd" | "eventfd-ppoll" => {
+            // The syscalls of shmring's wait without shmring: ppoll on the
+            // eventfd and a socket (shmring's link to its peer) with a
+            // timeout, then the read.
+            let with_ppoll = kind == "eventfd-ppoll";
+            let mut link = [0i32; 2];
+            // SAFETY: socketpair writes two fds into the live array.
+            let r = unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                    0,
+                    link.as_mut_ptr(),
+                )
+            };
+            assert_eq!(r, 0, "socketpair");
+            // SAFETY: fresh fds that nothing else owns.
+            let _link = unsafe { (OwnedFd::from_raw_fd(link[0]), OwnedFd::from_raw_fd(link[1])) };
             // SAFETY: eventfd has no pointer arguments. Not CLOEXEC: the
             // child inherits it.
             let raw = unsafe { libc::eventfd(0, 0) };
             assert!(raw >= 0, "eventfd");
             // SAFETY: a fresh fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // SAFETY: as above.
-            let raw_ack = unsafe { libc::eventfd(0, 0) };
-            assert!(raw_ack >= 0, "eventfd");
+            let name = c"shmring-latency-eventfd";
+            // SAFETY: a NUL-terminated name; no CLOEXEC so the child inherits it.
+            let raw_cells = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+            assert!(raw_cells >= 0, "memfd_create");
             // SAFETY: a fresh fd that nothing else owns.
-            let ack = unsafe { OwnedFd::from_raw_fd(raw_ack) };
+            let _cells_fd = unsafe { OwnedFd::from_raw_fd(raw_cells) };
+            // SAFETY: ftruncate on our memfd.
+            assert_eq!(unsafe { libc::ftruncate(raw_cells, 16) }, 0, "ftruncate");
+            let cells = Cells::map(raw_cells);
             let mut env = common.to_vec();
             env.push(("FD", raw.to_string()));
-            env.push(("ACK", raw_ack.to_string()));
+            env.push(("CELLS", raw_cells.to_string()));
             let mut child = spawn("eventfd", &env);
             // A blocking read (the reference), so no timeout of its own: if
             // the child stops sending, this ends the bench instead of a hang.
@@ -484,18 +522,41 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
                     }
                 })
             };
-            while got.stamps.len() < n {
-                // The child writes one stamp, then waits for our ack: the
-                // counter never holds two stamps.
-                let mut v = 0u64;
+            while got.stamps.len() + got.lost < n {
+                if with_ppoll {
+                    let mut fds = [
+                        libc::pollfd {
+                            fd: fd.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        },
+                        libc::pollfd {
+                            fd: link[0],
+                            events: libc::POLLIN | libc::POLLRDHUP,
+                            revents: 0,
+                        },
+                    ];
+                    let ts = libc::timespec {
+                        tv_sec: 5,
+                        tv_nsec: 0,
+                    };
+                    // SAFETY: two live pollfds and a live timespec.
+                    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+                    assert_eq!(r, 1, "ppoll");
+                }
+                let mut wakes = 0u64;
                 // SAFETY: reads 8 bytes into a live local.
-                let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+                let r = unsafe { libc::read(fd.as_raw_fd(), (&mut wakes as *mut u64).cast(), 8) };
                 assert_eq!(r, 8, "eventfd read");
-                got.take(v);
-                let one = 1u64;
-                // SAFETY: writes 8 bytes from a live local to our eventfd.
-                let w = unsafe { libc::write(ack.as_raw_fd(), (&one as *const u64).cast(), 8) };
-                assert_eq!(w, 8, "ack write");
+                // A stamp seen twice: the next one landed before this one
+                // was loaded (the parent stalled for a gap); one is lost.
+                let stamp = cells.stamp().load(Ordering::Acquire);
+                if got.stamps.last() == Some(&stamp) {
+                    got.lost += 1;
+                } else {
+                    got.take(stamp);
+                }
+                got.lost += wakes.saturating_sub(1) as usize;
             }
             done.store(true, std::sync::atomic::Ordering::Release);
             watchdog.join().expect("watchdog");
@@ -567,7 +628,17 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
         other => panic!("unknown path {other}"),
     }
     set_affinity(&saved);
-    assert_eq!(got.stamps.len(), n, "{kind}: every stamp arrived");
+    assert_eq!(
+        got.stamps.len() + got.lost,
+        n,
+        "{kind}: every stamp arrived"
+    );
+    if got.lost > 0 {
+        eprintln!(
+            "{kind}: {} wake-ups added up with the next one (stamps lost)",
+            got.lost
+        );
+    }
     assert!(
         got.stamps.windows(2).all(|w| w[0] < w[1]),
         "{kind}: stamps out of order or repeated"
@@ -576,28 +647,11 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
 }
 
 /// Stamps received, and their latencies.
-/// Reads one 8-byte value from an eventfd, waiting at most `timeout` for it
-/// (`None`: nothing came, or the read failed).
-fn read_u64(fd: &OwnedFd, timeout: Duration) -> Option<u64> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one live pollfd.
-    if unsafe { libc::poll(&mut pfd, 1, ms) } != 1 {
-        return None;
-    }
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes into a live local.
-    let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    (r == 8).then_some(v)
-}
-
 struct Got {
     stamps: Vec<u64>,
     lat: Vec<u64>,
+    /// Stamps overwritten before they were read (eventfd paths only).
+    lost: usize,
 }
 
 impl Got {
