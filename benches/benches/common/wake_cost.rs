@@ -70,12 +70,13 @@ pub fn measure(period: Duration, n: u32) -> Option<WakeCost> {
         })
     };
     let mut writes = Vec::with_capacity(n as usize);
-    for i in 0..n {
+    'wakes: for i in 0..n {
         // The sleeper took the last wake-up; give it `period` to fall asleep.
         let t = Instant::now();
         while acks.load(Ordering::Acquire) < i || t.elapsed() < period {
             if t.elapsed() > Duration::from_secs(1) {
-                break;
+                // Lost (the sleeper gives up after 1 s without a wake-up).
+                break 'wakes;
             }
             std::hint::spin_loop();
         }
