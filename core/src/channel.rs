@@ -13,7 +13,8 @@
 //!   a spin looks at the ring: often while items come one by one (a
 //!   hand-over), seldom while they land faster than it looks (a dense
 //!   stream, which every look slows down by pulling the peer's index away
-//!   from its cache), often again once an eighth of the ring is waiting.
+//!   from its cache) until a batch of 32 KiB or an eighth of the ring waits
+//!   at each look.
 //! * [`AsFd`] gives the fd a poller should watch for readiness;
 //!   [`Producer::link_fd`] the one that reports the peer's hang-up.
 //!
@@ -337,6 +338,10 @@ impl SpinOdds {
     /// the benchmarks).
     const POLL_MIN: u32 = 8;
     const POLL_MAX: u32 = 512;
+    /// Largest batch worth letting pile up between two looks, bytes.
+    const BATCH_BYTES: usize = 32 << 10;
+    /// Pauses between looks of a wait for room.
+    const POLL_FIXED: u32 = 64;
 
     fn new() -> Self {
         SpinOdds {
@@ -346,22 +351,25 @@ impl SpinOdds {
         }
     }
 
-    /// A spin ended with `ready` items (or free slots) of `capacity` in the
-    /// ring. One: the peer hands over items one by one, and the sooner we
-    /// see each the sooner it gets an answer (a returned slot, say): look
-    /// more often. A few: items land faster than we look, and each look
-    /// pulls the cache line the peer writes its index to away from it,
-    /// which slows a dense stream down a lot (64-byte messages, one per
-    /// commit: 0.35 GB/s looking every 8 pauses, 1.6 every 64, 5.5 every
-    /// 512): look less often, and take bigger batches. An eighth of the ring
-    /// or more: we are late (the peer may soon wait for us): look more
-    /// often.
-    fn found(&mut self, ready: usize, capacity: usize) {
-        self.poll_every = if ready > 1 && ready < capacity / 8 {
-            (self.poll_every * 2).min(Self::POLL_MAX)
-        } else {
-            (self.poll_every / 2).max(Self::POLL_MIN)
-        };
+    /// A spin ended with `ready` items in the ring at its `looks`-th look;
+    /// `batch` is the most items worth letting pile up. Found at the first
+    /// or second look: items come as fast as we look or faster, and every
+    /// look pulls the cache line the peer writes its index to away from it,
+    /// which slows a dense stream down a lot (64-byte messages: 0.35 GB/s
+    /// looking every 8 pauses, 1.6 every 64, 5.5 every 512): look less
+    /// often, so that items come in batches, until a batch reaches `batch`
+    /// (32 KiB or an eighth of the ring: bigger ones make this side fall
+    /// behind; 4 KiB messages slow down past eight). Found one item after
+    /// many looks: a hand-over (a returned slot, a frame), which the sooner
+    /// we see the sooner the peer gets an answer: look more often.
+    fn found(&mut self, ready: usize, looks: u32, batch: usize) {
+        if ready >= batch.max(2) {
+            self.poll_every = (self.poll_every / 2).max(Self::POLL_MIN);
+        } else if looks <= 2 {
+            self.poll_every = (self.poll_every * 2).min(Self::POLL_MAX);
+        } else if ready == 1 {
+            self.poll_every = (self.poll_every / 2).max(Self::POLL_MIN);
+        }
     }
 
     /// Whether the next wait should spin.
@@ -383,6 +391,12 @@ trait Ready {
     /// proceed when it is not 0.
     fn ready(&mut self) -> Result<usize>;
     fn capacity(&self) -> usize;
+    /// Whether a spin adapts how often it looks (see [`SpinOdds::found`]):
+    /// a consumer waiting for items does; a producer waiting for room looks
+    /// at a fixed pace (the consumer it waits for is the bottleneck then).
+    const ADAPTS: bool;
+    /// Bytes per item.
+    const ITEM: usize;
     fn prepare_sleep(&mut self) -> Result<bool>;
     fn cancel_sleep(&mut self);
 }
@@ -394,6 +408,8 @@ impl<T: Pod> Ready for Writer<T> {
     fn capacity(&self) -> usize {
         Writer::capacity(self)
     }
+    const ADAPTS: bool = false;
+    const ITEM: usize = std::mem::size_of::<T>();
     fn prepare_sleep(&mut self) -> Result<bool> {
         Writer::prepare_sleep(self)
     }
@@ -409,6 +425,8 @@ impl<T: Pod> Ready for Reader<T> {
     fn capacity(&self) -> usize {
         Reader::capacity(self)
     }
+    const ADAPTS: bool = true;
+    const ITEM: usize = std::mem::size_of::<T>();
     fn prepare_sleep(&mut self) -> Result<bool> {
         Reader::prepare_sleep(self)
     }
@@ -419,7 +437,7 @@ impl<T: Pod> Ready for Reader<T> {
 
 impl Link {
     /// Spins, then sleeps, until `ring.ready()`, the timeout, or the peer's exit.
-    fn wait_until(&mut self, ring: &mut impl Ready, timeout: Option<Duration>) -> Result<()> {
+    fn wait_until<R: Ready>(&mut self, ring: &mut R, timeout: Option<Duration>) -> Result<()> {
         if ring.ready()? > 0 {
             return Ok(());
         }
@@ -431,18 +449,29 @@ impl Link {
         let spin = timeout.map_or(self.spin, |t| t.min(self.spin));
         if !spin.is_zero() && self.odds.spin_next() {
             let mut since_clock = 0u32;
+            let mut looks = 0u32;
+            let poll_every = if R::ADAPTS {
+                self.odds.poll_every
+            } else {
+                SpinOdds::POLL_FIXED
+            };
             loop {
-                for _ in 0..self.odds.poll_every {
+                for _ in 0..poll_every {
                     std::hint::spin_loop();
                 }
                 let ready = ring.ready()?;
+                looks = looks.saturating_add(1);
                 if ready > 0 {
                     self.odds.record(true);
-                    self.odds.found(ready, ring.capacity());
+                    if R::ADAPTS {
+                        let batch =
+                            (ring.capacity() / 8).min(SpinOdds::BATCH_BYTES / R::ITEM.max(1));
+                        self.odds.found(ready, looks, batch);
+                    }
                     return Ok(());
                 }
                 // Read the clock every 1024 pauses only: cheap, not free.
-                since_clock += self.odds.poll_every;
+                since_clock += poll_every;
                 if since_clock >= 1024 {
                     since_clock = 0;
                     if start.elapsed() >= spin {
@@ -834,20 +863,23 @@ mod tests {
     fn polling_backs_off_for_dense_streams_and_tightens_for_hand_overs() {
         let mut odds = SpinOdds::new();
         let start = odds.poll_every;
-        // Items land faster than we look: look less often, up to the bound.
-        odds.found(5, 1024);
+        // Items ready at the first look: look less often, up to the bound.
+        odds.found(3, 1, 16);
         assert_eq!(odds.poll_every, start * 2);
         for _ in 0..20 {
-            odds.found(40, 1024);
+            odds.found(10, 1, 16);
         }
         assert_eq!(odds.poll_every, SpinOdds::POLL_MAX);
-        // An eighth of the ring ready: we are late, look more often.
-        odds.found(128, 1024);
+        // A batch as big as allowed: look more often.
+        odds.found(16, 1, 16);
         assert_eq!(odds.poll_every, SpinOdds::POLL_MAX / 2);
-        // One item at a time (a hand-over): look as often as allowed.
+        // One item after many looks (a hand-over): look as often as allowed.
         for _ in 0..20 {
-            odds.found(1, 1024);
+            odds.found(1, 40, 16);
         }
         assert_eq!(odds.poll_every, SpinOdds::POLL_MIN);
+        // One item at the first look: a stream as fast as we look.
+        odds.found(1, 1, 16);
+        assert_eq!(odds.poll_every, SpinOdds::POLL_MIN * 2);
     }
 }
