@@ -84,20 +84,22 @@ fn slot_recorder(path: std::path::PathBuf, hold: usize) -> std::thread::JoinHand
 /// that a consumer thread that is not scheduled at once on a loaded machine
 /// still makes it), and it does not keep the last buffer
 /// (`enable-last-sample` is off by default: it would hold a second slot).
-/// Without either, upstream cycles evenly through two or more slots (at
-/// most half the frames in one).
+/// Without either, upstream cycles through two or more slots: every frame
+/// (or every other one) goes to another slot than the one before. Measured
+/// as changes of slot from one frame to the next, so that one late return
+/// on a loaded machine (upstream then moves to another slot and stays on
+/// it) does not fail the test.
 #[test]
 fn big_frames_reuse_the_slot_just_returned() {
     init();
     let _serial = serial();
-    let counts = big_frame_run();
-    let top = counts.values().max().copied().unwrap_or(0);
-    assert!(top * 10 >= 250 * 9, "slot use after warm-up: {counts:?}");
+    let slots = big_frame_run();
+    let changes = slots.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(changes <= 10, "{changes} changes of slot in: {slots:?}");
 }
 
-/// One run of 300 1 MiB frames: how many frames after the 50th went to
-/// each slot.
-fn big_frame_run() -> std::collections::BTreeMap<u32, usize> {
+/// One run of 300 1 MiB frames: the slot of each frame after the 50th.
+fn big_frame_run() -> Vec<u32> {
     let path = sock("hot-big");
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=300 pattern=ball ! video/x-raw,format=GRAY8,width=1024,height=1024 ! shmringsink name=sink sync=false return-wait=100000 socket-path={}",
@@ -114,9 +116,5 @@ fn big_frame_run() -> std::collections::BTreeMap<u32, usize> {
     run_to_eos(&pipeline);
     let slots = consumer.join().expect("consumer");
     assert_eq!(slots.len(), 300);
-    let mut counts = std::collections::BTreeMap::new();
-    for s in &slots[50..] {
-        *counts.entry(*s).or_insert(0usize) += 1;
-    }
-    counts
+    slots[50..].to_vec()
 }
