@@ -189,6 +189,20 @@ fn iceoryx2_services(
 struct Cells(*mut libc::c_void);
 
 impl Cells {
+    /// A fresh 16-byte memfd named `name` (inheritable: no CLOEXEC, for the
+    /// child) and its mapping.
+    fn create(name: &std::ffi::CStr) -> (OwnedFd, Self) {
+        // SAFETY: a NUL-terminated name; no CLOEXEC so the child inherits it.
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+        assert!(raw >= 0, "memfd_create");
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: ftruncate on our memfd.
+        assert_eq!(unsafe { libc::ftruncate(raw, 16) }, 0, "ftruncate");
+        let cells = Cells::map(raw);
+        (fd, cells)
+    }
+
     /// Maps the (already sized) memfd `fd`.
     fn map(fd: i32) -> Self {
         // SAFETY: maps 16 bytes of a memfd of at least that size; the mapping
@@ -492,18 +506,10 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
             assert!(raw >= 0, "eventfd");
             // SAFETY: a fresh fd that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            let name = c"shmring-latency-eventfd";
-            // SAFETY: a NUL-terminated name; no CLOEXEC so the child inherits it.
-            let raw_cells = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-            assert!(raw_cells >= 0, "memfd_create");
-            // SAFETY: a fresh fd that nothing else owns.
-            let _cells_fd = unsafe { OwnedFd::from_raw_fd(raw_cells) };
-            // SAFETY: ftruncate on our memfd.
-            assert_eq!(unsafe { libc::ftruncate(raw_cells, 16) }, 0, "ftruncate");
-            let cells = Cells::map(raw_cells);
+            let (cells_fd, cells) = Cells::create(c"shmring-latency-eventfd");
             let mut env = common.to_vec();
             env.push(("FD", raw.to_string()));
-            env.push(("CELLS", raw_cells.to_string()));
+            env.push(("CELLS", cells_fd.as_raw_fd().to_string()));
             let mut child = spawn("eventfd", &env);
             // A blocking read (the reference), so no timeout of its own: if
             // the child stops sending, this ends the bench instead of a hang.
@@ -597,18 +603,10 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
             child.wait().expect("child");
         }
         "atomic" => {
-            let name = c"shmring-latency-atomic";
-            // SAFETY: a NUL-terminated name; no CLOEXEC so the child inherits it.
-            let raw = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-            assert!(raw >= 0, "memfd_create");
-            // SAFETY: a fresh fd that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // SAFETY: ftruncate on our memfd.
-            assert_eq!(unsafe { libc::ftruncate(raw, 16) }, 0, "ftruncate");
-            let cells = Cells::map(raw);
+            let (fd, cells) = Cells::create(c"shmring-latency-atomic");
             let (cell, ack) = (cells.stamp(), cells.ack());
             let mut env = common.to_vec();
-            env.push(("FD", raw.to_string()));
+            env.push(("FD", fd.as_raw_fd().to_string()));
             let mut child = spawn("atomic", &env);
             let mut last = 0;
             while got.stamps.len() < n {
