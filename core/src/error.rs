@@ -45,6 +45,10 @@ pub enum Error {
     /// is not UTF-8), or a consumer returned a slot it did not hold.
     #[error("bad frame descriptor: {0}")]
     BadDescriptor(String),
+    /// The peer ended the stream for us and said why (a frame-stream
+    /// producer dropping a consumer: too slow, protocol broken, ...).
+    #[error("dropped by the peer: {0}")]
+    Dropped(String),
     /// The peer's credentials were refused by the configured policy.
     #[error("peer refused: {0}")]
     PeerRefused(String),

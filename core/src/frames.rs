@@ -43,7 +43,9 @@
 //! ```
 
 mod arena;
+mod blob;
 mod descriptor;
+mod messages;
 mod receiver;
 mod sender;
 
@@ -54,9 +56,14 @@ use std::time::{Duration, Instant};
 use bytemuck::{Pod, Zeroable};
 
 pub use arena::{Arena, ArenaView, SlotLease, MAX_SLOTS};
-pub use descriptor::{Descriptor, FrameMeta, Kind, SegmentInfo, NONE};
-pub use receiver::{FrameReceiver, FrameRef, Received};
-pub use sender::FrameSender;
+pub use blob::Blob;
+pub use descriptor::{
+    Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, MAX_PLANES, NONE, STORAGE_BLOB,
+    STORAGE_SLOT,
+};
+pub use messages::MAX_MESSAGE;
+pub use receiver::{FrameReceiver, FrameRef, Received, UpstreamSender};
+pub use sender::{FrameExtras, FrameSender, MAX_BLOBS};
 
 use crate::channel::{self, ChannelFds, Config, DEFAULT_SPIN};
 use crate::handshake::{self, Connection, Role};
@@ -68,6 +75,10 @@ use descriptor::{DESCRIPTOR_TYPE, RETURN_TYPE};
 
 /// Default largest arena a consumer agrees to map.
 pub const DEFAULT_MAX_ARENA: usize = 1 << 30;
+
+/// Default [`FrameConfig::blob_budget`]: 1 GiB of outsized payloads per
+/// consumer (four 256 MiB buffers in flight).
+pub const DEFAULT_BLOB_BUDGET: usize = 1 << 30;
 
 /// Settings of a frame stream.
 #[derive(Debug, Clone)]
@@ -87,6 +98,11 @@ pub struct FrameConfig {
     pub handshake_timeout: Duration,
     /// Largest arena (bytes) the consumer agrees to map.
     pub max_arena: usize,
+    /// Most bytes of [`Blob`]s (payloads that do not fit a slot) one consumer
+    /// may hold at once (the producer's choice): beyond it,
+    /// [`FrameSender::send_blob`] is [`Error::Full`] until the consumer
+    /// gives some back.
+    pub blob_budget: usize,
 }
 
 impl FrameConfig {
@@ -100,7 +116,14 @@ impl FrameConfig {
             spin: DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(5),
             max_arena: DEFAULT_MAX_ARENA,
+            blob_budget: DEFAULT_BLOB_BUDGET,
         }
+    }
+
+    /// Sets [`blob_budget`](Self::blob_budget).
+    pub fn blob_budget(mut self, bytes: usize) -> Self {
+        self.blob_budget = bytes;
+        self
     }
 
     /// Sets [`descriptors`](Self::descriptors).
@@ -146,9 +169,13 @@ impl FrameConfig {
     }
 
     fn return_config(&self, slots: u32) -> Config {
-        // Room for every slot: a return never finds the ring full.
-        self.ring_config((slots as usize).next_power_of_two(), RETURN_TYPE)
+        // Room for every slot and every blob: a return never finds the ring full.
+        self.ring_config(return_capacity(slots), RETURN_TYPE)
     }
+}
+
+fn return_capacity(slots: u32) -> usize {
+    (slots as usize + MAX_BLOBS as usize).next_power_of_two()
 }
 
 /// Both ends in one process.
@@ -158,17 +185,19 @@ pub fn pair(cfg: &FrameConfig) -> Result<(FrameSender, FrameReceiver)> {
     let view = ArenaView::of(arena.segment(), g)?;
     let (dtx, drx) = channel::pair::<Descriptor>(&cfg.desc_config())?;
     let (rtx, rrx) = channel::pair::<u32>(&cfg.return_config(g.slots))?;
+    let (mine, theirs) = messages::pair()?;
     Ok((
-        FrameSender::new(arena, dtx, rrx),
-        FrameReceiver::new(view, drx, rtx),
+        FrameSender::new(arena, dtx, rrx, mine, cfg.blob_budget),
+        FrameReceiver::new(view, drx, rtx, theirs),
     ))
 }
 
 const FRAMES_MAGIC: u64 = u64::from_le_bytes(*b"SHMRFRAM");
-const FRAMES_VERSION: u32 = 1;
+const FRAMES_VERSION: u32 = 2;
 
 /// Second handshake message of a frame stream (after the descriptor ring's
-/// [`Welcome`](handshake::Welcome)): the arena and the return ring.
+/// [`Welcome`](handshake::Welcome)): the arena, the return ring and the
+/// consumer's end of the message socket.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 struct FramesWelcome {
@@ -199,8 +228,10 @@ pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<
     let (desc_fds, link) = conn.serve::<Descriptor>(Role::Consumer, &cfg.desc_config())?;
     let ret_cfg = cfg.return_config(g.slots);
     let ret = ChannelFds::create::<u32>(&ret_cfg)?;
+    let (mine, theirs) = messages::pair()?;
     let mut fds = vec![arena.segment().as_fd()];
     fds.extend(ret.fds());
+    fds.push(theirs.as_fd());
     let msg = FramesWelcome {
         magic: FRAMES_MAGIC,
         version: FRAMES_VERSION,
@@ -212,10 +243,17 @@ pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<
     };
     handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&msg), &fds)?;
     drop(fds);
+    drop(theirs);
     let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
     let desc = desc_fds.into_producer::<Descriptor>(link, cfg.spin)?;
     let returns = ret.into_consumer::<u32>(link2, cfg.spin)?;
-    Ok(FrameSender::new(arena, desc, returns))
+    Ok(FrameSender::new(
+        arena,
+        desc,
+        returns,
+        mine,
+        cfg.blob_budget,
+    ))
 }
 
 /// Connects to a producer listening on `path` and validates everything it
@@ -241,7 +279,7 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
             w.signal
         )));
     }
-    let want = 2 + 2 * cfg.signal.fd_count();
+    let want = 3 + 2 * cfg.signal.fd_count();
     if w.nfds as usize != want || fds.len() != want {
         return Err(Error::Protocol(format!(
             "frames welcome with {} fds (announced {}), {want} expected",
@@ -260,7 +298,7 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
     }
     let capacity = usize::try_from(w.return_capacity)
         .ok()
-        .filter(|&c| c == (g.slots as usize).next_power_of_two())
+        .filter(|&c| c == return_capacity(g.slots))
         .ok_or_else(|| {
             Error::Protocol(format!(
                 "return ring of {} for {} slots",
@@ -268,10 +306,33 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
             ))
         })?;
     let arena_fd = fds.remove(0);
+    // The message socket comes last; check it is what it must be.
+    let msgs = fds
+        .pop()
+        .ok_or_else(|| Error::Protocol("frames welcome without its message socket".into()))?;
+    check_message_socket(&msgs)?;
     let view = ArenaView::open(arena_fd, g)?;
     let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)?;
     let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
     let desc = desc_fds.into_consumer::<Descriptor>(link, cfg.spin)?;
     let returns = ret.into_producer::<u32>(link2, cfg.spin)?;
-    Ok(FrameReceiver::new(view, desc, returns))
+    Ok(FrameReceiver::new(view, desc, returns, msgs))
+}
+
+/// The producer's message socket must be a Unix `SOCK_SEQPACKET` socket;
+/// ours is made non-blocking (only our end: the flag is per open file).
+fn check_message_socket(fd: &std::os::fd::OwnedFd) -> Result<()> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use std::os::fd::AsRawFd;
+    let ty = getsockopt(fd, sockopt::SockType)
+        .map_err(|_| Error::Protocol("message fd is not a socket".into()))?;
+    if ty != nix::sys::socket::SockType::SeqPacket {
+        return Err(Error::Protocol(format!("message socket of type {ty:?}")));
+    }
+    let fl = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
+        .map_err(|e| Error::errno("F_GETFL", e))?;
+    let fl = nix::fcntl::OFlag::from_bits_truncate(fl) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(fl))
+        .map_err(|e| Error::errno("F_SETFL", e))?;
+    Ok(())
 }

@@ -6,10 +6,41 @@ use bytemuck::{Pod, Zeroable};
 /// "No value" for timestamps, durations and offsets.
 pub const NONE: u64 = u64::MAX;
 
+/// [`Descriptor::storage`]: the payload is in an arena slot.
+pub const STORAGE_SLOT: u32 = 0;
+/// [`Descriptor::storage`]: the payload is a [`Blob`](super::Blob) that came
+/// on the stream's message socket just before the descriptor.
+pub const STORAGE_BLOB: u32 = 1;
+
+/// Most planes a [`PlaneLayout`] describes.
+pub const MAX_PLANES: usize = 4;
+
+/// How the bytes of a frame are laid out in planes (for GStreamer: a
+/// `GstVideoMeta`). `format` and `flags` are opaque to shmring; the receiver
+/// checks that every plane lies inside the frame before anything reads
+/// through it (it knows the plane heights of the format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlaneLayout {
+    /// Pixel format (GStreamer's `GstVideoFormat` value).
+    pub format: u32,
+    /// Flags (GStreamer's `GstVideoFrameFlags`).
+    pub flags: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Planes used, at most [`MAX_PLANES`].
+    pub n_planes: u32,
+    /// Byte offset of each plane in the frame.
+    pub offsets: [u64; MAX_PLANES],
+    /// Bytes per row of each plane.
+    pub strides: [i32; MAX_PLANES],
+}
+
 /// Type name of the descriptor ring (part of its type tag).
-pub(crate) const DESCRIPTOR_TYPE: &str = "shmring-frame-descriptor-v1";
+pub(crate) const DESCRIPTOR_TYPE: &str = "shmring-frame-descriptor-v2";
 /// Type name of the return ring of slot numbers.
-pub(crate) const RETURN_TYPE: &str = "shmring-frame-return-v1";
+pub(crate) const RETURN_TYPE: &str = "shmring-frame-return-v2";
 
 /// What a descriptor carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +64,12 @@ pub enum Kind {
     StreamStart = 8,
     /// Tags as a string, in a slot.
     Tags = 9,
+    /// Metadata of the next frame as a string (for GStreamer: its metas),
+    /// in a slot.
+    Metas = 10,
+    /// Any other in-band event as a string (for GStreamer: a serialized
+    /// downstream event shmring has no kind of its own for), in a slot.
+    Event = 11,
 }
 
 impl Kind {
@@ -47,6 +84,8 @@ impl Kind {
             7 => Kind::Gap,
             8 => Kind::StreamStart,
             9 => Kind::Tags,
+            10 => Kind::Metas,
+            11 => Kind::Event,
             _ => return None,
         })
     }
@@ -55,7 +94,7 @@ impl Kind {
     pub fn has_payload(self) -> bool {
         matches!(
             self,
-            Kind::Frame | Kind::Caps | Kind::StreamStart | Kind::Tags
+            Kind::Frame | Kind::Caps | Kind::StreamStart | Kind::Tags | Kind::Metas | Kind::Event
         )
     }
 }
@@ -155,8 +194,10 @@ pub struct Descriptor {
     pub offset: u32,
     /// Length of the payload.
     pub size: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// Where the payload is: [`STORAGE_SLOT`] (bytes `offset..offset + size`
+    /// of arena slot `slot`) or [`STORAGE_BLOB`] (a sealed memfd of its own,
+    /// `slot` being its blob number; see [`Blob`](super::Blob)).
+    pub storage: u32,
     /// Sequence number, +1 per descriptor.
     pub seq: u64,
     /// [`FrameMeta::pts`].
@@ -190,6 +231,50 @@ impl Descriptor {
         self.duration = m.duration;
         self.buf_offset = m.offset;
         self.buf_offset_end = m.offset_end;
+    }
+
+    /// Stores a frame's plane layout in `args[1..=9]` (`args[0]` counts
+    /// missed frames).
+    pub(crate) fn set_layout(&mut self, l: &PlaneLayout) {
+        let a = &mut self.args;
+        a[1] = 1 | (u64::from(l.n_planes) << 8);
+        a[2] = u64::from(l.format) | (u64::from(l.flags) << 32);
+        a[3] = u64::from(l.width) | (u64::from(l.height) << 32);
+        a[4..8].copy_from_slice(&l.offsets);
+        let pair = |x: i32, y: i32| u64::from(x as u32) | (u64::from(y as u32) << 32);
+        a[8] = pair(l.strides[0], l.strides[1]);
+        a[9] = pair(l.strides[2], l.strides[3]);
+    }
+
+    /// A frame's plane layout, if it has one. Only the number of planes is
+    /// checked here; the planes' extent is the receiver's to check.
+    pub(crate) fn layout(&self) -> Result<Option<PlaneLayout>, String> {
+        let a = &self.args;
+        if a[1] & 1 == 0 {
+            return Ok(None);
+        }
+        let n_planes = ((a[1] >> 8) & 0xff) as u32;
+        if n_planes == 0 || n_planes as usize > MAX_PLANES || a[1] >> 16 != 0 {
+            return Err(format!("plane layout word {:#x}", a[1]));
+        }
+        let lo = |w: u64| w as u32;
+        let hi = |w: u64| (w >> 32) as u32;
+        let mut offsets = [0u64; MAX_PLANES];
+        offsets.copy_from_slice(&a[4..8]);
+        Ok(Some(PlaneLayout {
+            format: lo(a[2]),
+            flags: hi(a[2]),
+            width: lo(a[3]),
+            height: hi(a[3]),
+            n_planes,
+            offsets,
+            strides: [
+                lo(a[8]) as i32,
+                hi(a[8]) as i32,
+                lo(a[9]) as i32,
+                hi(a[9]) as i32,
+            ],
+        }))
     }
 
     pub(crate) fn meta(&self) -> FrameMeta {
@@ -247,7 +332,16 @@ impl Descriptor {
     pub fn check(&self, slots: u32, slot_size: usize) -> Result<Kind, String> {
         let kind =
             Kind::from_wire(self.kind).ok_or_else(|| format!("unknown kind {}", self.kind))?;
-        if kind.has_payload() {
+        if kind.has_payload() && self.storage == STORAGE_BLOB {
+            // A blob of its own: its size is checked against the memfd that
+            // carries it; the slot field numbers the blob.
+            if self.offset != 0 {
+                return Err(format!("blob payload at offset {}", self.offset));
+            }
+        } else if kind.has_payload() {
+            if self.storage != STORAGE_SLOT {
+                return Err(format!("unknown payload storage {}", self.storage));
+            }
             if self.slot >= slots {
                 return Err(format!("slot {} out of range (0..{slots})", self.slot));
             }

@@ -1,12 +1,15 @@
 //! The consuming end of a frame stream.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::arena::ArenaView;
-use super::descriptor::{Descriptor, FrameMeta, Kind, SegmentInfo};
+use super::blob::BlobView;
+use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
+use super::messages::{self, Message};
+use super::sender::{BLOB_RETURN, MAX_BLOBS};
 use crate::{Consumer, Error, Producer, Result};
 
 /// What the producer sent, in order.
@@ -18,6 +21,11 @@ pub enum Received {
     Caps(String),
     /// Tags as a string.
     Tags(String),
+    /// Metadata of the next frame as a string (for GStreamer: its metas).
+    Metas(String),
+    /// Another in-band event as a string (for GStreamer: a serialized
+    /// downstream event).
+    Event(String),
     /// Stream start, with the stream id.
     StreamStart(String),
     /// A segment.
@@ -48,9 +56,18 @@ struct Returner {
     held: Box<[AtomicBool]>,
     /// How many of `held` are set.
     held_count: AtomicUsize,
+    /// Blobs this consumer holds.
+    blobs_held: AtomicUsize,
 }
 
 impl Returner {
+    fn give_back_blob(&self, id: u32) {
+        self.blobs_held.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut ring) = self.ring.lock() {
+            let _ = ring.try_push(id | BLOB_RETURN);
+        }
+    }
+
     fn give_back(&self, slot: u32) {
         if let Some(h) = self.held.get(slot as usize) {
             if h.swap(false, Ordering::AcqRel) {
@@ -66,19 +83,30 @@ impl Returner {
     }
 }
 
-/// A frame: bytes in a slot of the read-only mapped arena, and their
-/// [`FrameMeta`]. Dropping it (from any thread) returns the slot.
+/// Where a frame's bytes are.
+#[derive(Debug)]
+enum Payload {
+    /// In a slot of the arena, which the producer can still write.
+    Slot { arena: ArenaView, offset: u32 },
+    /// In a blob of its own, sealed against every write.
+    Blob(BlobView),
+}
+
+/// A frame: bytes in a slot of the read-only mapped arena (or in a sealed
+/// blob of its own), and their [`FrameMeta`]. Dropping it (from any thread)
+/// gives the slot or blob back.
 ///
-/// The bytes are in memory the producer can still write while you read them:
-/// parse them as untrusted input.
+/// Unless [`is_immutable`](Self::is_immutable), the bytes are in memory the
+/// producer can still write while you read them: parse them as untrusted
+/// input, or copy them first.
 #[derive(Debug)]
 pub struct FrameRef {
-    arena: ArenaView,
+    payload: Payload,
     returner: Arc<Returner>,
     slot: u32,
-    offset: u32,
     size: u32,
     meta: FrameMeta,
+    layout: Option<PlaneLayout>,
     missed: u64,
 }
 
@@ -95,14 +123,31 @@ impl FrameRef {
         self.missed
     }
 
-    /// The slot number.
+    /// The slot number (for a blob: its number among blobs).
     pub fn slot(&self) -> u32 {
         self.slot
     }
 
+    /// The frame's plane layout, as the producer described it (unchecked:
+    /// make sure every plane lies inside [`bytes`](Self::bytes) before
+    /// reading through it).
+    pub fn layout(&self) -> Option<&PlaneLayout> {
+        self.layout.as_ref()
+    }
+
+    /// `true` when nobody, the producer included, can change the bytes any
+    /// more (a sealed blob): they may be parsed in place. `false` for an
+    /// arena slot, which the producer can still write.
+    pub fn is_immutable(&self) -> bool {
+        matches!(self.payload, Payload::Blob(_))
+    }
+
     /// The frame's bytes (same as `as_ref()`).
     pub fn bytes(&self) -> &[u8] {
-        self.arena.bytes(self.slot, self.offset, self.size)
+        match &self.payload {
+            Payload::Slot { arena, offset } => arena.bytes(self.slot, *offset, self.size),
+            Payload::Blob(b) => b.bytes(),
+        }
     }
 }
 
@@ -114,7 +159,26 @@ impl AsRef<[u8]> for FrameRef {
 
 impl Drop for FrameRef {
     fn drop(&mut self) {
-        self.returner.give_back(self.slot);
+        match self.payload {
+            Payload::Slot { .. } => self.returner.give_back(self.slot),
+            Payload::Blob(_) => self.returner.give_back_blob(self.slot),
+        }
+    }
+}
+
+/// Sends upstream messages (for GStreamer: upstream events) from any thread
+/// to the producer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UpstreamSender {
+    sock: Arc<OwnedFd>,
+}
+
+impl UpstreamSender {
+    /// Sends `s` (at most [`MAX_MESSAGE`](super::MAX_MESSAGE) bytes). Never
+    /// waits: [`Error::Full`] when the producer has not read the earlier
+    /// ones, [`Error::Disconnected`] when it is gone.
+    pub fn send(&self, s: &str) -> Result<()> {
+        messages::send_upstream(self.sock.as_fd(), s)
     }
 }
 
@@ -126,6 +190,9 @@ pub struct FrameReceiver {
     desc: Consumer<Descriptor>,
     returner: Arc<Returner>,
     next_seq: u64,
+    /// The consumer's end of the message socket.
+    msgs: Arc<OwnedFd>,
+    next_blob: u32,
 }
 
 impl FrameReceiver {
@@ -133,6 +200,7 @@ impl FrameReceiver {
         arena: ArenaView,
         desc: Consumer<Descriptor>,
         returns: Producer<u32>,
+        msgs: OwnedFd,
     ) -> Self {
         let held = (0..arena.slots()).map(|_| AtomicBool::new(false)).collect();
         FrameReceiver {
@@ -142,8 +210,18 @@ impl FrameReceiver {
                 ring: Mutex::new(returns),
                 held,
                 held_count: AtomicUsize::new(0),
+                blobs_held: AtomicUsize::new(0),
             }),
             next_seq: 0,
+            msgs: Arc::new(msgs),
+            next_blob: 0,
+        }
+    }
+
+    /// A handle that sends upstream messages to the producer from any thread.
+    pub fn upstream(&self) -> UpstreamSender {
+        UpstreamSender {
+            sock: self.msgs.clone(),
         }
     }
 
@@ -174,15 +252,34 @@ impl FrameReceiver {
     /// The next message, waiting up to `timeout` (`None`: forever) for it.
     /// [`Error::Disconnected`] once the producer is gone and everything it sent
     /// was received.
+    ///
+    /// When the producer said why it dropped this consumer before it hung
+    /// up, the error is [`Error::Dropped`] with its reason.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Received> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if let Some(m) = self.try_recv()? {
+            if let Some(m) = self.try_recv().map_err(|e| self.why(e))? {
                 return Ok(m);
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            self.desc.wait_readable(left)?;
+            self.desc.wait_readable(left).map_err(|e| self.why(e))?;
         }
+    }
+
+    /// `Disconnected` becomes `Dropped` when the producer left a reason.
+    fn why(&self, e: Error) -> Error {
+        if !matches!(e, Error::Disconnected) {
+            return e;
+        }
+        // Blobs nobody announced may precede the goodbye: skip them.
+        for _ in 0..=MAX_BLOBS {
+            match messages::try_recv(self.msgs.as_fd()) {
+                Ok(Some(Message::Bye(reason))) => return Error::Dropped(reason),
+                Ok(Some(_)) => continue,
+                _ => break,
+            }
+        }
+        e
     }
 
     /// `true` unless the producer is known to be gone.
@@ -228,32 +325,49 @@ impl FrameReceiver {
         let kind = d
             .check(self.arena.slots(), self.arena.slot_size())
             .map_err(bad)?;
-        if kind.has_payload() {
+        let layout = if kind == Kind::Frame {
+            d.layout().map_err(bad)?
+        } else {
+            None
+        };
+        let mut payload = None;
+        if kind.has_payload() && d.storage == STORAGE_BLOB {
+            payload = Some(Payload::Blob(self.take_blob(&d)?));
+        } else if kind.has_payload() {
             let held = &self.returner.held[d.slot as usize];
             if held.swap(true, Ordering::AcqRel) {
                 return Err(bad(format!("slot {} sent again while we hold it", d.slot)));
             }
             self.returner.held_count.fetch_add(1, Ordering::Relaxed);
+            payload = Some(Payload::Slot {
+                arena: self.arena.clone(),
+                offset: d.offset,
+            });
         }
-        let frame = || FrameRef {
-            arena: self.arena.clone(),
+        let frame = payload.map(|payload| FrameRef {
+            payload,
             returner: self.returner.clone(),
             slot: d.slot,
-            offset: d.offset,
             size: d.size,
             meta: d.meta(),
+            layout,
             missed: d.args[0],
+        });
+        let take = |f: Option<FrameRef>, what: &str| {
+            f.ok_or_else(|| bad(format!("{what} without a payload")))
         };
-        let string = |what: &str| -> Result<String> {
+        let string = |f: Option<FrameRef>, what: &str| -> Result<String> {
             // Copy out, then return the slot at once (the FrameRef drops here).
-            let f = frame();
+            let f = take(f, what)?;
             String::from_utf8(f.bytes().to_vec()).map_err(|_| bad(format!("{what} is not UTF-8")))
         };
         Ok(match kind {
-            Kind::Frame => Received::Frame(frame()),
-            Kind::Caps => Received::Caps(string("caps")?),
-            Kind::Tags => Received::Tags(string("tags")?),
-            Kind::StreamStart => Received::StreamStart(string("stream id")?),
+            Kind::Frame => Received::Frame(take(frame, "frame")?),
+            Kind::Caps => Received::Caps(string(frame, "caps")?),
+            Kind::Tags => Received::Tags(string(frame, "tags")?),
+            Kind::Metas => Received::Metas(string(frame, "metas")?),
+            Kind::Event => Received::Event(string(frame, "event")?),
+            Kind::StreamStart => Received::StreamStart(string(frame, "stream id")?),
             Kind::Segment => Received::Segment(d.segment().map_err(bad)?),
             Kind::Eos => Received::Eos,
             Kind::FlushStart => Received::FlushStart,
@@ -265,6 +379,40 @@ impl FrameReceiver {
                 duration: d.duration,
             },
         })
+    }
+}
+
+impl FrameReceiver {
+    /// The blob `d` announces: the next message on the message socket must be
+    /// its fd (the producer sends it before the descriptor).
+    fn take_blob(&mut self, d: &Descriptor) -> Result<BlobView> {
+        let bad = |m: String| Error::BadDescriptor(m);
+        if d.slot != self.next_blob {
+            return Err(bad(format!(
+                "blob {} where {} was due",
+                d.slot, self.next_blob
+            )));
+        }
+        if self.returner.blobs_held.load(Ordering::Relaxed) >= MAX_BLOBS as usize {
+            return Err(bad(format!("more than {MAX_BLOBS} blobs at once")));
+        }
+        let msg = messages::try_recv(self.msgs.as_fd())
+            .map_err(|e| bad(format!("blob {}: {e}", d.slot)))?;
+        let (id, size, fd) = match msg {
+            Some(Message::Blob { id, size, fd }) => (id, size, fd),
+            Some(_) => return Err(bad(format!("blob {}: another message came", d.slot))),
+            None => return Err(bad(format!("blob {} announced, its fd never came", d.slot))),
+        };
+        if id != d.slot || size != d.size as usize {
+            return Err(bad(format!(
+                "blob {id} of {size} bytes where blob {} of {} was announced",
+                d.slot, d.size
+            )));
+        }
+        let view = BlobView::open(fd, size)?;
+        self.next_blob = (self.next_blob + 1) & !BLOB_RETURN;
+        self.returner.blobs_held.fetch_add(1, Ordering::Relaxed);
+        Ok(view)
     }
 }
 

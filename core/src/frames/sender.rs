@@ -1,13 +1,23 @@
 //! The producing end of a frame stream.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use bytemuck::Zeroable;
 
 use super::arena::{Arena, SlotLease};
-use super::descriptor::{Descriptor, FrameMeta, Kind, SegmentInfo};
+use super::blob::Blob;
+use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
+use super::messages::{self, Message};
 use crate::{Consumer, Error, Producer, Result};
+
+/// A return-ring entry with this bit set gives back blob `entry & !BLOB_RETURN`
+/// (without it, the entry is a slot number).
+pub(crate) const BLOB_RETURN: u32 = 1 << 31;
+/// Most blobs one consumer may hold at once (the return ring has room for
+/// them beside every slot).
+pub const MAX_BLOBS: u32 = 64;
 
 /// How many returned slot numbers [`FrameSender::reclaim`] pops per batch.
 const RECLAIM_BATCH: usize = 64;
@@ -42,10 +52,24 @@ pub struct FrameSender {
     bad_returns: u64,
     /// Frames skipped for this consumer since its last frame.
     missed: u64,
+    /// The producer's end of the message socket.
+    msgs: OwnedFd,
+    /// Blobs this consumer holds: (number, bytes), oldest first.
+    blobs: VecDeque<(u32, usize)>,
+    blob_bytes: usize,
+    /// Most blob bytes this consumer may hold at once.
+    blob_budget: usize,
+    next_blob: u32,
 }
 
 impl FrameSender {
-    pub(crate) fn new(arena: Arena, desc: Producer<Descriptor>, returns: Consumer<u32>) -> Self {
+    pub(crate) fn new(
+        arena: Arena,
+        desc: Producer<Descriptor>,
+        returns: Consumer<u32>,
+        msgs: OwnedFd,
+        blob_budget: usize,
+    ) -> Self {
         let held = vec![false; arena.slots() as usize].into_boxed_slice();
         FrameSender {
             arena,
@@ -56,6 +80,11 @@ impl FrameSender {
             held_count: 0,
             bad_returns: 0,
             missed: 0,
+            msgs,
+            blobs: VecDeque::new(),
+            blob_bytes: 0,
+            blob_budget,
+            next_blob: 0,
         }
     }
 
@@ -106,6 +135,20 @@ impl FrameSender {
         size: usize,
         meta: &FrameMeta,
     ) -> Result<()> {
+        self.send_frame_with(slot, offset, size, meta, &FrameExtras::default())
+    }
+
+    /// Like [`send_frame`](Self::send_frame), with the frame's plane layout
+    /// and metadata string ([`FrameExtras`]). Either everything is sent or
+    /// nothing ([`Error::Full`] when the descriptor ring lacks room for both).
+    pub fn send_frame_with(
+        &mut self,
+        slot: u32,
+        offset: usize,
+        size: usize,
+        meta: &FrameMeta,
+        extras: &FrameExtras<'_>,
+    ) -> Result<()> {
         if slot >= self.slots()
             || offset
                 .checked_add(size)
@@ -115,16 +158,141 @@ impl FrameSender {
                 "bytes {offset}+{size} of slot {slot} are outside the arena"
             )));
         }
-        let mut d = Descriptor::event(Kind::Frame);
-        d.set_meta(meta);
+        let mut d = self.frame_descriptor(meta, extras);
         d.slot = slot;
         // Both fit in u32: slot_size <= u32::MAX.
         d.offset = offset as u32;
         d.size = size as u32;
-        d.args[0] = self.missed;
-        self.send_with_slot(d)?;
+        self.send_metas_first(extras, |s| s.send_with_slot(d))?;
         self.missed = 0;
         Ok(())
+    }
+
+    /// Sends a [`Blob`] as a frame (a payload of any size: see
+    /// [`Blob`]). [`Error::Full`] when the descriptor ring has no room, or
+    /// when this consumer already holds [`MAX_BLOBS`] blobs or its blob
+    /// budget ([`FrameConfig::blob_budget`](super::FrameConfig::blob_budget))
+    /// would be exceeded: [`reclaim`](Self::reclaim) and try again. A blob
+    /// bigger than the whole budget is [`Error::InvalidArgument`].
+    pub fn send_blob(
+        &mut self,
+        blob: &Blob,
+        meta: &FrameMeta,
+        extras: &FrameExtras<'_>,
+    ) -> Result<()> {
+        let d = self.frame_descriptor(meta, extras);
+        self.send_metas_first(extras, |s| s.send_blob_as(d, blob))?;
+        self.missed = 0;
+        Ok(())
+    }
+
+    /// Blob bytes this consumer holds (sent, not yet returned).
+    pub fn blob_bytes(&self) -> usize {
+        self.blob_bytes
+    }
+
+    /// Blobs this consumer holds.
+    pub fn blobs_in_flight(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Whether a blob of `len` bytes could be sent to this consumer now as
+    /// far as its blob budget goes (the descriptor ring may still be full).
+    pub fn blob_fits(&self, len: usize) -> bool {
+        self.blobs.len() < MAX_BLOBS as usize
+            && self.blob_bytes.saturating_add(len) <= self.blob_budget
+    }
+
+    /// Tells the consumer why it is being dropped, just before the producer
+    /// lets go of it: its receiver reports [`Error::Dropped`] with `reason`
+    /// instead of a bare [`Error::Disconnected`]. Best effort (never waits).
+    pub fn say_goodbye(&mut self, reason: &str) {
+        let _ = messages::send_bye(self.msgs.as_fd(), reason);
+    }
+
+    /// The next upstream message from the consumer (for GStreamer: an
+    /// upstream event as a string), if one is queued. Anything else on the
+    /// message socket is [`Error::Protocol`]; the consumer having closed it
+    /// is [`Error::Disconnected`].
+    pub fn try_recv_upstream(&mut self) -> Result<Option<String>> {
+        match messages::try_recv(self.msgs.as_fd())? {
+            None => Ok(None),
+            Some(Message::Upstream(s)) => Ok(Some(s)),
+            Some(other) => Err(Error::Protocol(format!(
+                "consumer sent {} on the message socket",
+                match other {
+                    Message::Blob { .. } => "a blob",
+                    _ => "a goodbye",
+                }
+            ))),
+        }
+    }
+
+    /// The message socket: readable when the consumer sent an upstream
+    /// message (for pollers; see [`try_recv_upstream`](Self::try_recv_upstream)).
+    pub fn upstream_fd(&self) -> BorrowedFd<'_> {
+        self.msgs.as_fd()
+    }
+
+    fn frame_descriptor(&self, meta: &FrameMeta, extras: &FrameExtras<'_>) -> Descriptor {
+        let mut d = Descriptor::event(Kind::Frame);
+        d.set_meta(meta);
+        d.args[0] = self.missed;
+        if let Some(l) = &extras.layout {
+            d.set_layout(l);
+        }
+        d
+    }
+
+    /// Sends `extras.metas` (if any) and then the frame through `send`, or
+    /// neither.
+    fn send_metas_first(
+        &mut self,
+        extras: &FrameExtras<'_>,
+        send: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let Some(metas) = extras.metas else {
+            return send(self);
+        };
+        if self.desc.slots()? < 2 {
+            return Err(Error::Full);
+        }
+        self.send_string(Kind::Metas, metas)?;
+        // Room for the frame's descriptor was checked above; a failure now
+        // leaves a metas string without its frame: the consumer must go.
+        send(self).map_err(|e| match e {
+            e if e.is_would_block() => Error::Protocol(format!("frame lost after its metas: {e}")),
+            e => e,
+        })
+    }
+
+    fn send_blob_as(&mut self, mut d: Descriptor, blob: &Blob) -> Result<()> {
+        let len = blob.len();
+        if len > self.blob_budget {
+            return Err(Error::InvalidArgument(format!(
+                "a payload of {len} bytes exceeds the blob budget of {} bytes",
+                self.blob_budget
+            )));
+        }
+        if !self.blob_fits(len) || self.desc.slots()? == 0 {
+            return Err(Error::Full);
+        }
+        let id = self.next_blob;
+        messages::send_blob(self.msgs.as_fd(), id, len, blob.fd())?;
+        d.storage = STORAGE_BLOB;
+        d.slot = id;
+        d.offset = 0;
+        // Blobs are at most u32::MAX bytes (Blob::fill).
+        d.size = len as u32;
+        self.next_blob = (id + 1) & !BLOB_RETURN;
+        self.blobs.push_back((id, len));
+        self.blob_bytes += len;
+        // Room was checked: a failure here leaves the consumer with a blob it
+        // cannot place, so it must go.
+        self.push(d).map_err(|e| match e {
+            e if e.is_would_block() => Error::Protocol(format!("blob descriptor lost: {e}")),
+            e => e,
+        })
     }
 
     /// Records that a frame was skipped for this consumer (fan-out with a slow
@@ -140,6 +308,18 @@ impl FrameSender {
     pub fn send_lease(&mut self, lease: SlotLease, size: usize, meta: &FrameMeta) -> Result<()> {
         self.check_own(&lease)?;
         self.send_frame(lease.index(), 0, size, meta)
+    }
+
+    /// Sends metadata for the next frame as a string (for GStreamer: its
+    /// metas). Prefer [`FrameExtras::metas`], which sends both or neither.
+    pub fn send_metas(&mut self, metas: &str) -> Result<()> {
+        self.send_string(Kind::Metas, metas)
+    }
+
+    /// Sends an in-band event as a string (for GStreamer: a serialized
+    /// downstream event), in order with the frames.
+    pub fn send_event_string(&mut self, event: &str) -> Result<()> {
+        self.send_string(Kind::Event, event)
     }
 
     /// Sends the stream's format (for GStreamer: caps as a string).
@@ -205,6 +385,17 @@ impl FrameSender {
             let n = self.returns.pop_slice(&mut buf[..want])?;
             budget -= n;
             for &slot in &buf[..n] {
+                if slot & BLOB_RETURN != 0 {
+                    let id = slot & !BLOB_RETURN;
+                    match self.blobs.iter().position(|&(b, _)| b == id) {
+                        Some(i) => {
+                            let (_, len) = self.blobs.remove(i).unwrap_or((id, 0));
+                            self.blob_bytes -= len;
+                        }
+                        None => self.bad_returns += 1,
+                    }
+                    continue;
+                }
                 match self.held.get_mut(slot as usize) {
                     Some(h) if *h => {
                         *h = false;
@@ -249,6 +440,8 @@ impl FrameSender {
             }
         }
         self.held_count = 0;
+        self.blobs.clear();
+        self.blob_bytes = 0;
     }
 
     /// The socket that hangs up when the consumer goes away (for pollers).
@@ -272,11 +465,11 @@ impl FrameSender {
 
     fn send_string(&mut self, kind: Kind, s: &str) -> Result<()> {
         if s.len() > self.slot_size() {
-            return Err(Error::InvalidArgument(format!(
-                "{kind:?} string of {} bytes does not fit a {}-byte slot",
-                s.len(),
-                self.slot_size()
-            )));
+            // Too long for a slot (caps with stream headers, say): a blob.
+            let blob = Blob::copy_of(s.as_bytes())?;
+            let mut d = Descriptor::zeroed();
+            d.kind = kind as u32;
+            return self.send_blob_as(d, &blob);
         }
         // The consumer copies a string out and returns its slot at once, so the
         // string slot is only briefly busy.
@@ -319,6 +512,16 @@ impl FrameSender {
         self.seq += 1;
         Ok(())
     }
+}
+
+/// What a frame carries beside its bytes and [`FrameMeta`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameExtras<'a> {
+    /// How its bytes are laid out in planes (for GStreamer: `GstVideoMeta`).
+    pub layout: Option<PlaneLayout>,
+    /// Other metadata as a string, sent just before the frame (for
+    /// GStreamer: its metas).
+    pub metas: Option<&'a str>,
 }
 
 impl Drop for FrameSender {
