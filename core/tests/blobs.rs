@@ -16,7 +16,9 @@ use shmring::{Error, Zeroable};
 const T: Option<Duration> = Some(Duration::from_secs(10));
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
 }
 
 fn expect_frame(rx: &mut frames::FrameReceiver) -> frames::FrameRef {

@@ -21,9 +21,11 @@
 use gst::glib;
 
 mod clock;
+mod convert;
 mod error;
 mod peer;
 mod pool;
+mod serialize;
 pub mod shmringsink;
 pub mod shmringsrc;
 

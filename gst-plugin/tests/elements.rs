@@ -384,8 +384,12 @@ fn sink_serves_the_next_consumer_with_sticky_events_and_a_fresh_arena() {
     pipeline.set_state(gst::State::Null).expect("null");
 }
 
+/// Raw audio gets no pool: its buffer size is not in the caps, and a pool of
+/// slots would cut an upstream's bigger buffers short (audiotestsrc with
+/// 1-second buffers lost four fifths of every buffer that way). Each buffer
+/// is copied once into a slot (or a blob when bigger than one).
 #[test]
-fn sink_sends_audio_from_its_own_pool_without_copying() {
+fn sink_copies_audio_buffers_once_into_slots() {
     init();
     let path = sock("audio");
     let pipeline = pipeline(&format!(
@@ -404,14 +408,14 @@ fn sink_sends_audio_from_its_own_pool_without_copying() {
         assert_eq!(meta.pts, i as u64 * 64 * 1_000_000_000 / 48_000);
     }
     let sink = pipeline.by_name("sink").expect("sink");
-    assert_eq!(stats(&sink), (300, 0, 0));
+    assert_eq!(stats(&sink), (0, 300, 0));
 }
 
 #[test]
 fn sink_keeps_up_when_upstream_outruns_a_shmringsrc() {
-    // Upstream bursts ahead of the consumer until the offered pool runs dry;
-    // the sink then copies into slots the pool holds free. Nothing is lost,
-    // even though the consumer's fakesink keeps one slot (its last sample).
+    // Upstream bursts ahead of the consumer; the sink waits for slots to
+    // come back. Nothing is lost, even though the consumer's fakesink keeps
+    // one slot (its last sample).
     init();
     let path = sock("burst");
     let sender = pipeline(&format!(
@@ -444,8 +448,7 @@ fn sink_keeps_up_when_upstream_outruns_a_shmringsrc() {
     let sink = sender.by_name("sink").expect("sink");
     let (zero_copy, copied, dropped) = stats(&sink);
     assert_eq!(dropped, 0, "{zero_copy} zero-copy, {copied} copied");
-    assert_eq!(zero_copy + copied, 3000);
-    assert!(zero_copy > 2900, "{zero_copy} zero-copy, {copied} copied");
+    assert_eq!((zero_copy, copied), (0, 3000), "raw audio is copied once");
     assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 3000);
     receiver.set_state(gst::State::Null).expect("null");
     sender.set_state(gst::State::Null).expect("null");

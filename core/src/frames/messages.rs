@@ -12,7 +12,7 @@
 //! sender, never a wait. Every message is one datagram with a fixed header;
 //! anything malformed is [`Error::Protocol`].
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use bytemuck::{Pod, Zeroable};

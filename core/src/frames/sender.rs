@@ -228,6 +228,18 @@ impl FrameSender {
         }
     }
 
+    /// A handle that takes this consumer's upstream messages from another
+    /// thread (a duplicate of the message socket's fd): see
+    /// [`UpstreamReceiver`].
+    pub fn upstream_receiver(&self) -> Result<UpstreamReceiver> {
+        Ok(UpstreamReceiver {
+            sock: self
+                .msgs
+                .try_clone()
+                .map_err(|e| Error::io("dup message socket", e))?,
+        })
+    }
+
     /// The message socket: readable when the consumer sent an upstream
     /// message (for pollers; see [`try_recv_upstream`](Self::try_recv_upstream)).
     pub fn upstream_fd(&self) -> BorrowedFd<'_> {
@@ -511,6 +523,35 @@ impl FrameSender {
         self.desc.try_push(d)?;
         self.seq += 1;
         Ok(())
+    }
+}
+
+/// Takes a consumer's upstream messages (for GStreamer: upstream events)
+/// on any thread, apart from its [`FrameSender`].
+#[derive(Debug)]
+pub struct UpstreamReceiver {
+    sock: OwnedFd,
+}
+
+impl UpstreamReceiver {
+    /// The next upstream message, if one is queued. [`Error::Disconnected`]
+    /// once the consumer closed its end; anything but an upstream message
+    /// is [`Error::Protocol`].
+    pub fn try_recv(&self) -> Result<Option<String>> {
+        match messages::try_recv(self.sock.as_fd())? {
+            None => Ok(None),
+            Some(Message::Upstream(s)) => Ok(Some(s)),
+            Some(_) => Err(Error::Protocol(
+                "consumer sent something else than an upstream message".into(),
+            )),
+        }
+    }
+}
+
+impl AsFd for UpstreamReceiver {
+    /// Readable when a message is queued or the consumer hung up.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 

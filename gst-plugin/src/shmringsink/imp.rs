@@ -10,13 +10,16 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
-use shmring::frames::{self, Arena, FrameConfig, FrameMeta, FrameSender, SegmentInfo, NONE};
+use shmring::frames::{
+    self, Arena, Blob, FrameConfig, FrameExtras, FrameMeta, FrameSender, PlaneLayout, NONE,
+};
 use shmring::handshake::PeerCred;
 use shmring::handshake::{Connection, ListenOptions, Listener};
 
 use super::peers::{Peer, PeerStats, Stats, Sticky, ARENA_STATS_EVERY};
 use super::SlowConsumer;
 use crate::clock::{clock_minus_monotonic, Timeline};
+use crate::convert::{self, frame_size_for, meta_of, segment_info};
 use crate::pool::SlotPool;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -66,6 +69,8 @@ struct Settings {
     spin_us: u32,
     /// Longest wait (µs) of an acquire for the slot in flight (big slots).
     return_wait_us: u32,
+    /// Most bytes of buffers too big for a slot one consumer may hold.
+    blob_budget: u64,
 }
 
 impl Default for Settings {
@@ -82,6 +87,7 @@ impl Default for Settings {
             max_consumers: DEFAULT_MAX_CONSUMERS,
             spin_us: DEFAULT_SPIN_US,
             return_wait_us: DEFAULT_RETURN_WAIT_US,
+            blob_budget: DEFAULT_BLOB_BUDGET,
         }
     }
 }
@@ -109,6 +115,9 @@ struct State {
     request_keyframe: bool,
     /// Buffers rendered (for the arena stats' period).
     renders: u64,
+    /// A buffer that is not a header came after the last header: the next
+    /// header starts a new set.
+    header_run_over: bool,
     /// The pipeline clock's offset from `CLOCK_MONOTONIC`: the clock (by
     /// address), the offset, and when it was sampled. Exact (0) for the
     /// monotonic system clock; resampled every 100 ms for another clock.
@@ -128,6 +137,9 @@ pub struct ShmringSink {
     /// Signalled when a consumer is served, and on `unlock`.
     served: Condvar,
     acceptor: Mutex<Option<Acceptor>>,
+    /// Each consumer's upstream messages (pid, receiver), read by the
+    /// accepting thread without the state lock.
+    upstream: Mutex<Vec<(i32, frames::UpstreamReceiver)>>,
     stats: Mutex<Stats>,
     unlocked: AtomicBool,
 }
@@ -217,6 +229,13 @@ impl ObjectImpl for ShmringSink {
                     .default_value(DEFAULT_RETURN_WAIT_US)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("blob-budget")
+                    .nick("Blob budget")
+                    .blurb("Most bytes of buffers bigger than a slot that one consumer may hold at once")
+                    .minimum(1)
+                    .default_value(DEFAULT_BLOB_BUDGET)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-consumers")
                     .nick("Max consumers")
                     .blurb("Most consumers served at once (each costs two rings and a few fds); more are refused with the reason and logged with their pid and uid; 0 = no limit")
@@ -241,7 +260,13 @@ impl ObjectImpl for ShmringSink {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
         match pspec.name() {
-            "socket-path" => s.socket_path = value.get().unwrap_or(None),
+            "socket-path" => {
+                let path: Option<String> = value.get().unwrap_or(None);
+                if let Some(Err(e)) = path.as_deref().map(convert::check_socket_path) {
+                    gst::warning!(CAT, imp = self, "{e}");
+                }
+                s.socket_path = path;
+            }
             "perms" => s.perms = value.get().unwrap_or(DEFAULT_PERMS),
             "slots" => s.slots = value.get().unwrap_or(DEFAULT_SLOTS),
             "slot-size" => s.slot_size = value.get().unwrap_or(0),
@@ -252,6 +277,7 @@ impl ObjectImpl for ShmringSink {
             "max-consumers" => s.max_consumers = value.get().unwrap_or(DEFAULT_MAX_CONSUMERS),
             "spin" => s.spin_us = value.get().unwrap_or(DEFAULT_SPIN_US),
             "return-wait" => s.return_wait_us = value.get().unwrap_or(DEFAULT_RETURN_WAIT_US),
+            "blob-budget" => s.blob_budget = value.get().unwrap_or(DEFAULT_BLOB_BUDGET),
             _ => {}
         }
     }
@@ -270,6 +296,7 @@ impl ObjectImpl for ShmringSink {
             "max-consumers" => s.max_consumers.to_value(),
             "spin" => s.spin_us.to_value(),
             "return-wait" => s.return_wait_us.to_value(),
+            "blob-budget" => s.blob_budget.to_value(),
             "stats" => lock(&self.stats).to_structure().to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
@@ -306,57 +333,47 @@ impl ElementImpl for ShmringSink {
     }
 }
 
-/// Frame metadata of a buffer.
-fn meta_of(buffer: &gst::BufferRef) -> FrameMeta {
-    let t = |c: Option<gst::ClockTime>| c.map_or(NONE, |c| c.nseconds());
-    FrameMeta {
-        pts: t(buffer.pts()),
-        dts: t(buffer.dts()),
-        duration: t(buffer.duration()),
-        offset: buffer.offset(),
-        offset_end: buffer.offset_end(),
-        flags: buffer.flags().bits(),
-    }
-}
-
-fn segment_info(s: &gst::Segment) -> SegmentInfo {
-    let v = |x: gst::GenericFormattedValue| x.value() as u64;
-    SegmentInfo {
-        format: s.format().into_glib() as u32,
-        flags: s.flags().bits(),
-        rate: s.rate(),
-        applied_rate: s.applied_rate(),
-        base: v(s.base()),
-        offset: v(s.offset()),
-        start: v(s.start()),
-        stop: v(s.stop()),
-        time: v(s.time()),
-        position: v(s.position()),
-        duration: v(s.duration()),
-    }
-}
-
-/// Bytes one slot needs for `caps` when `slot-size` is 0.
-/// The second value is `true` when every buffer needs that much (raw video);
-/// otherwise it is a guess (raw audio: 200 ms; anything else: 4 MiB).
-fn frame_size_for(caps: &gst::CapsRef) -> (usize, bool) {
-    if let Ok(info) = gst_video::VideoInfo::from_caps(caps) {
-        return (info.size(), true);
-    }
-    if let Ok(info) = gst_audio::AudioInfo::from_caps(caps) {
-        return (
-            (info.rate() as usize * info.bpf() as usize / 5).max(4096),
-            false,
-        );
-    }
-    (4 << 20, false)
-}
-
-use glib::translate::IntoGlib;
-
 /// Frame flags that matter here.
 const DELTA_UNIT: u32 = gst::BufferFlags::DELTA_UNIT.bits();
 const DISCONT: u32 = gst::BufferFlags::DISCONT.bits();
+const HEADER: u32 = gst::BufferFlags::HEADER.bits();
+
+/// Default `blob-budget`: bytes of buffers too big for a slot that one
+/// consumer may hold at once.
+const DEFAULT_BLOB_BUDGET: u64 = frames::DEFAULT_BLOB_BUDGET as u64;
+
+/// Sticky events replace their kind: same type and structure name.
+fn sticky_key(ev: &gst::Event) -> String {
+    format!(
+        "{:?}/{}",
+        ev.type_(),
+        ev.structure().map_or("", |s| s.name().as_str())
+    )
+}
+
+/// What a frame's bytes are, for [`ShmringSink::deliver`].
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// Bytes `offset..offset + size` of an arena slot; `keep` (the buffer
+    /// whose memory is the slot) is held for each consumer until it returns
+    /// the slot.
+    Slot {
+        slot: u32,
+        offset: usize,
+        keep: Option<&'a gst::Buffer>,
+    },
+    /// A sealed memfd of its own (a buffer bigger than a slot).
+    Blob(&'a Blob),
+}
+
+/// A frame on its way to the consumers.
+struct Outgoing<'a> {
+    payload: Payload<'a>,
+    size: usize,
+    meta: FrameMeta,
+    layout: Option<PlaneLayout>,
+    metas: Option<String>,
+}
 
 impl ShmringSink {
     fn timeout(&self) -> Duration {
@@ -380,6 +397,7 @@ impl ShmringSink {
             (AUTO_ARENA / slot_size.max(1)).clamp(8, 64) as u32
         };
         FrameConfig::new(slots, slot_size.max(64))
+            .blob_budget(usize::try_from(s.blob_budget).unwrap_or(usize::MAX))
             .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)).min(HANDSHAKE))
             .spin(Duration::from_micros(u64::from(s.spin_us)))
     }
@@ -430,6 +448,43 @@ impl ShmringSink {
                 Err(e) => gst::warning!(CAT, imp = imp, "refused a consumer: {e}"),
             }
             imp.check_alive();
+            imp.forward_upstream();
+        }
+    }
+
+    /// Pushes the upstream events consumers sent (force-key-unit,
+    /// navigation, QoS, reconfigure, custom) to this pipeline's upstream.
+    /// At most 16 per consumer per round: a consumer that floods cannot keep
+    /// this thread from its other work.
+    fn forward_upstream(&self) {
+        let mut events = Vec::new();
+        lock(&self.upstream).retain(|(pid, rx)| {
+            for _ in 0..16 {
+                match rx.try_recv() {
+                    Ok(Some(s)) => match crate::serialize::upstream_event_from_string(&s) {
+                        Ok(ev) => events.push((*pid, ev)),
+                        Err(e) => {
+                            gst::warning!(
+                                CAT,
+                                imp = self,
+                                "pid {pid}: upstream event refused ({e})"
+                            )
+                        }
+                    },
+                    Ok(None) => return true,
+                    Err(shmring::Error::Disconnected) => return false,
+                    Err(e) => {
+                        gst::warning!(CAT, imp = self, "pid {pid}: {e}");
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        let pad = self.obj().sink_pad().clone();
+        for (pid, ev) in events {
+            gst::debug!(CAT, imp = self, "upstream event from pid {pid}: {ev:?}");
+            let _ = pad.push_event(ev);
         }
     }
 
@@ -563,6 +618,10 @@ impl ShmringSink {
             cred.uid,
             st.peers.len() + 1
         );
+        match tx.upstream_receiver() {
+            Ok(u) => lock(&self.upstream).push((cred.pid, u)),
+            Err(e) => gst::warning!(CAT, imp = self, "pid {}: no upstream events: {e}", cred.pid),
+        }
         let mut p = Peer::new(tx, cred.pid, cred.uid);
         // The sticky state first (if there is room now; else before its
         // first frame).
@@ -649,6 +708,12 @@ impl ShmringSink {
                 p.drops,
                 p.tx.in_flight()
             );
+            // Tell it why, unless it left by itself.
+            match why {
+                shmring::Error::Disconnected => {}
+                shmring::Error::Dropped(reason) => p.tx.say_goodbye(reason),
+                e => p.tx.say_goodbye(&e.to_string()),
+            }
             stats.disconnects += 1;
             stats.bad_returns += p.tx.bad_returns();
             stats.drops += p.drops;
@@ -657,14 +722,6 @@ impl ShmringSink {
         });
         drop(stats);
         self.publish(st, true);
-    }
-
-    /// Drops every consumer (they all map an arena that cannot serve on).
-    fn drop_all(&self, st: &mut State, why: impl Fn() -> shmring::Error) {
-        for p in st.peers.iter_mut() {
-            p.gone.get_or_insert_with(&why);
-        }
-        self.remove_gone(st);
     }
 
     /// Copies the consumers' counters into the `stats` property, and the
@@ -754,8 +811,28 @@ impl ShmringSink {
                     return false;
                 }
             }
+            for (_, ev) in &sticky.events {
+                let r = p.tx.send_event_string(ev);
+                if p.note(r).is_err() {
+                    return false;
+                }
+            }
             p.resync = false;
             p.timeline_sent = None;
+        }
+        // A consumer that joined after the stream's headers went out gets
+        // them before its first frame.
+        if !p.headers_sent {
+            if p.frames == 0 {
+                for (h, m) in sticky.headers.iter().skip(p.headers_done) {
+                    let r = p.tx.send_blob(h, m, &FrameExtras::default());
+                    if p.note(r).is_err() {
+                        return false;
+                    }
+                    p.headers_done += 1;
+                }
+            }
+            p.headers_sent = true;
         }
         if let Some(t) = timeline {
             let changed = p.timeline_sent.is_none_or(|old| {
@@ -801,25 +878,22 @@ impl ShmringSink {
         }
     }
 
-    /// Sends bytes `offset..offset + size` of `slot` to every consumer as the
-    /// slow-consumer policy says; `keep` (the buffer whose memory is the
-    /// slot) is held for each consumer until it returns the slot. Returns how
-    /// many consumers got the frame.
-    fn deliver(
-        &self,
-        st: &mut State,
-        slot: u32,
-        offset: usize,
-        size: usize,
-        meta: &FrameMeta,
-        keep: Option<&gst::Buffer>,
-    ) -> Result<usize, gst::FlowError> {
+    /// Sends a frame to every consumer as the slow-consumer policy says.
+    /// Returns how many consumers got it.
+    fn deliver(&self, st: &mut State, out: &Outgoing<'_>) -> Result<usize, gst::FlowError> {
         let policy = self.policy();
         let timeout = self.timeout();
         let deadline = Instant::now() + timeout;
         let timeline = self.timeline(st);
         let cap = Self::hold_cap(st);
-        let delta = meta.flags & DELTA_UNIT != 0;
+        let meta = &out.meta;
+        let size = out.size;
+        // Headers are never skipped: a consumer needs them before any frame.
+        let delta = meta.flags & DELTA_UNIT != 0 && meta.flags & HEADER == 0;
+        let extras = FrameExtras {
+            layout: out.layout,
+            metas: out.metas.as_deref(),
+        };
         for p in st.peers.iter_mut() {
             p.todo = true;
             if delta && p.need_keyframe {
@@ -841,16 +915,26 @@ impl ShmringSink {
                 p.reclaim();
                 let ready = p.gone.is_none()
                     && Self::catch_up(p, sticky, timeline)
-                    && cap.is_none_or(|c| p.tx.in_flight() < c);
+                    && match out.payload {
+                        Payload::Slot { .. } => cap.is_none_or(|c| p.tx.in_flight() < c),
+                        Payload::Blob(b) => p.tx.blob_fits(b.len()),
+                    };
                 if ready {
                     let mut m = *meta;
                     if p.discont {
                         m.flags |= DISCONT;
                     }
-                    let r = p.tx.send_frame(slot, offset, size, &m);
+                    let r = match out.payload {
+                        Payload::Slot { slot, offset, .. } => {
+                            p.tx.send_frame_with(slot, offset, size, &m, &extras)
+                        }
+                        Payload::Blob(b) => p.tx.send_blob(b, &m, &extras),
+                    };
                     if p.note(r).is_ok() {
-                        if let Some(h) = p.held.get_mut(slot as usize) {
-                            *h = keep.cloned();
+                        if let Payload::Slot { slot, keep, .. } = out.payload {
+                            if let Some(h) = p.held.get_mut(slot as usize) {
+                                *h = keep.cloned();
+                            }
                         }
                         p.todo = false;
                         p.frames += 1;
@@ -880,7 +964,9 @@ impl ShmringSink {
                     if policy == SlowConsumer::Disconnect
                         && p.behind_since.is_some_and(|t| now - t >= timeout)
                     {
-                        p.gone = Some(shmring::Error::Timeout);
+                        p.gone = Some(shmring::Error::Dropped(format!(
+                            "missed every frame for {timeout:?} (slow-consumer=disconnect)"
+                        )));
                     }
                 }
                 self.remove_gone(st);
@@ -899,7 +985,11 @@ impl ShmringSink {
                         p.tx.in_flight(),
                         p.tx.slots()
                     );
-                    p.gone = Some(shmring::Error::Timeout);
+                    p.gone = Some(shmring::Error::Dropped(format!(
+                        "took nothing for {timeout:?} while holding {} of {} slots",
+                        p.tx.in_flight(),
+                        p.tx.slots()
+                    )));
                 }
                 self.remove_gone(st);
                 return Ok(delivered);
@@ -954,8 +1044,11 @@ impl ShmringSink {
                 return;
             }
             if Instant::now() >= deadline {
+                let t = self.timeout();
                 for p in st.peers.iter_mut().filter(|p| p.todo) {
-                    p.gone = Some(shmring::Error::Timeout);
+                    p.gone = Some(shmring::Error::Dropped(format!(
+                        "no room for an event for {t:?}"
+                    )));
                 }
                 self.remove_gone(st);
                 return;
@@ -1011,7 +1104,12 @@ impl ShmringSink {
                         p.tx.in_flight(),
                         p.tx.slots()
                     );
-                    p.gone = Some(shmring::Error::Timeout);
+                    p.gone = Some(shmring::Error::Dropped(format!(
+                        "held {} of {} slots for {:?}: no free slot for the stream",
+                        p.tx.in_flight(),
+                        p.tx.slots(),
+                        self.timeout()
+                    )));
                 }
                 self.remove_gone(st);
                 return Ok(None);
@@ -1090,9 +1188,9 @@ enum Copied {
 impl BaseSinkImpl for ShmringSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = lock(&self.settings).clone();
-        let path = s.socket_path.ok_or_else(|| {
-            gst::error_msg!(gst::ResourceError::Settings, ["socket-path is not set"])
-        })?;
+        let path = s.socket_path.unwrap_or_default();
+        convert::check_socket_path(&path)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
         let opts = ListenOptions {
             mode: s.perms,
             allowed_uids: u32::try_from(s.allowed_uid).ok().map(|uid| vec![uid]),
@@ -1117,6 +1215,7 @@ impl BaseSinkImpl for ShmringSink {
             reconfigure: false,
             request_keyframe: false,
             renders: 0,
+            header_run_over: false,
             clock_offset: None,
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -1142,6 +1241,7 @@ impl BaseSinkImpl for ShmringSink {
             let _ = a.thread.join();
         }
         *lock(&self.state) = None;
+        lock(&self.upstream).clear();
         let mut st = lock(&self.stats);
         // The consumers are gone: their counts join the totals.
         let peers = std::mem::take(&mut st.peers);
@@ -1173,29 +1273,21 @@ impl BaseSinkImpl for ShmringSink {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        if !convert::system_memory_only(caps) {
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps {caps} are not in system memory: only system memory crosses"
+            ));
+        }
         let mut guard = lock(&self.state);
         let st = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
-        let (size, exact) = frame_size_for(caps);
+        let (size, _) = frame_size_for(caps);
         st.frame_size = size;
         st.geometry_known = true;
-        let too_small = st
-            .arena
-            .as_ref()
-            .filter(|a| exact && !st.peers.is_empty() && a.slot_size() < size)
-            .map(|a| a.slot_size());
-        if let Some(have) = too_small {
-            // The consumers map this arena and cannot be given a bigger one:
-            // let them go (a shmringsrc with reconnect=true comes back and
-            // gets an arena for the new caps).
-            gst::element_imp_warning!(
-                self,
-                gst::ResourceError::NoSpaceLeft,
-                ("caps {caps} need {size}-byte slots, the consumers' arena has {have}: consumers dropped (set slot-size to the largest frame to avoid this)")
-            );
-            self.drop_all(st, || shmring::Error::Full);
-        }
+        // Consumers keep the arena they map; frames bigger than its slots
+        // cross as blobs (the next consumers get slots for the new caps).
         let s = caps.to_string();
         st.sticky.caps = Some(s.clone());
         self.send_event(st, false, |tx| tx.send_caps(&s));
@@ -1209,6 +1301,21 @@ impl BaseSinkImpl for ShmringSink {
         Ok(())
     }
 
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        Some(convert::system_memory_caps(filter))
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::AcceptCaps(q) = query.view_mut() {
+            let ok = convert::system_memory_only(q.caps());
+            q.set_result(ok);
+            if !ok {
+                return true;
+            }
+        }
+        BaseSinkImplExt::parent_query(self, query)
+    }
+
     fn propose_allocation(
         &self,
         query: &mut gst::query::Allocation,
@@ -1218,20 +1325,23 @@ impl BaseSinkImpl for ShmringSink {
         let st = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
+        let mut exact = None;
         if let Some(c) = &caps {
-            st.frame_size = st.frame_size.max(frame_size_for(c).0);
+            let (size, is_exact) = frame_size_for(c);
+            st.frame_size = st.frame_size.max(size);
             st.geometry_known = true;
+            exact = is_exact.then_some(size);
         }
         let arena = self
             .ensure_arena(st)
             .map_err(|e| gst::loggable_error!(CAT, "{e:?}"))?;
-        let size = caps
-            .as_ref()
-            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok().map(|i| i.size()))
-            .unwrap_or(arena.slot_size());
-        if size > arena.slot_size() {
+        // A pool only where every buffer's size is known (raw video): a pool
+        // buffer is one slot, and an upstream that wanted more (an audio
+        // source with big buffers, an encoder) would be cut short.
+        let Some(size) = exact.filter(|&s| s <= arena.slot_size()) else {
+            query.add_allocation_meta::<gst_video::VideoMeta>(None);
             return Ok(());
-        }
+        };
         let limit = arena.slots() - SPARE_SLOTS;
         // No maximum: the pool never blocks upstream (see `SlotPool`).
         let max = 0;
@@ -1310,6 +1420,19 @@ impl BaseSinkImpl for ShmringSink {
                         let tags = e.tag().to_string();
                         self.send_event(st, false, |tx| tx.send_tags(&tags));
                     }
+                    EventView::Caps(_) => {} // set_caps sends them
+                    _ if event.is_serialized() && event.is_downstream() => {
+                        if let Some(s) = crate::serialize::downstream_event_to_string(&event) {
+                            if event.is_sticky() {
+                                let key = sticky_key(&event);
+                                st.sticky.events.retain(|(k, _)| *k != key);
+                                st.sticky.events.push((key, s.clone()));
+                            }
+                            self.send_event(st, false, |tx| tx.send_event_string(&s));
+                        } else {
+                            gst::debug!(CAT, imp = self, "event not carried: {event:?}");
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -1361,6 +1484,21 @@ impl ShmringSink {
         buffer: &gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.serve_pending(st);
+        let res = self.send_buffer(st, buffer);
+        // After sending: a consumer that joins from now on gets it first.
+        if buffer.flags().contains(gst::BufferFlags::HEADER) {
+            self.remember_header(st, buffer);
+        } else {
+            st.header_run_over = true;
+        }
+        res
+    }
+
+    fn send_buffer(
+        &self,
+        st: &mut State,
+        buffer: &gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if st.peers.is_empty() {
             lock(&self.stats).dropped += 1;
             return Ok(gst::FlowSuccess::Ok);
@@ -1370,6 +1508,8 @@ impl ShmringSink {
             gst::FlowError::Error
         })?;
         let meta = meta_of(buffer);
+        let layout = convert::layout_of(buffer);
+        let metas = self.metas_of(buffer);
 
         // Ours: one memory inside one arena slot.
         let own = if buffer.n_memory() == 1 {
@@ -1381,66 +1521,112 @@ impl ShmringSink {
         } else {
             None
         };
+        let out = |payload, size| Outgoing {
+            payload,
+            size,
+            meta,
+            layout,
+            metas: metas.clone(),
+        };
         if let Some((slot, offset, size)) = own {
-            let n = self.deliver(st, slot, offset, size, &meta, Some(buffer))?;
-            let mut s = lock(&self.stats);
-            if n > 0 {
-                s.zero_copy += 1;
-                s.bytes += size as u64;
-            } else {
-                s.dropped += 1;
-            }
+            let payload = Payload::Slot {
+                slot,
+                offset,
+                keep: Some(buffer),
+            };
+            let n = self.deliver(st, &out(payload, size))?;
+            self.count(n, size, false);
             return Ok(gst::FlowSuccess::Ok);
         }
 
-        // Foreign: copy once into a free slot.
+        // Foreign: copied once, into a free slot, or into a blob of its own
+        // when it is bigger than a slot.
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         if map.size() > arena.slot_size() {
-            if lock(&self.settings).slot_size > 0 {
+            let budget = lock(&self.settings).blob_budget;
+            if map.size() as u64 > budget {
                 gst::element_imp_error!(
                     self,
-                    gst::StreamError::Format,
+                    gst::ResourceError::NoSpaceLeft,
                     (
-                        "buffer of {} bytes does not fit a {}-byte slot: raise slot-size",
-                        map.size(),
-                        arena.slot_size()
+                        "buffer of {} bytes is bigger than blob-budget ({budget} bytes): raise blob-budget",
+                        map.size()
                     )
                 );
                 return Err(gst::FlowError::Error);
             }
-            // Slots sized from a guess (audio, compressed formats): the next
-            // consumers get slots for twice this buffer.
-            st.frame_size = st.frame_size.max(map.size().saturating_mul(2));
-            gst::element_imp_warning!(
-                self,
-                gst::ResourceError::NoSpaceLeft,
-                (
-                    "buffer of {} bytes does not fit the consumers' {}-byte slots: consumers dropped (set slot-size to the largest buffer to avoid this)",
-                    map.size(),
-                    arena.slot_size()
-                )
-            );
-            self.drop_all(st, || shmring::Error::Full);
-            lock(&self.stats).dropped += 1;
+            let blob = Blob::copy_of(&map).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::NoSpaceLeft,
+                    ("cannot make a {}-byte shared buffer: {e}", map.size())
+                );
+                gst::FlowError::Error
+            })?;
+            let n = self.deliver(st, &out(Payload::Blob(&blob), map.size()))?;
+            self.count(n, map.size(), true);
             return Ok(gst::FlowSuccess::Ok);
         }
         let n = match self.copy_slot(st, &arena, &map)? {
             Some(Copied::Lease(lease)) => {
                 // Sent slots stay held by the consumers after the lease drops.
-                self.deliver(st, lease.index(), 0, map.size(), &meta, None)?
+                let payload = Payload::Slot {
+                    slot: lease.index(),
+                    offset: 0,
+                    keep: None,
+                };
+                self.deliver(st, &out(payload, map.size()))?
             }
             Some(Copied::Buffer(b, slot)) => {
-                self.deliver(st, slot, 0, map.size(), &meta, Some(&b))?
+                let payload = Payload::Slot {
+                    slot,
+                    offset: 0,
+                    keep: Some(&b),
+                };
+                self.deliver(st, &out(payload, map.size()))?
             }
             None => 0,
         };
-        let mut s = lock(&self.stats);
-        if n > 0 {
-            s.copied += 1;
-            s.bytes += map.size() as u64;
-        } else {
-            s.dropped += 1;
-        }
+        self.count(n, map.size(), true);
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Counts a rendered buffer that `n` consumers got.
+    fn count(&self, n: usize, size: usize, copied: bool) {
+        let mut s = lock(&self.stats);
+        if n == 0 {
+            s.dropped += 1;
+        } else if copied {
+            s.copied += 1;
+            s.bytes += size as u64;
+        } else {
+            s.zero_copy += 1;
+            s.bytes += size as u64;
+        }
+    }
+
+    /// Keeps a copy of a header buffer for consumers that join later: they
+    /// get the stream's headers before their first frame. A run of headers
+    /// after other buffers replaces the previous set.
+    fn remember_header(&self, st: &mut State, buffer: &gst::Buffer) {
+        if std::mem::take(&mut st.header_run_over) {
+            st.sticky.headers.clear();
+        }
+        let Ok(map) = buffer.map_readable() else {
+            return;
+        };
+        if map.is_empty() {
+            return;
+        }
+        match Blob::copy_of(&map) {
+            Ok(blob) => st.sticky.headers.push((blob, meta_of(buffer))),
+            Err(e) => gst::warning!(CAT, imp = self, "cannot keep a header buffer: {e}"),
+        }
+    }
+
+    /// The metas of `buffer` that cross as a string (all but `GstVideoMeta`,
+    /// which travels in the descriptor).
+    fn metas_of(&self, buffer: &gst::BufferRef) -> Option<String> {
+        crate::serialize::metas_to_string(buffer)
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use gst::prelude::*;
-use shmring::frames::{FrameSender, SegmentInfo};
+use shmring::frames::{Blob, FrameMeta, FrameSender, SegmentInfo};
 
 use crate::clock::Timeline;
 
@@ -75,6 +75,10 @@ pub(super) struct Peer {
     /// sent again before its next frame.
     pub(super) resync: bool,
     pub(super) timeline_sent: Option<Timeline>,
+    /// It has the stream's header buffers (or joined before there were any).
+    pub(super) headers_sent: bool,
+    /// How many of the stored headers it got so far.
+    pub(super) headers_done: usize,
     /// Still to receive the frame being delivered.
     pub(super) todo: bool,
     /// Why it must go, once found out (removed by `remove_gone`).
@@ -98,6 +102,8 @@ impl Peer {
             discont: false,
             resync: true,
             timeline_sent: None,
+            headers_sent: false,
+            headers_done: 0,
             todo: false,
             gone: None,
         }
@@ -160,6 +166,11 @@ pub(super) struct Sticky {
     pub(super) stream_start: Option<String>,
     pub(super) caps: Option<String>,
     pub(super) segment: Option<SegmentInfo>,
+    /// The stream's latest run of `HEADER` buffers, for consumers that join
+    /// later.
+    pub(super) headers: Vec<(Blob, FrameMeta)>,
+    /// Other sticky events (TOC, custom sticky events) as strings, by kind.
+    pub(super) events: Vec<(String, String)>,
 }
 
 impl Stats {

@@ -5,16 +5,18 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gst::glib;
-use gst::glib::translate::IntoGlib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use shmring::frames::{self, FrameConfig, FrameMeta, FrameReceiver, Received, SegmentInfo, NONE};
+use shmring::frames::{
+    self, FrameConfig, FrameMeta, FrameReceiver, Received, SegmentInfo, UpstreamSender,
+};
 
 use crate::clock::{self, Timeline};
-use crate::Error;
+use crate::convert::{self, clock, segment_of};
+use crate::{serialize, Error};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -38,6 +40,9 @@ struct Settings {
     reconnect: bool,
     latency_ms: u32,
     spin_us: u32,
+    /// The sink is trusted: even buffers downstream parses (encoded, muxed,
+    /// anything but raw audio and video) wrap the shared slot.
+    trusted: bool,
 }
 
 impl Default for Settings {
@@ -49,6 +54,7 @@ impl Default for Settings {
             reconnect: false,
             latency_ms: DEFAULT_LATENCY_MS,
             spin_us: DEFAULT_SPIN_US,
+            trusted: false,
         }
     }
 }
@@ -70,6 +76,13 @@ struct Timing {
     pending_tags: Option<gst::TagList>,
     /// The next buffer follows a reconnection.
     discont: bool,
+    /// Metas (as a string) for the next frame.
+    metas: Option<String>,
+    /// The caps are not raw audio or video: their bytes get parsed
+    /// downstream, so they must not change under it (see `trusted`).
+    parsed: bool,
+    /// Events waiting for the stream to have caps and a segment downstream.
+    pending_events: Vec<gst::Event>,
 }
 
 impl Default for Timing {
@@ -81,6 +94,9 @@ impl Default for Timing {
             segment_pending: false,
             pending_tags: None,
             discont: false,
+            metas: None,
+            parsed: true,
+            pending_events: Vec::new(),
         }
     }
 }
@@ -89,6 +105,8 @@ impl Default for Timing {
 pub struct ShmringSrc {
     settings: Mutex<Settings>,
     rx: Mutex<Option<FrameReceiver>>,
+    /// Sends upstream events to the sink (without waiting for `rx`).
+    upstream: Mutex<Option<UpstreamSender>>,
     timing: Mutex<Timing>,
     unlocked: AtomicBool,
     stats: Stats,
@@ -161,6 +179,12 @@ impl ObjectImpl for ShmringSrc {
                     .default_value(DEFAULT_SPIN_US)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("trusted")
+                    .nick("Trusted")
+                    .blurb("Trust the sink: push every buffer without a copy, also those that downstream parses")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("reconnect")
                     .nick("Reconnect")
                     .blurb("When the sink goes away, post a warning and wait for a new sink on socket-path (else post an error)")
@@ -180,7 +204,14 @@ impl ObjectImpl for ShmringSrc {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
         match pspec.name() {
-            "socket-path" => s.socket_path = value.get().unwrap_or(None),
+            "socket-path" => {
+                let path: Option<String> = value.get().unwrap_or(None);
+                if let Some(Err(e)) = path.as_deref().map(convert::check_socket_path) {
+                    gst::warning!(CAT, imp = self, "{e}");
+                }
+                s.socket_path = path;
+            }
+            "trusted" => s.trusted = value.get().unwrap_or(false),
             "timeout" => s.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
             "is-live" => {
                 s.is_live = value.get().unwrap_or(false);
@@ -201,6 +232,7 @@ impl ObjectImpl for ShmringSrc {
             "is-live" => s.is_live.to_value(),
             "latency" => s.latency_ms.to_value(),
             "reconnect" => s.reconnect.to_value(),
+            "trusted" => s.trusted.to_value(),
             "stats" => {
                 let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
                 let (frames, copied) = (load(&self.stats.frames), load(&self.stats.copied));
@@ -250,33 +282,6 @@ impl ElementImpl for ShmringSrc {
     }
 }
 
-fn clock(ns: u64) -> Option<gst::ClockTime> {
-    (ns != NONE).then(|| gst::ClockTime::from_nseconds(ns))
-}
-
-/// The sink's segment, if it is a well-formed TIME segment.
-fn segment_of(s: &SegmentInfo) -> Option<gst::FormattedSegment<gst::ClockTime>> {
-    let finite = |r: f64| r.is_finite() && r != 0.0;
-    if s.format != gst::Format::Time.into_glib() as u32
-        || !finite(s.rate)
-        || !finite(s.applied_rate)
-    {
-        return None;
-    }
-    let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
-    seg.set_flags(gst::SegmentFlags::from_bits_truncate(s.flags));
-    seg.set_rate(s.rate);
-    seg.set_applied_rate(s.applied_rate);
-    seg.set_base(clock(s.base)?);
-    seg.set_offset(clock(s.offset)?);
-    seg.set_start(clock(s.start)?);
-    seg.set_stop(clock(s.stop));
-    seg.set_time(clock(s.time));
-    seg.set_position(clock(s.position));
-    seg.set_duration(clock(s.duration));
-    Some(seg)
-}
-
 fn clamp_time(t: i128) -> gst::ClockTime {
     // ClockTime::MAX is the largest valid value (NONE is one above it).
     gst::ClockTime::from_nseconds(t.clamp(0, i128::from(gst::ClockTime::MAX.nseconds())) as u64)
@@ -297,6 +302,13 @@ impl ShmringSrc {
         match e {
             Error::Shmring(shmring::Error::Disconnected) => {
                 gst::element_imp_error!(self, gst::ResourceError::Read, ("the sink went away"));
+            }
+            Error::Shmring(shmring::Error::Dropped(why)) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("the sink dropped this consumer: {why}")
+                );
             }
             e => {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("{e}"));
@@ -354,17 +366,47 @@ impl ShmringSrc {
         self.stats
             .bytes
             .fetch_add(f.bytes().len() as u64, Ordering::Relaxed);
-        let mut buffer = if held * 2 > slots {
+        // Bytes downstream parses must not change under it: unless the sink
+        // is trusted, they are copied out of the arena it can still write
+        // (a sealed blob needs no copy). Raw audio and video are read
+        // through their caps and layout only, so they stay zero copy.
+        let (is_live, trusted) = {
+            let s = lock(&self.settings);
+            (s.is_live, s.trusted)
+        };
+        let parsed = lock(&self.timing).parsed;
+        let must_copy = parsed && !trusted && !f.is_immutable();
+        let layout = f.layout().copied();
+        let mut buffer = if must_copy || held * 2 > slots {
             self.stats.copied.fetch_add(1, Ordering::Relaxed);
             gst::Buffer::from_slice(f.bytes().to_vec())
         } else {
             gst::Buffer::from_slice(f)
         };
-        let is_live = lock(&self.settings).is_live;
         let live = if is_live { self.live_clock() } else { None };
         let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
         let mut t = lock(&self.timing);
         let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+        if let Some(l) = &layout {
+            if let Err(e) = convert::attach_layout(b, l) {
+                drop(t);
+                return Err(
+                    self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
+                        "plane layout: {e}"
+                    )))),
+                );
+            }
+        }
+        if let Some(m) = t.metas.take() {
+            if let Err(e) = serialize::apply_metas(b, &m) {
+                drop(t);
+                return Err(
+                    self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
+                        "metas: {e}"
+                    )))),
+                );
+            }
+        }
         if stamp {
             b.set_pts(Self::map_time(&mut t, live.as_ref(), m.pts));
             b.set_dts(Self::map_time(&mut t, live.as_ref(), m.dts));
@@ -460,6 +502,26 @@ impl ShmringSrc {
         if let Some(tags) = tags {
             let _ = self.obj().src_pad().push_event(gst::event::Tag::new(tags));
         }
+        let events = std::mem::take(&mut lock(&self.timing).pending_events);
+        for ev in events {
+            let _ = self.obj().src_pad().push_event(ev);
+        }
+    }
+
+    /// A serialized downstream event from the sink, pushed in order (once
+    /// the stream has caps and a segment).
+    fn event_from_sink(&self, s: &str) {
+        match serialize::downstream_event_from_string(s) {
+            Ok(ev) => {
+                lock(&self.timing).pending_events.push(ev);
+                self.push_pending();
+            }
+            Err(e) => gst::warning!(
+                CAT,
+                imp = self,
+                "ignoring an event that does not parse ({e}): {s:?}"
+            ),
+        }
     }
 
     fn gap(&self, pts: u64, duration: u64) {
@@ -514,6 +576,7 @@ impl ShmringSrc {
                 Ok(rx) => {
                     gst::info!(CAT, imp = self, "reconnected to {path}");
                     self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    *lock(&self.upstream) = Some(rx.upstream());
                     *lock(&self.rx) = Some(rx);
                     return Ok(());
                 }
@@ -529,12 +592,8 @@ impl ShmringSrc {
 impl BaseSrcImpl for ShmringSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let (path, cfg) = self.config();
-        if path.is_empty() {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ["socket-path is not set"]
-            ));
-        }
+        convert::check_socket_path(&path)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
         let rx = frames::connect(&path, &cfg).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenRead,
@@ -542,14 +601,36 @@ impl BaseSrcImpl for ShmringSrc {
             )
         })?;
         gst::info!(CAT, imp = self, "connected to {path}");
+        *lock(&self.upstream) = Some(rx.upstream());
         *lock(&self.rx) = Some(rx);
         *lock(&self.timing) = Timing::default();
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.upstream) = None;
         *lock(&self.rx) = None;
         Ok(())
+    }
+
+    fn event(&self, event: &gst::Event) -> bool {
+        // Upstream events from this pipeline go to the sink's upstream.
+        if event.is_upstream() {
+            if let Some(s) = serialize::upstream_event_to_string(event) {
+                let sent = lock(&self.upstream).as_ref().map(|u| u.send(&s));
+                match sent {
+                    Some(Ok(())) => {
+                        gst::debug!(CAT, imp = self, "upstream event to the sink: {s}");
+                        return true;
+                    }
+                    Some(Err(e)) => {
+                        gst::debug!(CAT, imp = self, "upstream event not sent ({e}): {s}")
+                    }
+                    None => {}
+                }
+            }
+        }
+        BaseSrcImplExt::parent_event(self, event)
     }
 
     fn is_seekable(&self) -> bool {
@@ -624,7 +705,11 @@ impl PushSrcImpl for ShmringSrc {
                 }
                 Received::Caps(s) => {
                     let caps = crate::peer::parse_caps(&s)
+                        .filter(|c| convert::system_memory_only(c))
                         .ok_or_else(|| self.fail(&Error::BadCaps(s.clone())))?;
+                    lock(&self.timing).parsed = !caps
+                        .iter()
+                        .all(|st| st.name() == "video/x-raw" || st.name() == "audio/x-raw");
                     gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
                     if self.obj().set_caps(&caps).is_err() {
                         gst::element_imp_error!(
@@ -635,6 +720,8 @@ impl PushSrcImpl for ShmringSrc {
                         return Err(gst::FlowError::NotNegotiated);
                     }
                 }
+                Received::Metas(m) => lock(&self.timing).metas = Some(m),
+                Received::Event(e) => self.event_from_sink(&e),
                 Received::Segment(info) => self.segment(&info),
                 Received::Tags(s) => self.tags(&s),
                 Received::Gap { pts, duration } => self.gap(pts, duration),
