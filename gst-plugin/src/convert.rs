@@ -112,7 +112,7 @@ pub(crate) fn frame_size_for(caps: &gst::CapsRef) -> (usize, bool) {
 /// or `memory:SystemMemory`): the only memory that crosses.
 pub(crate) fn system_memory_only(caps: &gst::CapsRef) -> bool {
     caps.iter_with_features().all(|(_, f)| {
-        f.is_any() == false
+        !f.is_any()
             && f.iter()
                 .all(|name| *name == *gst::CAPS_FEATURE_MEMORY_SYSTEM_MEMORY)
     })
