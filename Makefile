@@ -141,7 +141,7 @@ fuzz: deps
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  leaks=1; [ $$t = peer_strings ] && leaks=0; \
 	  dirs=corpus/$$t; [ -n "$(FUZZ_SCRATCH)" ] && mkdir -p $(FUZZ_SCRATCH)/$$t && dirs="$(FUZZ_SCRATCH)/$$t corpus/$$t"; \
-	  ASAN_OPTIONS=detect_leaks=$$leaks RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t $$dirs -- -max_total_time=$(FUZZ_SECONDS) -detect_leaks=$$leaks || exit 1; \
+	  G_DEBUG=fatal-criticals ASAN_OPTIONS=detect_leaks=$$leaks RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t $$dirs -- -max_total_time=$(FUZZ_SECONDS) -detect_leaks=$$leaks || exit 1; \
 	done
 
 # The fuzz targets for a short bounded time (make test; the corpus replay

@@ -141,6 +141,10 @@ fn parse_tags(s: &str) -> Option<gst::TagList> {
     if !s.starts_with("taglist") {
         return None;
     }
+    crate::peer::check_peer_string(s).ok()?;
+    if !crate::peer::is_single_structure(s) {
+        return None;
+    }
     let c = std::ffi::CString::new(s).ok()?;
     // SAFETY: `c` is a valid NUL-terminated string starting with "taglist" (the
     // function's precondition) for the duration of the call; the function does
