@@ -6,7 +6,7 @@
 //! Built for real-time audio callbacks and video between processes on one Linux
 //! host, where the process on the other side is **not trusted**.
 //!
-//! The layers, each usable alone (see `DESIGN.md`):
+//! The layers, each usable alone (see `ARCHITECTURE.md` in the repository):
 //!
 //! | module | what it is |
 //! |---|---|
