@@ -28,6 +28,11 @@ const VIDEO: &str =
     "videotestsrc pattern=black num-buffers={N} ! video/x-raw,format=RGBA,width=1920,height=1080,framerate=30/1";
 const AUDIO_LIVE: &str = "audiotestsrc is-live=true num-buffers={N} samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
 const AUDIO: &str = "audiotestsrc num-buffers={N} samplesperbuffer=64 ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved";
+const SMALL_VIDEO: &str =
+    "videotestsrc pattern=black num-buffers={N} ! video/x-raw,format=RGBA,width=64,height=64,framerate=30/1";
+/// An encoded stream: JPEG of 1280x720 SMPTE bars (~40 KB a frame), which
+/// downstream parses, so shmringsrc copies it unless `trusted=true`.
+const ENCODED: &str = "videotestsrc pattern=smpte num-buffers={N} ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! jpegenc";
 
 fn plugin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SHMRING_GST_PLUGIN_DIR") {
@@ -266,7 +271,7 @@ fn variant() -> Option<(String, String)> {
 }
 
 /// Whether to run a part of the runner: `SHMRING_BENCH_PARTS` lists them
-/// (video, audio, fan-out), all by default.
+/// (video, audio, small-video, encoded, audio-live, fan-out), all by default.
 fn part(name: &str) -> bool {
     std::env::var("SHMRING_BENCH_PARTS").map_or(true, |v| v.split(',').any(|p| p == name))
 }
@@ -284,6 +289,18 @@ fn cases(
     caps_after_shmsrc: &str,
     n: u64,
     shm_size: u64,
+) -> Vec<(&'static str, Vec<String>, Option<String>)> {
+    cases_with(src, caps_after_shmsrc, n, shm_size, false)
+}
+
+/// [`cases`], and with `trusted` a row where shmringsrc trusts the sink
+/// (zero copy for parsed formats too).
+fn cases_with(
+    src: &str,
+    caps_after_shmsrc: &str,
+    n: u64,
+    shm_size: u64,
+    trusted: bool,
 ) -> Vec<(&'static str, Vec<String>, Option<String>)> {
     let finite = src.replace("{N}", &n.to_string());
     let endless = src.replace("{N}", "-1");
@@ -329,6 +346,22 @@ fn cases(
         ],
         Some(c),
     ));
+    if trusted {
+        let t = sock("shmring-trusted");
+        cases.push((
+            "shmringsink → shmringsrc trusted=true",
+            vec![
+                format!(
+                    "{endless} ! shmringsink socket-path={t} sync=false {}",
+                    extra_sink_props()
+                ),
+                format!(
+                    "shmringsrc socket-path={t} trusted=true num-buffers={n} ! fakesink sync=false"
+                ),
+            ],
+            Some(t),
+        ));
+    }
     if let Some((sink, src)) = variant() {
         let v = sock("shmring-variant");
         cases.push((
@@ -624,6 +657,37 @@ fn main() {
             "buffers",
             "µs / buffer",
             1e6,
+        ));
+    }
+    if part("small-video") {
+        let n = if smoke { 300 } else { 100_000 };
+        out.push_str(&format!(
+            "\n64x64 RGBA videotestsrc pattern=black, {n} frames → fakesink sync=false (per-buffer overhead)\n\n"
+        ));
+        let small = cases(
+            SMALL_VIDEO,
+            "video/x-raw,format=RGBA,width=64,height=64,framerate=30/1",
+            n,
+            1 << 20,
+        );
+        out.push_str(&table(
+            &measure(&small, n, others),
+            "frames",
+            "µs / frame",
+            1e6,
+        ));
+    }
+    if part("encoded") {
+        let n = if smoke { 30 } else { 600 };
+        out.push_str(&format!(
+            "\nEncoded: 1280x720 SMPTE bars through jpegenc, {n} frames → fakesink sync=false (the encoder's CPU is in every path)\n\n"
+        ));
+        let encoded = cases_with(ENCODED, "image/jpeg", n, 16 << 20, true);
+        out.push_str(&table(
+            &measure(&encoded, n, others),
+            "frames",
+            "ms / frame",
+            1e3,
         ));
     }
     if part("audio-live") {
