@@ -134,10 +134,13 @@ fn sink_drops_a_consumer_that_never_returns_slots() {
         let mut rx = frames::connect(&p, &FrameConfig::new(1, 64)).expect("connect");
         let mut kept = Vec::new();
         // Keep every frame: no slot ever goes back.
-        while let Ok(m) = rx.recv(Some(Duration::from_secs(3))) {
-            kept.push(m);
-        }
-        kept.len()
+        let end = loop {
+            match rx.recv(Some(Duration::from_secs(3))) {
+                Ok(m) => kept.push(m),
+                Err(e) => break e,
+            }
+        };
+        (kept.len(), end)
     });
     let start = Instant::now();
     run_to_eos(&pipeline);
@@ -152,7 +155,41 @@ fn sink_drops_a_consumer_that_never_returns_slots() {
         zero_copy < 40 && dropped > 0,
         "{zero_copy} sent, {dropped} dropped"
     );
-    assert!(hoarder.join().expect("hoarder") > 0);
+    let (kept, end) = hoarder.join().expect("hoarder");
+    assert!(kept > 0);
+    // Dropped, and told why, before the sink stopped.
+    match end {
+        shmring::Error::Dropped(why) => assert!(why.contains("of 6 slots"), "{why}"),
+        e => panic!("the consumer was not dropped with a reason: {e}"),
+    }
+    assert_eq!(common::stat(&sink, "disconnects"), 1);
+}
+
+/// A socket path longer than a Unix socket address holds: both elements
+/// refuse to start, with the limit in the error, instead of binding a path
+/// nobody can connect to (sink) or waiting forever.
+#[test]
+fn both_elements_refuse_a_socket_path_over_107_bytes() {
+    init();
+    let long = format!("/tmp/{}.sock", "x".repeat(120));
+    for desc in [
+        format!("videotestsrc num-buffers=1 ! shmringsink socket-path={long}"),
+        format!("shmringsrc socket-path={long} ! fakesink"),
+    ] {
+        let pipeline = pipeline(&desc);
+        let _ = pipeline.set_state(gst::State::Playing);
+        let bus = pipeline.bus().expect("bus");
+        let msg = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+            .expect("an error on the bus");
+        let text = match msg.view() {
+            gst::MessageView::Error(e) => format!("{} {:?}", e.error(), e.debug()),
+            _ => unreachable!(),
+        };
+        assert!(text.contains("107"), "{desc}: {text}");
+        pipeline.set_state(gst::State::Null).expect("null");
+        assert!(!std::path::Path::new(&long).exists());
+    }
 }
 
 // ------------------------------------------------------------------ src side
