@@ -71,6 +71,8 @@ demo: build
 	wait $$snd || rc=1; ls -l $(DEMO_DIR)/audio.wav; exit $$rc
 	./target/release/stream_demo --items 10000000
 	./target/release/stream_demo --items 10000000 --pipe
+	@echo "--- a frame stream between two processes: frames from 1 byte to 8 MiB, then end-of-stream ---"
+	./target/release/frame_stream --frames 200
 	@echo "--- one mio event loop, three producer processes ---"
 	@sock=$$(mktemp -u /tmp/shmring-mio-demo.XXXXXX.sock); \
 	./target/release/mio_consumer $$sock --expect 3 & cons=$$!; \

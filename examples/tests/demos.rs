@@ -119,3 +119,20 @@ fn soak_short_run_loses_nothing() {
     assert!(stdout.contains(" 0 items lost, 0 leaks"), "{stdout}");
     assert!(!stdout.contains(" 0 kills survived"), "{stdout}");
 }
+
+#[test]
+fn frame_stream_crosses_every_size_and_ends_with_eos() {
+    let out = Command::new(env!("CARGO_BIN_EXE_frame_stream"))
+        .args(["--frames", "64"])
+        .output()
+        .expect("run frame_stream");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "frame_stream failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("consumer: 64 frames"), "{stdout}");
+    assert!(stdout.contains("(8 as blobs)"), "{stdout}");
+    assert!(stdout.contains("checksums match"), "{stdout}");
+}

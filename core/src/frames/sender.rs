@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Zeroable;
 
@@ -103,9 +103,150 @@ impl FrameSender {
         self.arena.clone()
     }
 
-    /// A free slot to write, if any (see [`Arena::try_lease`]).
+    /// A free slot to write, if any (see [`Arena::try_lease`]). Slots come
+    /// back only through [`reclaim`](Self::reclaim): call it first, or use
+    /// [`lease`](Self::lease), which does both and waits.
     pub fn try_lease(&self) -> Option<SlotLease> {
         self.arena.try_lease()
+    }
+
+    /// A free slot to write, taking the consumer's returns and waiting up to
+    /// `timeout` (`None`: forever) for one. [`Error::Timeout`] when none came
+    /// back in time, [`Error::Disconnected`] when the consumer is gone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::frames::{self, FrameConfig, FrameMeta};
+    ///
+    /// let (mut tx, _rx) = frames::pair(&FrameConfig::new(4, 4096))?;
+    /// let mut slot = tx.lease(Some(Duration::from_secs(1)))?;
+    /// slot.as_mut()[..3].copy_from_slice(b"abc");
+    /// tx.send_lease(slot, 3, &FrameMeta::default())?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn lease(&mut self, timeout: Option<Duration>) -> Result<SlotLease> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.reclaim(|_| {})?;
+            if let Some(l) = self.arena.try_lease() {
+                return Ok(l);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(Error::Timeout);
+            }
+            match self.returns.wait_readable(left) {
+                Ok(()) | Err(Error::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends `data` as a frame whatever its size, waiting up to `timeout`
+    /// (`None`: forever) for room: copied into a slot when it fits one, else
+    /// into a [`Blob`] of its own. The simplest way to send; zero copy needs
+    /// [`lease`](Self::lease) and [`send_lease`](Self::send_lease).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::frames::{self, FrameConfig, FrameMeta, Received};
+    ///
+    /// let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 4096))?;
+    /// let t = Some(Duration::from_secs(1));
+    /// tx.send_bytes(&[7; 10], &FrameMeta::default(), t)?;
+    /// tx.send_bytes(&vec![8; 100_000], &FrameMeta::default(), t)?; // bigger than a slot
+    /// for len in [10, 100_000] {
+    ///     match rx.recv(t)? {
+    ///         Received::Frame(f) => assert_eq!(f.bytes().len(), len),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    /// }
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn send_bytes(
+        &mut self,
+        data: &[u8],
+        meta: &FrameMeta,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let blob = if data.len() > self.slot_size() {
+            Some(Blob::copy_of(data)?)
+        } else {
+            None
+        };
+        let mut lease = None;
+        loop {
+            let r = match &blob {
+                Some(b) => {
+                    self.reclaim(|_| {})?;
+                    self.send_blob(b, meta, &FrameExtras::default())
+                }
+                None => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    let mut l = match lease.take() {
+                        Some(l) => l,
+                        None => self.lease(left)?,
+                    };
+                    l.as_mut()[..data.len()].copy_from_slice(data);
+                    let r = self.send_frame(l.index(), 0, data.len(), meta);
+                    if r.is_err() {
+                        lease = Some(l);
+                    }
+                    r
+                }
+            };
+            match r {
+                Err(Error::Full) => {}
+                r => return r,
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(Error::Timeout);
+            }
+            // No room in the descriptor ring, or the blob budget is spent.
+            let step = left.map_or(Duration::from_millis(10), |l| {
+                l.min(Duration::from_millis(10))
+            });
+            match self.desc.wait_writable(Some(step)) {
+                Ok(()) | Err(Error::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+            if blob.is_some() {
+                match self.returns.wait_readable(Some(Duration::ZERO)) {
+                    Ok(()) | Err(Error::Timeout) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Sends end-of-stream, waiting up to `timeout` for room, then waits
+    /// until the consumer gave back every slot and blob (or `timeout`): the
+    /// clean end of a stream. Dropping the sender then is safe for the
+    /// consumer, which has read everything.
+    pub fn finish(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let left = || deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
+        loop {
+            match self.send_eos() {
+                Err(Error::Full) => self.desc.wait_writable(left())?,
+                r => break r?,
+            }
+        }
+        while self.held_count > 0 || !self.blobs.is_empty() {
+            self.reclaim(|_| {})?;
+            if self.held_count == 0 && self.blobs.is_empty() {
+                break;
+            }
+            match self.returns.wait_readable(left()) {
+                Ok(()) => {}
+                // The consumer left after reading everything: nothing to wait for.
+                Err(Error::Disconnected) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Slots this consumer holds (sent to it, not yet returned).
