@@ -207,15 +207,19 @@ impl Arena {
     /// Marks `idx` sent to one more consumer. It must be leased (its bytes are
     /// someone's to have written); each [`FrameSender`](super::FrameSender)
     /// checks that it does not hold the slot already.
+    ///
+    /// One atomic transition: the check that the slot is leased and the new
+    /// holder count cannot be separated by a lease dropped and taken again
+    /// on another thread (which would send a slot while it is rewritten).
     pub(crate) fn mark_sent(&self, idx: u32) -> Result<()> {
-        let s = self.state(idx);
-        if s.load(Ordering::Acquire) & LEASED == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "slot {idx} is not leased: nobody wrote it"
-            )));
-        }
-        s.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        self.state(idx)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (v & LEASED != 0 && v & IN_FLIGHT != IN_FLIGHT).then(|| v + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                Error::InvalidArgument(format!("slot {idx} is not leased: nobody wrote it"))
+            })
     }
 
     /// One consumer let go of `idx` (it returned the slot, it was never sent,
