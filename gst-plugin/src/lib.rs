@@ -24,6 +24,7 @@ mod clock;
 mod error;
 mod peer;
 mod pool;
+mod serialize;
 pub mod shmringsink;
 pub mod shmringsrc;
 

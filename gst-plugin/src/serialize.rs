@@ -1,0 +1,2214 @@
+//! Metas and events as strings, for the frame stream.
+//!
+//! The frame stream carries, in order with the frames, strings that the
+//! shmring core does not interpret. This module turns what GStreamer 1.22
+//! cannot serialise by itself into such strings and back:
+//!
+//! * the metas of a buffer ([`metas_to_string`] / [`apply_metas`]):
+//!   `GstVideoMeta`, `GstVideoCropMeta`, `GstReferenceTimestampMeta`,
+//!   `GstAudioMeta` and `GstVideoTimeCodeMeta`;
+//! * serialized downstream events the stream does not carry natively
+//!   ([`downstream_event_to_string`] / [`downstream_event_from_string`]);
+//! * upstream events going back from a consumer to the sink
+//!   ([`upstream_event_to_string`] / [`upstream_event_from_string`]), and
+//!   [`QosAggregate`], which decides which consumer's QoS goes upstream.
+//!
+//! # Format
+//!
+//! A string is a list of GstStructure-like items, `;`-separated, in the
+//! caps-like syntax (`video-meta, width=(uint)66, offsets=(uint64)< 0, 3456 >;
+//! crop-meta, ...`), with nested structures in brackets
+//! (`structure=(structure)[name, field=(int)1]`). Values use types that
+//! round-trip exactly: integers of each width, booleans, strings (always
+//! quoted, `\"`, `\\` and `\ooo` escapes), fractions, bitmasks, enums and
+//! flags (`(GstNavigationModifierType)5`: a registered GType name and its
+//! number), and doubles only where GStreamer itself uses one (QoS proportion,
+//! navigation coordinates, instant rate, custom structures), written in
+//! Rust's shortest exact form. Arrays `< >` and lists `{ }` hold scalars of
+//! one type.
+//!
+//! # Trust
+//!
+//! The receiving side parses the peer's strings with its own parser (never
+//! GStreamer's, which `g_critical`s on invalid names), within bounds
+//! ([`MAX_STRING`] bytes, [`MAX_DEPTH`] nesting levels, [`MAX_ITEMS`]
+//! values per array or fields per structure, [`MAX_TOC_ENTRIES`] TOC entries
+//! and [`MAX_TOC_DEPTH`] TOC levels), checks every name, number and layout,
+//! and builds the GStreamer objects with their typed constructors only after
+//! checking every precondition those constructors assert. A layout that
+//! would make downstream code read outside the buffer is refused.
+//!
+//! # Not carried
+//!
+//! * metas other than the five above (ROI, caption, overlay, parent buffer,
+//!   custom metas, ...); of several `GstVideoMeta`s (multiview) only the one
+//!   with the lowest id; the `GstVideoMeta` alignment (padding and stride
+//!   alignment: informative, the offsets and strides are exact); video metas
+//!   of tiled formats; audio metas of more than 64 channels;
+//! * values that are not of the types above in custom structures, tags or
+//!   reference caps (buffers, samples, caps, dates, ranges, nested arrays,
+//!   NaN/infinite doubles): the event or meta holding one is not carried,
+//!   except TOC tags, where only that tag value is dropped;
+//! * out-of-band events (custom downstream OOB, custom both OOB), which are
+//!   not serialized; `stream-collection` and `select-streams`; seek,
+//!   latency, step and TOC-select upstream events;
+//! * an event's seqnum and running-time offset.
+
+// The elements start using this module in the lead's integration.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+
+/// Longest string accepted from the peer (bytes).
+pub(crate) const MAX_STRING: usize = 64 * 1024;
+/// Deepest nesting of structures inside a string.
+pub(crate) const MAX_DEPTH: usize = 8;
+/// Most items of one list, values of one array or list, or fields of one
+/// structure.
+pub(crate) const MAX_ITEMS: usize = 1024;
+/// Most entries of a TOC (all levels together).
+pub(crate) const MAX_TOC_ENTRIES: usize = MAX_ITEMS;
+/// Deepest TOC (an entry inside an entry inside ... : levels).
+pub(crate) const MAX_TOC_DEPTH: usize = 64;
+/// Most reference timestamp metas on one buffer.
+pub(crate) const MAX_REFERENCE_METAS: usize = 16;
+/// Longest protection event payload (bytes).
+pub(crate) const MAX_PROTECTION_DATA: usize = 16 * 1024;
+
+/// Why a string from the peer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SerdeError {
+    /// The string is longer than [`MAX_STRING`].
+    #[error("string of {0} bytes exceeds the {MAX_STRING}-byte limit")]
+    TooLong(usize),
+    /// The string does not follow the syntax.
+    #[error("syntax error at byte {at}: {what}")]
+    Syntax {
+        /// Byte offset of the error.
+        at: usize,
+        /// What was expected or found.
+        what: String,
+    },
+    /// The string parses but says something invalid or unsafe.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> SerdeError {
+    SerdeError::Invalid(msg.into())
+}
+
+// ---------------------------------------------------------------------------
+// The text form: a small AST, its printer and its parser.
+// ---------------------------------------------------------------------------
+
+/// One value of the text form.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Int(i32),
+    UInt(u32),
+    Int64(i64),
+    UInt64(u64),
+    Bool(bool),
+    /// Always finite.
+    Double(f64),
+    Str(String),
+    /// Denominator non-zero, neither part `i32::MIN`.
+    Fraction(i32, i32),
+    Bitmask(u64),
+    Struct(Box<Item>),
+    /// A registered enum GType's name and a value it defines.
+    Enum(String, i32),
+    /// A registered flags GType's name and bits it defines.
+    Flags(String, u32),
+    Array(Vec<Val>),
+    List(Vec<Val>),
+}
+
+impl Val {
+    fn type_name(&self) -> &str {
+        match self {
+            Val::Int(_) => "int",
+            Val::UInt(_) => "uint",
+            Val::Int64(_) => "int64",
+            Val::UInt64(_) => "uint64",
+            Val::Bool(_) => "boolean",
+            Val::Double(_) => "double",
+            Val::Str(_) => "string",
+            Val::Fraction(..) => "fraction",
+            Val::Bitmask(_) => "bitmask",
+            Val::Struct(_) => "structure",
+            Val::Enum(t, _) | Val::Flags(t, _) => t,
+            Val::Array(v) | Val::List(v) => v.first().map_or("int", Val::type_name),
+        }
+    }
+}
+
+/// A named structure of the text form.
+#[derive(Debug, Clone, PartialEq)]
+struct Item {
+    name: String,
+    fields: Vec<(String, Val)>,
+}
+
+impl Item {
+    fn new(name: &str) -> Self {
+        Item {
+            name: name.to_owned(),
+            fields: Vec::new(),
+        }
+    }
+
+    fn with(mut self, name: &str, v: Val) -> Self {
+        self.fields.push((name.to_owned(), v));
+        self
+    }
+
+    fn get(&self, name: &str) -> Option<&Val> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Refuses fields outside `allowed` and duplicated fields.
+    fn check_fields(&self, allowed: &[&str]) -> Result<(), SerdeError> {
+        for (i, (n, _)) in self.fields.iter().enumerate() {
+            if !allowed.contains(&n.as_str()) {
+                return Err(invalid(format!("{}: unknown field {n:?}", self.name)));
+            }
+            if self.fields[..i].iter().any(|(m, _)| m == n) {
+                return Err(invalid(format!("{}: field {n:?} given twice", self.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn req(&self, name: &str) -> Result<&Val, SerdeError> {
+        self.get(name)
+            .ok_or_else(|| invalid(format!("{}: missing field {name:?}", self.name)))
+    }
+
+    fn wrong(&self, name: &str, want: &str) -> SerdeError {
+        invalid(format!("{}: field {name:?} is not {want}", self.name))
+    }
+
+    fn u32(&self, name: &str) -> Result<u32, SerdeError> {
+        match self.req(name)? {
+            Val::UInt(v) => Ok(*v),
+            _ => Err(self.wrong(name, "a uint")),
+        }
+    }
+
+    fn i32(&self, name: &str) -> Result<i32, SerdeError> {
+        match self.req(name)? {
+            Val::Int(v) => Ok(*v),
+            _ => Err(self.wrong(name, "an int")),
+        }
+    }
+
+    fn u64(&self, name: &str) -> Result<u64, SerdeError> {
+        match self.req(name)? {
+            Val::UInt64(v) => Ok(*v),
+            _ => Err(self.wrong(name, "a uint64")),
+        }
+    }
+
+    fn i64(&self, name: &str) -> Result<i64, SerdeError> {
+        match self.req(name)? {
+            Val::Int64(v) => Ok(*v),
+            _ => Err(self.wrong(name, "an int64")),
+        }
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, SerdeError> {
+        match self.req(name)? {
+            Val::Bool(v) => Ok(*v),
+            _ => Err(self.wrong(name, "a boolean")),
+        }
+    }
+
+    fn f64(&self, name: &str) -> Result<f64, SerdeError> {
+        match self.req(name)? {
+            Val::Double(v) => Ok(*v),
+            _ => Err(self.wrong(name, "a double")),
+        }
+    }
+
+    fn str(&self, name: &str) -> Result<&str, SerdeError> {
+        match self.req(name)? {
+            Val::Str(v) => Ok(v),
+            _ => Err(self.wrong(name, "a string")),
+        }
+    }
+
+    fn item(&self, name: &str) -> Result<&Item, SerdeError> {
+        match self.req(name)? {
+            Val::Struct(v) => Ok(v),
+            _ => Err(self.wrong(name, "a structure")),
+        }
+    }
+
+    /// An array (or an absent field: empty).
+    fn array(&self, name: &str) -> Result<&[Val], SerdeError> {
+        match self.get(name) {
+            None => Ok(&[]),
+            Some(Val::Array(v)) => Ok(v),
+            Some(_) => Err(self.wrong(name, "an array")),
+        }
+    }
+}
+
+fn print_items(items: &[Item]) -> String {
+    let mut out = String::new();
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        print_item(&mut out, it);
+    }
+    out
+}
+
+fn print_item(out: &mut String, it: &Item) {
+    out.push_str(&it.name);
+    for (n, v) in &it.fields {
+        let _ = write!(out, ", {n}=({})", v.type_name());
+        print_val(out, v);
+    }
+}
+
+fn print_val(out: &mut String, v: &Val) {
+    match v {
+        Val::Int(x) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::UInt(x) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::Int64(x) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::UInt64(x) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::Bool(x) => out.push_str(if *x { "true" } else { "false" }),
+        Val::Double(x) => {
+            let _ = write!(out, "{x:?}");
+        }
+        Val::Str(s) => print_escaped(out, s),
+        Val::Fraction(n, d) => {
+            let _ = write!(out, "{n}/{d}");
+        }
+        Val::Bitmask(x) => {
+            let _ = write!(out, "0x{x:016x}");
+        }
+        Val::Struct(it) => {
+            out.push('[');
+            print_item(out, it);
+            out.push(']');
+        }
+        Val::Enum(_, x) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::Flags(_, x) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::Array(vs) | Val::List(vs) => {
+            let (open, close) = if matches!(v, Val::Array(_)) {
+                ('<', '>')
+            } else {
+                ('{', '}')
+            };
+            out.push(open);
+            for (i, e) in vs.iter().enumerate() {
+                out.push_str(if i == 0 { " " } else { ", " });
+                print_val(out, e);
+            }
+            out.push(' ');
+            out.push(close);
+        }
+    }
+}
+
+/// Writes `"s"` with `"` and `\` escaped and control bytes as `\ooo`.
+fn print_escaped(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\0'..='\x1f' | '\x7f' => {
+                let _ = write!(out, "\\{:03o}", c as u32);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A name as GStreamer's `gst_structure_validate_name` accepts it: a letter,
+/// then letters, digits and `/-_.:+`. Also used for field names.
+fn valid_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || b"/-_.:+".contains(&c))
+        && s.len() <= 256
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, what: impl Into<String>) -> SerdeError {
+        SerdeError::Syntax {
+            at: self.pos,
+            what: what.into(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), SerdeError> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(self.err(format!("expected '{}'", char::from(c))))
+        }
+    }
+
+    /// A run of bytes in `ok`, at most `max` long, as a `&str`.
+    fn token(&mut self, ok: impl Fn(u8) -> bool, max: usize) -> Result<&'a str, SerdeError> {
+        let start = self.pos;
+        while self.peek().is_some_and(&ok) {
+            self.pos += 1;
+            if self.pos - start > max {
+                return Err(self.err("token too long"));
+            }
+        }
+        if self.pos == start {
+            return Err(self.err("expected a token"));
+        }
+        // Only ASCII bytes pass the predicates used here.
+        std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("not ASCII"))
+    }
+
+    fn name(&mut self) -> Result<String, SerdeError> {
+        let start = self.pos;
+        let t = self.token(|c| c.is_ascii_alphanumeric() || b"/-_.:+".contains(&c), 256)?;
+        if !valid_name(t) {
+            self.pos = start;
+            return Err(self.err(format!("invalid name {t:?}")));
+        }
+        Ok(t.to_owned())
+    }
+
+    /// `item (; item)* ;?` up to the end.
+    fn items(&mut self) -> Result<Vec<Item>, SerdeError> {
+        let mut items = Vec::new();
+        loop {
+            self.ws();
+            if self.peek().is_none() {
+                break;
+            }
+            if items.len() >= MAX_ITEMS {
+                return Err(self.err("too many items"));
+            }
+            items.push(self.item(0)?);
+            self.ws();
+            if self.peek().is_none() {
+                break;
+            }
+            self.expect(b';')?;
+        }
+        Ok(items)
+    }
+
+    /// `name (, field=(type)value)*`, stopping before `;`, `]` or the end.
+    fn item(&mut self, depth: usize) -> Result<Item, SerdeError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("structures nested too deep"));
+        }
+        let name = self.name()?;
+        let mut fields: Vec<(String, Val)> = Vec::new();
+        loop {
+            self.ws();
+            if !self.eat(b',') {
+                break;
+            }
+            if fields.len() >= MAX_ITEMS {
+                return Err(self.err("too many fields"));
+            }
+            self.ws();
+            let at = self.pos;
+            let fname = self.name()?;
+            if fields.iter().any(|(n, _)| *n == fname) {
+                self.pos = at;
+                return Err(self.err(format!("field {fname:?} given twice")));
+            }
+            self.ws();
+            self.expect(b'=')?;
+            self.ws();
+            self.expect(b'(')?;
+            let ty = self.token(|c| c.is_ascii_alphanumeric() || c == b'_', 128)?;
+            self.expect(b')')?;
+            self.ws();
+            let v = match self.peek() {
+                Some(b'<') => Val::Array(self.values(ty, b'>', depth)?),
+                Some(b'{') => Val::List(self.values(ty, b'}', depth)?),
+                _ => self.scalar(ty, depth)?,
+            };
+            fields.push((fname, v));
+        }
+        Ok(Item { name, fields })
+    }
+
+    fn values(&mut self, ty: &str, close: u8, depth: usize) -> Result<Vec<Val>, SerdeError> {
+        self.pos += 1;
+        let mut vs = Vec::new();
+        self.ws();
+        if self.eat(close) {
+            return Ok(vs);
+        }
+        loop {
+            if vs.len() >= MAX_ITEMS {
+                return Err(self.err("too many values"));
+            }
+            self.ws();
+            vs.push(self.scalar(ty, depth)?);
+            self.ws();
+            if self.eat(close) {
+                return Ok(vs);
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, signed: bool) -> Result<T, SerdeError> {
+        let start = self.pos;
+        let t = self.token(|c| c.is_ascii_digit() || (signed && c == b'-'), 24)?;
+        t.parse::<T>().map_err(|_| {
+            self.pos = start;
+            self.err(format!("invalid number {t:?}"))
+        })
+    }
+
+    fn scalar(&mut self, ty: &str, depth: usize) -> Result<Val, SerdeError> {
+        let start = self.pos;
+        Ok(match ty {
+            "int" => Val::Int(self.number(true)?),
+            "uint" => Val::UInt(self.number(false)?),
+            "int64" => Val::Int64(self.number(true)?),
+            "uint64" => Val::UInt64(self.number(false)?),
+            "boolean" => match self.token(|c| c.is_ascii_alphabetic(), 8)? {
+                "true" => Val::Bool(true),
+                "false" => Val::Bool(false),
+                t => {
+                    self.pos = start;
+                    return Err(self.err(format!("invalid boolean {t:?}")));
+                }
+            },
+            "double" => {
+                let t = self.token(|c| c.is_ascii_alphanumeric() || b".+-".contains(&c), 64)?;
+                match t.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Val::Double(x),
+                    _ => {
+                        self.pos = start;
+                        return Err(self.err(format!("invalid or non-finite double {t:?}")));
+                    }
+                }
+            }
+            "string" => Val::Str(self.string()?),
+            "fraction" => {
+                let n: i32 = self.number(true)?;
+                self.expect(b'/')?;
+                let d: i32 = self.number(true)?;
+                if d == 0 || n == i32::MIN || d == i32::MIN {
+                    self.pos = start;
+                    return Err(self.err("invalid fraction"));
+                }
+                Val::Fraction(n, d)
+            }
+            "bitmask" => {
+                if !(self.eat(b'0') && self.eat(b'x')) {
+                    return Err(self.err("expected 0x"));
+                }
+                let t = self.token(|c| c.is_ascii_hexdigit(), 16)?;
+                Val::Bitmask(u64::from_str_radix(t, 16).map_err(|_| self.err("invalid bitmask"))?)
+            }
+            "structure" => {
+                self.expect(b'[')?;
+                self.ws();
+                let it = self.item(depth + 1)?;
+                self.ws();
+                self.expect(b']')?;
+                Val::Struct(Box::new(it))
+            }
+            other => {
+                let t = glib::Type::from_name(other)
+                    .ok_or_else(|| self.err(format!("unknown type {other:?}")))?;
+                if t.is_a(glib::Type::ENUM) {
+                    let v: i32 = self.number(true)?;
+                    let ok = glib::EnumClass::with_type(t).is_some_and(|c| c.value(v).is_some());
+                    if !ok {
+                        self.pos = start;
+                        return Err(self.err(format!("{v} is not a value of {other}")));
+                    }
+                    Val::Enum(other.to_owned(), v)
+                } else if t.is_a(glib::Type::FLAGS) {
+                    let v: u32 = self.number(false)?;
+                    if flags_value(t, v).is_none() {
+                        self.pos = start;
+                        return Err(self.err(format!("{v} is not a set of {other} flags")));
+                    }
+                    Val::Flags(other.to_owned(), v)
+                } else {
+                    return Err(self.err(format!("unsupported type {other:?}")));
+                }
+            }
+        })
+    }
+
+    /// A quoted string (escapes `\c` and `\ooo`), or a bare word.
+    fn string(&mut self) -> Result<String, SerdeError> {
+        if !self.eat(b'"') {
+            let t = self.token(
+                |c| c.is_ascii_alphanumeric() || b"_-+/:.".contains(&c),
+                MAX_STRING,
+            )?;
+            return Ok(t.to_owned());
+        }
+        let mut bytes = Vec::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.err("unterminated string"));
+            };
+            self.pos += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let Some(e) = self.peek() else {
+                        return Err(self.err("unterminated escape"));
+                    };
+                    if e.is_ascii_digit() {
+                        let d = self.s.get(self.pos..self.pos + 3).unwrap_or(&[]);
+                        if d.len() != 3 || !d.iter().all(|b| (b'0'..=b'7').contains(b)) {
+                            return Err(self.err("invalid octal escape"));
+                        }
+                        let v = u32::from(d[0] - b'0') * 64
+                            + u32::from(d[1] - b'0') * 8
+                            + u32::from(d[2] - b'0');
+                        let v = u8::try_from(v).map_err(|_| self.err("octal escape over 255"))?;
+                        bytes.push(v);
+                        self.pos += 3;
+                    } else {
+                        bytes.push(e);
+                        self.pos += 1;
+                    }
+                }
+                _ => bytes.push(c),
+            }
+        }
+        if bytes.contains(&0) {
+            return Err(self.err("NUL byte in a string"));
+        }
+        String::from_utf8(bytes).map_err(|_| self.err("string is not UTF-8"))
+    }
+}
+
+/// Parses a peer's string into items, within the limits.
+fn parse_items(s: &str) -> Result<Vec<Item>, SerdeError> {
+    if s.len() > MAX_STRING {
+        return Err(SerdeError::TooLong(s.len()));
+    }
+    Parser {
+        s: s.as_bytes(),
+        pos: 0,
+    }
+    .items()
+}
+
+/// Parses a string that must hold exactly one item.
+fn parse_one(s: &str) -> Result<Item, SerdeError> {
+    let mut items = parse_items(s)?;
+    if items.len() != 1 {
+        return Err(invalid(format!("expected one item, found {}", items.len())));
+    }
+    items.pop().ok_or_else(|| invalid("no item"))
+}
+
+/// A value of the flags type `t` holding exactly the bits `v`, if `t`
+/// defines them all.
+fn flags_value(t: glib::Type, v: u32) -> Option<glib::Value> {
+    let class = glib::FlagsClass::with_type(t)?;
+    let mut value = glib::Value::from_type(t);
+    let mut covered = 0u32;
+    for fv in class.values() {
+        let bits = fv.value();
+        if bits != 0 && v & bits == bits {
+            value = class.set(value, bits).ok()?;
+            covered |= bits;
+        }
+    }
+    (covered == v).then_some(value)
+}
+
+// ---------------------------------------------------------------------------
+// GValues and structures <-> the text form.
+// ---------------------------------------------------------------------------
+
+/// A scalar GValue in the text form (`None`: a type that is not carried).
+fn scalar_from_gvalue(v: &glib::Value, depth: usize) -> Option<Val> {
+    let t = v.type_();
+    Some(if t == glib::Type::I32 {
+        Val::Int(v.get().ok()?)
+    } else if t == glib::Type::U32 {
+        Val::UInt(v.get().ok()?)
+    } else if t == glib::Type::I64 {
+        Val::Int64(v.get().ok()?)
+    } else if t == glib::Type::U64 {
+        Val::UInt64(v.get().ok()?)
+    } else if t == glib::Type::BOOL {
+        Val::Bool(v.get().ok()?)
+    } else if t == glib::Type::F64 {
+        let x: f64 = v.get().ok()?;
+        if !x.is_finite() {
+            return None;
+        }
+        Val::Double(x)
+    } else if t == glib::Type::STRING {
+        let s: Option<String> = v.get().ok()?;
+        let s = s?;
+        if s.contains('\0') {
+            return None;
+        }
+        Val::Str(s)
+    } else if t == gst::Fraction::static_type() {
+        let f: gst::Fraction = v.get().ok()?;
+        Val::Fraction(f.numer(), f.denom())
+    } else if t == gst::Bitmask::static_type() {
+        let b: gst::Bitmask = v.get().ok()?;
+        Val::Bitmask(*b)
+    } else if t == gst::Structure::static_type() {
+        let s: gst::Structure = v.get().ok()?;
+        Val::Struct(Box::new(item_from_structure(&s, depth + 1)?))
+    } else if t.is_a(glib::Type::ENUM) {
+        let (_, ev) = glib::EnumValue::from_value(v)?;
+        Val::Enum(t.name().to_owned(), ev.value())
+    } else if t.is_a(glib::Type::FLAGS) {
+        let (_, fvs) = glib::FlagsValue::from_value(v)?;
+        let bits = fvs.iter().fold(0u32, |a, f| a | f.value());
+        Val::Flags(t.name().to_owned(), bits)
+    } else {
+        return None;
+    })
+}
+
+/// A GValue (scalar, or array / list of scalars of one type) in the text form.
+fn val_from_gvalue(v: &glib::Value, depth: usize) -> Option<Val> {
+    let t = v.type_();
+    let elems = if t == gst::Array::static_type() {
+        let a: gst::Array = v.get().ok()?;
+        Some((true, a.iter().map(|e| e.to_value()).collect::<Vec<_>>()))
+    } else if t == gst::List::static_type() {
+        let l: gst::List = v.get().ok()?;
+        Some((false, l.iter().map(|e| e.to_value()).collect::<Vec<_>>()))
+    } else {
+        None
+    };
+    let Some((is_array, elems)) = elems else {
+        return scalar_from_gvalue(v, depth);
+    };
+    if elems.len() > MAX_ITEMS {
+        return None;
+    }
+    let vals = elems
+        .iter()
+        .map(|e| scalar_from_gvalue(e, depth))
+        .collect::<Option<Vec<_>>>()?;
+    if let Some(first) = vals.first() {
+        if vals.iter().any(|x| x.type_name() != first.type_name()) {
+            return None;
+        }
+    }
+    Some(if is_array {
+        Val::Array(vals)
+    } else {
+        Val::List(vals)
+    })
+}
+
+/// A structure in the text form, if every field is of a carried type.
+fn item_from_structure(s: &gst::StructureRef, depth: usize) -> Option<Item> {
+    if depth > MAX_DEPTH || !valid_name(s.name()) || s.n_fields() > MAX_ITEMS {
+        return None;
+    }
+    let mut it = Item::new(s.name());
+    for (name, v) in s.iter() {
+        if !valid_name(name) {
+            return None;
+        }
+        it.fields
+            .push((name.to_string(), val_from_gvalue(v, depth)?));
+    }
+    Some(it)
+}
+
+/// A scalar of the text form as a GValue (the parser checked every value).
+fn scalar_to_gvalue(v: &Val, depth: usize) -> Result<glib::SendValue, SerdeError> {
+    Ok(match v {
+        Val::Int(x) => x.to_send_value(),
+        Val::UInt(x) => x.to_send_value(),
+        Val::Int64(x) => x.to_send_value(),
+        Val::UInt64(x) => x.to_send_value(),
+        Val::Bool(x) => x.to_send_value(),
+        Val::Double(x) => x.to_send_value(),
+        Val::Str(x) => x.to_send_value(),
+        Val::Fraction(n, d) => {
+            if *d == 0 || *n == i32::MIN || *d == i32::MIN {
+                return Err(invalid("invalid fraction"));
+            }
+            gst::Fraction::new_raw(*n, *d).to_send_value()
+        }
+        Val::Bitmask(x) => gst::Bitmask::new(*x).to_send_value(),
+        Val::Struct(it) => item_to_structure(it, depth + 1)?.to_send_value(),
+        Val::Enum(t, x) => {
+            let value = glib::Type::from_name(t)
+                .filter(|t| t.is_a(glib::Type::ENUM))
+                .and_then(glib::EnumClass::with_type)
+                .and_then(|c| c.to_value(*x))
+                .ok_or_else(|| invalid(format!("{x} is not a value of {t}")))?;
+            // SAFETY: an enum GValue holds a plain integer, which any thread
+            // may use.
+            unsafe {
+                <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(value.into_raw())
+            }
+        }
+        Val::Flags(t, x) => {
+            let value = glib::Type::from_name(t)
+                .filter(|t| t.is_a(glib::Type::FLAGS))
+                .and_then(|t| flags_value(t, *x))
+                .ok_or_else(|| invalid(format!("{x} is not a set of {t} flags")))?;
+            // SAFETY: a flags GValue holds a plain integer, which any thread
+            // may use.
+            unsafe {
+                <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(value.into_raw())
+            }
+        }
+        Val::Array(_) | Val::List(_) => return Err(invalid("nested arrays are not supported")),
+    })
+}
+
+fn val_to_gvalue(v: &Val, depth: usize) -> Result<glib::SendValue, SerdeError> {
+    match v {
+        Val::Array(vs) => Ok(gst::Array::from_values(
+            vs.iter()
+                .map(|e| scalar_to_gvalue(e, depth))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .to_send_value()),
+        Val::List(vs) => Ok(gst::List::from_values(
+            vs.iter()
+                .map(|e| scalar_to_gvalue(e, depth))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+        .to_send_value()),
+        _ => scalar_to_gvalue(v, depth),
+    }
+}
+
+/// Builds a structure from the text form (names were validated by the parser
+/// and are checked again, so no GStreamer assertion can fire).
+fn item_to_structure(it: &Item, depth: usize) -> Result<gst::Structure, SerdeError> {
+    if depth > MAX_DEPTH {
+        return Err(invalid("structures nested too deep"));
+    }
+    if !valid_name(&it.name) {
+        return Err(invalid(format!("invalid structure name {:?}", it.name)));
+    }
+    let mut s = gst::Structure::new_empty(it.name.as_str());
+    for (n, v) in &it.fields {
+        if !valid_name(n) {
+            return Err(invalid(format!("invalid field name {n:?}")));
+        }
+        s.set_value(n.as_str(), val_to_gvalue(v, depth)?);
+    }
+    Ok(s)
+}
+
+/// A tag list in the text form: one field per tag, a list when it has
+/// several values; values of types that are not carried are left out.
+fn item_from_tags(tags: &gst::TagListRef) -> Item {
+    let mut it = Item::new("taglist");
+    for (name, values) in tags.iter_generic() {
+        if !valid_name(name) {
+            continue;
+        }
+        let vals: Vec<Val> = values
+            .filter_map(|v| match scalar_from_gvalue(v, MAX_DEPTH) {
+                Some(Val::Struct(_) | Val::Enum(..) | Val::Flags(..)) | None => None,
+                Some(x) => Some(x),
+            })
+            .take(MAX_ITEMS)
+            .collect();
+        match vals.len() {
+            0 => {}
+            1 => it.fields.push((
+                name.to_string(),
+                vals.into_iter().next().unwrap_or(Val::Int(0)),
+            )),
+            _ if vals.iter().all(|x| x.type_name() == vals[0].type_name()) => {
+                it.fields.push((name.to_string(), Val::List(vals)))
+            }
+            _ => {}
+        }
+    }
+    it
+}
+
+/// A tag list from the text form, keeping (like `clock::parse_peer_tags`)
+/// only values of registered tags whose type matches the registration.
+fn item_to_tags(it: &Item, scope: gst::TagScope) -> Result<gst::TagList, SerdeError> {
+    if it.name != "taglist" {
+        return Err(invalid(format!("tags: unexpected name {:?}", it.name)));
+    }
+    let mut tags = gst::TagList::new();
+    {
+        let t = tags.make_mut();
+        t.set_scope(scope);
+        for (name, v) in &it.fields {
+            if !gst::tags::tag_exists(name) {
+                continue;
+            }
+            let vals = match v {
+                Val::List(vs) => vs.as_slice(),
+                Val::Array(_) => return Err(invalid("tags: arrays are not tag values")),
+                one => std::slice::from_ref(one),
+            };
+            for x in vals {
+                if let Val::Struct(_) | Val::Enum(..) | Val::Flags(..) = x {
+                    continue;
+                }
+                let gv = scalar_to_gvalue(x, MAX_DEPTH)?;
+                // Refuses (without an assertion) a type that is not the tag's.
+                let _ = t.add_value(name.as_str(), &gv, gst::TagMergeMode::Append);
+            }
+        }
+    }
+    Ok(tags)
+}
+
+fn tag_scope_to_int(s: gst::TagScope) -> i32 {
+    match s {
+        gst::TagScope::Global => 1,
+        _ => 0,
+    }
+}
+
+fn tag_scope_from_int(v: i32) -> Result<gst::TagScope, SerdeError> {
+    match v {
+        0 => Ok(gst::TagScope::Stream),
+        1 => Ok(gst::TagScope::Global),
+        _ => Err(invalid(format!("invalid tag scope {v}"))),
+    }
+}
+
+fn u64_array(it: &Item, name: &str) -> Result<Vec<u64>, SerdeError> {
+    it.array(name)?
+        .iter()
+        .map(|v| match v {
+            Val::UInt64(x) => Ok(*x),
+            _ => Err(it.wrong(name, "an array of uint64")),
+        })
+        .collect()
+}
+
+fn i32_array(it: &Item, name: &str) -> Result<Vec<i32>, SerdeError> {
+    it.array(name)?
+        .iter()
+        .map(|v| match v {
+            Val::Int(x) => Ok(*x),
+            _ => Err(it.wrong(name, "an array of int")),
+        })
+        .collect()
+}
+
+/// `u64::MAX` for "none", as GStreamer writes `GST_CLOCK_TIME_NONE`.
+fn opt_time(t: Option<gst::ClockTime>) -> Val {
+    Val::UInt64(t.map_or(u64::MAX, gst::ClockTime::nseconds))
+}
+
+fn time_from(v: u64) -> Option<gst::ClockTime> {
+    (v != u64::MAX).then(|| gst::ClockTime::from_nseconds(v))
+}
+
+// ---------------------------------------------------------------------------
+// Metas.
+// ---------------------------------------------------------------------------
+
+/// The metas of `buffer` that cross the boundary, as a string; `None` when it
+/// has none of them. A meta that [`apply_metas`] would refuse (a layout that
+/// does not fit the buffer, an invalid time code, reference caps with values
+/// that are not carried, ...) is left out.
+pub(crate) fn metas_to_string(buffer: &gst::BufferRef) -> Option<String> {
+    let mut items = Vec::new();
+    if let Some(it) = video_meta_item(buffer) {
+        if check_video_meta(&it, buffer.size(), None).is_ok() {
+            items.push(it);
+        }
+    }
+    if let Some(crop) = buffer.meta::<gst_video::VideoCropMeta>() {
+        let (x, y, w, h) = crop.rect();
+        items.push(
+            Item::new("crop-meta")
+                .with("x", Val::UInt(x))
+                .with("y", Val::UInt(y))
+                .with("width", Val::UInt(w))
+                .with("height", Val::UInt(h)),
+        );
+    }
+    for m in buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .take(MAX_REFERENCE_METAS)
+    {
+        let caps = m.reference();
+        if caps.size() != 1 || caps.is_any() {
+            continue;
+        }
+        let features_ok = caps
+            .features(0)
+            .is_none_or(|f| f.is_empty() || (f.size() == 1 && f.contains("memory:SystemMemory")));
+        let Some(s) = caps.structure(0).filter(|_| features_ok) else {
+            continue;
+        };
+        let Some(reference) = item_from_structure(s, 1) else {
+            continue;
+        };
+        items.push(
+            Item::new("reference-timestamp-meta")
+                .with("reference", Val::Struct(Box::new(reference)))
+                .with("timestamp", Val::UInt64(m.timestamp().nseconds()))
+                .with("duration", opt_time(m.duration())),
+        );
+    }
+    if let Some(it) = audio_meta_item(buffer) {
+        if check_audio_meta(&it, buffer.size(), None).is_ok() {
+            items.push(it);
+        }
+    }
+    if let Some(it) = timecode_meta_item(buffer) {
+        if check_timecode_meta(&it).is_ok() {
+            items.push(it);
+        }
+    }
+    (!items.is_empty()).then(|| print_items(&items))
+}
+
+fn video_meta_item(buffer: &gst::BufferRef) -> Option<Item> {
+    let m = buffer
+        .iter_meta::<gst_video::VideoMeta>()
+        .min_by_key(|m| m.id())?;
+    let n = m.n_planes() as usize;
+    let offsets = m.offset().iter().take(n).map(|&o| Val::UInt64(o as u64));
+    let strides = m.stride().iter().take(n).map(|&s| Val::Int(s));
+    Some(
+        Item::new("video-meta")
+            .with("format", Val::Str(m.format().to_str().to_string()))
+            .with("width", Val::UInt(m.width()))
+            .with("height", Val::UInt(m.height()))
+            .with("flags", Val::UInt(m.video_frame_flags().bits()))
+            .with("n-planes", Val::UInt(m.n_planes()))
+            .with("offsets", Val::Array(offsets.collect()))
+            .with("strides", Val::Array(strides.collect())),
+    )
+}
+
+/// A checked `GstVideoMeta`.
+#[derive(Debug)]
+struct VideoMetaParams {
+    flags: gst_video::VideoFrameFlags,
+    format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+    offsets: Vec<usize>,
+    strides: Vec<i32>,
+}
+
+/// Raw video caps, if `caps` are fixed raw video in system memory.
+fn video_info_of(caps: Option<&gst::CapsRef>) -> Option<gst_video::VideoInfo> {
+    let caps = caps?;
+    if !caps.is_fixed() || caps.structure(0)?.name() != "video/x-raw" {
+        return None;
+    }
+    gst_video::VideoInfo::from_caps(caps).ok()
+}
+
+/// Raw audio caps, if `caps` are fixed raw audio.
+fn audio_info_of(caps: Option<&gst::CapsRef>) -> Option<gst_audio::AudioInfo> {
+    let caps = caps?;
+    if !caps.is_fixed() || caps.structure(0)?.name() != "audio/x-raw" {
+        return None;
+    }
+    gst_audio::AudioInfo::from_caps(caps).ok()
+}
+
+/// Bytes a row of `plane` needs at `width` (for packed formats without a
+/// per-pixel stride: GStreamer's default stride, which is exactly enough).
+fn row_bytes(
+    finfo: &gst_video::VideoFormatInfo,
+    plane: u32,
+    width: u32,
+    default_stride: i32,
+) -> Result<u64, SerdeError> {
+    let mut need = 0u64;
+    for c in 0..finfo.n_components() as usize {
+        if finfo.plane()[c] != plane {
+            continue;
+        }
+        let pstride = finfo.pixel_stride()[c];
+        if pstride <= 0 {
+            return u64::try_from(default_stride).map_err(|_| invalid("negative default stride"));
+        }
+        let w = u64::from(finfo.scale_width(c as u8, width));
+        let elem = u64::from(finfo.depth()[c] + finfo.shift()[c]).div_ceil(8);
+        let last = (pstride as u64)
+            .checked_mul(w.saturating_sub(1))
+            .and_then(|x| x.checked_add(u64::from(finfo.poffset()[c])))
+            .and_then(|x| x.checked_add(elem))
+            .ok_or_else(|| invalid("row size overflows"))?;
+        need = need.max(last);
+    }
+    if need == 0 {
+        return u64::try_from(default_stride).map_err(|_| invalid("negative default stride"));
+    }
+    Ok(need)
+}
+
+/// Checks a `video-meta` item against the buffer size and (if known) the
+/// negotiated video caps: every plane's rows, read with the meta's stride up
+/// to the format's plane height, lie inside the buffer.
+fn check_video_meta(
+    it: &Item,
+    size: usize,
+    info: Option<&gst_video::VideoInfo>,
+) -> Result<VideoMetaParams, SerdeError> {
+    it.check_fields(&[
+        "format", "width", "height", "flags", "n-planes", "offsets", "strides",
+    ])?;
+    let fname = it.str("format")?;
+    let format = gst_video::VideoFormat::from_string(fname);
+    if matches!(
+        format,
+        gst_video::VideoFormat::Unknown | gst_video::VideoFormat::Encoded
+    ) {
+        return Err(invalid(format!("video-meta: unsupported format {fname:?}")));
+    }
+    let finfo = gst_video::VideoFormatInfo::from_format(format);
+    if finfo.is_tiled() {
+        return Err(invalid(format!(
+            "video-meta: tiled format {fname} is not carried"
+        )));
+    }
+    let width = it.u32("width")?;
+    let height = it.u32("height")?;
+    if !(1..=65536).contains(&width) || !(1..=65536).contains(&height) {
+        return Err(invalid(format!(
+            "video-meta: size {width}x{height} out of range"
+        )));
+    }
+    let flags = gst_video::VideoFrameFlags::from_bits_truncate(it.u32("flags")?);
+    let n_planes = it.u32("n-planes")?;
+    if n_planes != finfo.n_planes() {
+        return Err(invalid(format!(
+            "video-meta: {n_planes} planes, format {fname} has {}",
+            finfo.n_planes()
+        )));
+    }
+    let offsets = u64_array(it, "offsets")?;
+    let strides = i32_array(it, "strides")?;
+    if offsets.len() != n_planes as usize || strides.len() != n_planes as usize {
+        return Err(invalid(format!(
+            "video-meta: {} offsets and {} strides for {n_planes} planes",
+            offsets.len(),
+            strides.len()
+        )));
+    }
+    if let Some(info) = info {
+        if info.format() != format
+            || info.width() > width
+            || info.height() > height
+            || info.n_planes() != n_planes
+        {
+            return Err(invalid(format!(
+                "video-meta: {fname} {width}x{height} does not match the caps ({} {}x{})",
+                info.format().to_str(),
+                info.width(),
+                info.height()
+            )));
+        }
+    }
+    let defaults = gst_video::VideoInfo::builder(format, width, height)
+        .build()
+        .map_err(|_| {
+            invalid(format!(
+                "video-meta: no layout for {fname} {width}x{height}"
+            ))
+        })?;
+    for p in 0..n_planes {
+        let pi = p as usize;
+        let stride = strides[pi];
+        if stride <= 0 {
+            return Err(invalid(format!(
+                "video-meta: plane {p} has stride {stride}"
+            )));
+        }
+        let row = row_bytes(&finfo, p, width, defaults.stride()[pi])?;
+        if (stride as u64) < row {
+            return Err(invalid(format!(
+                "video-meta: plane {p} stride {stride} is shorter than a row ({row} bytes)"
+            )));
+        }
+        let plane_h = (0..finfo.n_components() as usize)
+            .filter(|&c| finfo.plane()[c] == p)
+            .map(|c| finfo.scale_height(c as u8, height))
+            .max()
+            .unwrap_or(height);
+        let end = (stride as u64)
+            .checked_mul(u64::from(plane_h.saturating_sub(1)))
+            .and_then(|x| x.checked_add(offsets[pi]))
+            .and_then(|x| x.checked_add(row));
+        match end {
+            Some(end) if end <= size as u64 => {}
+            _ => {
+                return Err(invalid(format!(
+                    "video-meta: plane {p} (offset {}, stride {stride}, {plane_h} rows of {row} bytes) \
+                     reads past the {size}-byte buffer",
+                    offsets[pi]
+                )))
+            }
+        }
+    }
+    Ok(VideoMetaParams {
+        flags,
+        format,
+        width,
+        height,
+        offsets: offsets.iter().map(|&o| o as usize).collect(),
+        strides,
+    })
+}
+
+fn audio_meta_item(buffer: &gst::BufferRef) -> Option<Item> {
+    let m = buffer.meta::<gst_audio::AudioMeta>()?;
+    let info = m.info();
+    if info.channels() == 0 || info.channels() > 64 {
+        return None;
+    }
+    let positions: Vec<Val> = match info.positions() {
+        Some(p) => p.iter().map(|p| Val::Int(p.into_glib())).collect(),
+        None => (0..info.channels())
+            .map(|_| Val::Int(gst_audio::AudioChannelPosition::None.into_glib()))
+            .collect(),
+    };
+    let layout = match info.layout() {
+        gst_audio::AudioLayout::NonInterleaved => "non-interleaved",
+        _ => "interleaved",
+    };
+    let mut it = Item::new("audio-meta")
+        .with("format", Val::Str(info.format().to_str().to_string()))
+        .with("rate", Val::Int(i32::try_from(info.rate()).ok()?))
+        .with("channels", Val::Int(i32::try_from(info.channels()).ok()?))
+        .with("layout", Val::Str(layout.to_owned()))
+        .with("flags", Val::UInt(info.flags().bits()))
+        .with("positions", Val::Array(positions))
+        .with("samples", Val::UInt64(m.samples() as u64));
+    if !m.offsets().is_empty() {
+        it = it.with(
+            "offsets",
+            Val::Array(m.offsets().iter().map(|&o| Val::UInt64(o as u64)).collect()),
+        );
+    }
+    Some(it)
+}
+
+use glib::translate::IntoGlib as _;
+
+/// Checks an `audio-meta` item: a valid format, the channels' samples
+/// (at their offsets when planar) inside the buffer, planes not overlapping,
+/// the same audio info as the caps (if known).
+fn check_audio_meta(
+    it: &Item,
+    size: usize,
+    caps_info: Option<&gst_audio::AudioInfo>,
+) -> Result<(gst_audio::AudioInfo, usize, Vec<usize>), SerdeError> {
+    it.check_fields(&[
+        "format",
+        "rate",
+        "channels",
+        "layout",
+        "flags",
+        "positions",
+        "samples",
+        "offsets",
+    ])?;
+    let fname = it.str("format")?;
+    let format = gst_audio::AudioFormat::from_string(fname);
+    if matches!(
+        format,
+        gst_audio::AudioFormat::Unknown | gst_audio::AudioFormat::Encoded
+    ) {
+        return Err(invalid(format!("audio-meta: unsupported format {fname:?}")));
+    }
+    let rate = it.i32("rate")?;
+    let channels = it.i32("channels")?;
+    if rate <= 0 {
+        return Err(invalid(format!("audio-meta: rate {rate}")));
+    }
+    if !(1..=64).contains(&channels) {
+        return Err(invalid(format!(
+            "audio-meta: {channels} channels (1 to 64)"
+        )));
+    }
+    let layout = match it.str("layout")? {
+        "interleaved" => gst_audio::AudioLayout::Interleaved,
+        "non-interleaved" => gst_audio::AudioLayout::NonInterleaved,
+        l => return Err(invalid(format!("audio-meta: layout {l:?}"))),
+    };
+    let flags = gst_audio::AudioFlags::from_bits_truncate(it.u32("flags")?);
+    let raw_pos = i32_array(it, "positions")?;
+    if raw_pos.len() != channels as usize {
+        return Err(invalid(format!(
+            "audio-meta: {} positions for {channels} channels",
+            raw_pos.len()
+        )));
+    }
+    let mut positions = Vec::with_capacity(raw_pos.len());
+    for p in raw_pos {
+        // NONE (-3) .. the last defined position; anything else is unknown.
+        if !(-3..=27).contains(&p) {
+            return Err(invalid(format!("audio-meta: channel position {p}")));
+        }
+        // SAFETY: `p` is one of GstAudioChannelPosition's values (checked
+        // above), the representation `from_glib` expects.
+        positions.push(unsafe {
+            <gst_audio::AudioChannelPosition as glib::translate::FromGlib<i32>>::from_glib(p)
+        });
+    }
+    if !gst_audio::AudioChannelPosition::check_valid_channel_positions(&positions, true) {
+        return Err(invalid("audio-meta: invalid channel positions"));
+    }
+    let info = gst_audio::AudioInfo::builder(format, rate as u32, channels as u32)
+        .positions(&positions)
+        .flags(flags)
+        .layout(layout)
+        .build()
+        .map_err(|e| invalid(format!("audio-meta: {e}")))?;
+    if let Some(ci) = caps_info {
+        if *ci != info {
+            return Err(invalid("audio-meta: audio info differs from the caps"));
+        }
+    }
+    let samples = it.u64("samples")?;
+    let bps = u64::from(info.bps());
+    let total = samples
+        .checked_mul(u64::from(info.bpf()))
+        .filter(|&t| t <= size as u64)
+        .ok_or_else(|| {
+            invalid(format!(
+                "audio-meta: {samples} samples of {} bytes exceed the {size}-byte buffer",
+                info.bpf()
+            ))
+        })?;
+    let _ = total;
+    let offsets = u64_array(it, "offsets")?;
+    if !offsets.is_empty() {
+        if layout != gst_audio::AudioLayout::NonInterleaved {
+            return Err(invalid("audio-meta: offsets for interleaved audio"));
+        }
+        if offsets.len() != channels as usize {
+            return Err(invalid(format!(
+                "audio-meta: {} offsets for {channels} channels",
+                offsets.len()
+            )));
+        }
+        // `total` fits: so does one plane.
+        let plane = samples * bps;
+        for (i, &o) in offsets.iter().enumerate() {
+            if o.checked_add(plane).is_none_or(|end| end > size as u64) {
+                return Err(invalid(format!(
+                    "audio-meta: channel {i} at offset {o} ({plane} bytes) reads past the {size}-byte buffer"
+                )));
+            }
+            for (j, &q) in offsets.iter().enumerate().take(i) {
+                if !(q + plane <= o || o + plane <= q) {
+                    return Err(invalid(format!("audio-meta: channels {j} and {i} overlap")));
+                }
+            }
+        }
+    }
+    Ok((
+        info,
+        samples as usize,
+        offsets.iter().map(|&o| o as usize).collect(),
+    ))
+}
+
+fn timecode_meta_item(buffer: &gst::BufferRef) -> Option<Item> {
+    let m = buffer.meta::<gst_video::VideoTimeCodeMeta>()?;
+    // SAFETY: `m` borrows a GstVideoTimeCodeMeta on `buffer`; reading its
+    // plain fields is sound (gstreamer-rs's accessors are not used: they
+    // panic on a zero fps denominator).
+    let tc = unsafe { &(*m.as_ptr()).tc };
+    let mut it = Item::new("timecode-meta")
+        .with("fps-n", Val::UInt(tc.config.fps_n))
+        .with("fps-d", Val::UInt(tc.config.fps_d))
+        .with("flags", Val::UInt(tc.config.flags))
+        .with("hours", Val::UInt(tc.hours))
+        .with("minutes", Val::UInt(tc.minutes))
+        .with("seconds", Val::UInt(tc.seconds))
+        .with("frames", Val::UInt(tc.frames))
+        .with("field-count", Val::UInt(tc.field_count));
+    if !tc.config.latest_daily_jam.is_null() {
+        // SAFETY: a non-NULL `latest_daily_jam` is a GDateTime the meta
+        // holds a reference to; we take our own.
+        let jam: glib::DateTime =
+            unsafe { glib::translate::from_glib_none(tc.config.latest_daily_jam) };
+        it = it
+            .with(
+                "jam-unix-usec",
+                Val::Int64(
+                    jam.to_unix()
+                        .checked_mul(1_000_000)?
+                        .checked_add(i64::from(jam.microsecond()))?,
+                ),
+            )
+            .with(
+                "jam-utc-offset",
+                Val::Int(i32::try_from(jam.utc_offset().as_seconds()).ok()?),
+            );
+    }
+    Some(it)
+}
+
+fn check_timecode_meta(it: &Item) -> Result<gst_video::ValidVideoTimeCode, SerdeError> {
+    it.check_fields(&[
+        "fps-n",
+        "fps-d",
+        "flags",
+        "hours",
+        "minutes",
+        "seconds",
+        "frames",
+        "field-count",
+        "jam-unix-usec",
+        "jam-utc-offset",
+    ])?;
+    let fps_n = it.u32("fps-n")?;
+    let fps_d = it.u32("fps-d")?;
+    if fps_n == 0 || fps_d == 0 || fps_n > i32::MAX as u32 || fps_d > i32::MAX as u32 {
+        return Err(invalid(format!("timecode-meta: fps {fps_n}/{fps_d}")));
+    }
+    let field_count = it.u32("field-count")?;
+    if field_count > 2 {
+        return Err(invalid(format!("timecode-meta: field count {field_count}")));
+    }
+    let jam = match (it.get("jam-unix-usec"), it.get("jam-utc-offset")) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            let usec = it.i64("jam-unix-usec")?;
+            let offset = it.i32("jam-utc-offset")?;
+            if !(-86_399..=86_399).contains(&offset) {
+                return Err(invalid(format!("timecode-meta: UTC offset {offset} s")));
+            }
+            let (sign, abs) = if offset < 0 {
+                ('-', -offset)
+            } else {
+                ('+', offset)
+            };
+            let tz_name = format!(
+                "{sign}{:02}:{:02}:{:02}",
+                abs / 3600,
+                abs / 60 % 60,
+                abs % 60
+            );
+            #[allow(deprecated)]
+            let tz = glib::TimeZone::new(Some(&tz_name));
+            let dt = glib::DateTime::from_unix_utc(usec.div_euclid(1_000_000))
+                .and_then(|d| {
+                    d.add(glib::TimeSpan::from_microseconds(
+                        usec.rem_euclid(1_000_000),
+                    ))
+                })
+                .and_then(|d| d.to_timezone(&tz))
+                .map_err(|_| invalid("timecode-meta: daily jam out of range"))?;
+            Some(dt)
+        }
+        _ => return Err(invalid("timecode-meta: half a daily jam")),
+    };
+    let tc = gst_video::VideoTimeCode::new(
+        gst::Fraction::new_raw(fps_n as i32, fps_d as i32),
+        jam.as_ref(),
+        gst_video::VideoTimeCodeFlags::from_bits_truncate(it.u32("flags")?),
+        it.u32("hours")?,
+        it.u32("minutes")?,
+        it.u32("seconds")?,
+        it.u32("frames")?,
+        field_count,
+    );
+    gst_video::ValidVideoTimeCode::try_from(tc)
+        .map_err(|_| invalid("timecode-meta: invalid time code"))
+}
+
+/// A checked meta, ready to attach.
+enum Pending {
+    Video(VideoMetaParams),
+    Crop(u32, u32, u32, u32),
+    Reference(gst::Caps, gst::ClockTime, Option<gst::ClockTime>),
+    Audio(gst_audio::AudioInfo, usize, Vec<usize>),
+    TimeCode(gst_video::ValidVideoTimeCode),
+}
+
+/// Attaches the metas `s` (from [`metas_to_string`] on the peer) to
+/// `buffer`. `caps` are the stream's current caps, if any: with raw video or
+/// audio caps the metas must agree with them (format, at least their size,
+/// same audio info), as downstream code maps buffers with both.
+///
+/// Everything is checked before anything is attached: on error `buffer` is
+/// unchanged. Refused: a video plane whose rows (offset + stride × rows of
+/// the format's plane height, the last row as long as the format needs)
+/// would read past the buffer or a stride shorter than a row; audio samples
+/// (× bytes per frame, or per plane at each offset) past the buffer or
+/// overlapping planes; a crop outside the frame (the caps' size, else the
+/// video meta's; a crop with neither is refused); an invalid time code;
+/// anything malformed, unknown or over the limits.
+pub(crate) fn apply_metas(
+    buffer: &mut gst::BufferRef,
+    s: &str,
+    caps: Option<&gst::CapsRef>,
+) -> Result<(), SerdeError> {
+    let items = parse_items(s)?;
+    let vinfo = video_info_of(caps);
+    let ainfo = audio_info_of(caps);
+    let size = buffer.size();
+    let mut pending = Vec::new();
+    let mut frame: Option<(u32, u32)> = vinfo.as_ref().map(|i| (i.width(), i.height()));
+    let mut seen = [0usize; 5];
+    // Video meta first: a crop is checked against its size.
+    let mut order: Vec<&Item> = items.iter().filter(|i| i.name == "video-meta").collect();
+    order.extend(items.iter().filter(|i| i.name != "video-meta"));
+    for it in order {
+        let (slot, max) = match it.name.as_str() {
+            "video-meta" => (0, 1),
+            "crop-meta" => (1, 1),
+            "reference-timestamp-meta" => (2, MAX_REFERENCE_METAS),
+            "audio-meta" => (3, 1),
+            "timecode-meta" => (4, 1),
+            n => return Err(invalid(format!("unknown meta {n:?}"))),
+        };
+        seen[slot] += 1;
+        if seen[slot] > max {
+            return Err(invalid(format!("too many {} items", it.name)));
+        }
+        pending.push(match slot {
+            0 => {
+                let p = check_video_meta(it, size, vinfo.as_ref())?;
+                if frame.is_none() {
+                    frame = Some((p.width, p.height));
+                }
+                Pending::Video(p)
+            }
+            1 => {
+                it.check_fields(&["x", "y", "width", "height"])?;
+                let (x, y, w, h) = (
+                    it.u32("x")?,
+                    it.u32("y")?,
+                    it.u32("width")?,
+                    it.u32("height")?,
+                );
+                let (fw, fh) = frame.ok_or_else(|| {
+                    invalid("crop-meta without a frame size (no video caps, no video-meta)")
+                })?;
+                if w == 0
+                    || h == 0
+                    || u64::from(x) + u64::from(w) > u64::from(fw)
+                    || u64::from(y) + u64::from(h) > u64::from(fh)
+                {
+                    return Err(invalid(format!(
+                        "crop-meta {w}x{h} at ({x}, {y}) is not inside the {fw}x{fh} frame"
+                    )));
+                }
+                Pending::Crop(x, y, w, h)
+            }
+            2 => {
+                it.check_fields(&["reference", "timestamp", "duration"])?;
+                let reference = item_to_structure(it.item("reference")?, 1)?;
+                let ts = time_from(it.u64("timestamp")?)
+                    .ok_or_else(|| invalid("reference-timestamp-meta: no timestamp"))?;
+                let duration = time_from(it.u64("duration")?);
+                let mut caps = gst::Caps::new_empty();
+                caps.make_mut().append_structure(reference);
+                Pending::Reference(caps, ts, duration)
+            }
+            3 => {
+                let (info, samples, offsets) = check_audio_meta(it, size, ainfo.as_ref())?;
+                Pending::Audio(info, samples, offsets)
+            }
+            _ => Pending::TimeCode(check_timecode_meta(it)?),
+        });
+    }
+    for p in pending {
+        match p {
+            Pending::Video(v) => {
+                let mut offset = [0usize; 4];
+                let mut stride = [0i32; 4];
+                offset[..v.offsets.len()].copy_from_slice(&v.offsets);
+                stride[..v.strides.len()].copy_from_slice(&v.strides);
+                // SAFETY: `buffer` is a valid, writable buffer; the arrays
+                // have the GST_VIDEO_MAX_PLANES (4) entries the function reads
+                // at most, of which `n_planes` (<= 4, the format's) are set.
+                // The function asserts nothing (unlike gstreamer-rs's
+                // `add_full`, which wants GStreamer's default plane sizes).
+                let meta = unsafe {
+                    gst_video::ffi::gst_buffer_add_video_meta_full(
+                        buffer.as_mut_ptr(),
+                        v.flags.into_glib(),
+                        v.format.into_glib(),
+                        v.width,
+                        v.height,
+                        v.offsets.len() as u32,
+                        &offset,
+                        &stride,
+                    )
+                };
+                if meta.is_null() {
+                    return Err(invalid("video-meta: GStreamer refused it"));
+                }
+            }
+            Pending::Crop(x, y, w, h) => {
+                gst_video::VideoCropMeta::add(buffer, (x, y, w, h));
+            }
+            Pending::Reference(caps, ts, d) => {
+                gst::ReferenceTimestampMeta::add(buffer, &caps, ts, d);
+            }
+            Pending::Audio(info, samples, offsets) => {
+                gst_audio::AudioMeta::add(buffer, &info, samples, &offsets)
+                    .map_err(|e| invalid(format!("audio-meta: {e}")))?;
+            }
+            Pending::TimeCode(tc) => {
+                gst_video::VideoTimeCodeMeta::add(buffer, &tc);
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Downstream events.
+// ---------------------------------------------------------------------------
+
+fn custom_item(kind: &str, s: Option<&gst::StructureRef>) -> Option<Item> {
+    Some(Item::new(kind).with(
+        "structure",
+        Val::Struct(Box::new(item_from_structure(s?, 1)?)),
+    ))
+}
+
+fn toc_entry_type_from_int(v: i32) -> Option<gst::TocEntryType> {
+    Some(match v {
+        -3 => gst::TocEntryType::Angle,
+        -2 => gst::TocEntryType::Version,
+        -1 => gst::TocEntryType::Edition,
+        0 => gst::TocEntryType::Invalid,
+        1 => gst::TocEntryType::Title,
+        2 => gst::TocEntryType::Track,
+        3 => gst::TocEntryType::Chapter,
+        _ => return None,
+    })
+}
+
+fn toc_loop_from_int(v: i32) -> Option<gst::TocLoopType> {
+    Some(match v {
+        0 => gst::TocLoopType::None,
+        1 => gst::TocLoopType::Forward,
+        2 => gst::TocLoopType::Reverse,
+        3 => gst::TocLoopType::PingPong,
+        _ => return None,
+    })
+}
+
+/// Appends `e` and its sub-entries (pre-order) to `out`, `parent` being the
+/// index of its parent in `out` (-1: a top-level entry).
+fn flatten_toc_entry(
+    e: &gst::TocEntryRef,
+    parent: i32,
+    depth: usize,
+    out: &mut Vec<Val>,
+) -> Option<()> {
+    if depth > MAX_TOC_DEPTH || out.len() >= MAX_TOC_ENTRIES || e.uid().contains('\0') {
+        return None;
+    }
+    let mut it = Item::new("entry")
+        .with("parent", Val::Int(parent))
+        .with("type", Val::Int(e.entry_type().into_glib()))
+        .with("uid", Val::Str(e.uid().to_owned()));
+    if let Some((start, stop)) = e.start_stop_times() {
+        it = it
+            .with("start", Val::Int64(start))
+            .with("stop", Val::Int64(stop));
+    }
+    if let Some((lt, repeat)) = e.loop_() {
+        it = it
+            .with("loop", Val::Int(lt.into_glib()))
+            .with("repeat", Val::Int(repeat));
+    }
+    if let Some(tags) = e.tags() {
+        it = it
+            .with("tags", Val::Struct(Box::new(item_from_tags(&tags))))
+            .with("tag-scope", Val::Int(tag_scope_to_int(tags.scope())));
+    }
+    let me = i32::try_from(out.len()).ok()?;
+    out.push(Val::Struct(Box::new(it)));
+    for sub in e.sub_entries() {
+        flatten_toc_entry(&sub, me, depth + 1, out)?;
+    }
+    Some(())
+}
+
+fn toc_item(toc: &gst::TocRef, updated: bool) -> Option<Item> {
+    let mut entries = Vec::new();
+    for e in toc.entries() {
+        flatten_toc_entry(&e, -1, 1, &mut entries)?;
+    }
+    let scope = match toc.scope() {
+        gst::TocScope::Global => 1,
+        _ => 2,
+    };
+    let mut it = Item::new("toc")
+        .with("sticky", Val::Bool(true))
+        .with("updated", Val::Bool(updated))
+        .with("scope", Val::Int(scope))
+        .with("entries", Val::Array(entries));
+    if let Some(tags) = toc.tags() {
+        it = it
+            .with("tags", Val::Struct(Box::new(item_from_tags(&tags))))
+            .with("tag-scope", Val::Int(tag_scope_to_int(tags.scope())));
+    }
+    Some(it)
+}
+
+fn tags_of(it: &Item) -> Result<Option<gst::TagList>, SerdeError> {
+    match (it.get("tags"), it.get("tag-scope")) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Ok(Some(item_to_tags(
+            it.item("tags")?,
+            tag_scope_from_int(it.i32("tag-scope")?)?,
+        )?)),
+        _ => Err(invalid(format!(
+            "{}: tags without a scope or the reverse",
+            it.name
+        ))),
+    }
+}
+
+/// One checked TOC entry, before the tree is built.
+struct FlatEntry {
+    entry: gst::TocEntry,
+    children: Vec<usize>,
+}
+
+fn build_toc_entry(
+    flat: &mut [FlatEntry],
+    i: usize,
+    depth: usize,
+) -> Result<gst::TocEntry, SerdeError> {
+    if depth > MAX_TOC_DEPTH {
+        return Err(invalid("toc: too deep"));
+    }
+    let children = std::mem::take(&mut flat[i].children);
+    let mut entry = flat[i].entry.clone();
+    for c in children {
+        let sub = build_toc_entry(flat, c, depth + 1)?;
+        entry.make_mut().append_sub_entry(sub);
+    }
+    Ok(entry)
+}
+
+fn toc_from_item(it: &Item) -> Result<gst::Event, SerdeError> {
+    it.check_fields(&["sticky", "updated", "scope", "entries", "tags", "tag-scope"])?;
+    let updated = it.bool("updated")?;
+    let scope = match it.i32("scope")? {
+        1 => gst::TocScope::Global,
+        2 => gst::TocScope::Current,
+        s => return Err(invalid(format!("toc: scope {s}"))),
+    };
+    let raw = it.array("entries")?;
+    if raw.len() > MAX_TOC_ENTRIES {
+        return Err(invalid(format!(
+            "toc: {} entries (at most {MAX_TOC_ENTRIES})",
+            raw.len()
+        )));
+    }
+    let mut flat: Vec<FlatEntry> = Vec::with_capacity(raw.len());
+    let mut depth: Vec<usize> = Vec::with_capacity(raw.len());
+    let mut roots = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        let Val::Struct(e) = v else {
+            return Err(invalid("toc: an entry is not a structure"));
+        };
+        if e.name != "entry" {
+            return Err(invalid(format!("toc: entry named {:?}", e.name)));
+        }
+        e.check_fields(&[
+            "parent",
+            "type",
+            "uid",
+            "start",
+            "stop",
+            "loop",
+            "repeat",
+            "tags",
+            "tag-scope",
+        ])?;
+        let parent = e.i32("parent")?;
+        let d = if parent == -1 {
+            roots.push(i);
+            1
+        } else {
+            let p = usize::try_from(parent)
+                .ok()
+                .filter(|&p| p < i)
+                .ok_or_else(|| invalid(format!("toc: entry {i} has parent {parent}")))?;
+            flat[p].children.push(i);
+            depth[p] + 1
+        };
+        if d > MAX_TOC_DEPTH {
+            return Err(invalid(format!("toc: deeper than {MAX_TOC_DEPTH} levels")));
+        }
+        let ty = e.i32("type")?;
+        let ty =
+            toc_entry_type_from_int(ty).ok_or_else(|| invalid(format!("toc: entry type {ty}")))?;
+        let mut entry = gst::TocEntry::new(ty, e.str("uid")?);
+        {
+            let em = entry.make_mut();
+            match (e.get("start"), e.get("stop")) {
+                (None, None) => {}
+                (Some(_), Some(_)) => em.set_start_stop_times(e.i64("start")?, e.i64("stop")?),
+                _ => return Err(invalid("toc: start without stop or the reverse")),
+            }
+            match (e.get("loop"), e.get("repeat")) {
+                (None, None) => {}
+                (Some(_), Some(_)) => {
+                    let l = e.i32("loop")?;
+                    let l = toc_loop_from_int(l)
+                        .ok_or_else(|| invalid(format!("toc: loop type {l}")))?;
+                    em.set_loop(l, e.i32("repeat")?);
+                }
+                _ => return Err(invalid("toc: loop without repeat or the reverse")),
+            }
+            if let Some(tags) = tags_of(e)? {
+                em.set_tags(tags);
+            }
+        }
+        flat.push(FlatEntry {
+            entry,
+            children: Vec::new(),
+        });
+        depth.push(d);
+    }
+    let mut toc = gst::Toc::new(scope);
+    {
+        let tm = toc.make_mut();
+        if let Some(tags) = tags_of(it)? {
+            tm.set_tags(tags);
+        }
+        for r in roots {
+            let e = build_toc_entry(&mut flat, r, 1)?;
+            tm.append_entry(e);
+        }
+    }
+    Ok(gst::event::Toc::new(&toc, updated))
+}
+
+fn format_from_int(v: i32) -> Option<gst::Format> {
+    Some(match v {
+        1 => gst::Format::Default,
+        2 => gst::Format::Bytes,
+        3 => gst::Format::Time,
+        4 => gst::Format::Buffers,
+        5 => gst::Format::Percent,
+        _ => return None,
+    })
+}
+
+fn hex(data: &[u8]) -> String {
+    let mut s = String::with_capacity(data.len() * 2);
+    for b in data {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// A serialized downstream event that the frame stream does not carry
+/// natively, as a string; `None` for any other event, or one holding values
+/// that are not carried (see the module docs).
+///
+/// Carried: TOC (scope, tags, updated flag, the entry tree with types, uids,
+/// start/stop, loops and tags), custom downstream, custom downstream sticky,
+/// custom both, stream-group-done, instant-rate-change, segment-done and
+/// protection (payloads up to [`MAX_PROTECTION_DATA`] bytes). Each string
+/// names the event type and its sticky flag.
+pub(crate) fn downstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
+    use gst::EventView;
+    let item = match ev.view() {
+        EventView::Toc(t) => {
+            let (toc, updated) = t.toc();
+            toc_item(toc, updated)?
+        }
+        EventView::CustomDownstream(c) => custom_item("custom-downstream", c.structure())?,
+        EventView::CustomDownstreamSticky(c) => {
+            custom_item("custom-downstream-sticky", c.structure())?
+        }
+        EventView::CustomBoth(c) => custom_item("custom-both", c.structure())?,
+        EventView::StreamGroupDone(_) => {
+            let id = ev.structure()?.get::<u32>("group-id").ok()?;
+            Item::new("stream-group-done").with("group-id", Val::UInt(id))
+        }
+        EventView::InstantRateChange(r) => {
+            let (rate, new_flags) = r.get();
+            if !rate.is_finite() || rate == 0.0 {
+                return None;
+            }
+            Item::new("instant-rate-change")
+                .with("rate", Val::Double(rate))
+                .with("flags", Val::UInt(new_flags.bits()))
+        }
+        EventView::SegmentDone(sd) => {
+            let pos = sd.get();
+            format_from_int(pos.format().into_glib())?;
+            Item::new("segment-done")
+                .with("format", Val::Int(pos.format().into_glib()))
+                .with("position", Val::Int64(pos.value()))
+        }
+        EventView::Protection(p) => {
+            let (system_id, data, origin) = p.get();
+            if data.size() > MAX_PROTECTION_DATA || system_id.contains('\0') {
+                return None;
+            }
+            let map = data.map_readable().ok()?;
+            let mut it = Item::new("protection")
+                .with("system-id", Val::Str(system_id.to_owned()))
+                .with("data", Val::Str(hex(&map)));
+            if let Some(o) = origin {
+                if o.contains('\0') {
+                    return None;
+                }
+                it = it.with("origin", Val::Str(o.to_owned()));
+            }
+            it
+        }
+        _ => return None,
+    };
+    let sticky = ev.is_sticky();
+    let item = if item.get("sticky").is_some() {
+        item
+    } else {
+        item.with("sticky", Val::Bool(sticky))
+    };
+    Some(print_items(&[item]))
+}
+
+/// Rebuilds an event from [`downstream_event_to_string`]'s string (from the
+/// peer: checked, see the module docs). The rebuilt event's sticky flag must
+/// match the string's.
+pub(crate) fn downstream_event_from_string(s: &str) -> Result<gst::Event, SerdeError> {
+    let it = parse_one(s)?;
+    let custom = |it: &Item| -> Result<gst::Structure, SerdeError> {
+        it.check_fields(&["sticky", "structure"])?;
+        item_to_structure(it.item("structure")?, 1)
+    };
+    let ev = match it.name.as_str() {
+        "toc" => toc_from_item(&it)?,
+        "custom-downstream" => gst::event::CustomDownstream::new(custom(&it)?),
+        "custom-downstream-sticky" => gst::event::CustomDownstreamSticky::new(custom(&it)?),
+        "custom-both" => gst::event::CustomBoth::new(custom(&it)?),
+        "stream-group-done" => {
+            it.check_fields(&["sticky", "group-id"])?;
+            let id = it.u32("group-id")?;
+            if id == 0 {
+                return Err(invalid("stream-group-done: group id 0"));
+            }
+            // SAFETY: `id` is not GST_GROUP_ID_INVALID (0), the function's
+            // only precondition; it returns a new event (transfer full).
+            let ptr = unsafe { gst::ffi::gst_event_new_stream_group_done(id) };
+            if ptr.is_null() {
+                return Err(invalid("stream-group-done: GStreamer refused it"));
+            }
+            // SAFETY: `ptr` is a non-NULL event we own (transfer full).
+            unsafe { glib::translate::from_glib_full(ptr) }
+        }
+        "instant-rate-change" => {
+            it.check_fields(&["sticky", "rate", "flags"])?;
+            let rate = it.f64("rate")?;
+            if rate == 0.0 {
+                return Err(invalid("instant-rate-change: rate 0"));
+            }
+            let flags = gst::SegmentFlags::from_bits_truncate(it.u32("flags")?);
+            gst::event::InstantRateChange::new(rate, flags)
+        }
+        "segment-done" => {
+            it.check_fields(&["sticky", "format", "position"])?;
+            let f = it.i32("format")?;
+            let format =
+                format_from_int(f).ok_or_else(|| invalid(format!("segment-done: format {f}")))?;
+            let pos = it.i64("position")?;
+            let max = if format == gst::Format::Percent {
+                gst::ffi::GST_FORMAT_PERCENT_MAX
+            } else {
+                i64::MAX
+            };
+            if pos != -1 && !(0..=max).contains(&pos) {
+                return Err(invalid(format!("segment-done: position {pos}")));
+            }
+            gst::event::SegmentDone::new(gst::GenericFormattedValue::new(format, pos))
+        }
+        "protection" => {
+            it.check_fields(&["sticky", "system-id", "data", "origin"])?;
+            let data = unhex(it.str("data")?)
+                .filter(|d| d.len() <= MAX_PROTECTION_DATA)
+                .ok_or_else(|| invalid("protection: data is not hex or too long"))?;
+            let buf = gst::Buffer::from_mut_slice(data);
+            let origin = match it.get("origin") {
+                None => None,
+                Some(_) => Some(it.str("origin")?),
+            };
+            gst::event::Protection::builder(it.str("system-id")?, &buf)
+                .origin_if_some(origin)
+                .build()
+        }
+        n => return Err(invalid(format!("unknown downstream event {n:?}"))),
+    };
+    if ev.is_sticky() != it.bool("sticky")? {
+        return Err(invalid(format!("{}: wrong sticky flag", it.name)));
+    }
+    Ok(ev)
+}
+
+// ---------------------------------------------------------------------------
+// Upstream events.
+// ---------------------------------------------------------------------------
+
+/// The structure name navigation events carry.
+const NAVIGATION: &str = "application/x-gst-navigation";
+
+/// An upstream event from a consumer, as a string; `None` for events that are
+/// not carried. Carried: force-key-unit (upstream form: running time,
+/// all-headers, count), navigation (its structure), QoS (type, proportion,
+/// diff, timestamp), reconfigure, custom upstream and custom both.
+pub(crate) fn upstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
+    use gst::EventView;
+    let item = match ev.view() {
+        EventView::CustomUpstream(c) => {
+            if gst_video::ForceKeyUnitEvent::is(ev) {
+                let f = gst_video::UpstreamForceKeyUnitEvent::parse(ev).ok()?;
+                Item::new("force-key-unit")
+                    .with("running-time", opt_time(f.running_time))
+                    .with("all-headers", Val::Bool(f.all_headers))
+                    .with("count", Val::UInt(f.count))
+            } else {
+                custom_item("custom-upstream", c.structure())?
+            }
+        }
+        EventView::CustomBoth(c) => custom_item("custom-both", c.structure())?,
+        EventView::Navigation(n) => custom_item("navigation", n.structure())?,
+        EventView::Qos(q) => {
+            let (ty, proportion, diff, ts) = q.get();
+            if !proportion.is_finite() {
+                return None;
+            }
+            Item::new("qos")
+                .with("type", Val::Int(ty.into_glib()))
+                .with("proportion", Val::Double(proportion))
+                .with("diff", Val::Int64(diff))
+                .with("timestamp", opt_time(ts))
+        }
+        EventView::Reconfigure(_) => Item::new("reconfigure"),
+        _ => return None,
+    };
+    Some(print_items(&[item]))
+}
+
+/// Rebuilds an upstream event from [`upstream_event_to_string`]'s string
+/// (from the peer: checked, see the module docs), with gstreamer-rs's typed
+/// constructors.
+pub(crate) fn upstream_event_from_string(s: &str) -> Result<gst::Event, SerdeError> {
+    let it = parse_one(s)?;
+    let custom = |it: &Item| -> Result<gst::Structure, SerdeError> {
+        it.check_fields(&["structure"])?;
+        item_to_structure(it.item("structure")?, 1)
+    };
+    Ok(match it.name.as_str() {
+        "force-key-unit" => {
+            it.check_fields(&["running-time", "all-headers", "count"])?;
+            gst_video::UpstreamForceKeyUnitEvent::builder()
+                .running_time(time_from(it.u64("running-time")?))
+                .all_headers(it.bool("all-headers")?)
+                .count(it.u32("count")?)
+                .build()
+        }
+        "navigation" => {
+            let s = custom(&it)?;
+            if s.name() != NAVIGATION {
+                return Err(invalid(format!(
+                    "navigation: structure named {:?}",
+                    s.name()
+                )));
+            }
+            gst::event::Navigation::new(s)
+        }
+        "qos" => {
+            it.check_fields(&["type", "proportion", "diff", "timestamp"])?;
+            let ty = match it.i32("type")? {
+                0 => gst::QOSType::Overflow,
+                1 => gst::QOSType::Underflow,
+                2 => gst::QOSType::Throttle,
+                t => return Err(invalid(format!("qos: type {t}"))),
+            };
+            let proportion = it.f64("proportion")?;
+            if proportion < 0.0 {
+                return Err(invalid(format!("qos: proportion {proportion}")));
+            }
+            let diff = it.i64("diff")?;
+            let ts = it.u64("timestamp")?;
+            // gst_event_new_qos asserts: diff >= 0 or timestamp + diff >= 0.
+            if diff < 0 && diff.unsigned_abs() > ts {
+                return Err(invalid(format!("qos: diff {diff} before timestamp {ts}")));
+            }
+            gst::event::Qos::new(ty, proportion, diff, time_from(ts))
+        }
+        "reconfigure" => {
+            it.check_fields(&[])?;
+            gst::event::Reconfigure::new()
+        }
+        "custom-upstream" => gst::event::CustomUpstream::new(custom(&it)?),
+        "custom-both" => gst::event::CustomBoth::new(custom(&it)?),
+        n => return Err(invalid(format!("unknown upstream event {n:?}"))),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// QoS from several consumers.
+// ---------------------------------------------------------------------------
+
+/// One consumer's latest QoS report.
+#[derive(Debug, Clone, Copy)]
+struct QosReport {
+    proportion: f64,
+    at: Instant,
+}
+
+/// Decides which consumers' QoS events go upstream when several consumers
+/// report.
+///
+/// Rule: a consumer's QoS event is forwarded when its proportion is at least
+/// every other consumer's latest proportion reported within the last
+/// [`QosAggregate::WINDOW`] (1 s). So upstream follows the slowest live
+/// consumer (the highest proportion: the one that most needs upstream to
+/// drop or speed up), and the reports of consumers that keep up are
+/// swallowed while a slower one is reporting; once the slow consumer has been
+/// silent for a second (or is [forgotten](QosAggregate::forget)), the others'
+/// reports go through again. With a single consumer every report is
+/// forwarded. Memory: one entry per consumer that reported.
+#[derive(Debug, Default)]
+pub(crate) struct QosAggregate {
+    latest: HashMap<u64, QosReport>,
+}
+
+impl QosAggregate {
+    /// How long a consumer's report counts against the others'.
+    pub(crate) const WINDOW: Duration = Duration::from_secs(1);
+
+    /// No report yet.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records consumer `consumer`'s QoS report (`proportion`, `diff` and
+    /// `timestamp` as in its QoS event) made at `now`; `true` if that event
+    /// should be forwarded upstream. A non-finite or negative proportion is
+    /// never forwarded.
+    pub(crate) fn offer(
+        &mut self,
+        consumer: u64,
+        proportion: f64,
+        diff: i64,
+        timestamp: Option<gst::ClockTime>,
+        now: Instant,
+    ) -> bool {
+        let _ = (diff, timestamp);
+        if !proportion.is_finite() || proportion < 0.0 {
+            return false;
+        }
+        self.latest
+            .retain(|_, r| now.saturating_duration_since(r.at) <= Self::WINDOW);
+        self.latest.insert(
+            consumer,
+            QosReport {
+                proportion,
+                at: now,
+            },
+        );
+        self.latest
+            .iter()
+            .all(|(&c, r)| c == consumer || r.proportion <= proportion)
+    }
+
+    /// Like [`offer`](Self::offer) for a QoS event; `false` for any other
+    /// event.
+    pub(crate) fn offer_event(&mut self, consumer: u64, ev: &gst::EventRef, now: Instant) -> bool {
+        match ev.view() {
+            gst::EventView::Qos(q) => {
+                let (_, proportion, diff, ts) = q.get();
+                self.offer(consumer, proportion, diff, ts, now)
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops a consumer that went away: its reports no longer count.
+    pub(crate) fn forget(&mut self, consumer: u64) {
+        self.latest.remove(&consumer);
+    }
+}
