@@ -719,8 +719,10 @@ fn scalar_from_gvalue(v: &glib::Value, depth: usize) -> Option<Val> {
         let (_, ev) = glib::EnumValue::from_value(v)?;
         Val::Enum(t.name().to_owned(), ev.value())
     } else if t.is_a(glib::Type::FLAGS) {
-        let (_, fvs) = glib::FlagsValue::from_value(v)?;
-        let bits = fvs.iter().fold(0u32, |a, f| a | f.value());
+        // SAFETY: `v` holds a value of a flags type (checked above).
+        let bits = unsafe {
+            glib::gobject_ffi::g_value_get_flags(glib::translate::ToGlibPtr::to_glib_none(v).0)
+        };
         Val::Flags(t.name().to_owned(), bits)
     } else {
         return None;
@@ -1487,7 +1489,7 @@ enum Pending {
     Video(VideoMetaParams),
     Crop(u32, u32, u32, u32),
     Reference(gst::Caps, gst::ClockTime, Option<gst::ClockTime>),
-    Audio(gst_audio::AudioInfo, usize, Vec<usize>),
+    Audio(Box<gst_audio::AudioInfo>, usize, Vec<usize>),
     TimeCode(gst_video::ValidVideoTimeCode),
 }
 
@@ -1574,7 +1576,7 @@ pub(crate) fn apply_metas(
             }
             3 => {
                 let (info, samples, offsets) = check_audio_meta(it, size, ainfo.as_ref())?;
-                Pending::Audio(info, samples, offsets)
+                Pending::Audio(Box::new(info), samples, offsets)
             }
             _ => Pending::TimeCode(check_timecode_meta(it)?),
         });
@@ -1735,7 +1737,9 @@ fn tags_of(it: &Item) -> Result<Option<gst::TagList>, SerdeError> {
 
 /// One checked TOC entry, before the tree is built.
 struct FlatEntry {
-    entry: gst::TocEntry,
+    /// Taken when the tree is built (each entry once: a sub-entry must be
+    /// writable, i.e. referenced only once, to be appended).
+    entry: Option<gst::TocEntry>,
     children: Vec<usize>,
 }
 
@@ -1748,7 +1752,10 @@ fn build_toc_entry(
         return Err(invalid("toc: too deep"));
     }
     let children = std::mem::take(&mut flat[i].children);
-    let mut entry = flat[i].entry.clone();
+    let mut entry = flat[i]
+        .entry
+        .take()
+        .ok_or_else(|| invalid("toc: an entry is reached twice"))?;
     for c in children {
         let sub = build_toc_entry(flat, c, depth + 1)?;
         entry.make_mut().append_sub_entry(sub);
@@ -1833,7 +1840,7 @@ fn toc_from_item(it: &Item) -> Result<gst::Event, SerdeError> {
             }
         }
         flat.push(FlatEntry {
-            entry,
+            entry: Some(entry),
             children: Vec::new(),
         });
         depth.push(d);
@@ -2210,5 +2217,1161 @@ impl QosAggregate {
     /// Drops a consumer that went away: its reports no longer count.
     pub(crate) fn forget(&mut self, consumer: u64) {
         self.latest.remove(&consumer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gst_video::prelude::*;
+
+    /// GStreamer initialised, with every `g_critical` fatal (as under
+    /// `G_DEBUG=fatal-criticals`), so a test that provokes one aborts.
+    fn init() {
+        gst::init().expect("gst init");
+        glib::log_set_always_fatal(glib::LogLevels::LEVEL_CRITICAL | glib::LogLevels::LEVEL_ERROR);
+    }
+
+    fn i420_caps(w: i32, h: i32) -> gst::Caps {
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", w)
+            .field("height", h)
+            .field("framerate", gst::Fraction::new(30, 1))
+            .build()
+    }
+
+    const VP9_SIZE: usize = 28_831;
+    const VP9_OFFSETS: [usize; 3] = [1552, 9232, 11232];
+    const VP9_STRIDES: [i32; 3] = [96, 48, 48];
+
+    /// A buffer laid out like vp9dec's 66x50 I420 output: padded planes, a
+    /// `GstVideoMeta` with their offsets and strides, a byte pattern.
+    fn vp9_like_buffer() -> gst::Buffer {
+        let data: Vec<u8> = (0..VP9_SIZE).map(|i| (i * 7 % 251) as u8).collect();
+        let mut buf = gst::Buffer::from_mut_slice(data);
+        gst_video::VideoMeta::add_full(
+            buf.get_mut().expect("writable"),
+            gst_video::VideoFrameFlags::empty(),
+            gst_video::VideoFormat::I420,
+            66,
+            50,
+            &VP9_OFFSETS,
+            &VP9_STRIDES,
+        )
+        .expect("video meta");
+        buf
+    }
+
+    /// A buffer with the same bytes as `src` and no metas (what the
+    /// receiving side gets from the shared memory).
+    fn bare_copy(src: &gst::BufferRef) -> gst::Buffer {
+        let map = src.map_readable().expect("map");
+        gst::Buffer::from_mut_slice(map.to_vec())
+    }
+
+    fn video_meta_string(format: &str, w: u32, h: u32, offsets: &[u64], strides: &[i32]) -> String {
+        let o: Vec<String> = offsets.iter().map(|x| x.to_string()).collect();
+        let s: Vec<String> = strides.iter().map(|x| x.to_string()).collect();
+        format!(
+            "video-meta, format=(string){format}, width=(uint){w}, height=(uint){h}, flags=(uint)0, \
+             n-planes=(uint){}, offsets=(uint64)< {} >, strides=(int)< {} >",
+            offsets.len(),
+            o.join(", "),
+            s.join(", ")
+        )
+    }
+
+    #[test]
+    fn every_carried_value_type_round_trips_through_the_text_form() {
+        init();
+        let nested = gst::Structure::builder("inner")
+            .field(
+                "deep",
+                gst::Structure::builder("deeper").field("x", 1i32).build(),
+            )
+            .build();
+        let flags: glib::Value =
+            flags_value(gst_video::NavigationModifierType::static_type(), 5).expect("flags value");
+        let mut s = gst::Structure::builder("my/custom.name:1+x")
+            .field("i", -5i32)
+            .field("u", u32::MAX)
+            .field("i64", i64::MIN)
+            .field("u64", u64::MAX)
+            .field("b", true)
+            .field("d", 0.1f64)
+            .field("tiny", 5e-324f64)
+            .field(
+                "str",
+                "quote \" backslash \\ newline \n tab \t é ✓ ; , = < > [ ]",
+            )
+            .field("empty", "")
+            .field("frac", gst::Fraction::new(30000, 1001))
+            .field("neg-frac", gst::Fraction::new(-1, 3))
+            .field("mask", gst::Bitmask::new(0x8000_0000_0000_0003))
+            .field("nested", nested)
+            .field("format", gst::Format::Time)
+            .field("arr", gst::Array::new([1u64, 2, u64::MAX]))
+            .field("empty-arr", gst::Array::new(Vec::<i32>::new()))
+            .field("list", gst::List::new(["a", "b c"]))
+            .field(
+                "structs",
+                gst::Array::new([
+                    gst::Structure::new_empty("s1"),
+                    gst::Structure::builder("s2").field("v", 2i32).build(),
+                ]),
+            )
+            .build();
+        // SAFETY: a flags value holds a plain integer.
+        s.set_value("flags", unsafe {
+            <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(flags.into_raw())
+        });
+        let item = item_from_structure(&s, 1).expect("carried");
+        let text = print_items(&[item]);
+        let back = item_to_structure(&parse_one(&text).expect("parses"), 1).expect("builds");
+        assert_eq!(back, s, "{text}");
+        // Printing is stable, parsing is exact.
+        assert_eq!(
+            print_items(&[item_from_structure(&back, 1).expect("again")]),
+            text
+        );
+    }
+
+    #[test]
+    fn structures_with_values_that_are_not_carried_give_none() {
+        init();
+        for s in [
+            gst::Structure::builder("x")
+                .field("caps", gst::Caps::new_any())
+                .build(),
+            gst::Structure::builder("x").field("nan", f64::NAN).build(),
+            gst::Structure::builder("x").field("f32", 1.5f32).build(),
+            gst::Structure::builder("x")
+                .field("range", gst::IntRange::new(1i32, 5))
+                .build(),
+            gst::Structure::builder("x")
+                .field("buf", gst::Buffer::from_slice([1u8, 2]))
+                .build(),
+        ] {
+            assert!(item_from_structure(&s, 1).is_none(), "{s}");
+            let ev = gst::event::CustomDownstream::new(s);
+            assert_eq!(downstream_event_to_string(&ev), None);
+        }
+    }
+
+    #[test]
+    fn invalid_names_and_syntax_are_refused_without_a_critical() {
+        init();
+        for s in [
+            "1abc, a=(int)1",
+            "abc, 1a=(int)1",
+            "abc, a=(int)1, a=(int)2",
+            "abc, a=(structure)[1x, b=(int)2]",
+            "abc, a=(GstNoSuchType)1",
+            "abc, a=(GstObject)1",
+            "abc, a=(GstFormat)99",
+            "abc, a=(GstNavigationModifierType)4294967295",
+            "abc, a=(fraction)1/0",
+            "abc, a=(fraction)-2147483648/1",
+            "abc, a=(int)2147483648",
+            "abc, a=(uint)-1",
+            "abc, a=(double)nan",
+            "abc, a=(double)inf",
+            "abc, a=(string)\"nul \\000 byte\"",
+            "abc, a=(string)\"bad utf8 \\377\"",
+            "abc, a=(string)\"unterminated",
+            "abc, a=(int)< 1, (int)2 >",
+            "abc, a=(int)< < 1 > >",
+            "abc, a=(boolean)yes",
+            "abc, a=(bitmask)123",
+            "abc, a=int)1",
+            "abc a=(int)1",
+            "",
+        ] {
+            assert!(
+                parse_one(s).and_then(|i| item_to_structure(&i, 1)).is_err(),
+                "accepted {s:?}"
+            );
+            assert!(downstream_event_from_string(s).is_err(), "{s:?}");
+            assert!(upstream_event_from_string(s).is_err(), "{s:?}");
+            let mut b = gst::Buffer::with_size(16).expect("buffer");
+            let r = apply_metas(b.get_mut().expect("writable"), s, None);
+            assert!(s.is_empty() || r.is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn limits_on_length_depth_and_counts_are_enforced() {
+        init();
+        let long = format!(
+            "custom-both, sticky=(boolean)false, structure=(structure)[x, s=(string)\"{}\"]",
+            "a".repeat(MAX_STRING)
+        );
+        assert!(matches!(
+            downstream_event_from_string(&long),
+            Err(SerdeError::TooLong(_))
+        ));
+        let mut deep = String::from("x");
+        for _ in 0..MAX_DEPTH + 2 {
+            deep = format!("x, a=(structure)[{deep}]");
+        }
+        assert!(parse_one(&deep).is_err());
+        let many: Vec<String> = (0..=MAX_ITEMS).map(|i| i.to_string()).collect();
+        let s = format!("x, a=(int)< {} >", many.join(", "));
+        assert!(parse_one(&s).is_err());
+        let s = format!("x, a=(int)< {} >", many[..MAX_ITEMS].join(", "));
+        assert!(parse_one(&s).is_ok());
+    }
+
+    #[test]
+    fn a_buffer_without_carried_metas_gives_none() {
+        init();
+        let buf = gst::Buffer::with_size(100).expect("buffer");
+        assert_eq!(metas_to_string(&buf), None);
+    }
+
+    #[test]
+    fn video_meta_of_a_padded_vp9dec_like_i420_buffer_round_trips_and_maps_the_same_pixels() {
+        init();
+        let src = vp9_like_buffer();
+        let s = metas_to_string(&src).expect("carried");
+        let mut dst = bare_copy(&src);
+        let caps = i420_caps(66, 50);
+        apply_metas(dst.get_mut().expect("writable"), &s, Some(&caps)).expect("applies");
+        let m = dst.meta::<gst_video::VideoMeta>().expect("video meta");
+        assert_eq!(m.format(), gst_video::VideoFormat::I420);
+        assert_eq!((m.width(), m.height(), m.n_planes()), (66, 50, 3));
+        assert_eq!(&m.offset()[..3], &VP9_OFFSETS);
+        assert_eq!(&m.stride()[..3], &VP9_STRIDES);
+        // Downstream maps both the same way.
+        let info = gst_video::VideoInfo::from_caps(&caps).expect("info");
+        let a =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(src.as_ref(), &info).expect("map");
+        let b =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(dst.as_ref(), &info).expect("map");
+        for p in 0..3u32 {
+            assert_eq!(a.plane_stride()[p as usize], b.plane_stride()[p as usize]);
+            let (pa, pb) = (
+                a.plane_data(p).expect("plane"),
+                b.plane_data(p).expect("plane"),
+            );
+            let rows = if p == 0 { 50 } else { 25 };
+            let w = if p == 0 { 66 } else { 33 };
+            let st = VP9_STRIDES[p as usize] as usize;
+            for r in 0..rows {
+                assert_eq!(
+                    pa[r * st..r * st + w],
+                    pb[r * st..r * st + w],
+                    "plane {p} row {r}"
+                );
+            }
+        }
+        // Without caps too.
+        let mut dst2 = bare_copy(&src);
+        apply_metas(dst2.get_mut().expect("writable"), &s, None).expect("applies without caps");
+    }
+
+    #[test]
+    fn a_tightly_packed_video_meta_is_accepted() {
+        init();
+        // 66x50 I420 with strides 66/33/33 and no padding: 4950 bytes, less
+        // than GStreamer's default layout (strides rounded up to 4).
+        let s = video_meta_string("I420", 66, 50, &[0, 3300, 4125], &[66, 33, 33]);
+        let mut b = gst::Buffer::with_size(4950).expect("buffer");
+        apply_metas(b.get_mut().expect("writable"), &s, Some(&i420_caps(66, 50))).expect("applies");
+        let mut b = gst::Buffer::with_size(4949).expect("buffer");
+        assert!(apply_metas(b.get_mut().expect("writable"), &s, None).is_err());
+        // Packed formats: YUY2 3 pixels wide needs 8 bytes a row; RGB 3 bytes a pixel.
+        let s = video_meta_string("YUY2", 3, 2, &[0], &[8]);
+        let mut b = gst::Buffer::with_size(16).expect("buffer");
+        apply_metas(b.get_mut().expect("writable"), &s, None).expect("yuy2");
+        let s = video_meta_string("YUY2", 3, 2, &[0], &[7]);
+        assert!(apply_metas(b.get_mut().expect("writable"), &s, None).is_err());
+        let s = video_meta_string("RGB", 5, 2, &[0], &[15]);
+        let mut b = gst::Buffer::with_size(30).expect("buffer");
+        apply_metas(b.get_mut().expect("writable"), &s, None).expect("rgb");
+        let mut b = gst::Buffer::with_size(29).expect("buffer");
+        assert!(apply_metas(b.get_mut().expect("writable"), &s, None).is_err());
+        // A format without a per-pixel stride (v210) needs GStreamer's stride.
+        let s = video_meta_string("v210", 48, 2, &[0], &[128]);
+        let mut b = gst::Buffer::with_size(256).expect("buffer");
+        apply_metas(b.get_mut().expect("writable"), &s, None).expect("v210");
+        let s = video_meta_string("v210", 48, 2, &[0], &[127]);
+        assert!(apply_metas(b.get_mut().expect("writable"), &s, None).is_err());
+    }
+
+    #[test]
+    fn video_metas_that_would_read_past_the_buffer_or_mismatch_the_caps_are_refused() {
+        init();
+        let o = [1552u64, 9232, 11232];
+        let st = [96, 48, 48];
+        let caps = i420_caps(66, 50);
+        let cases: Vec<(String, Option<&gst::Caps>, &str)> = vec![
+            (
+                video_meta_string("I420", 66, 50, &[1552, 9232, VP9_SIZE as u64 - 100], &st),
+                None,
+                "past",
+            ),
+            (
+                video_meta_string("I420", 66, 50, &[1552, 9232, u64::MAX - 10], &st),
+                None,
+                "past",
+            ),
+            (
+                video_meta_string("I420", 66, 50, &o, &[96, 48, 800]),
+                None,
+                "past",
+            ),
+            (
+                video_meta_string("I420", 66, 50, &o, &[96, 48, i32::MAX]),
+                None,
+                "past",
+            ),
+            (
+                video_meta_string("I420", 66, 50, &o, &[96, 48, 32]),
+                None,
+                "shorter than a row",
+            ),
+            (
+                video_meta_string("I420", 66, 50, &o, &[96, 48, 0]),
+                None,
+                "stride 0",
+            ),
+            (
+                video_meta_string("I420", 66, 50, &o, &[96, 48, -48]),
+                None,
+                "stride -48",
+            ),
+            (video_meta_string("I420", 66, 500, &o, &st), None, "past"),
+            (
+                video_meta_string("I420", 66, 50, &o[..2], &st[..2]),
+                None,
+                "planes",
+            ),
+            (
+                video_meta_string("I420", 0, 50, &o, &st),
+                None,
+                "out of range",
+            ),
+            (
+                video_meta_string("I420", 66, 49, &o, &st),
+                Some(&caps),
+                "does not match the caps",
+            ),
+            (
+                video_meta_string("YV12", 66, 50, &o, &st),
+                Some(&caps),
+                "does not match the caps",
+            ),
+            (
+                video_meta_string("NOPE", 66, 50, &o, &st),
+                None,
+                "unsupported format",
+            ),
+            (
+                video_meta_string("NV12_64Z32", 64, 64, &[0, 4096], &[64, 64]),
+                None,
+                "tiled",
+            ),
+        ];
+        for (s, caps, why) in cases {
+            let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
+            let err = apply_metas(b.get_mut().expect("writable"), &s, caps.map(|c| c.as_ref()))
+                .expect_err(&s)
+                .to_string();
+            assert!(err.contains(why), "{s}: {err}");
+            assert!(b.meta::<gst_video::VideoMeta>().is_none());
+        }
+    }
+
+    #[test]
+    fn metas_the_sender_cannot_vouch_for_are_left_out() {
+        init();
+        // A video meta whose planes do not fit its buffer (an upstream bug).
+        let mut buf = gst::Buffer::with_size(5200).expect("buffer");
+        gst_video::VideoMeta::add_full(
+            buf.get_mut().expect("writable"),
+            gst_video::VideoFrameFlags::empty(),
+            gst_video::VideoFormat::I420,
+            66,
+            50,
+            &[0, 3400, 5000],
+            &[68, 36, 36],
+        )
+        .expect("meta");
+        assert_eq!(metas_to_string(&buf), None);
+    }
+
+    #[test]
+    fn crop_meta_round_trips_and_must_lie_inside_the_frame() {
+        init();
+        let mut src = vp9_like_buffer();
+        gst_video::VideoCropMeta::add(src.get_mut().expect("writable"), (2, 4, 60, 40));
+        let s = metas_to_string(&src).expect("carried");
+        let mut dst = bare_copy(&src);
+        apply_metas(
+            dst.get_mut().expect("writable"),
+            &s,
+            Some(&i420_caps(66, 50)),
+        )
+        .expect("applies");
+        assert_eq!(
+            dst.meta::<gst_video::VideoCropMeta>().expect("crop").rect(),
+            (2, 4, 60, 40)
+        );
+
+        // Checked against the caps' frame, else the video meta's.
+        let crop = |x: u32, y: u32, w: u32, h: u32| {
+            format!("crop-meta, x=(uint){x}, y=(uint){y}, width=(uint){w}, height=(uint){h}")
+        };
+        let caps = i420_caps(66, 50);
+        for (s, ok) in [
+            (crop(0, 0, 66, 50), true),
+            (crop(1, 0, 66, 50), false),
+            (crop(0, 1, 66, 50), false),
+            (crop(0, 0, 0, 50), false),
+            (crop(u32::MAX, 0, 2, 2), false),
+        ] {
+            let mut b = gst::Buffer::with_size(10).expect("buffer");
+            let r = apply_metas(b.get_mut().expect("writable"), &s, Some(&caps));
+            assert_eq!(r.is_ok(), ok, "{s}: {r:?}");
+        }
+        let mut b = gst::Buffer::with_size(10).expect("buffer");
+        let err = apply_metas(b.get_mut().expect("writable"), &crop(0, 0, 2, 2), None)
+            .expect_err("no frame");
+        assert!(err.to_string().contains("without a frame size"), "{err}");
+        let s = format!(
+            "{}; {}",
+            crop(0, 0, 66, 50),
+            video_meta_string("I420", 66, 50, &VP9_OFFSETS.map(|x| x as u64), &VP9_STRIDES)
+        );
+        let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
+        apply_metas(b.get_mut().expect("writable"), &s, None).expect("frame from the video meta");
+        let s = format!(
+            "{}; {}",
+            crop(0, 0, 67, 50),
+            video_meta_string("I420", 66, 50, &VP9_OFFSETS.map(|x| x as u64), &VP9_STRIDES)
+        );
+        let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
+        assert!(apply_metas(b.get_mut().expect("writable"), &s, None).is_err());
+        assert!(
+            b.meta::<gst_video::VideoMeta>().is_none(),
+            "nothing attached on error"
+        );
+    }
+
+    #[test]
+    fn reference_timestamp_metas_round_trip() {
+        init();
+        let ntp = gst::Caps::builder("timestamp/x-ntp")
+            .field("host", "pool.ntp.org")
+            .field("port", 123i32)
+            .build();
+        let unix = gst::Caps::new_empty_simple("timestamp/x-unix");
+        let mut src = gst::Buffer::with_size(10).expect("buffer");
+        {
+            let b = src.get_mut().expect("writable");
+            gst::ReferenceTimestampMeta::add(
+                b,
+                &ntp,
+                gst::ClockTime::from_nseconds(123_456_789),
+                gst::ClockTime::from_mseconds(40),
+            );
+            gst::ReferenceTimestampMeta::add(
+                b,
+                &unix,
+                gst::ClockTime::from_seconds(1_700_000_000),
+                None,
+            );
+        }
+        let s = metas_to_string(&src).expect("carried");
+        let mut dst = bare_copy(&src);
+        apply_metas(dst.get_mut().expect("writable"), &s, None).expect("applies");
+        let got: Vec<_> = dst
+            .iter_meta::<gst::ReferenceTimestampMeta>()
+            .map(|m| (m.reference().to_owned(), m.timestamp(), m.duration()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    ntp,
+                    gst::ClockTime::from_nseconds(123_456_789),
+                    Some(gst::ClockTime::from_mseconds(40))
+                ),
+                (unix, gst::ClockTime::from_seconds(1_700_000_000), None),
+            ]
+        );
+        let bad = "reference-timestamp-meta, reference=(structure)[timestamp/x-unix], timestamp=(uint64)18446744073709551615, duration=(uint64)1";
+        assert!(apply_metas(dst.get_mut().expect("writable"), bad, None).is_err());
+    }
+
+    fn planar_f32_info(rate: u32) -> gst_audio::AudioInfo {
+        gst_audio::AudioInfo::builder(gst_audio::AudioFormat::F32le, rate, 2)
+            .positions(&[
+                gst_audio::AudioChannelPosition::FrontLeft,
+                gst_audio::AudioChannelPosition::FrontRight,
+            ])
+            .layout(gst_audio::AudioLayout::NonInterleaved)
+            .build()
+            .expect("info")
+    }
+
+    #[test]
+    fn planar_audio_meta_round_trips_with_its_offsets() {
+        init();
+        let info = planar_f32_info(48000);
+        let mut src = gst::Buffer::with_size(1024).expect("buffer");
+        // 64 samples of 4 bytes per plane, the second plane after a gap.
+        gst_audio::AudioMeta::add(src.get_mut().expect("writable"), &info, 64, &[0, 512])
+            .expect("meta");
+        let s = metas_to_string(&src).expect("carried");
+        let mut dst = bare_copy(&src);
+        let caps = info.to_caps().expect("caps");
+        apply_metas(dst.get_mut().expect("writable"), &s, Some(&caps)).expect("applies");
+        let m = dst.meta::<gst_audio::AudioMeta>().expect("audio meta");
+        assert_eq!(m.info(), info);
+        assert_eq!(m.samples(), 64);
+        assert_eq!(m.offsets(), &[0, 512]);
+        // Interleaved, no offsets.
+        let info = gst_audio::AudioInfo::builder(gst_audio::AudioFormat::S16le, 44100, 2)
+            .build()
+            .expect("info");
+        let mut src = gst::Buffer::with_size(400).expect("buffer");
+        gst_audio::AudioMeta::add(src.get_mut().expect("writable"), &info, 100, &[]).expect("meta");
+        let s = metas_to_string(&src).expect("carried");
+        let mut dst = bare_copy(&src);
+        apply_metas(dst.get_mut().expect("writable"), &s, None).expect("applies");
+        let m = dst.meta::<gst_audio::AudioMeta>().expect("audio meta");
+        assert_eq!((m.info(), m.samples()), (info, 100));
+    }
+
+    #[test]
+    fn audio_metas_past_the_buffer_overlapping_or_mismatching_the_caps_are_refused() {
+        init();
+        let good = "audio-meta, format=(string)F32LE, rate=(int)48000, channels=(int)2, \
+                    layout=(string)non-interleaved, flags=(uint)0, positions=(int)< 1, 2 >, \
+                    samples=(uint64)64, offsets=(uint64)< 0, 512 >";
+        let mut b = gst::Buffer::with_size(1024).expect("buffer");
+        apply_metas(b.get_mut().expect("writable"), good, None).expect("good one");
+        let other_caps = planar_f32_info(44100).to_caps().expect("caps");
+        let cases: Vec<(String, Option<&gst::Caps>, &str)> = vec![
+            (good.replace("< 0, 512 >", "< 0, 800 >"), None, "reads past"),
+            (
+                good.replace("< 0, 512 >", "< 0, 18446744073709551615 >"),
+                None,
+                "reads past",
+            ),
+            (good.replace("< 0, 512 >", "< 0, 100 >"), None, "overlap"),
+            (
+                good.replace("< 0, 512 >", "< 0 >"),
+                None,
+                "offsets for 2 channels",
+            ),
+            (
+                good.replace("samples=(uint64)64", "samples=(uint64)200"),
+                None,
+                "exceed",
+            ),
+            (
+                good.replace("samples=(uint64)64", "samples=(uint64)4611686018427387904"),
+                None,
+                "exceed",
+            ),
+            (
+                good.replace("< 1, 2 >", "< 1, 1 >"),
+                None,
+                "channel positions",
+            ),
+            (
+                good.replace("< 1, 2 >", "< 1, 99 >"),
+                None,
+                "channel position",
+            ),
+            (
+                good.replace("channels=(int)2", "channels=(int)65"),
+                None,
+                "channels",
+            ),
+            (good.replace("rate=(int)48000", "rate=(int)0"), None, "rate"),
+            (good.replace("F32LE", "nope"), None, "unsupported format"),
+            (
+                good.replace("non-interleaved", "interleaved"),
+                None,
+                "offsets for interleaved",
+            ),
+            (good.to_owned(), Some(&other_caps), "differs from the caps"),
+        ];
+        for (s, caps, why) in cases {
+            let mut b = gst::Buffer::with_size(1024).expect("buffer");
+            let err = apply_metas(b.get_mut().expect("writable"), &s, caps.map(|c| c.as_ref()))
+                .expect_err(&s)
+                .to_string();
+            assert!(err.contains(why), "{s}: {err}");
+            assert!(b.meta::<gst_audio::AudioMeta>().is_none());
+        }
+    }
+
+    #[test]
+    fn timecode_meta_round_trips_with_its_daily_jam() {
+        init();
+        #[allow(deprecated)]
+        let tz = glib::TimeZone::new(Some("+02:00"));
+        let jam = glib::DateTime::new(&tz, 2024, 5, 6, 7, 8, 9.25).expect("date");
+        for jam in [Some(jam), None] {
+            let tc = gst_video::VideoTimeCode::new(
+                gst::Fraction::new(30000, 1001),
+                jam.as_ref(),
+                gst_video::VideoTimeCodeFlags::DROP_FRAME,
+                1,
+                2,
+                3,
+                4,
+                0,
+            );
+            let tc = gst_video::ValidVideoTimeCode::try_from(tc).expect("valid");
+            let mut src = gst::Buffer::with_size(10).expect("buffer");
+            gst_video::VideoTimeCodeMeta::add(src.get_mut().expect("writable"), &tc);
+            let s = metas_to_string(&src).expect("carried");
+            let mut dst = bare_copy(&src);
+            apply_metas(dst.get_mut().expect("writable"), &s, None).expect("applies");
+            let got = dst
+                .meta::<gst_video::VideoTimeCodeMeta>()
+                .expect("meta")
+                .tc();
+            assert_eq!(got.to_string(), tc.to_string());
+            assert_eq!(
+                (got.fps(), got.flags(), got.field_count()),
+                (tc.fps(), tc.flags(), 0)
+            );
+            match (got.latest_daily_jam(), jam) {
+                (Some(g), Some(j)) => {
+                    assert_eq!(g.to_unix(), j.to_unix());
+                    assert_eq!(g.microsecond(), j.microsecond());
+                    assert_eq!(g.utc_offset(), j.utc_offset());
+                }
+                (None, None) => {}
+                other => panic!("jam {other:?}"),
+            }
+        }
+        let bad = "timecode-meta, fps-n=(uint)25, fps-d=(uint)1, flags=(uint)0, hours=(uint)25, \
+                   minutes=(uint)0, seconds=(uint)0, frames=(uint)0, field-count=(uint)0";
+        let mut b = gst::Buffer::with_size(1).expect("buffer");
+        assert!(apply_metas(b.get_mut().expect("writable"), bad, None).is_err());
+        let bad = bad
+            .replace("hours=(uint)25", "hours=(uint)1")
+            .replace("fps-d=(uint)1", "fps-d=(uint)0");
+        assert!(apply_metas(b.get_mut().expect("writable"), &bad, None).is_err());
+    }
+
+    #[test]
+    fn unknown_or_repeated_metas_are_refused_and_nothing_is_attached() {
+        init();
+        let crop = "crop-meta, x=(uint)0, y=(uint)0, width=(uint)2, height=(uint)2";
+        let caps = i420_caps(66, 50);
+        for s in [
+            format!("{crop}; {crop}"),
+            format!("{crop}; roi-meta, x=(uint)1"),
+            format!("{crop}, extra=(int)1"),
+            "crop-meta, x=(int)0, y=(uint)0, width=(uint)2, height=(uint)2".to_owned(),
+        ] {
+            let mut b = gst::Buffer::with_size(10).expect("buffer");
+            assert!(
+                apply_metas(b.get_mut().expect("writable"), &s, Some(&caps)).is_err(),
+                "{s}"
+            );
+            assert!(b.meta::<gst_video::VideoCropMeta>().is_none());
+        }
+    }
+
+    fn test_toc() -> gst::Toc {
+        let mut toc = gst::Toc::new(gst::TocScope::Global);
+        {
+            let t = toc.get_mut().expect("writable");
+            let mut tags = gst::TagList::new();
+            tags.get_mut()
+                .expect("w")
+                .add::<gst::tags::Title>(&"Movie", gst::TagMergeMode::Append);
+            tags.get_mut().expect("w").set_scope(gst::TagScope::Global);
+            t.set_tags(tags);
+            let mut edition = gst::TocEntry::new(gst::TocEntryType::Edition, "ed\"1");
+            {
+                let e = edition.get_mut().expect("w");
+                e.set_start_stop_times(0, 10_000_000_000);
+                for i in 0..3 {
+                    let mut ch = gst::TocEntry::new(gst::TocEntryType::Chapter, &format!("ch{i}"));
+                    let c = ch.get_mut().expect("w");
+                    c.set_start_stop_times(i * 1000, (i + 1) * 1000);
+                    let mut tags = gst::TagList::new();
+                    {
+                        let tw = tags.get_mut().expect("w");
+                        tw.add::<gst::tags::Title>(
+                            &format!("Chapter {i}").as_str(),
+                            gst::TagMergeMode::Append,
+                        );
+                        tw.add::<gst::tags::TrackNumber>(&(i as u32), gst::TagMergeMode::Append);
+                    }
+                    c.set_tags(tags);
+                    if i == 1 {
+                        c.set_loop(gst::TocLoopType::Forward, 2);
+                        let sub = gst::TocEntry::new(gst::TocEntryType::Chapter, "ch1.sub");
+                        c.append_sub_entry(sub);
+                    }
+                    e.append_sub_entry(ch);
+                }
+            }
+            t.append_entry(edition);
+            t.append_entry(gst::TocEntry::new(gst::TocEntryType::Edition, "ed2"));
+        }
+        toc
+    }
+
+    #[test]
+    fn toc_event_round_trips_its_whole_tree() {
+        init();
+        let ev = gst::event::Toc::new(&test_toc(), true);
+        let s = downstream_event_to_string(&ev).expect("carried");
+        let back = downstream_event_from_string(&s).expect("rebuilt");
+        assert_eq!(back.type_(), gst::EventType::Toc);
+        assert!(back.is_sticky());
+        assert_eq!(
+            downstream_event_to_string(&back).as_deref(),
+            Some(s.as_str())
+        );
+        let gst::EventView::Toc(t) = back.view() else {
+            panic!("not a toc");
+        };
+        let (toc, updated) = t.toc();
+        assert!(updated);
+        assert_eq!(toc.scope(), gst::TocScope::Global);
+        assert_eq!(toc.tags().expect("tags").scope(), gst::TagScope::Global);
+        let entries = toc.entries();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].uid(), "ed\"1");
+        let chapters = entries[0].sub_entries();
+        assert_eq!(chapters.len(), 3);
+        assert_eq!(chapters[1].start_stop_times(), Some((1000, 2000)));
+        assert_eq!(chapters[1].loop_(), Some((gst::TocLoopType::Forward, 2)));
+        assert_eq!(chapters[1].sub_entries()[0].uid(), "ch1.sub");
+        let tags = chapters[2].tags().expect("tags");
+        assert_eq!(
+            tags.get::<gst::tags::Title>().expect("title").get(),
+            "Chapter 2"
+        );
+        assert_eq!(tags.get::<gst::tags::TrackNumber>().expect("n").get(), 2);
+    }
+
+    #[test]
+    fn toc_trees_with_bad_parents_or_too_deep_are_refused() {
+        init();
+        let entry = |parent: i32, uid: &str| {
+            format!("[entry, parent=(int){parent}, type=(int)3, uid=(string)\"{uid}\"]")
+        };
+        let toc = |entries: &[String]| {
+            format!(
+                "toc, sticky=(boolean)true, updated=(boolean)false, scope=(int)1, entries=(structure)< {} >",
+                entries.join(", ")
+            )
+        };
+        assert!(downstream_event_from_string(&toc(&[entry(-1, "a"), entry(0, "b")])).is_ok());
+        for bad in [
+            toc(&[entry(1, "a"), entry(-1, "b")]),
+            toc(&[entry(0, "a")]),
+            toc(&[entry(-2, "a")]),
+            toc(&[entry(-1, "a")]).replace("type=(int)3", "type=(int)9"),
+            toc(&[entry(-1, "a")]).replace("sticky=(boolean)true", "sticky=(boolean)false"),
+            toc(&[entry(-1, "a")]).replace("scope=(int)1", "scope=(int)0"),
+        ] {
+            assert!(downstream_event_from_string(&bad).is_err(), "{bad}");
+        }
+        // A chain of MAX_TOC_DEPTH levels passes, one more does not.
+        let chain = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| entry(i as i32 - 1, &format!("e{i}")))
+                .collect()
+        };
+        assert!(downstream_event_from_string(&toc(&chain(MAX_TOC_DEPTH))).is_ok());
+        let err = downstream_event_from_string(&toc(&chain(MAX_TOC_DEPTH + 1))).expect_err("deep");
+        assert!(err.to_string().contains("levels"), "{err}");
+    }
+
+    fn custom_structure() -> gst::Structure {
+        gst::Structure::builder("my-event")
+            .field("n", 42i32)
+            .field("what", "hello, \"world\"")
+            .field("times", gst::Array::new([1u64, 2, 3]))
+            .build()
+    }
+
+    #[test]
+    fn custom_downstream_events_round_trip_with_their_type_and_sticky_flag() {
+        init();
+        for ev in [
+            gst::event::CustomDownstream::new(custom_structure()),
+            gst::event::CustomDownstreamSticky::new(custom_structure()),
+            gst::event::CustomBoth::new(custom_structure()),
+        ] {
+            let s = downstream_event_to_string(&ev).expect("carried");
+            let back = downstream_event_from_string(&s).expect("rebuilt");
+            assert_eq!(back.type_(), ev.type_(), "{s}");
+            assert_eq!(back.is_sticky(), ev.is_sticky());
+            assert_eq!(back.structure(), ev.structure());
+            // The type cannot be swapped under a wrong sticky flag.
+            let swapped = s.replacen("custom-downstream-sticky", "custom-downstream", 1);
+            if swapped != s {
+                assert!(downstream_event_from_string(&swapped).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn other_serialized_downstream_events_round_trip() {
+        init();
+        let group = gst::GroupId::next();
+        let mut protection_data = gst::Buffer::from_slice([0u8, 1, 2, 0xfe, 0xff]);
+        protection_data
+            .get_mut()
+            .expect("w")
+            .set_pts(gst::ClockTime::NONE);
+        let evs = [
+            gst::event::StreamGroupDone::new(group),
+            gst::event::InstantRateChange::new(
+                0.1 + 0.2,
+                gst::SegmentFlags::SKIP | gst::SegmentFlags::TRICKMODE,
+            ),
+            gst::event::SegmentDone::new(gst::ClockTime::from_nseconds(123_456)),
+            gst::event::SegmentDone::new(gst::format::Bytes::from_u64(99)),
+            gst::event::SegmentDone::new(gst::GenericFormattedValue::new(gst::Format::Time, -1)),
+            gst::event::Protection::builder(
+                "69f908af-4816-46ea-910c-cd5dcccb0a3a",
+                &protection_data,
+            )
+            .origin("dash/mpd")
+            .build(),
+            gst::event::Protection::new("sys", &protection_data),
+        ];
+        for ev in evs {
+            let s = downstream_event_to_string(&ev).expect("carried");
+            let back = downstream_event_from_string(&s).expect("rebuilt");
+            assert_eq!(back.type_(), ev.type_(), "{s}");
+            assert_eq!(back.is_sticky(), ev.is_sticky());
+            match (ev.view(), back.view()) {
+                (gst::EventView::StreamGroupDone(a), gst::EventView::StreamGroupDone(b)) => {
+                    assert_eq!(a.group_id(), b.group_id())
+                }
+                (gst::EventView::InstantRateChange(a), gst::EventView::InstantRateChange(b)) => {
+                    assert_eq!(a.get(), b.get())
+                }
+                (gst::EventView::SegmentDone(a), gst::EventView::SegmentDone(b)) => {
+                    assert_eq!(a.get(), b.get())
+                }
+                (gst::EventView::Protection(a), gst::EventView::Protection(b)) => {
+                    let (ai, ad, ao) = a.get();
+                    let (bi, bd, bo) = b.get();
+                    assert_eq!((ai, ao), (bi, bo));
+                    assert_eq!(
+                        *ad.map_readable().expect("map"),
+                        *bd.map_readable().expect("map")
+                    );
+                }
+                _ => panic!("{s}"),
+            }
+        }
+        for bad in [
+            "stream-group-done, sticky=(boolean)true, group-id=(uint)0",
+            "instant-rate-change, sticky=(boolean)true, rate=(double)0.0, flags=(uint)0",
+            "segment-done, sticky=(boolean)false, format=(int)0, position=(int64)1",
+            "segment-done, sticky=(boolean)false, format=(int)5, position=(int64)1000001",
+            "segment-done, sticky=(boolean)false, format=(int)3, position=(int64)-2",
+            "protection, sticky=(boolean)true, system-id=(string)x, data=(string)abc",
+            "protection, sticky=(boolean)true, system-id=(string)x, data=(string)zz",
+            "eos, sticky=(boolean)true",
+        ] {
+            assert!(downstream_event_from_string(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn natively_carried_and_out_of_band_events_are_not_turned_into_strings() {
+        init();
+        for ev in [
+            gst::event::Eos::new(),
+            gst::event::Caps::new(&i420_caps(2, 2)),
+            gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()),
+            gst::event::StreamStart::new("s"),
+            gst::event::FlushStart::new(),
+            gst::event::CustomDownstreamOob::new(custom_structure()),
+            gst::event::CustomBothOob::new(custom_structure()),
+        ] {
+            assert_eq!(downstream_event_to_string(&ev), None, "{:?}", ev.type_());
+        }
+        assert_eq!(
+            upstream_event_to_string(&gst::event::Seek::new(
+                1.0,
+                gst::SeekFlags::FLUSH,
+                gst::SeekType::Set,
+                gst::ClockTime::ZERO,
+                gst::SeekType::None,
+                gst::ClockTime::NONE,
+            )),
+            None
+        );
+    }
+
+    fn navigation_structure() -> gst::Structure {
+        let mut s = gst::Structure::builder(NAVIGATION)
+            .field("event", "mouse-button-press")
+            .field("button", 1i32)
+            .field("pointer_x", 12.5f64)
+            .field("pointer_y", 1.0f64 / 3.0)
+            .build();
+        let state =
+            flags_value(gst_video::NavigationModifierType::static_type(), 1 | 4).expect("flags");
+        // SAFETY: a flags value holds a plain integer.
+        s.set_value("state", unsafe {
+            <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(state.into_raw())
+        });
+        s
+    }
+
+    #[test]
+    fn upstream_events_round_trip() {
+        init();
+        let evs = [
+            gst_video::UpstreamForceKeyUnitEvent::builder()
+                .running_time(gst::ClockTime::from_mseconds(1234))
+                .all_headers(true)
+                .count(3)
+                .build(),
+            gst_video::UpstreamForceKeyUnitEvent::builder().build(),
+            gst::event::Navigation::new(navigation_structure()),
+            gst::event::Qos::new(
+                gst::QOSType::Underflow,
+                1.25,
+                -5_000,
+                gst::ClockTime::from_mseconds(100),
+            ),
+            gst::event::Qos::new(
+                gst::QOSType::Throttle,
+                0.5,
+                40_000_000,
+                gst::ClockTime::NONE,
+            ),
+            gst::event::Reconfigure::new(),
+            gst::event::CustomUpstream::new(custom_structure()),
+            gst::event::CustomBoth::new(custom_structure()),
+        ];
+        for ev in evs {
+            let s = upstream_event_to_string(&ev).expect("carried");
+            let back = upstream_event_from_string(&s).expect("rebuilt");
+            assert_eq!(back.type_(), ev.type_(), "{s}");
+            assert_eq!(back.structure(), ev.structure(), "{s}");
+        }
+        let fku = upstream_event_from_string(
+            "force-key-unit, running-time=(uint64)5, all-headers=(boolean)true, count=(uint)7",
+        )
+        .expect("fku");
+        assert_eq!(
+            gst_video::UpstreamForceKeyUnitEvent::parse(&fku).expect("parses"),
+            gst_video::UpstreamForceKeyUnitEvent {
+                running_time: Some(gst::ClockTime::from_nseconds(5)),
+                all_headers: true,
+                count: 7
+            }
+        );
+        for bad in [
+            "qos, type=(int)1, proportion=(double)1.0, diff=(int64)-101, timestamp=(uint64)100",
+            "qos, type=(int)3, proportion=(double)1.0, diff=(int64)0, timestamp=(uint64)0",
+            "qos, type=(int)1, proportion=(double)-1.0, diff=(int64)0, timestamp=(uint64)0",
+            "navigation, structure=(structure)[not-navigation, a=(int)1]",
+            "reconfigure, x=(int)1",
+            "seek, rate=(double)1.0",
+        ] {
+            assert!(upstream_event_from_string(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn qos_aggregate_forwards_the_slowest_consumer_of_the_last_second() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut q = QosAggregate::new();
+        // One consumer: every report goes through.
+        assert!(q.offer(1, 0.8, -10, None, ms(0)));
+        assert!(q.offer(1, 1.5, 10, None, ms(10)));
+        // A second, faster consumer is swallowed while 1 is slower...
+        assert!(!q.offer(2, 1.0, 0, None, ms(20)));
+        // ...a slower report from it goes through...
+        assert!(q.offer(2, 2.0, 0, None, ms(30)));
+        // ...and then 1's (now faster) reports are swallowed.
+        assert!(!q.offer(1, 1.2, 0, None, ms(40)));
+        // Once 2 has been silent for over a second, 1 goes through again.
+        assert!(!q.offer(1, 1.2, 0, None, ms(1030)));
+        assert!(q.offer(1, 1.2, 0, None, ms(1031)));
+        // A consumer that goes away stops counting at once.
+        assert!(q.offer(2, 3.0, 0, None, ms(1100)));
+        assert!(!q.offer(1, 1.0, 0, None, ms(1110)));
+        q.forget(2);
+        assert!(q.offer(1, 1.0, 0, None, ms(1120)));
+        // Nonsense is never forwarded.
+        assert!(!q.offer(3, f64::NAN, 0, None, ms(1130)));
+        assert!(!q.offer(3, -1.0, 0, None, ms(1130)));
+        // Events.
+        init();
+        let ev = gst::event::Qos::new(gst::QOSType::Underflow, 9.0, 0, gst::ClockTime::ZERO);
+        assert!(q.offer_event(4, &ev, ms(1140)));
+        assert!(!q.offer_event(4, &gst::event::Reconfigure::new(), ms(1140)));
+    }
+
+    /// Strings of every kind this module produces.
+    fn seeds() -> Vec<String> {
+        let mut v = Vec::new();
+        let mut src = vp9_like_buffer();
+        {
+            let b = src.get_mut().expect("writable");
+            gst_video::VideoCropMeta::add(b, (2, 4, 60, 40));
+            gst::ReferenceTimestampMeta::add(
+                b,
+                &gst::Caps::builder("timestamp/x-ntp")
+                    .field("host", "h")
+                    .build(),
+                gst::ClockTime::from_nseconds(1),
+                None,
+            );
+            let tc = gst_video::VideoTimeCode::new(
+                gst::Fraction::new(25, 1),
+                None,
+                gst_video::VideoTimeCodeFlags::empty(),
+                1,
+                2,
+                3,
+                4,
+                0,
+            );
+            gst_video::VideoTimeCodeMeta::add(
+                b,
+                &gst_video::ValidVideoTimeCode::try_from(tc).expect("valid"),
+            );
+        }
+        v.push(metas_to_string(&src).expect("metas"));
+        let mut a = gst::Buffer::with_size(1024).expect("buffer");
+        gst_audio::AudioMeta::add(
+            a.get_mut().expect("w"),
+            &planar_f32_info(48000),
+            64,
+            &[0, 512],
+        )
+        .expect("meta");
+        v.push(metas_to_string(&a).expect("metas"));
+        v.push(downstream_event_to_string(&gst::event::Toc::new(&test_toc(), false)).expect("toc"));
+        v.push(
+            downstream_event_to_string(
+                &gst::event::CustomDownstreamSticky::new(custom_structure()),
+            )
+            .expect("c"),
+        );
+        v.push(
+            downstream_event_to_string(&gst::event::InstantRateChange::new(
+                2.0,
+                gst::SegmentFlags::empty(),
+            ))
+            .expect("i"),
+        );
+        v.push(
+            downstream_event_to_string(&gst::event::SegmentDone::new(gst::ClockTime::ZERO))
+                .expect("s"),
+        );
+        v.push(
+            downstream_event_to_string(&gst::event::StreamGroupDone::new(gst::GroupId::next()))
+                .expect("g"),
+        );
+        v.push(
+            downstream_event_to_string(&gst::event::Protection::new(
+                "x",
+                &gst::Buffer::from_slice([1u8, 2]),
+            ))
+            .expect("p"),
+        );
+        v.push(
+            upstream_event_to_string(&gst::event::Navigation::new(navigation_structure()))
+                .expect("n"),
+        );
+        v.push(
+            upstream_event_to_string(&gst::event::Qos::new(
+                gst::QOSType::Overflow,
+                1.5,
+                3,
+                gst::ClockTime::ZERO,
+            ))
+            .expect("q"),
+        );
+        v.push(
+            upstream_event_to_string(
+                &gst_video::UpstreamForceKeyUnitEvent::builder()
+                    .count(1)
+                    .build(),
+            )
+            .expect("f"),
+        );
+        v.push(upstream_event_to_string(&gst::event::Reconfigure::new()).expect("r"));
+        v
+    }
+
+    /// Feeds `s` to every parser of peer strings in this module.
+    /// Returns how many of them accepted it.
+    fn feed(s: &str, video: &gst::Caps, audio: &gst::Caps) -> usize {
+        let mut accepted = 0;
+        for caps in [None, Some(video), Some(audio)] {
+            let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
+            if apply_metas(b.get_mut().expect("writable"), s, caps.map(|c| c.as_ref())).is_ok() {
+                accepted += 1;
+                // What was attached serialises again.
+                let _ = metas_to_string(&b);
+            }
+        }
+        if let Ok(ev) = downstream_event_from_string(s) {
+            accepted += 1;
+            let _ = downstream_event_to_string(&ev);
+        }
+        if let Ok(ev) = upstream_event_from_string(s) {
+            accepted += 1;
+            let _ = upstream_event_to_string(&ev);
+        }
+        accepted
+    }
+
+    /// Mutations of every kind of string and random bytes: no panic, no
+    /// critical (fatal here, see [`init`]).
+    #[test]
+    fn mutated_and_random_peer_strings_never_panic_or_critical() {
+        init();
+        let video = i420_caps(66, 50);
+        let audio = planar_f32_info(48000).to_caps().expect("caps");
+        let mut inputs: Vec<Vec<u8>> = seeds().into_iter().map(String::into_bytes).collect();
+        inputs.push(Vec::new());
+        for s in &inputs {
+            feed(std::str::from_utf8(s).expect("utf8"), &video, &audio);
+        }
+        let mut rng = shmring::fuzzing::Rng(0x5e71_a112_e000_0001);
+        let mut fed = 0;
+        let mut accepted = 0;
+        for i in 0..20_000 {
+            let mut m = if i % 10 == 9 {
+                // Random bytes.
+                let n = rng.below(200);
+                (0..n).map(|_| rng.next_u64() as u8).collect()
+            } else {
+                inputs[i % inputs.len()].clone()
+            };
+            shmring::fuzzing::mutate(&mut rng, &mut m);
+            // The frame stream hands over only valid UTF-8; keep what we can.
+            let s = String::from_utf8_lossy(&m);
+            accepted += feed(&s, &video, &audio);
+            fed += 1;
+        }
+        assert_eq!(fed, 20_000);
+        // Many mutations still parse, so the building paths run too.
+        assert!(accepted > 1_000, "only {accepted} accepted");
+        eprintln!("{fed} mutated strings, {accepted} acceptances");
     }
 }
