@@ -47,7 +47,7 @@
 //!   of tiled formats; audio metas of more than 64 channels;
 //! * values that are not of the types above in custom structures, tags or
 //!   reference caps (buffers, samples, caps, dates, ranges, nested arrays,
-//!   NaN/infinite doubles): the event or meta holding one is not carried,
+//!   floats): the event or meta holding one is not carried,
 //!   except TOC tags, where only that tag value is dropped;
 //! * out-of-band events (custom downstream OOB, custom both OOB), which are
 //!   not serialized; `stream-collection` and `select-streams`; seek,
@@ -115,7 +115,9 @@ enum Val {
     Int64(i64),
     UInt64(u64),
     Bool(bool),
-    /// Always finite.
+    /// NaN and infinities included (written `NaN`, `inf`, `-inf`): a
+    /// navigation touch event's pressure is NaN when unknown. Where a
+    /// constructor or downstream code needs a finite value, it is checked.
     Double(f64),
     Str(String),
     /// Denominator non-zero, neither part `i32::MIN`.
@@ -534,10 +536,10 @@ impl<'a> Parser<'a> {
             "double" => {
                 let t = self.token(|c| c.is_ascii_alphanumeric() || b".+-".contains(&c), 64)?;
                 match t.parse::<f64>() {
-                    Ok(x) if x.is_finite() => Val::Double(x),
+                    Ok(x) => Val::Double(x),
                     _ => {
                         self.pos = start;
-                        return Err(self.err(format!("invalid or non-finite double {t:?}")));
+                        return Err(self.err(format!("invalid double {t:?}")));
                     }
                 }
             }
@@ -694,11 +696,7 @@ fn scalar_from_gvalue(v: &glib::Value, depth: usize) -> Option<Val> {
     } else if t == glib::Type::BOOL {
         Val::Bool(v.get().ok()?)
     } else if t == glib::Type::F64 {
-        let x: f64 = v.get().ok()?;
-        if !x.is_finite() {
-            return None;
-        }
-        Val::Double(x)
+        Val::Double(v.get().ok()?)
     } else if t == glib::Type::STRING {
         let s: Option<String> = v.get().ok()?;
         let s = s?;
@@ -2040,9 +2038,70 @@ pub(crate) fn downstream_event_from_string(s: &str) -> Result<gst::Event, SerdeE
 /// The structure name navigation events carry.
 const NAVIGATION: &str = "application/x-gst-navigation";
 
+/// Checks a navigation event's structure as GStreamer's parsers read it
+/// (`gst_navigation_event_parse_*` `g_warning` on a missing field, and C
+/// code converts coordinates to integers): a known event type, its fields
+/// present with their types, finite coordinates.
+fn check_navigation(s: &gst::StructureRef) -> Result<(), SerdeError> {
+    if s.name() != NAVIGATION {
+        return Err(invalid(format!(
+            "navigation: structure named {:?}",
+            s.name()
+        )));
+    }
+    let event = s
+        .get::<&str>("event")
+        .map_err(|_| invalid("navigation: no event string"))?;
+    let xy: &[&str] = &["pointer_x", "pointer_y"];
+    let (coords, ints, uints, strs): (&[&str], &[&str], &[&str], &[&str]) = match event {
+        "key-press" | "key-release" => (&[], &[], &[], &["key"]),
+        "mouse-move" => (xy, &[], &[], &[]),
+        "mouse-button-press" | "mouse-button-release" => (xy, &["button"], &[], &[]),
+        "mouse-scroll" => (
+            &[
+                "pointer_x",
+                "pointer_y",
+                "delta_pointer_x",
+                "delta_pointer_y",
+            ],
+            &[],
+            &[],
+            &[],
+        ),
+        "command" => (&[], &[], &["command-code"], &[]),
+        "touch-down" | "touch-motion" | "touch-up" => (xy, &[], &["identifier"], &[]),
+        "touch-frame" | "touch-cancel" => (&[], &[], &[], &[]),
+        e => return Err(invalid(format!("navigation: unknown event {e:?}"))),
+    };
+    let missing = |f: &str| invalid(format!("navigation: {event} without a valid {f:?}"));
+    for f in coords {
+        if !s.get::<f64>(*f).is_ok_and(f64::is_finite) {
+            return Err(missing(f));
+        }
+    }
+    for f in ints {
+        s.get::<i32>(*f).map_err(|_| missing(f))?;
+    }
+    for f in uints {
+        s.get::<u32>(*f).map_err(|_| missing(f))?;
+    }
+    for f in strs {
+        s.get::<&str>(*f).map_err(|_| missing(f))?;
+    }
+    // Pressure: 0 to 1, or NaN when unknown.
+    if (event == "touch-down" || event == "touch-motion") && s.get::<f64>("pressure").is_err() {
+        return Err(missing("pressure"));
+    }
+    if s.has_field("state") && s.get::<gst_video::NavigationModifierType>("state").is_err() {
+        return Err(missing("state"));
+    }
+    Ok(())
+}
+
 /// An upstream event from a consumer, as a string; `None` for events that are
 /// not carried. Carried: force-key-unit (upstream form: running time,
-/// all-headers, count), navigation (its structure), QoS (type, proportion,
+/// all-headers, count), navigation (its structure, if well-formed: see
+/// `check_navigation`), QoS (type, proportion,
 /// diff, timestamp), reconfigure, custom upstream and custom both.
 pub(crate) fn upstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
     use gst::EventView;
@@ -2059,7 +2118,10 @@ pub(crate) fn upstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
             }
         }
         EventView::CustomBoth(c) => custom_item("custom-both", c.structure())?,
-        EventView::Navigation(n) => custom_item("navigation", n.structure())?,
+        EventView::Navigation(n) => {
+            check_navigation(n.structure()?).ok()?;
+            custom_item("navigation", n.structure())?
+        }
         EventView::Qos(q) => {
             let (ty, proportion, diff, ts) = q.get();
             if !proportion.is_finite() {
@@ -2097,12 +2159,7 @@ pub(crate) fn upstream_event_from_string(s: &str) -> Result<gst::Event, SerdeErr
         }
         "navigation" => {
             let s = custom(&it)?;
-            if s.name() != NAVIGATION {
-                return Err(invalid(format!(
-                    "navigation: structure named {:?}",
-                    s.name()
-                )));
-            }
+            check_navigation(&s)?;
             gst::event::Navigation::new(s)
         }
         "qos" => {
@@ -2344,7 +2401,6 @@ mod tests {
             gst::Structure::builder("x")
                 .field("caps", gst::Caps::new_any())
                 .build(),
-            gst::Structure::builder("x").field("nan", f64::NAN).build(),
             gst::Structure::builder("x").field("f32", 1.5f32).build(),
             gst::Structure::builder("x")
                 .field("range", gst::IntRange::new(1i32, 5))
@@ -2375,8 +2431,7 @@ mod tests {
             "abc, a=(fraction)-2147483648/1",
             "abc, a=(int)2147483648",
             "abc, a=(uint)-1",
-            "abc, a=(double)nan",
-            "abc, a=(double)inf",
+            "abc, a=(double)1.2.3",
             "abc, a=(string)\"nul \\000 byte\"",
             "abc, a=(string)\"bad utf8 \\377\"",
             "abc, a=(string)\"unterminated",
@@ -3189,6 +3244,51 @@ mod tests {
         ] {
             assert!(upstream_event_from_string(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn navigation_events_must_be_well_formed() {
+        init();
+        let touch = gst::Structure::builder(NAVIGATION)
+            .field("event", "touch-down")
+            .field("identifier", 3u32)
+            .field("pointer_x", 1.0f64)
+            .field("pointer_y", 2.0f64)
+            .field("pressure", f64::NAN)
+            .build();
+        let s = upstream_event_to_string(&gst::event::Navigation::new(touch)).expect("carried");
+        let back = upstream_event_from_string(&s).expect("rebuilt");
+        let st = back.structure().expect("structure");
+        assert!(st.get::<f64>("pressure").expect("pressure").is_nan());
+        assert_eq!(st.get::<u32>("identifier").expect("id"), 3);
+        let nav = |fields: &str| {
+            format!("navigation, structure=(structure)[application/x-gst-navigation, {fields}]")
+        };
+        for bad in [
+            nav("event=(string)mouse-move, pointer_x=(double)1.0"),
+            nav("event=(string)mouse-move, pointer_x=(double)NaN, pointer_y=(double)1.0"),
+            nav("event=(string)mouse-move, pointer_x=(double)inf, pointer_y=(double)1.0"),
+            nav("event=(string)mouse-move, pointer_x=(int)1, pointer_y=(double)1.0"),
+            nav("event=(string)mouse-button-press, pointer_x=(double)1.0, pointer_y=(double)1.0"),
+            nav("event=(string)key-press"),
+            nav("event=(string)command, command-code=(int)1"),
+            nav("event=(string)touch-down, identifier=(uint)1, pointer_x=(double)1.0, pointer_y=(double)1.0"),
+            nav("event=(string)no-such-event"),
+            nav("pointer_x=(double)1.0"),
+            nav("event=(string)touch-frame, state=(int)1"),
+            "navigation, structure=(structure)[not-navigation, event=(string)touch-frame]".to_owned(),
+        ] {
+            assert!(upstream_event_from_string(&bad).is_err(), "{bad}");
+        }
+        assert!(upstream_event_from_string(&nav("event=(string)touch-frame")).is_ok());
+        // The sending side does not send what the receiving side refuses.
+        let broken = gst::Structure::builder(NAVIGATION)
+            .field("event", "mouse-move")
+            .build();
+        assert_eq!(
+            upstream_event_to_string(&gst::event::Navigation::new(broken)),
+            None
+        );
     }
 
     #[test]
