@@ -1024,7 +1024,12 @@ pub(crate) fn metas_to_string(buffer: &gst::BufferRef) -> Option<String> {
             items.push(it);
         }
     }
-    (!items.is_empty()).then(|| print_items(&items))
+    bounded(print_items(&items)).filter(|_| !items.is_empty())
+}
+
+/// `s` if the receiving side accepts its length.
+fn bounded(s: String) -> Option<String> {
+    (s.len() <= MAX_STRING).then_some(s)
 }
 
 fn video_meta_item(buffer: &gst::BufferRef) -> Option<Item> {
@@ -1057,22 +1062,34 @@ struct VideoMetaParams {
     strides: Vec<i32>,
 }
 
-/// Raw video caps, if `caps` are fixed raw video in system memory.
-fn video_info_of(caps: Option<&gst::CapsRef>) -> Option<gst_video::VideoInfo> {
-    let caps = caps?;
-    if !caps.is_fixed() || caps.structure(0)?.name() != "video/x-raw" {
-        return None;
+/// The video info of raw video caps: `Ok(None)` for no caps or caps of
+/// another media type, an error for raw video caps that are not a valid
+/// fixed video format (metas are then not checkable against them).
+fn video_info_of(caps: Option<&gst::CapsRef>) -> Result<Option<gst_video::VideoInfo>, String> {
+    let Some(caps) = caps else { return Ok(None) };
+    if caps.structure(0).is_none_or(|s| s.name() != "video/x-raw") {
+        return Ok(None);
     }
-    gst_video::VideoInfo::from_caps(caps).ok()
+    if !caps.is_fixed() {
+        return Err(format!("raw video caps are not fixed: {caps}"));
+    }
+    gst_video::VideoInfo::from_caps(caps)
+        .map(Some)
+        .map_err(|_| format!("raw video caps are not a valid video format: {caps}"))
 }
 
-/// Raw audio caps, if `caps` are fixed raw audio.
-fn audio_info_of(caps: Option<&gst::CapsRef>) -> Option<gst_audio::AudioInfo> {
-    let caps = caps?;
-    if !caps.is_fixed() || caps.structure(0)?.name() != "audio/x-raw" {
-        return None;
+/// The audio info of raw audio caps, like [`video_info_of`].
+fn audio_info_of(caps: Option<&gst::CapsRef>) -> Result<Option<gst_audio::AudioInfo>, String> {
+    let Some(caps) = caps else { return Ok(None) };
+    if caps.structure(0).is_none_or(|s| s.name() != "audio/x-raw") {
+        return Ok(None);
     }
-    gst_audio::AudioInfo::from_caps(caps).ok()
+    if !caps.is_fixed() {
+        return Err(format!("raw audio caps are not fixed: {caps}"));
+    }
+    gst_audio::AudioInfo::from_caps(caps)
+        .map(Some)
+        .map_err(|_| format!("raw audio caps are not a valid audio format: {caps}"))
 }
 
 /// Bytes a row of `plane` needs at `width` (for packed formats without a
@@ -1127,6 +1144,11 @@ fn check_video_meta(
         return Err(invalid(format!("video-meta: unsupported format {fname:?}")));
     }
     let finfo = gst_video::VideoFormatInfo::from_format(format);
+    if finfo.has_palette() {
+        return Err(invalid(format!(
+            "video-meta: paletted format {fname} is not carried"
+        )));
+    }
     if finfo.is_tiled() {
         return Err(invalid(format!(
             "video-meta: tiled format {fname} is not carried"
@@ -1195,7 +1217,7 @@ fn check_video_meta(
             .filter(|&c| finfo.plane()[c] == p)
             .map(|c| finfo.scale_height(c as u8, height))
             .max()
-            .unwrap_or(height);
+            .ok_or_else(|| invalid(format!("video-meta: {fname} plane {p} has no component")))?;
         let end = (stride as u64)
             .checked_mul(u64::from(plane_h.saturating_sub(1)))
             .and_then(|x| x.checked_add(offsets[pi]))
@@ -1333,7 +1355,8 @@ fn check_audio_meta(
     }
     let samples = it.u64("samples")?;
     let bps = u64::from(info.bps());
-    let total = samples
+    // All channels' samples fit (so one plane's do, without overflow).
+    samples
         .checked_mul(u64::from(info.bpf()))
         .filter(|&t| t <= size as u64)
         .ok_or_else(|| {
@@ -1342,7 +1365,6 @@ fn check_audio_meta(
                 info.bpf()
             ))
         })?;
-    let _ = total;
     let offsets = u64_array(it, "offsets")?;
     if !offsets.is_empty() {
         if layout != gst_audio::AudioLayout::NonInterleaved {
@@ -1354,7 +1376,6 @@ fn check_audio_meta(
                 offsets.len()
             )));
         }
-        // `total` fits: so does one plane.
         let plane = samples * bps;
         for (i, &o) in offsets.iter().enumerate() {
             if o.checked_add(plane).is_none_or(|end| end > size as u64) {
@@ -1492,9 +1513,13 @@ enum Pending {
 }
 
 /// Attaches the metas `s` (from [`metas_to_string`] on the peer) to
-/// `buffer`. `caps` are the stream's current caps, if any: with raw video or
-/// audio caps the metas must agree with them (format, at least their size,
-/// same audio info), as downstream code maps buffers with both.
+/// `buffer`, which should carry none of these metas yet. `caps` are the
+/// stream's current caps: pass them whenever there are some, since with raw
+/// video or audio caps the metas must agree with them (same format and
+/// planes, at least their size, same audio info: downstream code maps
+/// buffers with both, and `gst_video_frame_map` / `gst_audio_buffer_map`
+/// `g_critical` on a mismatch); raw caps that are not a valid fixed format
+/// make video, crop and audio metas refused.
 ///
 /// Everything is checked before anything is attached: on error `buffer` is
 /// unchanged. Refused: a video plane whose rows (offset + stride × rows of
@@ -1503,7 +1528,10 @@ enum Pending {
 /// (× bytes per frame, or per plane at each offset) past the buffer or
 /// overlapping planes; a crop outside the frame (the caps' size, else the
 /// video meta's; a crop with neither is refused); an invalid time code;
-/// anything malformed, unknown or over the limits.
+/// paletted and tiled video formats; anything malformed, unknown or over
+/// the limits. Plane heights are the whole frame's, so a buffer holding one
+/// field of alternate-interlaced video (`ONEFIELD`, half the rows) is
+/// refused.
 pub(crate) fn apply_metas(
     buffer: &mut gst::BufferRef,
     s: &str,
@@ -1514,7 +1542,11 @@ pub(crate) fn apply_metas(
     let ainfo = audio_info_of(caps);
     let size = buffer.size();
     let mut pending = Vec::new();
-    let mut frame: Option<(u32, u32)> = vinfo.as_ref().map(|i| (i.width(), i.height()));
+    let mut frame: Option<(u32, u32)> = vinfo
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|i| (i.width(), i.height()));
     let mut seen = [0usize; 5];
     // Video meta first: a crop is checked against its size.
     let mut order: Vec<&Item> = items.iter().filter(|i| i.name == "video-meta").collect();
@@ -1534,7 +1566,10 @@ pub(crate) fn apply_metas(
         }
         pending.push(match slot {
             0 => {
-                let p = check_video_meta(it, size, vinfo.as_ref())?;
+                let info = vinfo
+                    .as_ref()
+                    .map_err(|e| invalid(format!("video-meta: {e}")))?;
+                let p = check_video_meta(it, size, info.as_ref())?;
                 if frame.is_none() {
                     frame = Some((p.width, p.height));
                 }
@@ -1548,6 +1583,9 @@ pub(crate) fn apply_metas(
                     it.u32("width")?,
                     it.u32("height")?,
                 );
+                if let Err(e) = &vinfo {
+                    return Err(invalid(format!("crop-meta: {e}")));
+                }
                 let (fw, fh) = frame.ok_or_else(|| {
                     invalid("crop-meta without a frame size (no video caps, no video-meta)")
                 })?;
@@ -1573,7 +1611,10 @@ pub(crate) fn apply_metas(
                 Pending::Reference(caps, ts, duration)
             }
             3 => {
-                let (info, samples, offsets) = check_audio_meta(it, size, ainfo.as_ref())?;
+                let caps_info = ainfo
+                    .as_ref()
+                    .map_err(|e| invalid(format!("audio-meta: {e}")))?;
+                let (info, samples, offsets) = check_audio_meta(it, size, caps_info.as_ref())?;
                 Pending::Audio(Box::new(info), samples, offsets)
             }
             _ => Pending::TimeCode(check_timecode_meta(it)?),
@@ -1952,7 +1993,7 @@ pub(crate) fn downstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
     } else {
         item.with("sticky", Val::Bool(sticky))
     };
-    Some(print_items(&[item]))
+    bounded(print_items(&[item]))
 }
 
 /// Rebuilds an event from [`downstream_event_to_string`]'s string (from the
@@ -2136,7 +2177,7 @@ pub(crate) fn upstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
         EventView::Reconfigure(_) => Item::new("reconfigure"),
         _ => return None,
     };
-    Some(print_items(&[item]))
+    bounded(print_items(&[item]))
 }
 
 /// Rebuilds an upstream event from [`upstream_event_to_string`]'s string
@@ -2229,19 +2270,12 @@ impl QosAggregate {
         Self::default()
     }
 
-    /// Records consumer `consumer`'s QoS report (`proportion`, `diff` and
-    /// `timestamp` as in its QoS event) made at `now`; `true` if that event
-    /// should be forwarded upstream. A non-finite or negative proportion is
-    /// never forwarded.
-    pub(crate) fn offer(
-        &mut self,
-        consumer: u64,
-        proportion: f64,
-        diff: i64,
-        timestamp: Option<gst::ClockTime>,
-        now: Instant,
-    ) -> bool {
-        let _ = (diff, timestamp);
+    /// Records consumer `consumer`'s QoS report (the `proportion` of its QoS
+    /// event; the rule needs neither its diff nor its timestamp, which the
+    /// forwarded event carries as they are) made at `now`; `true` if that
+    /// event should be forwarded upstream. A non-finite or negative
+    /// proportion is never forwarded.
+    pub(crate) fn offer(&mut self, consumer: u64, proportion: f64, now: Instant) -> bool {
         if !proportion.is_finite() || proportion < 0.0 {
             return false;
         }
@@ -2264,8 +2298,8 @@ impl QosAggregate {
     pub(crate) fn offer_event(&mut self, consumer: u64, ev: &gst::EventRef, now: Instant) -> bool {
         match ev.view() {
             gst::EventView::Qos(q) => {
-                let (_, proportion, diff, ts) = q.get();
-                self.offer(consumer, proportion, diff, ts, now)
+                let (_, proportion, _, _) = q.get();
+                self.offer(consumer, proportion, now)
             }
             _ => false,
         }
@@ -2640,6 +2674,49 @@ mod tests {
     }
 
     #[test]
+    fn paletted_formats_and_invalid_raw_caps_make_video_metas_refused() {
+        init();
+        let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
+        let s = video_meta_string("RGB8P", 16, 16, &[0, 256], &[16, 4]);
+        let err = apply_metas(b.get_mut().expect("writable"), &s, None).expect_err("palette");
+        assert!(err.to_string().contains("paletted"), "{err}");
+        let good = video_meta_string("I420", 66, 50, &VP9_OFFSETS.map(|x| x as u64), &VP9_STRIDES);
+        let unfixed = gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", gst::IntRange::new(1i32, 100))
+            .field("height", 50i32)
+            .build();
+        let invalid_caps = gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .build();
+        let encoded = gst::Caps::new_empty_simple("video/x-vp9");
+        for (caps, ok) in [(&unfixed, false), (&invalid_caps, false), (&encoded, true)] {
+            let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
+            let r = apply_metas(b.get_mut().expect("writable"), &good, Some(caps));
+            assert_eq!(r.is_ok(), ok, "{caps}: {r:?}");
+            let crop = "crop-meta, x=(uint)0, y=(uint)0, width=(uint)2, height=(uint)2";
+            let r = apply_metas(b.get_mut().expect("writable"), crop, Some(caps));
+            assert!(r.is_err(), "{caps}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn strings_over_the_limit_are_not_produced() {
+        init();
+        let big = gst::Structure::builder("big")
+            .field("s", "x".repeat(MAX_STRING))
+            .build();
+        assert_eq!(
+            downstream_event_to_string(&gst::event::CustomDownstream::new(big.clone())),
+            None
+        );
+        assert_eq!(
+            upstream_event_to_string(&gst::event::CustomUpstream::new(big)),
+            None
+        );
+    }
+
+    #[test]
     fn metas_the_sender_cannot_vouch_for_are_left_out() {
         init();
         // A video meta whose planes do not fit its buffer (an upstream bug).
@@ -2799,6 +2876,23 @@ mod tests {
         apply_metas(dst.get_mut().expect("writable"), &s, None).expect("applies");
         let m = dst.meta::<gst_audio::AudioMeta>().expect("audio meta");
         assert_eq!((m.info(), m.samples()), (info, 100));
+        // Unpositioned channels (10 channels, channel mask 0).
+        let caps = gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("rate", 8000i32)
+            .field("channels", 10i32)
+            .field("channel-mask", gst::Bitmask::new(0))
+            .field("layout", "interleaved")
+            .build();
+        let info = gst_audio::AudioInfo::from_caps(&caps).expect("info");
+        assert!(info.is_unpositioned());
+        let mut src = gst::Buffer::with_size(200).expect("buffer");
+        gst_audio::AudioMeta::add(src.get_mut().expect("writable"), &info, 10, &[]).expect("meta");
+        let s = metas_to_string(&src).expect("carried");
+        let mut dst = bare_copy(&src);
+        apply_metas(dst.get_mut().expect("writable"), &s, Some(&caps)).expect("applies");
+        let m = dst.meta::<gst_audio::AudioMeta>().expect("audio meta");
+        assert_eq!((m.info(), m.samples()), (info, 10));
     }
 
     #[test]
@@ -3297,25 +3391,25 @@ mod tests {
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut q = QosAggregate::new();
         // One consumer: every report goes through.
-        assert!(q.offer(1, 0.8, -10, None, ms(0)));
-        assert!(q.offer(1, 1.5, 10, None, ms(10)));
+        assert!(q.offer(1, 0.8, ms(0)));
+        assert!(q.offer(1, 1.5, ms(10)));
         // A second, faster consumer is swallowed while 1 is slower...
-        assert!(!q.offer(2, 1.0, 0, None, ms(20)));
+        assert!(!q.offer(2, 1.0, ms(20)));
         // ...a slower report from it goes through...
-        assert!(q.offer(2, 2.0, 0, None, ms(30)));
+        assert!(q.offer(2, 2.0, ms(30)));
         // ...and then 1's (now faster) reports are swallowed.
-        assert!(!q.offer(1, 1.2, 0, None, ms(40)));
+        assert!(!q.offer(1, 1.2, ms(40)));
         // Once 2 has been silent for over a second, 1 goes through again.
-        assert!(!q.offer(1, 1.2, 0, None, ms(1030)));
-        assert!(q.offer(1, 1.2, 0, None, ms(1031)));
+        assert!(!q.offer(1, 1.2, ms(1030)));
+        assert!(q.offer(1, 1.2, ms(1031)));
         // A consumer that goes away stops counting at once.
-        assert!(q.offer(2, 3.0, 0, None, ms(1100)));
-        assert!(!q.offer(1, 1.0, 0, None, ms(1110)));
+        assert!(q.offer(2, 3.0, ms(1100)));
+        assert!(!q.offer(1, 1.0, ms(1110)));
         q.forget(2);
-        assert!(q.offer(1, 1.0, 0, None, ms(1120)));
+        assert!(q.offer(1, 1.0, ms(1120)));
         // Nonsense is never forwarded.
-        assert!(!q.offer(3, f64::NAN, 0, None, ms(1130)));
-        assert!(!q.offer(3, -1.0, 0, None, ms(1130)));
+        assert!(!q.offer(3, f64::NAN, ms(1130)));
+        assert!(!q.offer(3, -1.0, ms(1130)));
         // Events.
         init();
         let ev = gst::event::Qos::new(gst::QOSType::Underflow, 9.0, 0, gst::ClockTime::ZERO);
