@@ -974,8 +974,18 @@ fn time_from(v: u64) -> Option<gst::ClockTime> {
 /// does not fit the buffer, an invalid time code, reference caps with values
 /// that are not carried, ...) is left out.
 pub(crate) fn metas_to_string(buffer: &gst::BufferRef) -> Option<String> {
+    metas_string(buffer, true)
+}
+
+/// Like [`metas_to_string`] without the `GstVideoMeta`, for a stream whose
+/// frame descriptors carry the plane layout themselves.
+pub(crate) fn metas_to_string_without_video(buffer: &gst::BufferRef) -> Option<String> {
+    metas_string(buffer, false)
+}
+
+fn metas_string(buffer: &gst::BufferRef, with_video: bool) -> Option<String> {
     let mut items = Vec::new();
-    if let Some(it) = video_meta_item(buffer) {
+    if let Some(it) = video_meta_item(buffer).filter(|_| with_video) {
         if check_video_meta(&it, buffer.size(), None).is_ok() {
             items.push(it);
         }
@@ -1099,7 +1109,7 @@ fn row_bytes(
     plane: u32,
     width: u32,
     default_stride: i32,
-) -> Result<u64, SerdeError> {
+) -> Result<u64, String> {
     let mut need = 0u64;
     for c in 0..finfo.n_components() as usize {
         if finfo.plane()[c] != plane {
@@ -1107,7 +1117,7 @@ fn row_bytes(
         }
         let pstride = finfo.pixel_stride()[c];
         if pstride <= 0 {
-            return u64::try_from(default_stride).map_err(|_| invalid("negative default stride"));
+            return u64::try_from(default_stride).map_err(|_| "negative default stride".to_owned());
         }
         let w = u64::from(finfo.scale_width(c as u8, width));
         let elem = u64::from(finfo.depth()[c] + finfo.shift()[c]).div_ceil(8);
@@ -1115,18 +1125,17 @@ fn row_bytes(
             .checked_mul(w.saturating_sub(1))
             .and_then(|x| x.checked_add(u64::from(finfo.poffset()[c])))
             .and_then(|x| x.checked_add(elem))
-            .ok_or_else(|| invalid("row size overflows"))?;
+            .ok_or_else(|| "row size overflows".to_owned())?;
         need = need.max(last);
     }
     if need == 0 {
-        return u64::try_from(default_stride).map_err(|_| invalid("negative default stride"));
+        return u64::try_from(default_stride).map_err(|_| "negative default stride".to_owned());
     }
     Ok(need)
 }
 
 /// Checks a `video-meta` item against the buffer size and (if known) the
-/// negotiated video caps: every plane's rows, read with the meta's stride up
-/// to the format's plane height, lie inside the buffer.
+/// negotiated video info (see [`check_video_layout`]).
 fn check_video_meta(
     it: &Item,
     size: usize,
@@ -1143,32 +1152,10 @@ fn check_video_meta(
     ) {
         return Err(invalid(format!("video-meta: unsupported format {fname:?}")));
     }
-    let finfo = gst_video::VideoFormatInfo::from_format(format);
-    if finfo.has_palette() {
-        return Err(invalid(format!(
-            "video-meta: paletted format {fname} is not carried"
-        )));
-    }
-    if finfo.is_tiled() {
-        return Err(invalid(format!(
-            "video-meta: tiled format {fname} is not carried"
-        )));
-    }
     let width = it.u32("width")?;
     let height = it.u32("height")?;
-    if !(1..=65536).contains(&width) || !(1..=65536).contains(&height) {
-        return Err(invalid(format!(
-            "video-meta: size {width}x{height} out of range"
-        )));
-    }
     let flags = gst_video::VideoFrameFlags::from_bits_truncate(it.u32("flags")?);
     let n_planes = it.u32("n-planes")?;
-    if n_planes != finfo.n_planes() {
-        return Err(invalid(format!(
-            "video-meta: {n_planes} planes, format {fname} has {}",
-            finfo.n_planes()
-        )));
-    }
     let offsets = u64_array(it, "offsets")?;
     let strides = i32_array(it, "strides")?;
     if offsets.len() != n_planes as usize || strides.len() != n_planes as usize {
@@ -1178,61 +1165,8 @@ fn check_video_meta(
             strides.len()
         )));
     }
-    if let Some(info) = info {
-        if info.format() != format
-            || info.width() > width
-            || info.height() > height
-            || info.n_planes() != n_planes
-        {
-            return Err(invalid(format!(
-                "video-meta: {fname} {width}x{height} does not match the caps ({} {}x{})",
-                info.format().to_str(),
-                info.width(),
-                info.height()
-            )));
-        }
-    }
-    let defaults = gst_video::VideoInfo::builder(format, width, height)
-        .build()
-        .map_err(|_| {
-            invalid(format!(
-                "video-meta: no layout for {fname} {width}x{height}"
-            ))
-        })?;
-    for p in 0..n_planes {
-        let pi = p as usize;
-        let stride = strides[pi];
-        if stride <= 0 {
-            return Err(invalid(format!(
-                "video-meta: plane {p} has stride {stride}"
-            )));
-        }
-        let row = row_bytes(&finfo, p, width, defaults.stride()[pi])?;
-        if (stride as u64) < row {
-            return Err(invalid(format!(
-                "video-meta: plane {p} stride {stride} is shorter than a row ({row} bytes)"
-            )));
-        }
-        let plane_h = (0..finfo.n_components() as usize)
-            .filter(|&c| finfo.plane()[c] == p)
-            .map(|c| finfo.scale_height(c as u8, height))
-            .max()
-            .ok_or_else(|| invalid(format!("video-meta: {fname} plane {p} has no component")))?;
-        let end = (stride as u64)
-            .checked_mul(u64::from(plane_h.saturating_sub(1)))
-            .and_then(|x| x.checked_add(offsets[pi]))
-            .and_then(|x| x.checked_add(row));
-        match end {
-            Some(end) if end <= size as u64 => {}
-            _ => {
-                return Err(invalid(format!(
-                    "video-meta: plane {p} (offset {}, stride {stride}, {plane_h} rows of {row} bytes) \
-                     reads past the {size}-byte buffer",
-                    offsets[pi]
-                )))
-            }
-        }
-    }
+    layout_checks(format, width, height, &offsets, &strides, size, info)
+        .map_err(|e| invalid(format!("video-meta: {e}")))?;
     Ok(VideoMetaParams {
         flags,
         format,
@@ -1241,6 +1175,124 @@ fn check_video_meta(
         offsets: offsets.iter().map(|&o| o as usize).collect(),
         strides,
     })
+}
+
+/// Checks a plane layout (a `GstVideoMeta`'s format, size, per-plane offsets
+/// and strides) from the peer before it is attached to a buffer of
+/// `buffer_size` bytes: every plane's rows — `offset + stride × (rows − 1) +
+/// row`, with the format's plane height in rows and the bytes a row of the
+/// format needs at `width` (exact, not GStreamer's padded default stride, so
+/// tightly packed producers pass) — lie inside the buffer, and no stride is
+/// shorter than a row. With raw video `caps`, the layout must match them:
+/// same format and plane count, at least their width and height
+/// (`gst_video_frame_map` reads with the caps' size and the meta's strides,
+/// and `g_critical`s on a mismatch). Paletted and tiled formats are refused.
+pub(crate) fn check_video_layout(
+    format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+    offsets: &[u64],
+    strides: &[i32],
+    buffer_size: usize,
+    caps: Option<&gst::CapsRef>,
+) -> Result<(), SerdeError> {
+    let info = video_info_of(caps).map_err(invalid)?;
+    layout_checks(
+        format,
+        width,
+        height,
+        offsets,
+        strides,
+        buffer_size,
+        info.as_ref(),
+    )
+    .map_err(invalid)
+}
+
+fn layout_checks(
+    format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+    offsets: &[u64],
+    strides: &[i32],
+    size: usize,
+    info: Option<&gst_video::VideoInfo>,
+) -> Result<(), String> {
+    let fname = format.to_str();
+    if matches!(
+        format,
+        gst_video::VideoFormat::Unknown | gst_video::VideoFormat::Encoded
+    ) {
+        return Err(format!("unsupported format {fname:?}"));
+    }
+    let finfo = gst_video::VideoFormatInfo::from_format(format);
+    if finfo.has_palette() {
+        return Err(format!("paletted format {fname} is not carried"));
+    }
+    if finfo.is_tiled() {
+        return Err(format!("tiled format {fname} is not carried"));
+    }
+    if !(1..=65536).contains(&width) || !(1..=65536).contains(&height) {
+        return Err(format!("size {width}x{height} out of range"));
+    }
+    let n_planes = finfo.n_planes();
+    if offsets.len() != n_planes as usize || strides.len() != n_planes as usize {
+        return Err(format!(
+            "{} offsets and {} strides: format {fname} has {n_planes} planes",
+            offsets.len(),
+            strides.len()
+        ));
+    }
+    if let Some(info) = info {
+        if info.format() != format
+            || info.width() > width
+            || info.height() > height
+            || info.n_planes() != n_planes
+        {
+            return Err(format!(
+                "{fname} {width}x{height} does not match the caps ({} {}x{})",
+                info.format().to_str(),
+                info.width(),
+                info.height()
+            ));
+        }
+    }
+    let defaults = gst_video::VideoInfo::builder(format, width, height)
+        .build()
+        .map_err(|_| format!("no layout for {fname} {width}x{height}"))?;
+    for p in 0..n_planes {
+        let pi = p as usize;
+        let stride = strides[pi];
+        if stride <= 0 {
+            return Err(format!("plane {p} has stride {stride}"));
+        }
+        let row = row_bytes(&finfo, p, width, defaults.stride()[pi])?;
+        if (stride as u64) < row {
+            return Err(format!(
+                "plane {p} stride {stride} is shorter than a row ({row} bytes)"
+            ));
+        }
+        let plane_h = (0..finfo.n_components() as usize)
+            .filter(|&c| finfo.plane()[c] == p)
+            .map(|c| finfo.scale_height(c as u8, height))
+            .max()
+            .ok_or_else(|| format!("{fname} plane {p} has no component"))?;
+        let end = (stride as u64)
+            .checked_mul(u64::from(plane_h.saturating_sub(1)))
+            .and_then(|x| x.checked_add(offsets[pi]))
+            .and_then(|x| x.checked_add(row));
+        match end {
+            Some(end) if end <= size as u64 => {}
+            _ => {
+                return Err(format!(
+                    "plane {p} (offset {}, stride {stride}, {plane_h} rows of {row} bytes) \
+                     reads past the {size}-byte buffer",
+                    offsets[pi]
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn audio_meta_item(buffer: &gst::BufferRef) -> Option<Item> {
@@ -1513,7 +1565,10 @@ enum Pending {
 }
 
 /// Attaches the metas `s` (from [`metas_to_string`] on the peer) to
-/// `buffer`, which should carry none of these metas yet. `caps` are the
+/// `buffer`, which should carry none of these metas yet, except a
+/// `GstVideoMeta` attached from the frame descriptor's plane layout (which a
+/// `video-meta` item must then match exactly; it is not attached twice).
+/// `caps` are the
 /// stream's current caps: pass them whenever there are some, since with raw
 /// video or audio caps the metas must agree with them (same format and
 /// planes, at least their size, same audio info: downstream code maps
@@ -1547,6 +1602,25 @@ pub(crate) fn apply_metas(
         .ok()
         .and_then(Option::as_ref)
         .map(|i| (i.width(), i.height()));
+    // A video meta already attached (from a plane layout the frame
+    // descriptor carried): a video-meta item must agree with it, and is not
+    // attached twice; crops are checked against its size.
+    let existing = buffer
+        .iter_meta::<gst_video::VideoMeta>()
+        .min_by_key(|m| m.id())
+        .map(|m| {
+            let n = (m.n_planes() as usize).min(4);
+            (
+                m.format(),
+                m.width(),
+                m.height(),
+                m.offset()[..n].to_vec(),
+                m.stride()[..n].to_vec(),
+            )
+        });
+    if frame.is_none() {
+        frame = existing.as_ref().map(|e| (e.1, e.2));
+    }
     let mut seen = [0usize; 5];
     // Video meta first: a crop is checked against its size.
     let mut order: Vec<&Item> = items.iter().filter(|i| i.name == "video-meta").collect();
@@ -1570,6 +1644,14 @@ pub(crate) fn apply_metas(
                     .as_ref()
                     .map_err(|e| invalid(format!("video-meta: {e}")))?;
                 let p = check_video_meta(it, size, info.as_ref())?;
+                if let Some((format, width, height, offsets, strides)) = &existing {
+                    if (*format, *width, *height, offsets, strides)
+                        != (p.format, p.width, p.height, &p.offsets, &p.strides)
+                    {
+                        return Err(invalid("video-meta differs from the buffer's plane layout"));
+                    }
+                    continue;
+                }
                 if frame.is_none() {
                     frame = Some((p.width, p.height));
                 }
@@ -2561,6 +2643,73 @@ mod tests {
     }
 
     #[test]
+    fn a_video_meta_already_attached_from_the_descriptor_is_matched_not_duplicated() {
+        init();
+        let src = vp9_like_buffer();
+        let all = metas_to_string(&src).expect("carried");
+        assert_eq!(metas_to_string_without_video(&src), None);
+        let mut src2 = src.copy();
+        gst_video::VideoCropMeta::add(src2.get_mut().expect("writable"), (0, 0, 8, 8));
+        let crop_only = metas_to_string_without_video(&src2).expect("crop");
+        assert!(!crop_only.contains("video-meta"), "{crop_only}");
+        // The receiver attached the descriptor's layout first.
+        let mut dst = bare_copy(&src);
+        gst_video::VideoMeta::add_full(
+            dst.get_mut().expect("writable"),
+            gst_video::VideoFrameFlags::empty(),
+            gst_video::VideoFormat::I420,
+            66,
+            50,
+            &VP9_OFFSETS,
+            &VP9_STRIDES,
+        )
+        .expect("meta");
+        apply_metas(dst.get_mut().expect("writable"), &all, None).expect("same layout");
+        assert_eq!(dst.iter_meta::<gst_video::VideoMeta>().count(), 1);
+        // The crop is checked against the attached meta's frame.
+        apply_metas(dst.get_mut().expect("writable"), &crop_only, None).expect("crop");
+        let other = all.replace("strides=(int)< 96", "strides=(int)< 97");
+        let mut dst = bare_copy(&src);
+        gst_video::VideoMeta::add_full(
+            dst.get_mut().expect("writable"),
+            gst_video::VideoFrameFlags::empty(),
+            gst_video::VideoFormat::I420,
+            66,
+            50,
+            &VP9_OFFSETS,
+            &VP9_STRIDES,
+        )
+        .expect("meta");
+        let err = apply_metas(dst.get_mut().expect("writable"), &other, None).expect_err("differs");
+        assert!(err.to_string().contains("differs"), "{err}");
+    }
+
+    #[test]
+    fn check_video_layout_is_exact_at_the_last_row() {
+        init();
+        use gst_video::VideoFormat::*;
+        // RGB 5x2: rows of 15 bytes; GStreamer's default stride is 16.
+        assert!(check_video_layout(Rgb, 5, 2, &[0], &[15], 30, None).is_ok());
+        assert!(check_video_layout(Rgb, 5, 2, &[0], &[13], 28, None).is_err());
+        assert!(check_video_layout(Rgb, 5, 2, &[0], &[15], 29, None).is_err());
+        assert!(check_video_layout(Rgb, 5, 2, &[1], &[15], 30, None).is_err());
+        let caps = i420_caps(66, 50);
+        let o = VP9_OFFSETS.map(|x| x as u64);
+        assert!(check_video_layout(I420, 66, 50, &o, &VP9_STRIDES, VP9_SIZE, Some(&caps)).is_ok());
+        assert!(check_video_layout(I420, 64, 50, &o, &VP9_STRIDES, VP9_SIZE, Some(&caps)).is_err());
+        assert!(check_video_layout(
+            Nv12,
+            66,
+            50,
+            &o[..2],
+            &VP9_STRIDES[..2],
+            VP9_SIZE,
+            Some(&caps)
+        )
+        .is_err());
+    }
+
+    #[test]
     fn a_tightly_packed_video_meta_is_accepted() {
         init();
         // 66x50 I420 with strides 66/33/33 and no padding: 4950 bytes, less
@@ -2694,7 +2843,9 @@ mod tests {
             let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
             let r = apply_metas(b.get_mut().expect("writable"), &good, Some(caps));
             assert_eq!(r.is_ok(), ok, "{caps}: {r:?}");
+            // A crop needs a frame size: none from these caps.
             let crop = "crop-meta, x=(uint)0, y=(uint)0, width=(uint)2, height=(uint)2";
+            let mut b = gst::Buffer::with_size(VP9_SIZE).expect("buffer");
             let r = apply_metas(b.get_mut().expect("writable"), crop, Some(caps));
             assert!(r.is_err(), "{caps}: {r:?}");
         }
