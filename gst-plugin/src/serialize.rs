@@ -128,6 +128,12 @@ enum Val {
     Enum(String, i32),
     /// A registered flags GType's name and bits it defines.
     Flags(String, u32),
+    /// A buffer's bytes (written in hex, as GStreamer writes `codec_data`).
+    Buffer(Vec<u8>),
+    /// A valid date: year, month (1-12), day.
+    Date(u16, u8, u8),
+    /// A registered `GstFlagSet` subtype's name, its flags and mask.
+    FlagSet(String, u32, u32),
     Array(Vec<Val>),
     List(Vec<Val>),
 }
@@ -145,7 +151,9 @@ impl Val {
             Val::Fraction(..) => "fraction",
             Val::Bitmask(_) => "bitmask",
             Val::Struct(_) => "structure",
-            Val::Enum(t, _) | Val::Flags(t, _) => t,
+            Val::Enum(t, _) | Val::Flags(t, _) | Val::FlagSet(t, ..) => t,
+            Val::Buffer(_) => "buffer",
+            Val::Date(..) => "date",
             Val::Array(v) | Val::List(v) => v.first().map_or("int", Val::type_name),
         }
     }
@@ -155,6 +163,9 @@ impl Val {
 #[derive(Debug, Clone, PartialEq)]
 struct Item {
     name: String,
+    /// Caps features written after the name (`video/x-raw(memory:X)`):
+    /// only caps have them.
+    features: Option<Vec<String>>,
     fields: Vec<(String, Val)>,
 }
 
@@ -162,6 +173,7 @@ impl Item {
     fn new(name: &str) -> Self {
         Item {
             name: name.to_owned(),
+            features: None,
             fields: Vec::new(),
         }
     }
@@ -276,6 +288,9 @@ fn print_items(items: &[Item]) -> String {
 
 fn print_item(out: &mut String, it: &Item) {
     out.push_str(&it.name);
+    if let Some(f) = &it.features {
+        let _ = write!(out, "({})", f.join(", "));
+    }
     for (n, v) in &it.fields {
         let _ = write!(out, ", {n}=({})", v.type_name());
         print_val(out, v);
@@ -314,6 +329,13 @@ fn print_val(out: &mut String, v: &Val) {
         }
         Val::Enum(_, x) => {
             let _ = write!(out, "{x}");
+        }
+        Val::Buffer(b) => out.push_str(&hex(b)),
+        Val::Date(y, m, d) => {
+            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        }
+        Val::FlagSet(_, f, m) => {
+            let _ = write!(out, "{f:x}:{m:x}");
         }
         Val::Flags(_, x) => {
             let _ = write!(out, "{x}");
@@ -365,6 +387,66 @@ fn valid_name(s: &str) -> bool {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// Fields of types this parser does not build are skipped instead of
+    /// refused (tag lists: a tag value that is not carried is dropped).
+    lenient: bool,
+}
+
+/// The canonical name of a type as written in the text form, GStreamer's
+/// abbreviations and GType names included (`gint64`, `guint64`, `i`, ...).
+fn canonical_type(ty: &str) -> &str {
+    match ty {
+        "i" | "gint" => "int",
+        "u" | "guint" => "uint",
+        "gint64" => "int64",
+        "guint64" => "uint64",
+        "b" | "bool" | "gboolean" => "boolean",
+        "d" | "gdouble" => "double",
+        "s" | "str" | "gchararray" => "string",
+        "GstFraction" => "fraction",
+        "GstBitmask" => "bitmask",
+        "GstStructure" => "structure",
+        "GstBuffer" => "buffer",
+        "GDate" => "date",
+        other => other,
+    }
+}
+
+/// Whether the parser builds values of type `ty` (canonical).
+fn known_type(ty: &str) -> bool {
+    matches!(
+        ty,
+        "int"
+            | "uint"
+            | "int64"
+            | "uint64"
+            | "boolean"
+            | "double"
+            | "string"
+            | "fraction"
+            | "bitmask"
+            | "structure"
+            | "buffer"
+            | "date"
+    ) || glib::Type::from_name(ty)
+        .is_some_and(|t| t.is_a(glib::Type::ENUM) || t.is_a(glib::Type::FLAGS) || is_flagset(t))
+}
+
+/// Registers the GTypes peer strings name that GStreamer registers lazily
+/// (a type is looked up by name, so it must exist before the first string).
+fn register_types() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = gst_video::NavigationModifierType::static_type();
+        let _ = gst_video::VideoMultiviewFlags::static_type();
+        // SAFETY: a GType getter without preconditions (GStreamer is
+        // initialised: strings are parsed only by its elements and tests).
+        let _ = unsafe { gst_video::ffi::gst_video_multiview_flagset_get_type() };
+    });
+}
+
+fn is_flagset(t: glib::Type) -> bool {
+    glib::Type::from_name("GstFlagSet").is_some_and(|f| t != f && t.is_a(f))
 }
 
 impl<'a> Parser<'a> {
@@ -455,6 +537,11 @@ impl<'a> Parser<'a> {
             return Err(self.err("structures nested too deep"));
         }
         let name = self.name()?;
+        let features = if self.peek() == Some(b'(') {
+            Some(self.features()?)
+        } else {
+            None
+        };
         let mut fields: Vec<(String, Val)> = Vec::new();
         loop {
             self.ws();
@@ -475,9 +562,13 @@ impl<'a> Parser<'a> {
             self.expect(b'=')?;
             self.ws();
             self.expect(b'(')?;
-            let ty = self.token(|c| c.is_ascii_alphanumeric() || c == b'_', 128)?;
+            let ty = canonical_type(self.token(|c| c.is_ascii_alphanumeric() || c == b'_', 128)?);
             self.expect(b')')?;
             self.ws();
+            if self.lenient && !known_type(ty) {
+                self.skip_value()?;
+                continue;
+            }
             let v = match self.peek() {
                 Some(b'<') => Val::Array(self.values(ty, b'>', depth)?),
                 Some(b'{') => Val::List(self.values(ty, b'}', depth)?),
@@ -485,7 +576,68 @@ impl<'a> Parser<'a> {
             };
             fields.push((fname, v));
         }
-        Ok(Item { name, fields })
+        Ok(Item {
+            name,
+            features,
+            fields,
+        })
+    }
+
+    /// `(feature, feature)` after a caps structure's name: each
+    /// `namespace:Name` as `gst_caps_feature_name_is_valid` wants it, or
+    /// `ANY`.
+    fn features(&mut self) -> Result<Vec<String>, SerdeError> {
+        self.expect(b'(')?;
+        let mut out = Vec::new();
+        loop {
+            self.ws();
+            let at = self.pos;
+            let f = self.token(|c| c.is_ascii_alphanumeric() || c == b':', 256)?;
+            let ok = f == "ANY"
+                || f.split_once(':').is_some_and(|(ns, n)| {
+                    !ns.is_empty()
+                        && ns.bytes().all(|c| c.is_ascii_alphabetic())
+                        && n.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+                        && n.bytes().all(|c| c.is_ascii_alphanumeric())
+                });
+            if !ok || out.len() >= 64 {
+                self.pos = at;
+                return Err(self.err(format!("invalid caps feature {f:?}")));
+            }
+            out.push(f.to_owned());
+            self.ws();
+            if self.eat(b')') {
+                return Ok(out);
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    /// Skips a value of a type this parser does not build: up to the next
+    /// `,` or `;` (or the end of the enclosing bracket) outside quotes and
+    /// brackets.
+    fn skip_value(&mut self) -> Result<(), SerdeError> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                None if depth == 0 => return Ok(()),
+                None => return Err(self.err("unterminated value")),
+                Some(b'"') => {
+                    self.string()?;
+                    continue;
+                }
+                Some(b'<' | b'{' | b'[' | b'(') => depth += 1,
+                Some(b'>' | b'}' | b']' | b')') => {
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                    depth -= 1;
+                }
+                Some(b',' | b';') if depth == 0 => return Ok(()),
+                _ => {}
+            }
+            self.pos += 1;
+        }
     }
 
     fn values(&mut self, ty: &str, close: u8, depth: usize) -> Result<Vec<Val>, SerdeError> {
@@ -520,7 +672,7 @@ impl<'a> Parser<'a> {
 
     fn scalar(&mut self, ty: &str, depth: usize) -> Result<Val, SerdeError> {
         let start = self.pos;
-        Ok(match ty {
+        Ok(match canonical_type(ty) {
             "int" => Val::Int(self.number(true)?),
             "uint" => Val::UInt(self.number(false)?),
             "int64" => Val::Int64(self.number(true)?),
@@ -561,6 +713,26 @@ impl<'a> Parser<'a> {
                 let t = self.token(|c| c.is_ascii_hexdigit(), 16)?;
                 Val::Bitmask(u64::from_str_radix(t, 16).map_err(|_| self.err("invalid bitmask"))?)
             }
+            "buffer" => {
+                let begin = self.pos;
+                while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                    self.pos += 1;
+                }
+                let t = std::str::from_utf8(&self.s[begin..self.pos]).unwrap_or("");
+                Val::Buffer(unhex(t).ok_or_else(|| self.err("odd number of hex digits"))?)
+            }
+            "date" => {
+                let y: u16 = self.number(false)?;
+                self.expect(b'-')?;
+                let m: u8 = self.number(false)?;
+                self.expect(b'-')?;
+                let d: u8 = self.number(false)?;
+                if date_of(y, m, d).is_none() {
+                    self.pos = start;
+                    return Err(self.err(format!("invalid date {y}-{m}-{d}")));
+                }
+                Val::Date(y, m, d)
+            }
             "structure" => {
                 self.expect(b'[')?;
                 self.ws();
@@ -580,6 +752,20 @@ impl<'a> Parser<'a> {
                         return Err(self.err(format!("{v} is not a value of {other}")));
                     }
                     Val::Enum(other.to_owned(), v)
+                } else if is_flagset(t) {
+                    let f = self.token(|c| c.is_ascii_hexdigit(), 8)?;
+                    self.expect(b':')?;
+                    let m = self.token(|c| c.is_ascii_hexdigit(), 8)?;
+                    let (f, m) = match (u32::from_str_radix(f, 16), u32::from_str_radix(m, 16)) {
+                        (Ok(f), Ok(m)) => (f, m),
+                        _ => return Err(self.err("invalid flag set")),
+                    };
+                    // GStreamer appends the flags' names: informative.
+                    if self.eat(b':') {
+                        let _ =
+                            self.token(|c| c.is_ascii_alphanumeric() || b"/-_+".contains(&c), 4096);
+                    }
+                    Val::FlagSet(other.to_owned(), f, m)
                 } else if t.is_a(glib::Type::FLAGS) {
                     let v: u32 = self.number(false)?;
                     if flags_value(t, v).is_none() {
@@ -646,11 +832,25 @@ fn parse_items(s: &str) -> Result<Vec<Item>, SerdeError> {
     if s.len() > MAX_STRING {
         return Err(SerdeError::TooLong(s.len()));
     }
+    register_types();
     Parser {
         s: s.as_bytes(),
         pos: 0,
+        lenient: false,
     }
     .items()
+}
+
+/// A valid date.
+fn date_of(y: u16, m: u8, d: u8) -> Option<glib::Date> {
+    use glib::DateMonth::*;
+    let month = [
+        January, February, March, April, May, June, July, August, September, October, November,
+        December,
+    ]
+    .get(usize::from(m).checked_sub(1)?)
+    .copied()?;
+    glib::Date::from_dmy(d, month, y).ok()
 }
 
 /// Parses a string that must hold exactly one item.
@@ -710,6 +910,30 @@ fn scalar_from_gvalue(v: &glib::Value, depth: usize) -> Option<Val> {
     } else if t == gst::Bitmask::static_type() {
         let b: gst::Bitmask = v.get().ok()?;
         Val::Bitmask(*b)
+    } else if t == gst::Buffer::static_type() {
+        let b: gst::Buffer = v.get().ok()?;
+        if b.size() > MAX_STRING / 2 {
+            return None;
+        }
+        let map = b.map_readable().ok()?;
+        Val::Buffer(map.to_vec())
+    } else if t == glib::Date::static_type() {
+        let d: glib::Date = v.get().ok()?;
+        if !d.valid() {
+            return None;
+        }
+        let m = u8::try_from(d.month().into_glib()).ok()?;
+        Val::Date(d.year(), m, d.day())
+    } else if is_flagset(t) {
+        // SAFETY: `v` holds a value of a GstFlagSet subtype (checked above).
+        let (f, m) = unsafe {
+            let p = glib::translate::ToGlibPtr::to_glib_none(v).0;
+            (
+                gst::ffi::gst_value_get_flagset_flags(p),
+                gst::ffi::gst_value_get_flagset_mask(p),
+            )
+        };
+        Val::FlagSet(t.name().to_owned(), f, m)
     } else if t == gst::Structure::static_type() {
         let s: gst::Structure = v.get().ok()?;
         Val::Struct(Box::new(item_from_structure(&s, depth + 1)?))
@@ -818,6 +1042,29 @@ fn scalar_to_gvalue(v: &Val, depth: usize) -> Result<glib::SendValue, SerdeError
                 <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(value.into_raw())
             }
         }
+        Val::Buffer(b) => gst::Buffer::from_mut_slice(b.clone()).to_send_value(),
+        Val::Date(y, m, d) => date_of(*y, *m, *d)
+            .ok_or_else(|| invalid(format!("invalid date {y}-{m}-{d}")))?
+            .to_send_value(),
+        Val::FlagSet(t, f, m) => {
+            let ty = glib::Type::from_name(t)
+                .filter(|t| is_flagset(*t))
+                .ok_or_else(|| invalid(format!("{t} is not a flag set type")))?;
+            let mut value = glib::Value::from_type(ty);
+            // SAFETY: `value` was initialised to a GstFlagSet subtype, the
+            // function's only precondition.
+            unsafe {
+                gst::ffi::gst_value_set_flagset(
+                    glib::translate::ToGlibPtrMut::to_glib_none_mut(&mut value).0,
+                    *f,
+                    *m,
+                )
+            };
+            // SAFETY: a flag set value holds two plain integers.
+            unsafe {
+                <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(value.into_raw())
+            }
+        }
         Val::Array(_) | Val::List(_) => return Err(invalid("nested arrays are not supported")),
     })
 }
@@ -849,6 +1096,9 @@ fn item_to_structure(it: &Item, depth: usize) -> Result<gst::Structure, SerdeErr
     if !valid_name(&it.name) {
         return Err(invalid(format!("invalid structure name {:?}", it.name)));
     }
+    if it.features.is_some() {
+        return Err(invalid(format!("{}: caps features outside caps", it.name)));
+    }
     let mut s = gst::Structure::new_empty(it.name.as_str());
     for (n, v) in &it.fields {
         if !valid_name(n) {
@@ -868,10 +1118,7 @@ fn item_from_tags(tags: &gst::TagListRef) -> Item {
             continue;
         }
         let vals: Vec<Val> = values
-            .filter_map(|v| match scalar_from_gvalue(v, MAX_DEPTH) {
-                Some(Val::Struct(_) | Val::Enum(..) | Val::Flags(..)) | None => None,
-                Some(x) => Some(x),
-            })
+            .filter_map(|v| scalar_from_gvalue(v, MAX_DEPTH))
             .take(MAX_ITEMS)
             .collect();
         match vals.len() {
@@ -909,9 +1156,6 @@ fn item_to_tags(it: &Item, scope: gst::TagScope) -> Result<gst::TagList, SerdeEr
                 one => std::slice::from_ref(one),
             };
             for x in vals {
-                if let Val::Struct(_) | Val::Enum(..) | Val::Flags(..) = x {
-                    continue;
-                }
                 let gv = scalar_to_gvalue(x, MAX_DEPTH)?;
                 // Refuses (without an assertion) a type that is not the tag's.
                 let _ = t.add_value(name.as_str(), &gv, gst::TagMergeMode::Append);
@@ -919,6 +1163,96 @@ fn item_to_tags(it: &Item, scope: gst::TagScope) -> Result<gst::TagList, SerdeEr
         }
     }
     Ok(tags)
+}
+
+/// A tag list as a string [`tags_from_string`] reads (values of types that
+/// are not carried, such as images, left out); `None` if over
+/// [`MAX_STRING`].
+pub(crate) fn tags_to_string(tags: &gst::TagListRef) -> Option<String> {
+    bounded(print_items(&[item_from_tags(tags)]))
+}
+
+/// A tag list from the peer (`taglist, tag=(type)value, ...`, as
+/// [`tags_to_string`] or GStreamer writes it), parsed without GStreamer's
+/// parser: values of types this module does not build (date-times, samples,
+/// ...) are skipped, and only values of registered tags whose type matches
+/// the registration are kept.
+pub(crate) fn tags_from_string(s: &str) -> Result<gst::TagList, SerdeError> {
+    if s.len() > MAX_STRING {
+        return Err(SerdeError::TooLong(s.len()));
+    }
+    register_types();
+    let mut items = Parser {
+        s: s.as_bytes(),
+        pos: 0,
+        lenient: true,
+    }
+    .items()?;
+    if items.len() != 1 {
+        return Err(invalid(format!(
+            "expected one tag list, found {} items",
+            items.len()
+        )));
+    }
+    let it = items.pop().ok_or_else(|| invalid("no tag list"))?;
+    if it.features.is_some() {
+        return Err(invalid("caps features on a tag list"));
+    }
+    item_to_tags(&it, gst::TagScope::Stream)
+}
+
+/// Caps as a string [`caps_from_string`] reads (GStreamer's caps syntax,
+/// features included); `None` if a value is of a type that is not carried
+/// (see the module docs) or the string would exceed [`MAX_STRING`].
+pub(crate) fn caps_to_string(caps: &gst::CapsRef) -> Option<String> {
+    if caps.is_any() {
+        return Some("ANY".to_owned());
+    }
+    if caps.is_empty() {
+        return Some("EMPTY".to_owned());
+    }
+    let mut items = Vec::new();
+    for (st, f) in caps.iter_with_features() {
+        let mut it = item_from_structure(st, 0)?;
+        if f.is_any() {
+            it.features = Some(vec!["ANY".to_owned()]);
+        } else if !(f.is_empty() || (f.size() == 1 && f.contains("memory:SystemMemory"))) {
+            it.features = Some(f.iter().map(|x| x.to_string()).collect());
+        }
+        items.push(it);
+    }
+    bounded(print_items(&items))
+}
+
+/// Caps from the peer (as [`caps_to_string`] or GStreamer writes fixed
+/// caps), parsed without GStreamer's parser, which `g_critical`s on invalid
+/// names (also nested ones) and reversed ranges. Ranges are not read:
+/// negotiated caps are fixed.
+pub(crate) fn caps_from_string(s: &str) -> Result<gst::Caps, SerdeError> {
+    match s.trim() {
+        "ANY" => return Ok(gst::Caps::new_any()),
+        "EMPTY" | "NONE" => return Ok(gst::Caps::new_empty()),
+        _ => {}
+    }
+    let items = parse_items(s)?;
+    if items.is_empty() {
+        return Err(invalid("no caps"));
+    }
+    let mut caps = gst::Caps::new_empty();
+    {
+        let c = caps.make_mut();
+        for mut it in items {
+            let features = it.features.take().map(|f| {
+                if f.iter().any(|x| x == "ANY") {
+                    gst::CapsFeatures::new_any()
+                } else {
+                    gst::CapsFeatures::new(f.iter().map(String::as_str))
+                }
+            });
+            c.append_structure_full(item_to_structure(&it, 0)?, features);
+        }
+    }
+    Ok(caps)
 }
 
 fn tag_scope_to_int(s: gst::TagScope) -> i32 {
@@ -1991,6 +2325,15 @@ fn format_from_int(v: i32) -> Option<gst::Format> {
     })
 }
 
+/// The structure name `gst_event_new_protection` makes (it must be a valid
+/// name, or GStreamer `g_critical`s).
+fn protection_name(system_id: &str, origin: Option<&str>) -> String {
+    match origin {
+        Some(o) => format!("GstProtectionEvent-{o}-{system_id}"),
+        None => format!("GstProtectionEvent-{system_id}"),
+    }
+}
+
 fn hex(data: &[u8]) -> String {
     let mut s = String::with_capacity(data.len() * 2);
     for b in data {
@@ -2052,7 +2395,8 @@ pub(crate) fn downstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
         }
         EventView::Protection(p) => {
             let (system_id, data, origin) = p.get();
-            if data.size() > MAX_PROTECTION_DATA || system_id.contains('\0') {
+            if data.size() > MAX_PROTECTION_DATA || !valid_name(&protection_name(system_id, origin))
+            {
                 return None;
             }
             let map = data.map_readable().ok()?;
@@ -2060,9 +2404,6 @@ pub(crate) fn downstream_event_to_string(ev: &gst::EventRef) -> Option<String> {
                 .with("system-id", Val::Str(system_id.to_owned()))
                 .with("data", Val::Str(hex(&map)));
             if let Some(o) = origin {
-                if o.contains('\0') {
-                    return None;
-                }
                 it = it.with("origin", Val::Str(o.to_owned()));
             }
             it
@@ -2142,7 +2483,13 @@ pub(crate) fn downstream_event_from_string(s: &str) -> Result<gst::Event, SerdeE
                 None => None,
                 Some(_) => Some(it.str("origin")?),
             };
-            gst::event::Protection::builder(it.str("system-id")?, &buf)
+            let system_id = it.str("system-id")?;
+            if !valid_name(&protection_name(system_id, origin)) {
+                return Err(invalid(
+                    "protection: system id or origin has characters a structure name cannot",
+                ));
+            }
+            gst::event::Protection::builder(system_id, &buf)
                 .origin_if_some(origin)
                 .build()
         }
@@ -2522,7 +2869,7 @@ mod tests {
                 .field("range", gst::IntRange::new(1i32, 5))
                 .build(),
             gst::Structure::builder("x")
-                .field("buf", gst::Buffer::from_slice([1u8, 2]))
+                .field("dt", gst::DateTime::from_ymd(2020, 1, 2).expect("date"))
                 .build(),
         ] {
             assert!(item_from_structure(&s, 1).is_none(), "{s}");
@@ -2592,6 +2939,173 @@ mod tests {
         assert!(parse_one(&s).is_err());
         let s = format!("x, a=(int)< {} >", many[..MAX_ITEMS].join(", "));
         assert!(parse_one(&s).is_ok());
+    }
+
+    fn caps_cases() -> Vec<gst::Caps> {
+        register_types();
+        let mut multiview = i420_caps(64, 48);
+        // SAFETY: the value is initialised to a GstFlagSet subtype.
+        let flags = unsafe {
+            let t = glib::Type::from_name("GstVideoMultiviewFlagsSet").expect("type");
+            let mut v = glib::Value::from_type(t);
+            gst::ffi::gst_value_set_flagset(
+                glib::translate::ToGlibPtrMut::to_glib_none_mut(&mut v).0,
+                0x4,
+                0xffff_ffff,
+            );
+            <glib::SendValue as glib::translate::UnsafeFrom<_>>::unsafe_from(v.into_raw())
+        };
+        multiview
+            .make_mut()
+            .structure_mut(0)
+            .expect("s")
+            .set_value("multiview-flags", flags);
+        vec![
+            i420_caps(320, 240),
+            multiview,
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field(
+                    "codec_data",
+                    gst::Buffer::from_slice([1u8, 0x64, 0, 0x28, 0xff, 0xe1]),
+                )
+                .field("level", "4")
+                .build(),
+            gst::Caps::builder("audio/x-opus")
+                .field("channel-mapping-family", 0i32)
+                .field(
+                    "streamheader",
+                    gst::Array::new([
+                        gst::Buffer::from_slice(*b"OpusHead"),
+                        gst::Buffer::from_slice(*b"OpusTags"),
+                    ]),
+                )
+                .build(),
+            planar_f32_info(48000).to_caps().expect("caps"),
+            gst::Caps::builder("audio/x-raw")
+                .field("format", "S16LE")
+                .field("rate", 8000i32)
+                .field("channels", 3i32)
+                .field("channel-mask", gst::Bitmask::new(0x7))
+                .field("layout", "interleaved")
+                .build(),
+            gst::Caps::builder("video/x-raw")
+                .features(["memory:DMABuf", "meta:GstVideoOverlayComposition"])
+                .field("format", "NV12")
+                .build(),
+            gst::Caps::builder("video/x-raw")
+                .any_features()
+                .field("s", "with \"quotes\", commas; and é")
+                .field("d", 0.25f64)
+                .field("big", u64::MAX)
+                .field("neg", i64::MIN)
+                .build(),
+            gst::Caps::builder_full()
+                .structure(gst::Structure::new_empty("a/b"))
+                .structure(gst::Structure::builder("c/d").field("x", 1i32).build())
+                .build(),
+            gst::Caps::new_any(),
+            gst::Caps::new_empty(),
+        ]
+    }
+
+    #[test]
+    fn caps_round_trip_from_our_strings_and_gstreamers() {
+        init();
+        for caps in caps_cases() {
+            let ours = caps_to_string(&caps).expect("carried");
+            assert_eq!(caps_from_string(&ours).expect(&ours), caps, "{ours}");
+            let theirs = caps.to_string();
+            assert_eq!(caps_from_string(&theirs).expect(&theirs), caps, "{theirs}");
+            assert_eq!(crate::peer::parse_caps(&theirs), Some(caps));
+        }
+    }
+
+    #[test]
+    fn hostile_caps_are_refused_without_a_critical() {
+        init();
+        for s in [
+            "1abc",
+            "video/x-raw, a=(structure)\"1x, b=(int)2;\"",
+            "video/x-raw, a=(structure)[1x, b=(int)2]",
+            "x, a=(GstCaps)\"1x\"",
+            "x, a=(int)[ 1, 0 ]",
+            "x, a=(int)[ 1, 2 ]",
+            "x, a=(fraction)1/0",
+            "x, a=(GstFormat)nope",
+            "video/x-raw(1bad:feature), a=(int)1",
+            "video/x-raw(memory:), a=(int)1",
+            "video/x-raw(memory:Sys-Mem), a=(int)1",
+            "video/x-raw, a=(string)\"nul\\000\"",
+            "video/x-raw, a=(buffer)abc",
+            "video/x-raw, a=(date)2020-02-30",
+            "video/x-raw, f=(GstVideoMultiviewFlagsSet)zz:ff",
+            "video/x-raw, f=(GstFlagSet)0:ff",
+            "video/x-raw, a=(float)1.5",
+            "video/x-raw; ; 1x",
+            "",
+        ] {
+            assert!(caps_from_string(s).is_err(), "{s:?}");
+            assert!(crate::peer::parse_caps(s).is_none(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn tag_lists_keep_what_is_carried_and_drop_the_rest() {
+        init();
+        crate::clock::register_tags();
+        let mut tags = gst::TagList::new();
+        {
+            let t = tags.get_mut().expect("writable");
+            t.add::<gst::tags::Title>(&"Song \"one\"", gst::TagMergeMode::Append);
+            t.add::<gst::tags::Artist>(&"A", gst::TagMergeMode::Append);
+            t.add::<gst::tags::Artist>(&"B", gst::TagMergeMode::Append);
+            t.add::<gst::tags::TrackNumber>(&7, gst::TagMergeMode::Append);
+            t.add::<gst::tags::Date>(
+                &glib::Date::from_dmy(29, glib::DateMonth::February, 2024).expect("date"),
+                gst::TagMergeMode::Append,
+            );
+            t.add::<gst::tags::DateTime>(
+                &gst::DateTime::from_ymd(2024, 2, 29).expect("dt"),
+                gst::TagMergeMode::Append,
+            );
+            let sample = gst::Sample::builder()
+                .buffer(&gst::Buffer::from_slice([1u8, 2, 3]))
+                .caps(&gst::Caps::new_empty_simple("image/png"))
+                .build();
+            t.add::<gst::tags::Image>(&sample, gst::TagMergeMode::Append);
+        }
+        for s in [tags_to_string(&tags).expect("fits"), tags.to_string()] {
+            let got = tags_from_string(&s).expect(&s);
+            assert_eq!(
+                got.get::<gst::tags::Title>().expect("title").get(),
+                "Song \"one\""
+            );
+            assert_eq!(got.size::<gst::tags::Artist>(), 2);
+            assert_eq!(got.get::<gst::tags::TrackNumber>().expect("n").get(), 7);
+            assert_eq!(got.get::<gst::tags::Date>().expect("date").get().day(), 29);
+            // Date-times and images are not carried.
+            assert!(got.get::<gst::tags::Image>().is_none());
+            assert!(got.get::<gst::tags::DateTime>().is_none());
+            // clock.rs reads tag lists through the same parser.
+            let peer = crate::clock::parse_peer_tags(&s).expect("peer tags");
+            assert_eq!(peer.tags.size::<gst::tags::Artist>(), 2);
+        }
+        for bad in [
+            "taglist, title=(structure)\"1x, b=(int)2;\"",
+            "taglist, title=(GstCaps)\"1x\"",
+            "1taglist, title=(string)x",
+            "notags, title=(string)x",
+            "taglist, title=(string)\"unterminated",
+        ] {
+            let r = tags_from_string(bad);
+            let kept = r.as_ref().map(|t| t.n_tags()).unwrap_or(0);
+            assert_eq!(kept, 0, "{bad}: {r:?}");
+            assert!(
+                crate::clock::parse_peer_tags(bad).is_none_or(|t| t.tags.n_tags() == 0),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -3385,6 +3899,7 @@ mod tests {
             "segment-done, sticky=(boolean)false, format=(int)3, position=(int64)-2",
             "protection, sticky=(boolean)true, system-id=(string)x, data=(string)abc",
             "protection, sticky=(boolean)true, system-id=(string)x, data=(string)zz",
+            "protection, sticky=(boolean)true, system-id=(string)x, data=(string)00, origin=(string)\"a b\"",
             "eos, sticky=(boolean)true",
         ] {
             assert!(downstream_event_from_string(bad).is_err(), "{bad}");
@@ -3659,6 +4174,15 @@ mod tests {
             .expect("f"),
         );
         v.push(upstream_event_to_string(&gst::event::Reconfigure::new()).expect("r"));
+        for caps in caps_cases() {
+            v.push(caps_to_string(&caps).expect("caps"));
+            v.push(caps.to_string());
+        }
+        let mut tags = gst::TagList::new();
+        tags.get_mut()
+            .expect("w")
+            .add::<gst::tags::Title>(&"t", gst::TagMergeMode::Append);
+        v.push(tags.to_string());
         v
     }
 
@@ -3682,6 +4206,16 @@ mod tests {
             accepted += 1;
             let _ = upstream_event_to_string(&ev);
         }
+        if let Ok(caps) = caps_from_string(s) {
+            accepted += 1;
+            let _ = caps_to_string(&caps);
+            let _ = caps.to_string();
+        }
+        if let Ok(tags) = tags_from_string(s) {
+            accepted += 1;
+            let _ = tags_to_string(&tags);
+        }
+        let _ = crate::clock::parse_peer_tags(s);
         accepted
     }
 
