@@ -561,7 +561,16 @@ impl<'a> Parser<'a> {
             self.ws();
             self.expect(b'=')?;
             self.ws();
-            self.expect(b'(')?;
+            if !self.eat(b'(') {
+                // No type: inferred as GStreamer does (hand-written caps).
+                let v = match self.peek() {
+                    Some(b'<') => Val::Array(self.untyped_values(b'>')?),
+                    Some(b'{') => Val::List(self.untyped_values(b'}')?),
+                    _ => self.untyped_scalar()?,
+                };
+                fields.push((fname, v));
+                continue;
+            }
             let ty = canonical_type(self.token(|c| c.is_ascii_alphanumeric() || c == b'_', 128)?);
             self.expect(b')')?;
             self.ws();
@@ -653,6 +662,69 @@ impl<'a> Parser<'a> {
             }
             self.ws();
             vs.push(self.scalar(ty, depth)?);
+            self.ws();
+            if self.eat(close) {
+                return Ok(vs);
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    /// A value without a type, inferred in GStreamer's order: int, double,
+    /// fraction, boolean, string.
+    fn untyped_scalar(&mut self) -> Result<Val, SerdeError> {
+        if self.peek() == Some(b'"') {
+            return Ok(Val::Str(self.string()?));
+        }
+        let t = self.token(
+            |c| c.is_ascii_alphanumeric() || b"_-+/:.".contains(&c),
+            MAX_STRING,
+        )?;
+        let hex = t
+            .strip_prefix("0x")
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .map(|v| v as i32);
+        if let Some(v) = t.parse::<i32>().ok().or(hex) {
+            return Ok(Val::Int(v));
+        }
+        if t.bytes().any(|c| c.is_ascii_digit()) {
+            if let Ok(v) = t.parse::<f64>() {
+                return Ok(Val::Double(v));
+            }
+            if let Some((n, d)) = t.split_once('/') {
+                if let (Ok(n), Ok(d)) = (n.parse::<i32>(), d.parse::<i32>()) {
+                    if d != 0 && n != i32::MIN && d != i32::MIN {
+                        return Ok(Val::Fraction(n, d));
+                    }
+                }
+            }
+        }
+        Ok(match t.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "t" => Val::Bool(true),
+            "false" | "no" | "f" => Val::Bool(false),
+            _ => Val::Str(t.to_owned()),
+        })
+    }
+
+    /// An array or list without a type: its values inferred one by one, and
+    /// of one type (GStreamer asserts that).
+    fn untyped_values(&mut self, close: u8) -> Result<Vec<Val>, SerdeError> {
+        self.pos += 1;
+        let mut vs: Vec<Val> = Vec::new();
+        self.ws();
+        if self.eat(close) {
+            return Ok(vs);
+        }
+        loop {
+            if vs.len() >= MAX_ITEMS {
+                return Err(self.err("too many values"));
+            }
+            self.ws();
+            let v = self.untyped_scalar()?;
+            if vs.first().is_some_and(|f| f.type_name() != v.type_name()) {
+                return Err(self.err("values of different types in one array or list"));
+            }
+            vs.push(v);
             self.ws();
             if self.eat(close) {
                 return Ok(vs);
@@ -3019,6 +3091,16 @@ mod tests {
             assert_eq!(caps_from_string(&theirs).expect(&theirs), caps, "{theirs}");
             assert_eq!(crate::peer::parse_caps(&theirs), Some(caps));
         }
+        // Hand-written caps: types inferred as GStreamer infers them.
+        for s in [
+            "video/x-raw,format=GRAY8,width=4,height=4,framerate=30/1",
+            "audio/x-raw, rate=48000, scale=0.5, flag=true, name=(string)\"a b\", hex=0x10",
+            "x/y, a=< 1, 2 >, b={ a, b }",
+        ] {
+            let want = <gst::Caps as std::str::FromStr>::from_str(s).expect("gst parses");
+            assert_eq!(caps_from_string(s).expect(s), want, "{s}");
+        }
+        assert!(caps_from_string("x/y, a=< 1, b >").is_err());
     }
 
     #[test]
