@@ -135,27 +135,12 @@ pub(crate) fn parse_peer_tags(s: &str) -> Option<PeerTags> {
     })
 }
 
-/// Parses a tag list's string form (`None` if it does not parse). The list is
-/// not checked: see [`parse_peer_tags`].
+/// Parses a tag list's string form (`None` if it does not parse) with
+/// `serialize`'s parser, never GStreamer's (which `g_critical`s on invalid
+/// nested names). Values are checked against the tags' registrations; see
+/// also [`parse_peer_tags`].
 fn parse_tags(s: &str) -> Option<gst::TagList> {
-    if !s.starts_with("taglist") {
-        return None;
-    }
-    crate::peer::check_peer_string(s).ok()?;
-    if !crate::peer::is_single_structure(s) {
-        return None;
-    }
-    let c = std::ffi::CString::new(s).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string starting with "taglist" (the
-    // function's precondition) for the duration of the call; the function does
-    // not keep it, and returns either NULL or a new tag list whose ownership
-    // passes to us (transfer full).
-    let ptr = unsafe { gst::ffi::gst_tag_list_new_from_string(c.as_ptr()) };
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: `ptr` is a non-NULL tag list we own (transfer full, see above).
-    Some(unsafe { glib::translate::from_glib_full(ptr) })
+    crate::serialize::tags_from_string(s).ok()
 }
 
 /// `CLOCK_MONOTONIC` now, in ns.

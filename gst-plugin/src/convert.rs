@@ -161,69 +161,61 @@ pub(crate) fn layout_of(buffer: &gst::BufferRef) -> Option<PlaneLayout> {
 }
 
 /// Attaches the `GstVideoMeta` a layout from the peer describes, after
-/// checking that every plane lies inside the buffer (downstream reads
-/// through it without checking).
-pub(crate) fn attach_layout(buffer: &mut gst::BufferRef, l: &PlaneLayout) -> Result<(), String> {
-    use gst_video::VideoFormat;
-    let format = VideoFormat::from_glib_checked(l.format)
+/// checking (exactly, see `serialize::check_video_layout`) that every row of
+/// every plane lies inside the buffer and that the layout matches the raw
+/// video `caps` (downstream reads through it without checking).
+pub(crate) fn attach_layout(
+    buffer: &mut gst::BufferRef,
+    l: &PlaneLayout,
+    caps: Option<&gst::CapsRef>,
+) -> Result<(), String> {
+    let format = gst_video::VideoFormat::from_glib_checked(l.format)
         .ok_or_else(|| format!("video format {}", l.format))?;
-    if matches!(format, VideoFormat::Unknown | VideoFormat::Encoded) {
-        return Err(format!("video format {format:?}"));
-    }
-    let finfo = gst_video::VideoFormatInfo::from_format(format);
-    if finfo.is_tiled() {
-        return Err(format!("tiled format {format:?} is not carried"));
-    }
-    if l.width == 0 || l.height == 0 || l.width > 1 << 16 || l.height > 1 << 16 {
-        return Err(format!("frame of {}x{}", l.width, l.height));
-    }
     let n = l.n_planes as usize;
-    if n != finfo.n_planes() as usize {
-        return Err(format!("{n} planes for {format:?}"));
+    if n == 0 || n > MAX_PLANES {
+        return Err(format!("{n} planes"));
     }
-    // The smallest stride each plane needs: the default layout's.
-    let defaults = gst_video::VideoInfo::builder(format, l.width, l.height)
-        .build()
-        .map_err(|e| format!("{format:?} {}x{}: {e}", l.width, l.height))?;
-    let size = buffer.size() as u64;
-    for p in 0..n {
-        let stride = l.strides[p];
-        let min = defaults.stride()[p];
-        if stride <= 0 || stride < min - 3 {
-            return Err(format!("plane {p}: stride {stride} (at least {min})"));
-        }
-        // The plane's height: that of the components it holds.
-        let comp = (0..finfo.n_components() as usize)
-            .find(|&c| finfo.plane()[c] as usize == p)
-            .unwrap_or(0);
-        let rows = u64::from(finfo.scale_height(comp as u8, l.height));
-        let end = l.offsets[p]
-            .checked_add(stride as u64 * rows)
-            .ok_or_else(|| format!("plane {p} overflows"))?;
-        if end > size {
-            return Err(format!(
-                "plane {p} ends at byte {end} of a {size}-byte buffer"
-            ));
-        }
-    }
-    let mut offsets = [0usize; MAX_PLANES];
-    let mut strides = [0i32; MAX_PLANES];
-    for p in 0..n {
-        offsets[p] = l.offsets[p] as usize;
-        strides[p] = l.strides[p];
-    }
-    let flags = gst_video::VideoFrameFlags::from_bits_truncate(l.flags);
-    gst_video::VideoMeta::add_full(
-        buffer,
-        flags,
+    crate::serialize::check_video_layout(
         format,
         l.width,
         l.height,
-        &offsets[..n],
-        &strides[..n],
+        &l.offsets[..n],
+        &l.strides[..n],
+        buffer.size(),
+        caps,
     )
-    .map(|_| ())
-    .map_err(|e| format!("video meta: {e}"))
+    .map_err(|e| e.to_string())?;
+    if buffer.meta::<gst_video::VideoMeta>().is_some() {
+        return Err("the buffer has a video meta already".into());
+    }
+    let mut offset = [0usize; MAX_PLANES];
+    let mut stride = [0i32; MAX_PLANES];
+    for p in 0..n {
+        // Fits: checked against the buffer's size above.
+        offset[p] = l.offsets[p] as usize;
+        stride[p] = l.strides[p];
+    }
+    let flags = gst_video::VideoFrameFlags::from_bits_truncate(l.flags);
+    // SAFETY: `buffer` is a writable buffer (we hold `&mut`); `offset` and
+    // `stride` are arrays of GST_VIDEO_MAX_PLANES (4) entries, of which the
+    // function reads `n` (<= 4); the layout was checked to lie inside the
+    // buffer. The function keeps no pointer to them.
+    let meta = unsafe {
+        gst_video::ffi::gst_buffer_add_video_meta_full(
+            buffer.as_mut_ptr(),
+            flags.into_glib(),
+            format.into_glib(),
+            l.width,
+            l.height,
+            n as u32,
+            &offset,
+            &stride,
+        )
+    };
+    if meta.is_null() {
+        return Err("GStreamer refused the video meta".into());
+    }
+    Ok(())
 }
 
 trait FromGlibChecked: Sized {
@@ -283,20 +275,20 @@ mod tests {
             strides: [80, 48, 48, 0],
         };
         let mut b = gst::Buffer::with_size(80 * 64 + 2 * 48 * 32).expect("buffer");
-        attach_layout(b.get_mut().expect("writable"), &l).expect("valid layout");
+        attach_layout(b.get_mut().expect("writable"), &l, None).expect("valid layout");
         assert!(b.meta::<gst_video::VideoMeta>().is_some());
         let mut small = gst::Buffer::with_size(80 * 64 + 48 * 32).expect("buffer");
-        assert!(attach_layout(small.get_mut().expect("writable"), &l).is_err());
+        assert!(attach_layout(small.get_mut().expect("writable"), &l, None).is_err());
         let mut bad = l;
         bad.strides[0] = -80;
         let mut b = gst::Buffer::with_size(1 << 20).expect("buffer");
-        assert!(attach_layout(b.get_mut().expect("writable"), &bad).is_err());
+        assert!(attach_layout(b.get_mut().expect("writable"), &bad, None).is_err());
         bad = l;
         bad.format = 9999;
-        assert!(attach_layout(b.get_mut().expect("writable"), &bad).is_err());
+        assert!(attach_layout(b.get_mut().expect("writable"), &bad, None).is_err());
         bad = l;
         bad.n_planes = 1;
-        assert!(attach_layout(b.get_mut().expect("writable"), &bad).is_err());
+        assert!(attach_layout(b.get_mut().expect("writable"), &bad, None).is_err());
     }
 
     #[test]

@@ -63,8 +63,8 @@ pub fn register_static() -> Result<(), glib::BoolError> {
     plugin_desc::plugin_register_static()
 }
 
-/// Fuzzing entry point: what `shmringsrc` does with a string the peer sent
-/// as caps or tags (parse the caps; filter the tags). Must not panic or
+/// Fuzzing entry point: what the elements do with a string the peer sent
+/// as caps, tags, metas or an event (parse it; filter the tags). Must not panic or
 /// abort on any input. Not part of the stable API.
 #[doc(hidden)]
 pub fn fuzz_peer_string(data: &[u8]) {
@@ -85,4 +85,12 @@ pub fn fuzz_peer_string(data: &[u8]) {
         let _ = caps.to_string();
     }
     let _ = clock::parse_peer_tags(s);
+    // Metas and event strings, through the same parser.
+    if let Ok(mut b) = gst::Buffer::with_size(4096) {
+        if let Some(b) = b.get_mut() {
+            let _ = serialize::apply_metas(b, s, None);
+        }
+    }
+    let _ = serialize::downstream_event_from_string(s);
+    let _ = serialize::upstream_event_from_string(s);
 }

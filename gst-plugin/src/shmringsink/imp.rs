@@ -1288,7 +1288,16 @@ impl BaseSinkImpl for ShmringSink {
         st.geometry_known = true;
         // Consumers keep the arena they map; frames bigger than its slots
         // cross as blobs (the next consumers get slots for the new caps).
-        let s = caps.to_string();
+        // The printer the src's parser reads (GStreamer's own string of some
+        // values is not); caps it cannot print go as GStreamer prints them.
+        let s = crate::serialize::caps_to_string(caps).unwrap_or_else(|| {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "caps with values the src cannot read: {caps}"
+            );
+            caps.to_string()
+        });
         st.sticky.caps = Some(s.clone());
         self.send_event(st, false, |tx| tx.send_caps(&s));
         // Consumers that waited for the caps get them as sticky state.
@@ -1416,10 +1425,10 @@ impl BaseSinkImpl for ShmringSink {
                         let d = dur.map_or(NONE, |d| d.nseconds());
                         self.send_event(st, false, |tx| tx.send_gap(pts.nseconds(), d));
                     }
-                    EventView::Tag(e) => {
-                        let tags = e.tag().to_string();
-                        self.send_event(st, false, |tx| tx.send_tags(&tags));
-                    }
+                    EventView::Tag(e) => match crate::serialize::tags_to_string(e.tag()) {
+                        Some(tags) => self.send_event(st, false, |tx| tx.send_tags(&tags)),
+                        None => gst::debug!(CAT, imp = self, "tags not carried: {:?}", e.tag()),
+                    },
                     EventView::Caps(_) => {} // set_caps sends them
                     _ if event.is_serialized() && event.is_downstream() => {
                         if let Some(s) = crate::serialize::downstream_event_to_string(&event) {
@@ -1627,6 +1636,6 @@ impl ShmringSink {
     /// The metas of `buffer` that cross as a string (all but `GstVideoMeta`,
     /// which travels in the descriptor).
     fn metas_of(&self, buffer: &gst::BufferRef) -> Option<String> {
-        crate::serialize::metas_to_string(buffer)
+        crate::serialize::metas_to_string_without_video(buffer)
     }
 }

@@ -387,8 +387,9 @@ impl ShmringSrc {
         let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
         let mut t = lock(&self.timing);
         let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+        let caps = self.obj().src_pad().current_caps();
         if let Some(l) = &layout {
-            if let Err(e) = convert::attach_layout(b, l) {
+            if let Err(e) = convert::attach_layout(b, l, caps.as_deref()) {
                 drop(t);
                 return Err(
                     self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
@@ -398,7 +399,7 @@ impl ShmringSrc {
             }
         }
         if let Some(m) = t.metas.take() {
-            if let Err(e) = serialize::apply_metas(b, &m) {
+            if let Err(e) = serialize::apply_metas(b, &m, caps.as_deref()) {
                 drop(t);
                 return Err(
                     self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
