@@ -140,6 +140,9 @@ pub struct ShmringSink {
     /// Each consumer's upstream messages (pid, receiver), read by the
     /// accepting thread without the state lock.
     upstream: Mutex<Vec<(i32, frames::UpstreamReceiver)>>,
+    /// Which consumer's QoS goes upstream (the slowest one's, see
+    /// `QosAggregate`).
+    qos: Mutex<crate::serialize::QosAggregate>,
     stats: Mutex<Stats>,
     unlocked: AtomicBool,
 }
@@ -458,6 +461,7 @@ impl ShmringSink {
     /// this thread from its other work.
     fn forward_upstream(&self) {
         let mut events = Vec::new();
+        let mut gone = Vec::new();
         lock(&self.upstream).retain(|(pid, rx)| {
             for _ in 0..16 {
                 match rx.try_recv() {
@@ -472,15 +476,30 @@ impl ShmringSink {
                         }
                     },
                     Ok(None) => return true,
-                    Err(shmring::Error::Disconnected) => return false,
+                    Err(shmring::Error::Disconnected) => {
+                        gone.push(*pid);
+                        return false;
+                    }
                     Err(e) => {
                         gst::warning!(CAT, imp = self, "pid {pid}: {e}");
+                        gone.push(*pid);
                         return false;
                     }
                 }
             }
             true
         });
+        let now = Instant::now();
+        {
+            let mut qos = lock(&self.qos);
+            for pid in gone {
+                qos.forget(pid as u64);
+            }
+            // With several consumers, upstream adapts to the slowest one.
+            events.retain(|(pid, ev)| {
+                ev.type_() != gst::EventType::Qos || qos.offer_event(*pid as u64, ev, now)
+            });
+        }
         let pad = self.obj().sink_pad().clone();
         for (pid, ev) in events {
             gst::debug!(CAT, imp = self, "upstream event from pid {pid}: {ev:?}");
