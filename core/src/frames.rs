@@ -62,7 +62,7 @@ pub use descriptor::{
     STORAGE_SLOT,
 };
 pub use messages::MAX_MESSAGE;
-pub use receiver::{FrameReceiver, FrameRef, Received, UpstreamSender};
+pub use receiver::{FrameReceiver, FrameRef, Received, StreamStart, UpstreamSender};
 pub use sender::{FrameExtras, FrameSender, UpstreamReceiver, MAX_BLOBS};
 
 use crate::channel::{self, ChannelFds, Config, DEFAULT_SPIN};

@@ -92,7 +92,7 @@ fn events_and_frames_arrive_in_order() {
     tx.send_eos().expect("eos");
     pump(&mut rx, &mut got);
 
-    assert!(matches!(&got[0], Received::StreamStart(s) if s == "stream-0"));
+    assert!(matches!(&got[0], Received::StreamStart(s) if s.id == "stream-0"));
     assert!(matches!(&got[1], Received::Caps(s) if s.ends_with("height=2")));
     assert!(matches!(&got[2], Received::Segment(s) if *s == SegmentInfo::time()));
     match &got[3] {

@@ -86,6 +86,35 @@ pub(crate) fn segment_of(s: &SegmentInfo) -> Option<gst::FormattedSegment<gst::C
     Some(seg)
 }
 
+/// The sink's segment in any format GStreamer knows (bytes, time, buffers,
+/// percent, default), as the sink had it; `None` for another format.
+pub(crate) fn generic_segment_of(s: &SegmentInfo) -> Option<gst::Segment> {
+    use gst::glib::translate::from_glib_none;
+    if !(1..=5).contains(&s.format) || !s.rate.is_finite() || s.rate == 0.0 {
+        return None;
+    }
+    if !s.applied_rate.is_finite() || s.applied_rate == 0.0 {
+        return None;
+    }
+    // SAFETY: an all-zero GstSegment is a plain C struct of numbers, which
+    // gst_segment_init then initialises for a known format (checked above).
+    let mut raw: gst::ffi::GstSegment = unsafe { std::mem::zeroed() };
+    // SAFETY: `raw` is a live, writable GstSegment; the format is valid.
+    unsafe { gst::ffi::gst_segment_init(&mut raw, s.format as gst::ffi::GstFormat) };
+    raw.flags = gst::SegmentFlags::from_bits_truncate(s.flags).into_glib();
+    raw.rate = s.rate;
+    raw.applied_rate = s.applied_rate;
+    raw.base = s.base;
+    raw.offset = s.offset;
+    raw.start = s.start;
+    raw.stop = s.stop;
+    raw.time = s.time;
+    raw.position = s.position;
+    raw.duration = s.duration;
+    // SAFETY: `raw` is a valid, initialised segment; from_glib_none copies it.
+    Some(unsafe { from_glib_none(&raw as *const gst::ffi::GstSegment) })
+}
+
 /// Bytes one slot needs for `caps` when `slot-size` is 0. The second value is
 /// `true` when every buffer needs exactly that much (raw video); otherwise it
 /// is a guess, and bigger buffers cross as blobs: raw audio, 200 ms; encoded

@@ -1332,10 +1332,32 @@ pub(crate) fn caps_from_string(s: &str) -> Result<gst::Caps, SerdeError> {
                     gst::CapsFeatures::new(f.iter().map(String::as_str))
                 }
             });
-            c.append_structure_full(item_to_structure(&it, 0)?, features);
+            let mut st = item_to_structure(&it, 0)?;
+            mark_stream_headers(&mut st);
+            c.append_structure_full(st, features);
         }
     }
     Ok(caps)
+}
+
+/// Buffers of a caps' `streamheader` are headers: the flag does not survive
+/// the string form (GStreamer prints a buffer's bytes only), so it is set
+/// again, as the producer's muxer or encoder had it.
+fn mark_stream_headers(st: &mut gst::StructureRef) {
+    let Ok(headers) = st.get::<gst::Array>("streamheader") else {
+        return;
+    };
+    let marked: Vec<glib::SendValue> = headers
+        .iter()
+        .map(|v| match v.get::<gst::Buffer>() {
+            Ok(mut b) => {
+                b.make_mut().set_flags(gst::BufferFlags::HEADER);
+                b.to_send_value()
+            }
+            Err(_) => v.clone(),
+        })
+        .collect();
+    st.set("streamheader", gst::Array::from_values(marked));
 }
 
 fn tag_scope_to_int(s: gst::TagScope) -> i32 {

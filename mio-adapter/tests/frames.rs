@@ -427,7 +427,7 @@ impl Stream {
         match m {
             Received::StreamStart(id) => {
                 assert_eq!(self.stage, 0, "stream-start out of order");
-                assert_eq!(id, "stream-1");
+                assert_eq!(id.id, "stream-1");
                 self.stage = 1;
             }
             Received::Caps(c) => {

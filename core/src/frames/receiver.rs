@@ -26,8 +26,8 @@ pub enum Received {
     /// Another in-band event as a string (for GStreamer: a serialized
     /// downstream event).
     Event(String),
-    /// Stream start, with the stream id.
-    StreamStart(String),
+    /// Stream start: the stream id, flags and group.
+    StreamStart(StreamStart),
     /// A segment.
     Segment(SegmentInfo),
     /// End of stream.
@@ -46,6 +46,17 @@ pub enum Received {
         /// Length (ns).
         duration: u64,
     },
+}
+
+/// A stream start as the producer announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStart {
+    /// The stream id.
+    pub id: String,
+    /// Flags, opaque to shmring (for GStreamer: `GstStreamFlags`).
+    pub flags: u32,
+    /// The group the stream belongs to, if the producer named one.
+    pub group_id: Option<u32>,
 }
 
 /// Returns slots to the producer from whatever thread drops a [`FrameRef`].
@@ -367,7 +378,11 @@ impl FrameReceiver {
             Kind::Tags => Received::Tags(string(frame, "tags")?),
             Kind::Metas => Received::Metas(string(frame, "metas")?),
             Kind::Event => Received::Event(string(frame, "event")?),
-            Kind::StreamStart => Received::StreamStart(string(frame, "stream id")?),
+            Kind::StreamStart => Received::StreamStart(StreamStart {
+                id: string(frame, "stream id")?,
+                flags: d.args[0] as u32,
+                group_id: (d.args[1] >> 32 == 1).then_some(d.args[1] as u32),
+            }),
             Kind::Segment => Received::Segment(d.segment().map_err(bad)?),
             Kind::Eos => Received::Eos,
             Kind::FlushStart => Received::FlushStart,

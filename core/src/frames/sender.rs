@@ -487,7 +487,23 @@ impl FrameSender {
 
     /// Sends stream-start with its id.
     pub fn send_stream_start(&mut self, stream_id: &str) -> Result<()> {
-        self.send_string(Kind::StreamStart, stream_id)
+        self.send_stream_start_with(stream_id, 0, None)
+    }
+
+    /// Sends stream-start with its id, flags (opaque; for GStreamer
+    /// `GstStreamFlags`) and group.
+    pub fn send_stream_start_with(
+        &mut self,
+        stream_id: &str,
+        flags: u32,
+        group_id: Option<u32>,
+    ) -> Result<()> {
+        let mut args = [0u64; 2];
+        args[0] = u64::from(flags);
+        if let Some(g) = group_id {
+            args[1] = (1 << 32) | u64::from(g);
+        }
+        self.send_string_with(Kind::StreamStart, stream_id, &args)
     }
 
     /// Sends a segment.
@@ -617,11 +633,17 @@ impl FrameSender {
     }
 
     fn send_string(&mut self, kind: Kind, s: &str) -> Result<()> {
+        self.send_string_with(kind, s, &[])
+    }
+
+    /// Sends a string with `args` in the first argument words.
+    fn send_string_with(&mut self, kind: Kind, s: &str, args: &[u64]) -> Result<()> {
         if s.len() > self.slot_size() {
             // Too long for a slot (caps with stream headers, say): a blob.
             let blob = Blob::copy_of(s.as_bytes())?;
             let mut d = Descriptor::zeroed();
             d.kind = kind as u32;
+            d.args[..args.len()].copy_from_slice(args);
             return self.send_blob_as(d, &blob);
         }
         // The consumer copies a string out and returns its slot at once, so the
@@ -632,6 +654,7 @@ impl FrameSender {
         d.kind = kind as u32;
         d.slot = lease.index();
         d.size = s.len() as u32;
+        d.args[..args.len()].copy_from_slice(args);
         // The lease drops after sending: the slot is free once returned.
         self.send_with_slot(d)
     }

@@ -812,8 +812,8 @@ impl ShmringSink {
     /// room, or it is gone: see `Peer::gone`).
     fn catch_up(p: &mut Peer, sticky: &Sticky, timeline: Option<Timeline>) -> bool {
         if p.resync {
-            if let Some(s) = &sticky.stream_start {
-                let r = p.tx.send_stream_start(s);
+            if let Some((id, flags, group)) = &sticky.stream_start {
+                let r = p.tx.send_stream_start_with(id, *flags, *group);
                 if p.note(r).is_err() {
                     return false;
                 }
@@ -1366,8 +1366,12 @@ impl BaseSinkImpl for ShmringSink {
         // A pool only where every buffer's size is known (raw video): a pool
         // buffer is one slot, and an upstream that wanted more (an audio
         // source with big buffers, an encoder) would be cut short.
+        // The metas that cross (see `serialize`): upstream may use them
+        // instead of rewriting buffers (videocrop then only adds a crop).
+        query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        query.add_allocation_meta::<gst_video::VideoCropMeta>(None);
+        query.add_allocation_meta::<gst_audio::AudioMeta>(None);
         let Some(size) = exact.filter(|&s| s <= arena.slot_size()) else {
-            query.add_allocation_meta::<gst_video::VideoMeta>(None);
             return Ok(());
         };
         let limit = arena.slots() - SPARE_SLOTS;
@@ -1396,7 +1400,6 @@ impl BaseSinkImpl for ShmringSink {
         } else {
             query.add_allocation_pool(None::<&gst::BufferPool>, size as u32, 0, max);
         }
-        query.add_allocation_meta::<gst_video::VideoMeta>(None);
         Ok(())
     }
 
@@ -1426,8 +1429,15 @@ impl BaseSinkImpl for ShmringSink {
                 match event.view() {
                     EventView::StreamStart(e) => {
                         let id = e.stream_id().to_string();
-                        st.sticky.stream_start = Some(id.clone());
-                        self.send_event(st, false, |tx| tx.send_stream_start(&id));
+                        let flags = e.stream_flags().bits();
+                        let group = event
+                            .structure()
+                            .and_then(|s| s.get::<u32>("group-id").ok())
+                            .filter(|&g| g != 0);
+                        st.sticky.stream_start = Some((id.clone(), flags, group));
+                        self.send_event(st, false, |tx| {
+                            tx.send_stream_start_with(&id, flags, group)
+                        });
                     }
                     EventView::Segment(e) => {
                         let info = segment_info(e.segment());

@@ -163,7 +163,8 @@ impl Peer {
 /// The stream's sticky state, sent to a consumer that joins or missed events.
 #[derive(Default)]
 pub(super) struct Sticky {
-    pub(super) stream_start: Option<String>,
+    /// Stream id, flags and group id.
+    pub(super) stream_start: Option<(String, u32, Option<u32>)>,
     pub(super) caps: Option<String>,
     pub(super) segment: Option<SegmentInfo>,
     /// The stream's latest run of `HEADER` buffers, for consumers that join

@@ -83,6 +83,8 @@ struct Timing {
     parsed: bool,
     /// Events waiting for the stream to have caps and a segment downstream.
     pending_events: Vec<gst::Event>,
+    /// A stream-start went downstream (the sink's, or ours).
+    stream_started: bool,
 }
 
 impl Default for Timing {
@@ -97,6 +99,7 @@ impl Default for Timing {
             metas: None,
             parsed: true,
             pending_events: Vec::new(),
+            stream_started: false,
         }
     }
 }
@@ -109,6 +112,10 @@ pub struct ShmringSrc {
     upstream: Mutex<Option<UpstreamSender>>,
     timing: Mutex<Timing>,
     unlocked: AtomicBool,
+    /// This element is pushing a stream-start or segment of the sink's: the
+    /// probe lets it through (the base class's own ones are dropped, see
+    /// `constructed`).
+    own_event: AtomicBool,
     stats: Stats,
 }
 
@@ -143,6 +150,37 @@ impl ObjectImpl for ShmringSrc {
     fn constructed(&self) {
         self.parent_constructed();
         self.obj().set_format(gst::Format::Time);
+        // Downstream sees the sink's stream-start (id, flags, group) and,
+        // unless live, its segment (any format), in order with the other
+        // events: the base class's own ones, made before the first buffer,
+        // are dropped here.
+        let weak = self.obj().downgrade();
+        self.obj().src_pad().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let Some(src) = weak.upgrade() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let imp = src.imp();
+                let Some(gst::PadProbeData::Event(ev)) = &info.data else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                if imp.own_event.load(Ordering::Acquire) {
+                    return gst::PadProbeReturn::Ok;
+                }
+                let theirs = match ev.type_() {
+                    gst::EventType::StreamStart => true,
+                    gst::EventType::Segment => !lock(&imp.settings).is_live,
+                    _ => false,
+                };
+                if theirs {
+                    gst::log!(CAT, imp = imp, "dropping the base class's {:?}", ev.type_());
+                    gst::PadProbeReturn::Drop
+                } else {
+                    gst::PadProbeReturn::Ok
+                }
+            },
+        );
     }
 
     fn properties() -> &'static [glib::ParamSpec] {
@@ -426,24 +464,61 @@ impl ShmringSrc {
     }
 
     fn segment(&self, info: &SegmentInfo) {
-        let Some(seg) = segment_of(info) else {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "ignoring a segment that is not a valid TIME segment: {info:?}"
-            );
+        let is_live = lock(&self.settings).is_live;
+        if let Some(seg) = segment_of(info) {
+            lock(&self.timing).segment = seg;
+        }
+        if is_live {
+            // Live: timestamps are mapped onto our own (the base class's)
+            // segment instead.
+            return;
+        }
+        let Some(seg) = convert::generic_segment_of(info) else {
+            gst::warning!(CAT, imp = self, "ignoring a segment that is not valid: {info:?}");
             return;
         };
         gst::debug!(CAT, imp = self, "segment from the sink: {seg:?}");
-        let is_live = lock(&self.settings).is_live;
-        let mut t = lock(&self.timing);
-        t.segment = seg.clone();
-        if !is_live {
-            // Live: timestamps are mapped onto our own segment instead.
-            if self.obj().new_segment(seg.upcast_ref()).is_ok() {
-                t.segment_pending = true;
-            }
+        self.ensure_stream_start();
+        self.push_own(gst::event::Segment::new(&seg));
+        self.push_pending();
+    }
+
+    /// Pushes an event of the sink's that the probe would drop if the base
+    /// class had made it.
+    fn push_own(&self, ev: gst::Event) -> bool {
+        self.own_event.store(true, Ordering::Release);
+        let ok = self.obj().src_pad().push_event(ev);
+        self.own_event.store(false, Ordering::Release);
+        ok
+    }
+
+    /// The sink's stream-start, with its flags and group.
+    fn stream_start(&self, ss: &frames::StreamStart) {
+        let mut ev = gst::event::StreamStart::builder(&ss.id)
+            .flags(gst::StreamFlags::from_bits_truncate(ss.flags))
+            .build();
+        if let Some(g) = ss.group_id.filter(|&g| g != 0) {
+            // SAFETY: the event was just made (writable, one reference) and
+            // `g` is not GST_GROUP_ID_INVALID (0).
+            unsafe { gst::ffi::gst_event_set_group_id(ev.make_mut().as_mut_ptr(), g) };
         }
+        lock(&self.timing).stream_started = true;
+        self.push_own(ev);
+    }
+
+    /// A producer that sends no stream-start (a plain `frames` sender):
+    /// one of ours before the caps.
+    fn ensure_stream_start(&self) {
+        if lock(&self.timing).stream_started {
+            return;
+        }
+        let obj = self.obj();
+        let id = obj.src_pad().create_stream_id(&*obj, None::<&str>);
+        let ev = gst::event::StreamStart::builder(id.as_str())
+            .group_id(gst::GroupId::next())
+            .build();
+        lock(&self.timing).stream_started = true;
+        self.push_own(ev);
     }
 
     fn tags(&self, s: &str) {
@@ -712,6 +787,7 @@ impl PushSrcImpl for ShmringSrc {
                         .iter()
                         .all(|st| st.name() == "video/x-raw" || st.name() == "audio/x-raw");
                     gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
+                    self.ensure_stream_start();
                     if self.obj().set_caps(&caps).is_err() {
                         gst::element_imp_error!(
                             self,
@@ -730,7 +806,8 @@ impl PushSrcImpl for ShmringSrc {
                 // The base class makes its own stream-start (with its own
                 // stream id); a flush in the sink's pipeline ends with a new
                 // segment, which is what this pipeline needs to know.
-                Received::StreamStart(_) | Received::FlushStart | Received::FlushStop { .. } => {}
+                Received::StreamStart(ss) => self.stream_start(&ss),
+                Received::FlushStart | Received::FlushStop { .. } => {}
             }
         }
     }
