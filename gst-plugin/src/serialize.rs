@@ -2057,8 +2057,11 @@ pub(crate) fn apply_metas(
                 m.stride()[..n].to_vec(),
             )
         });
-    if frame.is_none() {
-        frame = existing.as_ref().map(|e| (e.1, e.2));
+    // The frame a crop refers to is the buffer's: the video meta's size when
+    // there is one (videocrop with crop metas sends the uncropped frame
+    // with caps of the cropped size), else the caps'.
+    if let Some(e) = &existing {
+        frame = Some((e.1, e.2));
     }
     let mut seen = [0usize; 5];
     // Video meta first: a crop is checked against its size.
@@ -2091,9 +2094,7 @@ pub(crate) fn apply_metas(
                     }
                     continue;
                 }
-                if frame.is_none() {
-                    frame = Some((p.width, p.height));
-                }
+                frame = Some((p.width, p.height));
                 Pending::Video(p)
             }
             1 => {

@@ -630,6 +630,23 @@ fn late_view(a: &[Item], b: &mut [Item]) -> Result<Vec<Item>, String> {
             .filter(|it| matches!(it, Item::Buffer(x) if is_header(x)))
             .cloned(),
     );
+    // Events just before that buffer (after the previous one) went out after
+    // the joiner was in: it gets them too (e.g. the encoder's downstream
+    // force-key-unit that answers the keyframe the sink asked for it).
+    let since = before
+        .iter()
+        .rposition(|it| matches!(it, Item::Buffer(_)))
+        .map_or(0, |i| i + 1);
+    v.extend(
+        before[since..]
+            .iter()
+            .filter(|it| {
+                !["stream-start", "caps", "segment", "tag"]
+                    .iter()
+                    .any(|k| matches!(it, Item::Event(e) if e.to_string().starts_with(k)))
+            })
+            .cloned(),
+    );
     v.extend(a[ai..].iter().cloned());
     Ok(v)
 }

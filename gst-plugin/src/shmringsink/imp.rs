@@ -830,6 +830,12 @@ impl ShmringSink {
                     return false;
                 }
             }
+            for (_, tags) in &sticky.tags {
+                let r = p.tx.send_tags(tags);
+                if p.note(r).is_err() {
+                    return false;
+                }
+            }
             for (_, ev) in &sticky.events {
                 let r = p.tx.send_event_string(ev);
                 if p.note(r).is_err() {
@@ -1124,10 +1130,10 @@ impl ShmringSink {
                         p.tx.slots()
                     );
                     p.gone = Some(shmring::Error::Dropped(format!(
-                        "held {} of {} slots for {:?}: no free slot for the stream",
+                        "took nothing back for {:?} (timeout) while holding {} of {} slots: no slot was free for the stream",
+                        self.timeout(),
                         p.tx.in_flight(),
-                        p.tx.slots(),
-                        self.timeout()
+                        p.tx.slots()
                     )));
                 }
                 self.remove_gone(st);
@@ -1415,9 +1421,22 @@ impl BaseSinkImpl for ShmringSink {
         }
         {
             let mut guard = lock(&self.state);
-            if let EventView::Eos(_) = event.view() {
-                // Like a buffer: wait for a first consumer if asked to.
-                if let Some(st) = guard.as_mut() {
+            // With wait-for-connection, the first consumer sees the stream
+            // from its caps on, every event as it came (not only the latest
+            // sticky ones): serialized events wait for it like buffers. The
+            // caps size the arena first (a consumer is served only once the
+            // slot size is known); stream-start comes before the caps and is
+            // kept as sticky state.
+            let is_caps = matches!(event.view(), EventView::Caps(_));
+            let waits = event.is_serialized()
+                && !matches!(
+                    event.view(),
+                    EventView::StreamStart(_) | EventView::FlushStop(_)
+                )
+                && (is_caps || guard.as_ref().is_some_and(|st| st.geometry_known));
+            if waits {
+                if let (Some(st), EventView::Caps(c)) = (guard.as_mut(), event.view()) {
+                    st.frame_size = frame_size_for(c.caps()).0;
                     st.geometry_known = true;
                 }
                 match self.wait_first_consumer(guard) {
@@ -1455,7 +1474,13 @@ impl BaseSinkImpl for ShmringSink {
                         self.send_event(st, false, |tx| tx.send_gap(pts.nseconds(), d));
                     }
                     EventView::Tag(e) => match crate::serialize::tags_to_string(e.tag()) {
-                        Some(tags) => self.send_event(st, false, |tx| tx.send_tags(&tags)),
+                        Some(tags) => {
+                            // Sticky: consumers that join later get them.
+                            let scope = e.tag().scope();
+                            st.sticky.tags.retain(|(s, _)| *s != scope);
+                            st.sticky.tags.push((scope, tags.clone()));
+                            self.send_event(st, false, |tx| tx.send_tags(&tags))
+                        }
                         None => gst::debug!(CAT, imp = self, "tags not carried: {:?}", e.tag()),
                     },
                     EventView::Caps(_) => {} // set_caps sends them

@@ -170,6 +170,8 @@ pub(super) struct Sticky {
     /// The stream's latest run of `HEADER` buffers, for consumers that join
     /// later.
     pub(super) headers: Vec<(Blob, FrameMeta)>,
+    /// The latest tags of each scope (stream, global), as strings.
+    pub(super) tags: Vec<(gst::TagScope, String)>,
     /// Other sticky events (TOC, custom sticky events) as strings, by kind.
     pub(super) events: Vec<(String, String)>,
 }

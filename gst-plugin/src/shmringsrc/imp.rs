@@ -155,9 +155,9 @@ impl ObjectImpl for ShmringSrc {
         // events: the base class's own ones, made before the first buffer,
         // are dropped here.
         let weak = self.obj().downgrade();
-        self.obj().src_pad().add_probe(
-            gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
+        self.obj()
+            .src_pad()
+            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
                 let Some(src) = weak.upgrade() else {
                     return gst::PadProbeReturn::Ok;
                 };
@@ -179,8 +179,7 @@ impl ObjectImpl for ShmringSrc {
                 } else {
                     gst::PadProbeReturn::Ok
                 }
-            },
-        );
+            });
     }
 
     fn properties() -> &'static [glib::ParamSpec] {
@@ -474,7 +473,11 @@ impl ShmringSrc {
             return;
         }
         let Some(seg) = convert::generic_segment_of(info) else {
-            gst::warning!(CAT, imp = self, "ignoring a segment that is not valid: {info:?}");
+            gst::warning!(
+                CAT,
+                imp = self,
+                "ignoring a segment that is not valid: {info:?}"
+            );
             return;
         };
         gst::debug!(CAT, imp = self, "segment from the sink: {seg:?}");
@@ -560,10 +563,11 @@ impl ShmringSrc {
 
     /// Whether events may be pushed: the stream has its caps and a segment.
     fn stream_ready(&self) -> bool {
+        // Tags and other sticky events may precede the segment (decoders
+        // send them so); only stream-start, caps and segment are ordered.
         let obj = self.obj();
         let pad = obj.src_pad();
         pad.sticky_event::<gst::event::Caps>(0).is_some()
-            && pad.sticky_event::<gst::event::Segment>(0).is_some()
     }
 
     fn push_pending(&self) {
