@@ -125,7 +125,7 @@ fn copies_of_every_unit_width_round_trip() {
     fn check<T: Pod + PartialEq + std::fmt::Debug>(make: impl Fn(u32) -> T) {
         let (mut w, mut r, _m) = ring::<T>(16);
         let mut n = 0u32;
-        let mut out = vec![T::zeroed(); 16];
+        let mut out = [T::zeroed(); 16];
         for round in 0..40usize {
             let k = round % 11 + 1;
             let items: Vec<T> = (0..k as u32).map(|i| make(n + i)).collect();
