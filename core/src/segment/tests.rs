@@ -101,10 +101,8 @@ impl Peer {
     fn act(&self) -> i32 {
         let b = [1u8];
         // SAFETY: one byte from a live buffer into our pipe.
-        assert_eq!(
-            unsafe { libc::write(self.go.as_raw_fd(), b.as_ptr().cast(), 1) },
-            1
-        );
+        let n = unsafe { libc::write(self.go.as_raw_fd(), b.as_ptr().cast(), 1) };
+        assert_eq!(n, 1);
         let mut e = [0u8; 4];
         // SAFETY: four bytes into a live buffer from our pipe.
         let n = unsafe { libc::read(self.done.as_raw_fd(), e.as_mut_ptr().cast(), 4) };
