@@ -48,14 +48,16 @@
 //! are `unsafe fn`s (as shmem-ipc's `*_trusted` calls): their caller promises
 //! that the peer does not touch the slots while the slices live (both ends are
 //! in this process, or the peer is trusted). Calling one without `unsafe` does
-//! not compile:
+//! not compile (`E0133`, checked by rustdoc on nightly; each is followed by
+//! its twin, which differs only by the `unsafe` block and compiles):
 //!
 //! ```compile_fail,E0133
 //! use shmring::ring::{HeapRegion, RingLayout, TypeTag};
 //! use std::sync::Arc;
 //!
 //! let layout = RingLayout::new::<u32>(4, TypeTag::of::<u32>("example"))?;
-//! let (mut writer, mut reader) = layout.init::<u32>(Arc::new(HeapRegion::new(layout.total_size())))?;
+//! let region = Arc::new(HeapRegion::new(layout.total_size()));
+//! let (mut writer, mut reader) = layout.init::<u32>(region)?;
 //! writer.push(7)?;
 //! let chunk = reader.read_chunk(1)?;
 //! let (a, _) = chunk.as_slices(); // error[E0133]: call to unsafe function
@@ -63,34 +65,47 @@
 //! # Ok::<(), shmring::Error>(())
 //! ```
 //!
+//! ```
+//! use shmring::ring::{HeapRegion, RingLayout, TypeTag};
+//! use std::sync::Arc;
+//!
+//! let layout = RingLayout::new::<u32>(4, TypeTag::of::<u32>("example"))?;
+//! let region = Arc::new(HeapRegion::new(layout.total_size()));
+//! let (mut writer, mut reader) = layout.init::<u32>(region)?;
+//! writer.push(7)?;
+//! let chunk = reader.read_chunk(1)?;
+//! // SAFETY: both ends are ours; the writer does not run while `a` lives.
+//! let (a, _) = unsafe { chunk.as_slices() };
+//! assert_eq!(a, &[7]);
+//! # Ok::<(), shmring::Error>(())
+//! ```
+//!
 //! ```compile_fail,E0133
 //! use shmring::ring::{HeapRegion, RingLayout, TypeTag};
 //! use std::sync::Arc;
 //!
 //! let layout = RingLayout::new::<u32>(4, TypeTag::of::<u32>("example"))?;
-//! let (mut writer, _reader) = layout.init::<u32>(Arc::new(HeapRegion::new(layout.total_size())))?;
+//! let region = Arc::new(HeapRegion::new(layout.total_size()));
+//! let (mut writer, mut reader) = layout.init::<u32>(region)?;
 //! let mut chunk = writer.write_chunk(1)?;
 //! chunk.as_mut_slices().0[0] = 7; // error[E0133]: call to unsafe function
 //! chunk.commit_all();
+//! assert_eq!(reader.pop()?, 7);
 //! # Ok::<(), shmring::Error>(())
 //! ```
-//!
-//! The same views inside `unsafe`, for a ring whose both ends are ours:
 //!
 //! ```
 //! use shmring::ring::{HeapRegion, RingLayout, TypeTag};
 //! use std::sync::Arc;
 //!
 //! let layout = RingLayout::new::<u32>(4, TypeTag::of::<u32>("example"))?;
-//! let (mut writer, mut reader) = layout.init::<u32>(Arc::new(HeapRegion::new(layout.total_size())))?;
+//! let region = Arc::new(HeapRegion::new(layout.total_size()));
+//! let (mut writer, mut reader) = layout.init::<u32>(region)?;
 //! let mut chunk = writer.write_chunk(1)?;
-//! // SAFETY: both ends live in this function; the reader does not run meanwhile.
+//! // SAFETY: both ends are ours; the reader does not run meanwhile.
 //! unsafe { chunk.as_mut_slices() }.0[0] = 7;
 //! chunk.commit_all();
-//! let chunk = reader.read_chunk(1)?;
-//! // SAFETY: as above, the writer does not run while `a` lives.
-//! let (a, _) = unsafe { chunk.as_slices() };
-//! assert_eq!(a, &[7]);
+//! assert_eq!(reader.pop()?, 7);
 //! # Ok::<(), shmring::Error>(())
 //! ```
 //!
