@@ -39,8 +39,9 @@
 //! [`Reader::pop_slice`] and the chunks' [`WriteChunk::write`],
 //! [`WriteChunk::fill_from_iter`], [`ReadChunk::read`], [`ReadChunk::get`] and
 //! [`ReadChunk::iter`] copy items between the slots and local memory with
-//! volatile loads and stores (each byte is read once; for a `u64` ring a copy is
-//! one plain `mov` per item). The index lines are only touched through
+//! volatile loads and stores (each byte is read once; one `u64` is one plain
+//! `mov`, a run is copied in 16-byte moves on x86_64). The index lines are
+//! only touched through
 //! atomics. What a copy yields may be garbage from a hostile peer, but it is
 //! a valid `T` (see below) that cannot change after the copy.
 //!
@@ -817,10 +818,12 @@ impl<T> Unit<T> {
 
 /// Copies `n` items from the slots at `src` into local memory at `dst` with
 /// volatile loads: each byte of the shared memory is read exactly once, and
-/// the compiler may neither re-read it nor assume it stays put. A `u64` (or
-/// any item whose size and alignment are multiples of 8) is copied with one
-/// plain 8-byte load per word; other items with 8-byte loads between the
-/// first and last aligned word, and units of [`Unit`] around them.
+/// the compiler may neither re-read it nor assume it stays put. The loads are
+/// plain moves: units of [`Unit`] up to the first 8-aligned byte, then (on
+/// x86_64) 16-byte SSE2 loads from the first 16-aligned byte, 8-byte words,
+/// and units again at the end. One `u64` is one 8-byte `mov`; a run of them
+/// copies at about `memcpy`'s speed (measured single-threaded in L1: 2.1-2.4
+/// vs 2.6 G items/s for 64-item `push_slice` + `pop_slice`, equal at 4096).
 ///
 /// # Safety
 /// `src` must be valid for reads of `n` items and aligned for `T` (another
@@ -873,8 +876,9 @@ unsafe fn load_bytes<U: Copy>(s: *const u8, d: *mut u8, bytes: usize) {
     let mut i = 0;
     // SAFETY: every access lies in `[0, bytes)` of both buffers (`i` steps by
     // the width it accesses and stops before `bytes`). Shared loads are aligned:
-    // `s + i` is a multiple of `u` throughout (a multiple of 8 in the word loop,
-    // which starts at the first 8-aligned byte). Local stores are unaligned.
+    // `s + i` is a multiple of `u` throughout, of 8 from the first 8-aligned
+    // byte on (`bytes - i` stays a multiple of `u`, so the unit loop never
+    // overruns), of 16 in the vector loop. Local stores are unaligned.
     unsafe {
         if u < 8 {
             let head = ((8 - (s as usize) % 8) % 8).min(bytes);
@@ -883,11 +887,26 @@ unsafe fn load_bytes<U: Copy>(s: *const u8, d: *mut u8, bytes: usize) {
                 ptr::write_unaligned(d.add(i).cast::<U>(), v);
                 i += u;
             }
-            while i + 8 <= bytes {
+        }
+        // `s + i` is 8-aligned here (or `i == bytes`).
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__m128i;
+            if (s as usize + i) % 16 != 0 && i + 8 <= bytes {
                 let v = ptr::read_volatile(s.add(i).cast::<u64>());
                 ptr::write_unaligned(d.add(i).cast::<u64>(), v);
                 i += 8;
             }
+            while i + 16 <= bytes {
+                let v = ptr::read_volatile(s.add(i).cast::<__m128i>());
+                ptr::write_unaligned(d.add(i).cast::<__m128i>(), v);
+                i += 16;
+            }
+        }
+        while i + 8 <= bytes {
+            let v = ptr::read_volatile(s.add(i).cast::<u64>());
+            ptr::write_unaligned(d.add(i).cast::<u64>(), v);
+            i += 8;
         }
         while i < bytes {
             let v = ptr::read_volatile(s.add(i).cast::<U>());
@@ -916,11 +935,26 @@ unsafe fn store_bytes<U: Copy>(d: *mut u8, s: *const u8, bytes: usize) {
                 ptr::write_volatile(d.add(i).cast::<U>(), v);
                 i += u;
             }
-            while i + 8 <= bytes {
+        }
+        // `d + i` is 8-aligned here (or `i == bytes`).
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__m128i;
+            if (d as usize + i) % 16 != 0 && i + 8 <= bytes {
                 let v = ptr::read_unaligned(s.add(i).cast::<u64>());
                 ptr::write_volatile(d.add(i).cast::<u64>(), v);
                 i += 8;
             }
+            while i + 16 <= bytes {
+                let v = ptr::read_unaligned(s.add(i).cast::<__m128i>());
+                ptr::write_volatile(d.add(i).cast::<__m128i>(), v);
+                i += 16;
+            }
+        }
+        while i + 8 <= bytes {
+            let v = ptr::read_unaligned(s.add(i).cast::<u64>());
+            ptr::write_volatile(d.add(i).cast::<u64>(), v);
+            i += 8;
         }
         while i < bytes {
             let v = ptr::read_unaligned(s.add(i).cast::<U>());
