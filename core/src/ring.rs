@@ -117,7 +117,9 @@
 //! ([`RingLayout::writer`], [`RingLayout::reader`], both by
 //! [`RingLayout::init`]) claims it in a process-wide table keyed by the
 //! region's address, and fails with [`Error::InvalidArgument`] while that end
-//! is attached; dropping the end releases the claim. The claim is deliberately
+//! is attached (or while the other end is attached with another
+//! [`RingLayout`]: two geometries over one memory); dropping the end releases
+//! the claim. The claim is deliberately
 //! not a flag in the shared header: a hostile peer could set it to keep us out,
 //! or clear it while we hold it and so let a second end of ours attach. The
 //! peer's own ends (in its process, through its own mapping) are outside our
@@ -398,8 +400,8 @@ impl RingLayout {
     pub fn init<T: Pod>(&self, region: Arc<dyn Region>) -> Result<(Writer<T>, Reader<T>)> {
         self.check_region::<T>(&*region)?;
         let base = region.as_ptr();
-        let writer = Claim::take(base, End::Writer)?;
-        let reader = Claim::take(base, End::Reader)?;
+        let writer = Claim::take(base, End::Writer, self)?;
+        let reader = Claim::take(base, End::Reader, self)?;
         // SAFETY: `check_region` proved the region is at least `total_size` bytes
         // long, non-null and aligned to 128 bytes, so the header and both index
         // lines lie inside it, aligned for their atomics. The region's contract
@@ -430,14 +432,14 @@ impl RingLayout {
     /// attached in this process (see the [module docs](self)).
     pub fn writer<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Writer<T>> {
         self.check_region::<T>(&*region)?;
-        let claim = Claim::take(region.as_ptr(), End::Writer)?;
+        let claim = Claim::take(region.as_ptr(), End::Writer, self)?;
         self.writer_claimed(region, claim)
     }
 
     /// Attaches the consuming end, as [`writer`](Self::writer) does the producing one.
     pub fn reader<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Reader<T>> {
         self.check_region::<T>(&*region)?;
-        let claim = Claim::take(region.as_ptr(), End::Reader)?;
+        let claim = Claim::take(region.as_ptr(), End::Reader, self)?;
         self.reader_claimed(region, claim)
     }
 
@@ -588,11 +590,13 @@ enum End {
     Reader,
 }
 
-/// Ends attached in this process, by the address of their region.
-static CLAIMS: Mutex<Vec<(usize, End)>> = Mutex::new(Vec::new());
+/// Ends attached in this process: the address of their region, which end,
+/// and the layout they attached with.
+static CLAIMS: Mutex<Vec<(usize, End, RingLayout)>> = Mutex::new(Vec::new());
 
 /// This process's claim on one end of the ring at one address: while it
-/// lives, no other end of that kind attaches there (see the module docs).
+/// lives, no other end of that kind attaches there, and the other end only
+/// with the same layout (see the module docs).
 #[derive(Debug)]
 struct Claim {
     base: usize,
@@ -600,19 +604,32 @@ struct Claim {
 }
 
 impl Claim {
-    fn take(base: *mut u8, end: End) -> Result<Self> {
+    fn take(base: *mut u8, end: End, layout: &RingLayout) -> Result<Self> {
         let base = base as usize;
         let mut claims = CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
-        if claims.contains(&(base, end)) {
-            return Err(Error::InvalidArgument(format!(
-                "the ring's {} is already attached in this process",
-                match end {
-                    End::Writer => "writer",
-                    End::Reader => "reader",
-                }
-            )));
+        for (b, e, l) in claims.iter() {
+            if *b != base {
+                continue;
+            }
+            if *e == end {
+                return Err(Error::InvalidArgument(format!(
+                    "the ring's {} is already attached in this process",
+                    match end {
+                        End::Writer => "writer",
+                        End::Reader => "reader",
+                    }
+                )));
+            }
+            if l != layout {
+                // Two geometries over one memory: one end's slots would overlap
+                // the other's in ways the indices do not order.
+                return Err(Error::InvalidArgument(
+                    "the other end of this region is attached in this process with another layout"
+                        .into(),
+                ));
+            }
         }
-        claims.push((base, end));
+        claims.push((base, end, *layout));
         Ok(Claim { base, end })
     }
 }
@@ -620,7 +637,10 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut claims = CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = claims.iter().position(|&c| c == (self.base, self.end)) {
+        if let Some(i) = claims
+            .iter()
+            .position(|&(b, e, _)| (b, e) == (self.base, self.end))
+        {
             claims.swap_remove(i);
         }
     }
@@ -682,7 +702,9 @@ fn check_distance(read: u64, write: u64, capacity: u64, what: &'static str) -> R
 /// Another process may write the memory at any time (the ring only accesses
 /// it with atomics and volatile copies). Code in this process that uses the
 /// pointer while a ring is attached must do the same: no references into the
-/// region, no plain reads or writes.
+/// region, no plain reads or writes. The memory must not overlap that of any
+/// other `Region` alive in this process unless both start at the same address
+/// (the rings' claims tell those apart; see the [module docs](self)).
 pub unsafe trait Region: Send + Sync + 'static {
     /// Start of the region.
     fn as_ptr(&self) -> *mut u8;

@@ -390,6 +390,28 @@ fn one_end_of_each_kind_per_region_in_this_process() {
     // Another region is another ring.
     let other = Arc::new(HeapRegion::new(layout.total_size()));
     drop(layout.init::<u64>(other).expect("init of another region"));
+    // The other end with another geometry over the same memory is refused
+    // even when the header would let it in (a peer can rewrite the header).
+    drop(r);
+    let small = RingLayout::new::<u64>(4, TypeTag::of::<u64>("t")).expect("layout");
+    // SAFETY: the region is ours, large enough and aligned for the header;
+    // no end reads the header after attach.
+    unsafe {
+        let h = region.as_ptr().cast::<Header>();
+        let mut v = ptr::read(h);
+        v.capacity = 4;
+        ptr::write(h, v);
+    }
+    assert!(matches!(
+        small.reader::<u64>(region.clone()),
+        Err(Error::InvalidArgument(_))
+    ));
+    drop(w);
+    drop(
+        small
+            .reader::<u64>(region)
+            .expect("alone, the header decides"),
+    );
 }
 
 #[test]
