@@ -642,7 +642,7 @@ impl<T: Pod> Producer<T> {
         self.ring.push_slice(src)
     }
 
-    /// Up to `max` free slots to fill in place; see [`ring::WriteChunk`]. Its
+    /// Up to `max` free slots to fill (by copies); see [`ring::WriteChunk`]. Its
     /// commit wakes the consumer if it sleeps.
     #[inline]
     pub fn write_chunk(&mut self, max: usize) -> Result<ring::WriteChunk<'_, T>> {
@@ -755,7 +755,7 @@ impl<T: Pod> Consumer<T> {
         self.ring.pop_slice(dst)
     }
 
-    /// Up to `max` items to read in place; see [`ring::ReadChunk`]. Its release
+    /// Up to `max` items to read (by copies); see [`ring::ReadChunk`]. Its release
     /// wakes the producer if it sleeps.
     #[inline]
     pub fn read_chunk(&mut self, max: usize) -> Result<ring::ReadChunk<'_, T>> {

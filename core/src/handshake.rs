@@ -377,11 +377,14 @@ pub fn recv_with_fds(
     wait_readable(sock, deadline)?;
     // Room for MAX_FDS fds; a message with more is cut by the kernel (MSG_CTRUNC),
     // which closes the fds that did not fit.
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space =
+    // SAFETY: CMSG_SPACE only computes a size (a `const fn` here).
+    const SPACE: usize =
         unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) } as usize;
-    let mut cbuf = [0u64; 8];
-    debug_assert!(space <= std::mem::size_of_val(&cbuf));
+    const CBUF_WORDS: usize = 8;
+    // The buffer the kernel may fill `SPACE` bytes of: checked at compile time.
+    const _: () = assert!(SPACE <= CBUF_WORDS * std::mem::size_of::<u64>());
+    let space = SPACE;
+    let mut cbuf = [0u64; CBUF_WORDS];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),

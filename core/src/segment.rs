@@ -88,9 +88,33 @@ impl Segment {
     /// a regular file that supports seals (a memfd), carry `F_SEAL_SHRINK` and
     /// `F_SEAL_GROW`, and be at least `expected_len` bytes long.
     ///
+    /// The seals are read before the size: once `F_SEAL_SHRINK` is set nobody
+    /// can shrink the file again, so the size read after it holds for as long
+    /// as the mapping. (Read the other way round, a peer could shrink the file
+    /// between the two reads and only then seal it, and our mapping would
+    /// reach past its end: `SIGBUS` on the first touch.)
+    ///
     /// The returned segment's length is `expected_len`: a longer file is accepted
     /// but only the expected part is ever mapped.
     pub fn from_fd(fd: OwnedFd, expected_len: usize) -> Result<Self> {
+        if expected_len == 0 {
+            return Err(Error::InvalidArgument("expected length of zero".into()));
+        }
+        let seals = seals_of(fd.as_fd()).map_err(|e| match e {
+            Error::Io { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => {
+                Error::BadSegment("not a memfd (file does not support seals)".into())
+            }
+            other => other,
+        })?;
+        // The window a peer would use: after we read one property of the file,
+        // before we read the other.
+        #[cfg(test)]
+        tests::between_checks(fd.as_fd());
+        if seals & REQUIRED_SEALS != REQUIRED_SEALS {
+            return Err(Error::BadSegment(format!(
+                "memfd lacks the shrink/grow seals (seals {seals:#x})"
+            )));
+        }
         // SAFETY: fstat writes into the zeroed struct we pass; the fd is open.
         let st = unsafe {
             let mut st: libc::stat = std::mem::zeroed();
@@ -105,25 +129,11 @@ impl Segment {
                 st.st_mode
             )));
         }
-        let seals = seals_of(fd.as_fd()).map_err(|e| match e {
-            Error::Io { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => {
-                Error::BadSegment("not a memfd (file does not support seals)".into())
-            }
-            other => other,
-        })?;
-        if seals & REQUIRED_SEALS != REQUIRED_SEALS {
-            return Err(Error::BadSegment(format!(
-                "memfd lacks the shrink/grow seals (seals {seals:#x})"
-            )));
-        }
         if st.st_size < 0 || (st.st_size as u64) < expected_len as u64 {
             return Err(Error::BadSegment(format!(
                 "memfd has {} bytes, {} expected",
                 st.st_size, expected_len
             )));
-        }
-        if expected_len == 0 {
-            return Err(Error::InvalidArgument("expected length of zero".into()));
         }
         Ok(Segment {
             fd,
@@ -269,3 +279,6 @@ impl Drop for Mapping {
         let _ = unsafe { munmap(self.ptr, self.len) };
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,11 +31,7 @@ fn produce(tx: &mut shmring::Producer<u64>, n: u64) -> shmring::Result<()> {
             tx.wait_writable(T)?;
             continue;
         }
-        let (a, b) = c.as_mut_slices();
-        for s in a.iter_mut().chain(b.iter_mut()) {
-            *s = next;
-            next += 1;
-        }
+        next += c.fill_from_iter(next..) as u64;
         c.commit_all();
     }
     Ok(())
@@ -51,8 +47,7 @@ fn consume(rx: &mut shmring::Consumer<u64>, n: u64) -> shmring::Result<u64> {
             rx.wait_readable(T)?;
             continue;
         }
-        let (a, b) = c.as_slices();
-        for &v in a.iter().chain(b) {
+        for v in c.iter() {
             assert_eq!(v, expect, "item out of order, lost or duplicated");
             sum = sum.wrapping_add(v);
             expect += 1;

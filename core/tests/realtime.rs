@@ -95,9 +95,7 @@ fn push_pop_chunks_and_wakeups_allocate_nothing() {
                 }
                 _ => {
                     let mut c = tx.write_chunk(5)?;
-                    let (a, b) = c.as_mut_slices();
-                    a.fill(frame);
-                    b.fill(frame);
+                    c.fill_from_iter(std::iter::repeat(frame));
                     let n = c.len().min((100_000 - sent) as usize);
                     c.commit(n);
                     sent += n as u64;

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use mio::{event, Interest, Registry, Token};
@@ -15,6 +15,10 @@ use crate::{FloodPolicy, Readiness, Result};
 /// Default [`MioConsumer::set_budget`]: items delivered per call before the
 /// consumer yields to the other sources of the loop.
 pub const DEFAULT_BUDGET: usize = 16 * 1024;
+
+/// Bytes of the local buffer that [`MioConsumer::drain_with`] copies items
+/// into (at least one item).
+const SCRATCH_BYTES: usize = 64 * 1024;
 
 /// A [`Consumer`] that a mio [`Poll`](mio::Poll) can watch.
 ///
@@ -31,14 +35,19 @@ pub const DEFAULT_BUDGET: usize = 16 * 1024;
 /// [crate docs](crate).
 ///
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
-/// from the `Poll` anyway (see the crate docs for why that matters).
+/// from the `Poll` anyway (see the crate docs for why that matters). What is
+/// registered are duplicates of the consumer's fds, owned by this wrapper:
+/// nothing done to the consumer through [`DerefMut`] or
+/// [`get_mut`](Self::get_mut) can close them under the registration
+/// (replacing the consumer there leaves the registration on the old one's
+/// files, so deregister first).
 #[derive(Debug)]
 pub struct MioConsumer<T: Pod> {
-    // Field order matters: `drive` drops (and removes the fds from epoll)
-    // before `inner` closes them.
     drive: Driver,
     budget: usize,
     inner: Consumer<T>,
+    /// Local copies of the items handed to `drain_with`'s callback.
+    scratch: Vec<T>,
 }
 
 impl<T: Pod> MioConsumer<T> {
@@ -50,9 +59,10 @@ impl<T: Pod> MioConsumer<T> {
     /// Wraps `consumer` with a flood policy of your choice.
     pub fn with_policy(consumer: Consumer<T>, policy: FloodPolicy) -> Self {
         MioConsumer {
-            drive: Driver::new(consumer.as_raw_fd(), consumer.link_fd().as_raw_fd(), policy),
+            drive: Driver::new(policy),
             budget: DEFAULT_BUDGET,
             inner: consumer,
+            scratch: Vec::new(),
         }
     }
 
@@ -93,8 +103,9 @@ impl<T: Pod> MioConsumer<T> {
         self.drive.guard.paused_until
     }
 
-    /// Delivers the items that are ready to `f` (in order, as up to two slices
-    /// per chunk, straight from shared memory), then re-arms the wake-up.
+    /// Delivers the items that are ready to `f` (in order, as slices of local
+    /// copies: a hostile producer cannot change them while `f` reads them),
+    /// then re-arms the wake-up.
     ///
     /// In this order: drains the wake-up fd (one `read`), pops until the ring is
     /// empty (or the budget is spent), announces the sleep with
@@ -117,49 +128,58 @@ impl<T: Pod> MioConsumer<T> {
     /// An error ([`shmring::Error::Corrupt`] from a hostile producer, a
     /// registry failure) is final for this consumer: deregister and drop it.
     ///
-    /// A hostile producer may change the slices while `f` reads them (they are
-    /// `Pod`, so that is not undefined behaviour): copy out what you validate.
+    /// The items are copied out of shared memory (volatile loads) into a
+    /// buffer of this consumer, up to 64 KiB at a time, and released to the
+    /// producer before `f` sees them.
     pub fn drain_with<F>(&mut self, registry: &Registry, mut f: F) -> Result<Readiness>
     where
         F: FnMut(&[T]),
     {
-        self.drive
-            .drain(registry, &mut self.inner, self.budget, &mut f)
+        let mut ep = Copying {
+            consumer: &mut self.inner,
+            scratch: &mut self.scratch,
+        };
+        self.drive.drain(registry, &mut ep, self.budget, &mut f)
     }
 }
 
-impl<T: Pod> Endpoint for Consumer<T> {
+/// A consumer and the buffer its items are copied into for delivery.
+struct Copying<'a, T: Pod> {
+    consumer: &'a mut Consumer<T>,
+    scratch: &'a mut Vec<T>,
+}
+
+impl<T: Pod> Endpoint for Copying<'_, T> {
     fn drain_signal(&self) -> shmring::Result<()> {
-        Consumer::drain_signal(self)
+        self.consumer.drain_signal()
     }
 
     fn prepare_sleep(&mut self) -> shmring::Result<bool> {
-        Consumer::prepare_sleep(self)
+        self.consumer.prepare_sleep()
     }
 
     fn is_peer_alive(&mut self) -> bool {
-        Consumer::is_peer_alive(self)
+        self.consumer.is_peer_alive()
     }
 }
 
-impl<T: Pod, F: FnMut(&[T])> Deliver<F> for Consumer<T> {
-    /// Pops up to `max` items into `f` (up to two slices per chunk, in place).
+impl<T: Pod, F: FnMut(&[T])> Deliver<F> for Copying<'_, T> {
+    /// Pops up to `max` items into `f`, as slices of the local buffer.
     fn deliver(&mut self, f: &mut F, max: usize) -> Result<usize> {
+        if self.scratch.is_empty() {
+            let n = (SCRATCH_BYTES / std::mem::size_of::<T>().max(1))
+                .clamp(1, self.consumer.capacity());
+            self.scratch.resize(n, T::zeroed());
+        }
         let mut done = 0;
         while done < max {
-            let chunk = self.read_chunk(max - done)?;
-            if chunk.is_empty() {
+            let want = (max - done).min(self.scratch.len());
+            let n = self.consumer.pop_slice(&mut self.scratch[..want])?;
+            if n == 0 {
                 break;
             }
-            let (a, b) = chunk.as_slices();
-            if !a.is_empty() {
-                f(a);
-            }
-            if !b.is_empty() {
-                f(b);
-            }
-            done += chunk.len();
-            chunk.release_all();
+            f(&self.scratch[..n]);
+            done += n;
         }
         Ok(done)
     }
@@ -167,7 +187,7 @@ impl<T: Pod, F: FnMut(&[T])> Deliver<F> for Consumer<T> {
     /// One ring's worth: nobody can commit after the producer closed its link,
     /// except a hostile process it handed the memory to.
     fn leftover_limit(&self) -> usize {
-        self.capacity()
+        self.consumer.capacity()
     }
 }
 
@@ -191,7 +211,9 @@ impl<T: Pod> event::Source for MioConsumer<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.drive.register(registry, token, interests)
+        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
+        self.drive
+            .register(registry, token, interests, signal, link)
     }
 
     fn reregister(

@@ -9,7 +9,7 @@
 //! fd and the link) and [`Deliver`] (hand up to N units to a callback).
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
@@ -65,8 +65,9 @@ pub(crate) enum Start {
     PeerGone,
 }
 
-/// Registration, flood guard and state of one source. A field of each source
-/// *before* its endpoint, so that the fds leave epoll before they are closed.
+/// Registration, flood guard and state of one source. It registers its own
+/// duplicates of the endpoint's fds, so nothing done to the endpoint can close
+/// them under it.
 #[derive(Debug)]
 pub(crate) struct Driver {
     pub(crate) reg: Reg,
@@ -75,10 +76,10 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// `signal`: the endpoint's wake-up fd; `link`: its link socket.
-    pub(crate) fn new(signal: RawFd, link: RawFd, policy: FloodPolicy) -> Self {
+    /// A source that is not registered yet.
+    pub(crate) fn new(policy: FloodPolicy) -> Self {
         Driver {
-            reg: Reg::new(signal, link),
+            reg: Reg::new(),
             guard: Guard::new(policy),
             last: Last::Fresh,
         }
@@ -193,14 +194,19 @@ impl Driver {
         Ok(Readiness::Closed)
     }
 
-    /// [`mio::event::Source::register`] of the source.
+    /// [`mio::event::Source::register`] of the source: `signal` is the
+    /// endpoint's wake-up fd, `link` its link socket (duplicates of both go
+    /// into the registry).
     pub(crate) fn register(
         &mut self,
         registry: &Registry,
         token: Token,
         interests: Interest,
+        signal: BorrowedFd<'_>,
+        link: BorrowedFd<'_>,
     ) -> io::Result<()> {
-        self.reg.register(registry, token, interests)?;
+        self.reg
+            .register(registry, token, interests, signal, link)?;
         self.guard.paused_until = None;
         if matches!(self.last, Last::Armed | Last::Ready) {
             self.last = Last::Fresh;

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use mio::{event, Interest, Registry, Token};
@@ -91,8 +91,7 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct MioFrameReceiver {
-    // Field order matters: `drive` drops (and removes the fds from epoll)
-    // before `inner` closes them.
+    // `drive` registers duplicates of the receiver's fds, which it owns.
     drive: Driver,
     budget: usize,
     inner: FrameReceiver,
@@ -108,11 +107,7 @@ impl MioFrameReceiver {
     /// Wraps `receiver` with a flood policy of your choice.
     pub fn with_policy(receiver: FrameReceiver, policy: FloodPolicy) -> Self {
         MioFrameReceiver {
-            drive: Driver::new(
-                receiver.as_fd().as_raw_fd(),
-                receiver.link_fd().as_raw_fd(),
-                policy,
-            ),
+            drive: Driver::new(policy),
             budget: DEFAULT_FRAME_BUDGET,
             inner: receiver,
         }
@@ -249,7 +244,9 @@ impl event::Source for MioFrameReceiver {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.drive.register(registry, token, interests)
+        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
+        self.drive
+            .register(registry, token, interests, signal, link)
     }
 
     fn reregister(

@@ -70,6 +70,11 @@
 //! peer that keeps writing would keep firing a dead token. Deregister
 //! endpoints before dropping them; as a safety net, dropping a still-registered
 //! endpoint removes its fds from the epoll instance it was registered with.
+//! The fds a source puts into the `Poll` are its own duplicates of the
+//! endpoint's (made when it registers, closed when it deregisters or drops),
+//! so safe code that reaches the endpoint through `DerefMut` or `get_mut` and
+//! closes or replaces it cannot make the source later pass a dead or reused fd
+//! number to `epoll_ctl`.
 //!
 //! # Frame streams
 //!

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use mio::{event, Interest, Registry, Token};
@@ -27,10 +27,12 @@ use crate::{FloodPolicy, Readiness, Result};
 /// instant of [`Readiness::Throttled`]).
 ///
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
-/// from the `Poll` anyway.
+/// from the `Poll` anyway. What is registered are duplicates of the producer's
+/// fds, owned by this wrapper: nothing done to the producer through
+/// [`DerefMut`] or [`get_mut`](Self::get_mut) can close them under the
+/// registration.
 #[derive(Debug)]
 pub struct MioProducer<T: Pod> {
-    // `drive` drops (removing the fds from epoll) before `inner` closes them.
     drive: Driver,
     /// A push was attempted since the last `poll_writable`.
     pushed: bool,
@@ -46,7 +48,7 @@ impl<T: Pod> MioProducer<T> {
     /// Wraps `producer` with a flood policy of your choice.
     pub fn with_policy(producer: Producer<T>, policy: FloodPolicy) -> Self {
         MioProducer {
-            drive: Driver::new(producer.as_raw_fd(), producer.link_fd().as_raw_fd(), policy),
+            drive: Driver::new(policy),
             pushed: false,
             inner: producer,
         }
@@ -190,7 +192,9 @@ impl<T: Pod> event::Source for MioProducer<T> {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.drive.register(registry, token, interests)
+        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
+        self.drive
+            .register(registry, token, interests, signal, link)
     }
 
     fn reregister(

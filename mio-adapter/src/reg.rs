@@ -3,7 +3,7 @@
 //! wake-up fd while a flood is throttled, and the drop-time safety net.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -12,12 +12,18 @@ use mio::{Interest, Registry, Token};
 use crate::{Error, FloodPolicy, Result};
 
 /// Which of an endpoint's two fds are in a `Registry`, and under what token.
+///
+/// What goes into the epoll set are our own duplicates of the endpoint's fds,
+/// made at [`register`](Self::register) and owned here: code with access to
+/// the endpoint (through `DerefMut` or `get_mut` of the source) can close or
+/// replace the endpoint's fds, but not these, so an fd number this struct
+/// passes to `epoll_ctl` is always the file it registered (never a number
+/// the process reused for something else).
 #[derive(Debug)]
 pub(crate) struct Reg {
-    /// The wake-up fd (eventfd, or the read end of a pipe).
-    signal: RawFd,
-    /// The link socket.
-    link: RawFd,
+    /// Our duplicates of the wake-up fd (eventfd, or the read end of a pipe)
+    /// and of the link socket, while registered.
+    fds: Option<(OwnedFd, OwnedFd)>,
     /// The registry's epoll fd, for [`Drop`].
     epfd: RawFd,
     token: Option<Token>,
@@ -26,10 +32,9 @@ pub(crate) struct Reg {
 }
 
 impl Reg {
-    pub(crate) fn new(signal: RawFd, link: RawFd) -> Self {
+    pub(crate) fn new() -> Self {
         Reg {
-            signal,
-            link,
+            fds: None,
             epfd: -1,
             token: None,
             signal_on: false,
@@ -41,18 +46,42 @@ impl Reg {
         self.token.ok_or(Error::NotRegistered)
     }
 
+    /// The registered duplicates (wake-up fd, link) as raw numbers.
+    fn raw(&self) -> io::Result<(RawFd, RawFd)> {
+        match &self.fds {
+            Some((signal, link)) => Ok((signal.as_raw_fd(), link.as_raw_fd())),
+            None => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        }
+    }
+
+    /// Registers duplicates of `signal` (the wake-up fd) and `link` under
+    /// `token`. Fails with `EEXIST` if this source is registered already.
     pub(crate) fn register(
         &mut self,
         registry: &Registry,
         token: Token,
         interests: Interest,
+        signal: BorrowedFd<'_>,
+        link: BorrowedFd<'_>,
     ) -> io::Result<()> {
         check_interests(interests)?;
-        registry.register(&mut SourceFd(&self.signal), token, Interest::READABLE)?;
-        if let Err(e) = registry.register(&mut SourceFd(&self.link), token, Interest::READABLE) {
-            let _ = registry.deregister(&mut SourceFd(&self.signal));
+        if self.fds.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let signal = signal.try_clone_to_owned()?;
+        let link = link.try_clone_to_owned()?;
+        registry.register(
+            &mut SourceFd(&signal.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )?;
+        if let Err(e) =
+            registry.register(&mut SourceFd(&link.as_raw_fd()), token, Interest::READABLE)
+        {
+            let _ = registry.deregister(&mut SourceFd(&signal.as_raw_fd()));
             return Err(e);
         }
+        self.fds = Some((signal, link));
         self.epfd = registry.as_raw_fd();
         self.token = Some(token);
         self.signal_on = true;
@@ -69,27 +98,32 @@ impl Reg {
         interests: Interest,
     ) -> io::Result<()> {
         check_interests(interests)?;
+        let (signal, link) = self.raw()?;
         if self.signal_on {
-            registry.reregister(&mut SourceFd(&self.signal), token, Interest::READABLE)?;
+            registry.reregister(&mut SourceFd(&signal), token, Interest::READABLE)?;
         }
-        registry.reregister(&mut SourceFd(&self.link), token, Interest::READABLE)?;
+        registry.reregister(&mut SourceFd(&link), token, Interest::READABLE)?;
         self.epfd = registry.as_raw_fd();
         self.token = Some(token);
         self.link_on = true;
         Ok(())
     }
 
+    /// Takes both fds out of the registry and closes our duplicates.
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         let mut result = Ok(());
-        if self.signal_on {
-            result = registry.deregister(&mut SourceFd(&self.signal));
-            self.signal_on = false;
+        if let Ok((signal, link)) = self.raw() {
+            if self.signal_on {
+                result = registry.deregister(&mut SourceFd(&signal));
+            }
+            if self.link_on {
+                let r = registry.deregister(&mut SourceFd(&link));
+                result = result.and(r);
+            }
         }
-        if self.link_on {
-            let r = registry.deregister(&mut SourceFd(&self.link));
-            result = result.and(r);
-            self.link_on = false;
-        }
+        self.signal_on = false;
+        self.link_on = false;
+        self.fds = None;
         self.token = None;
         self.epfd = -1;
         result
@@ -99,8 +133,12 @@ impl Reg {
     /// is still reported).
     pub(crate) fn pause(&mut self, registry: &Registry) -> Result<()> {
         if self.signal_on {
+            let (signal, _) = self.raw().map_err(|source| Error::Registry {
+                context: "pause wake-up fd",
+                source,
+            })?;
             registry
-                .deregister(&mut SourceFd(&self.signal))
+                .deregister(&mut SourceFd(&signal))
                 .map_err(|source| Error::Registry {
                     context: "pause wake-up fd",
                     source,
@@ -114,8 +152,12 @@ impl Reg {
     pub(crate) fn resume(&mut self, registry: &Registry) -> Result<()> {
         let token = self.token()?;
         if !self.signal_on {
+            let (signal, _) = self.raw().map_err(|source| Error::Registry {
+                context: "resume wake-up fd",
+                source,
+            })?;
             registry
-                .register(&mut SourceFd(&self.signal), token, Interest::READABLE)
+                .register(&mut SourceFd(&signal), token, Interest::READABLE)
                 .map_err(|source| Error::Registry {
                     context: "resume wake-up fd",
                     source,
@@ -133,17 +175,23 @@ impl Drop for Reg {
     /// open file is closed, and the peer process holds the wake-up fd's file too.
     /// Without this, a peer that keeps writing it after we dropped the endpoint
     /// would keep producing events for a dead token (and no way to deregister
-    /// it). So we remove both fds from the epoll instance they were registered
-    /// with. If that `Poll` is gone already, the call fails harmlessly.
+    /// it). So we remove both of our duplicates from the epoll instance they
+    /// were registered with, before they close. If that `Poll` is gone already
+    /// (its number maybe reused), the call fails harmlessly: no other epoll set
+    /// holds our duplicates.
     fn drop(&mut self) {
         if self.epfd < 0 {
             return;
         }
-        for (fd, on) in [(self.signal, self.signal_on), (self.link, self.link_on)] {
+        let Ok((signal, link)) = self.raw() else {
+            return;
+        };
+        for (fd, on) in [(signal, self.signal_on), (link, self.link_on)] {
             if on {
                 // SAFETY: epoll_ctl with EPOLL_CTL_DEL ignores the event pointer
                 // (null is allowed since Linux 2.6.9) and touches no memory of
-                // ours; on a stale epoll fd it fails with EBADF/EINVAL/ENOENT.
+                // ours; `fd` is our own open duplicate; on a stale epoll fd it
+                // fails with EBADF/EINVAL/ENOENT.
                 unsafe {
                     libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut());
                 }

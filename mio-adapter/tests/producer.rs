@@ -61,11 +61,7 @@ fn push_until_closed(poll: &mut Poll, tx: &mut MioProducer<u64>, n: Option<u64>)
             Readiness::Ready if n.is_none_or(|n| next < n) => {
                 let want = n.map_or(4096, |n| (n - next).min(4096)) as usize;
                 let mut chunk = tx.write_chunk(want).unwrap();
-                let (a, b) = chunk.as_mut_slices();
-                for x in a.iter_mut().chain(b.iter_mut()) {
-                    *x = next;
-                    next += 1;
-                }
+                next += chunk.fill_from_iter(next..) as u64;
                 let k = chunk.len();
                 chunk.commit_all();
                 if k > 0 {

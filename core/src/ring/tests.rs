@@ -52,17 +52,103 @@ fn chunk_wraps_into_two_slices() {
     r.pop_slice(&mut sink).expect("pop");
     // write index at 6: a chunk of 5 is 2 slots at the end and 3 at the start.
     let mut c = w.write_chunk(5).expect("chunk");
-    let (a, b) = c.as_mut_slices();
+    // SAFETY: both ends are in this test; the reader does not run meanwhile.
+    let (a, b) = unsafe { c.as_mut_slices() };
     assert_eq!((a.len(), b.len()), (2, 3));
     a.copy_from_slice(&[1, 2]);
     b.copy_from_slice(&[3, 4, 5]);
     c.commit(4);
     let rc = r.read_chunk(10).expect("chunk");
     assert_eq!(rc.len(), 4);
-    let (a, b) = rc.as_slices();
+    // SAFETY: as above, the writer does not run while the slices live.
+    let (a, b) = unsafe { rc.as_slices() };
     assert_eq!((a, b), (&[1u16, 2][..], &[3u16, 4][..]));
     rc.release(3);
     assert_eq!(r.pop().expect("last"), 4);
+}
+
+/// The copying chunk API across the wrap: `write` at an offset, `set`,
+/// `fill_from_iter`, then `read` at an offset, `get` and `iter` see the same
+/// items in order.
+#[test]
+fn copying_chunks_cross_the_wrap() {
+    let (mut w, mut r, _m) = ring::<u16>(8);
+    w.push_slice(&[0; 6]).expect("push");
+    let mut sink = [0u16; 6];
+    r.pop_slice(&mut sink).expect("pop");
+    // write index at 6: slots 6, 7, 0, 1, 2.
+    let mut c = w.write_chunk(5).expect("chunk");
+    assert_eq!(c.fill_from_iter(10..13), 3);
+    c.write(1, &[21, 22, 23]);
+    c.set(4, 24);
+    c.commit(5);
+    let rc = r.read_chunk(8).expect("chunk");
+    assert_eq!(rc.len(), 5);
+    assert_eq!(rc.iter().len(), 5);
+    assert_eq!(rc.iter().collect::<Vec<_>>(), [10, 21, 22, 23, 24]);
+    let mut out = [0u16; 3];
+    rc.read(1, &mut out);
+    assert_eq!(out, [21, 22, 23]);
+    assert_eq!(rc.get(4), 24);
+    rc.release_all();
+    // A chunk larger than the iterator: only what it yields is written.
+    let mut c = w.write_chunk(8).expect("chunk");
+    assert_eq!(c.len(), 8);
+    assert_eq!(c.fill_from_iter([1u16, 2]), 2);
+    c.commit(2);
+    assert_eq!(r.pop_slice(&mut sink).expect("pop"), 2);
+    assert_eq!(&sink[..2], &[1, 2]);
+}
+
+#[test]
+#[should_panic(expected = "read of 2 items at 3 from a chunk of 4")]
+fn read_past_the_chunk_panics() {
+    let (mut w, mut r, _m) = ring::<u32>(8);
+    w.push_slice(&[1, 2, 3, 4]).expect("push");
+    let c = r.read_chunk(8).expect("chunk");
+    c.read(3, &mut [0; 2]);
+}
+
+#[test]
+#[should_panic(expected = "write of 1 items at 4 into a chunk of 4")]
+fn write_past_the_chunk_panics() {
+    let (mut w, _r, _m) = ring::<u32>(4);
+    let mut c = w.write_chunk(8).expect("chunk");
+    c.set(4, 1);
+}
+
+/// Volatile copies of every element size and alignment class (unit of 1, 2,
+/// 4 and 8 bytes, runs starting on and off an 8-byte boundary, wrapping):
+/// what `push_slice` stores, `pop_slice` loads back unchanged.
+#[test]
+fn copies_of_every_unit_width_round_trip() {
+    fn check<T: Pod + PartialEq + std::fmt::Debug>(make: impl Fn(u32) -> T) {
+        let (mut w, mut r, _m) = ring::<T>(16);
+        let mut n = 0u32;
+        let mut out = [T::zeroed(); 16];
+        for round in 0..40usize {
+            let k = round % 11 + 1;
+            let items: Vec<T> = (0..k as u32).map(|i| make(n + i)).collect();
+            assert_eq!(w.push_slice(&items).expect("push"), k);
+            let got = r.pop_slice(&mut out[..k]).expect("pop");
+            assert_eq!(got, k);
+            assert_eq!(&out[..k], &items[..], "round {round}");
+            n += k as u32;
+        }
+    }
+    check(|n| n as u8);
+    check(|n| [n as u8, (n >> 8) as u8, 3u8]);
+    check(|n| n as u16);
+    check(|n| [n as u16, 7, !(n as u16)]);
+    check(|n| n);
+    check(|n| [n, !n, 5]);
+    check(|n| n as u64 * 0x0101_0101_0101);
+    check(|n| [n as u8; 13]);
+    check(|n| Big {
+        a: [n as u64, 1, 2],
+        b: [n as f32; 4],
+        c: [n, !n],
+    });
 }
 
 #[test]
@@ -70,7 +156,7 @@ fn uncommitted_chunk_publishes_nothing() {
     let (mut w, mut r, _m) = ring::<u8>(4);
     {
         let mut c = w.write_chunk(4).expect("chunk");
-        c.as_mut_slices().0.fill(7);
+        c.write(0, &[7; 4]);
     }
     assert!(matches!(r.pop(), Err(Error::Empty)));
     let c = r.read_chunk(4).expect("chunk");
@@ -151,12 +237,8 @@ proptest! {
                     prop_assert_eq!(c.len(), n.min(cap - model.len()));
                     let len = c.len();
                     let k = k.min(len);
-                    let (a, b) = c.as_mut_slices();
-                    prop_assert_eq!(a.len() + b.len(), len);
-                    for s in a.iter_mut().chain(b.iter_mut()) {
-                        *s = next;
-                        next += 1;
-                    }
+                    prop_assert_eq!(c.fill_from_iter(next..), len);
+                    next += len as u32;
                     next -= (len - k) as u32;
                     for i in 0..k as u32 {
                         model.push_back(next - k as u32 + i);
@@ -166,8 +248,7 @@ proptest! {
                 Op::Read(n, k) => {
                     let c = r.read_chunk(n).expect("chunk");
                     prop_assert_eq!(c.len(), n.min(model.len()));
-                    let (a, b) = c.as_slices();
-                    let got: Vec<u32> = a.iter().chain(b.iter()).copied().collect();
+                    let got: Vec<u32> = c.iter().collect();
                     let want: Vec<u32> = model.iter().take(got.len()).copied().collect();
                     prop_assert_eq!(got, want);
                     let k = k.min(c.len());
@@ -259,8 +340,9 @@ fn header_mismatches_are_rejected() {
 fn attach_rejects_inconsistent_indices_and_short_regions() {
     let layout = RingLayout::new::<u64>(8, TypeTag::of::<u64>("t")).expect("layout");
     let region = Arc::new(HeapRegion::new(layout.total_size()));
-    let (w, _r) = layout.init::<u64>(region.clone()).expect("init");
+    let (w, r) = layout.init::<u64>(region.clone()).expect("init");
     w.shared.prod().write.store(100, Ordering::Relaxed);
+    drop((w, r));
     assert!(matches!(
         layout.reader::<u64>(region.clone()),
         Err(Error::Corrupt(_))
@@ -274,6 +356,62 @@ fn attach_rejects_inconsistent_indices_and_short_regions() {
         layout.reader::<u64>(short),
         Err(Error::BadSegment(_))
     ));
+}
+
+/// Two writers (or readers) over one region in this process would race on the
+/// slots from safe code: while an end is attached, attaching another of its
+/// kind, or re-initialising the region, is refused and changes nothing; once
+/// it is dropped, the end can attach again.
+#[test]
+fn one_end_of_each_kind_per_region_in_this_process() {
+    let layout = RingLayout::new::<u64>(8, TypeTag::of::<u64>("t")).expect("layout");
+    let region = Arc::new(HeapRegion::new(layout.total_size()));
+    let (mut w, r) = layout.init::<u64>(region.clone()).expect("init");
+    w.push(42).expect("push");
+    for e in [
+        layout.writer::<u64>(region.clone()).err(),
+        layout.reader::<u64>(region.clone()).err(),
+        layout.init::<u64>(region.clone()).err(),
+    ] {
+        assert!(matches!(e, Some(Error::InvalidArgument(_))), "{e:?}");
+    }
+    // The refused init wrote nothing: the item is still there.
+    drop(r);
+    let mut r = layout.reader::<u64>(region.clone()).expect("reader again");
+    assert_eq!(r.pop().expect("pop"), 42);
+    assert!(matches!(
+        layout.reader::<u64>(region.clone()),
+        Err(Error::InvalidArgument(_))
+    ));
+    drop(w);
+    let mut w = layout.writer::<u64>(region.clone()).expect("writer again");
+    w.push(43).expect("push");
+    assert_eq!(r.pop().expect("pop"), 43);
+    // Another region is another ring.
+    let other = Arc::new(HeapRegion::new(layout.total_size()));
+    drop(layout.init::<u64>(other).expect("init of another region"));
+    // The other end with another geometry over the same memory is refused
+    // even when the header would let it in (a peer can rewrite the header).
+    drop(r);
+    let small = RingLayout::new::<u64>(4, TypeTag::of::<u64>("t")).expect("layout");
+    // SAFETY: the region is ours, large enough and aligned for the header;
+    // no end reads the header after attach.
+    unsafe {
+        let h = region.as_ptr().cast::<Header>();
+        let mut v = ptr::read(h);
+        v.capacity = 4;
+        ptr::write(h, v);
+    }
+    assert!(matches!(
+        small.reader::<u64>(region.clone()),
+        Err(Error::InvalidArgument(_))
+    ));
+    drop(w);
+    drop(
+        small
+            .reader::<u64>(region)
+            .expect("alone, the header decides"),
+    );
 }
 
 #[test]

@@ -56,15 +56,11 @@ fn run(path: &str, items: u64, signal: SignalKind) -> shmring::Result<()> {
     let mut sum = CHECKSUM_INIT;
     let mut next = 0u64;
     while next < items {
-        // Fill free slots in place; wait (with a timeout) when the ring is full.
+        // Copy into the free slots; wait (with a timeout) when the ring is full.
         let mut chunk = tx.write_chunk((items - next).min(4096) as usize)?;
         let filled = chunk.len();
-        let (a, b) = chunk.as_mut_slices();
-        for x in a.iter_mut().chain(b.iter_mut()) {
-            *x = next;
-            sum = checksum_step(sum, next);
-            next += 1;
-        }
+        chunk.fill_from_iter((next..).inspect(|&x| sum = checksum_step(sum, x)));
+        next += filled as u64;
         chunk.commit_all();
         if filled == 0 {
             tx.wait_writable(Some(Duration::from_secs(10)))?;

@@ -127,11 +127,7 @@ fn child_producer(args: &[String]) -> i32 {
     while next < n {
         let mut chunk = tx.write_chunk((n - next).min(4096) as usize).unwrap();
         let filled = chunk.len();
-        let (a, b) = chunk.as_mut_slices();
-        for x in a.iter_mut().chain(b.iter_mut()) {
-            *x = next;
-            next += 1;
-        }
+        next += chunk.fill_from_iter(next..) as u64;
         chunk.commit_all();
         if filled == 0 {
             if let Err(e) = tx.wait_writable(Some(Duration::from_secs(10))) {
