@@ -26,7 +26,7 @@ const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 #[derive(Debug, Clone, Default)]
 pub struct Syscalls {
     /// Every call, by number: `(nr, count)`, non-zero counts only.
-    pub by_nr: Vec<(i64, u64)>,
+    pub by_nr: Vec<(libc::c_long, u64)>,
     /// All calls.
     pub total: u64,
     /// `write`s to an eventfd or a pipe (the wake-up writes).
@@ -40,16 +40,16 @@ impl Syscalls {
     pub fn count(&self, nr: libc::c_long) -> u64 {
         self.by_nr
             .iter()
-            .find(|(n, _)| *n == i64::from(nr))
+            .find(|(n, _)| *n == nr)
             .map_or(0, |(_, c)| *c)
     }
 
     /// Every call but `write`: `(nr, count)`.
-    pub fn other(&self) -> Vec<(i64, u64)> {
+    pub fn other(&self) -> Vec<(libc::c_long, u64)> {
         self.by_nr
             .iter()
             .copied()
-            .filter(|(n, _)| *n != i64::from(libc::SYS_write))
+            .filter(|(n, _)| *n != libc::SYS_write)
             .collect()
     }
 }
@@ -109,11 +109,11 @@ pub fn count<R: Send>(f: impl FnOnce(&Gate<'_>) -> R + Send) -> (R, Syscalls) {
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
     };
-    let mut by_nr: Vec<(i64, u64)> = rec
+    let mut by_nr: Vec<(libc::c_long, u64)> = rec
         .by_nr
         .iter()
         .enumerate()
-        .map(|(n, c)| (n as i64, c.load(Ordering::SeqCst)))
+        .map(|(n, c)| (n as libc::c_long, c.load(Ordering::SeqCst)))
         .filter(|(_, c)| *c > 0)
         .collect();
     let beyond = rec.beyond.load(Ordering::SeqCst);
@@ -254,7 +254,7 @@ fn record(rec: &Record, d: &libc::seccomp_data) {
         Some(c) => c.fetch_add(1, Ordering::SeqCst),
         None => rec.beyond.fetch_add(1, Ordering::SeqCst),
     };
-    if i64::from(d.nr) == libc::SYS_write as i64 {
+    if libc::c_long::from(d.nr) == libc::SYS_write {
         if is_wake_fd(d.args[0] as i32) {
             rec.wake_writes.fetch_add(1, Ordering::SeqCst);
         } else {
