@@ -3,7 +3,7 @@
 //! `reclaim`: each call takes at most one ring's worth, ignores and counts
 //! every forged return, and frees nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use shmring::frames::{self, FrameConfig};
@@ -30,19 +30,26 @@ fn flooded_returns_take_at_most_one_ring_per_reclaim() {
 
     // Now a consumer that refills the ring as fast as it can meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
+    let forged = Arc::new(AtomicU64::new(0));
+    let (s, f) = (stop.clone(), forged.clone());
     let flooder = std::thread::spawn(move || {
-        let mut forged = 0u64;
         let mut slot = 0u32;
         while !s.load(Ordering::Relaxed) {
             if rx.return_raw(slot).is_ok() {
-                forged += 1;
+                f.fetch_add(1, Ordering::Relaxed);
             }
             slot = slot.wrapping_add(1);
         }
-        (forged, rx)
+        rx
     });
-    for _ in 0..10_000 {
+    // Until the flooder forged 50 rings' worth (or 30 s: then it never ran).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while forged.load(Ordering::Relaxed) < 50 * ring {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flooder forged only {} returns",
+            forged.load(Ordering::Relaxed)
+        );
         let before = tx.bad_returns();
         let freed = tx
             .reclaim(|_| panic!("a forged return freed a slot"))
@@ -55,7 +62,8 @@ fn flooded_returns_take_at_most_one_ring_per_reclaim() {
         );
     }
     stop.store(true, Ordering::Relaxed);
-    let (forged, rx) = flooder.join().expect("flooder");
+    let rx = flooder.join().expect("flooder");
+    let forged = forged.load(Ordering::Relaxed);
     // What is left in the ring (at most a ring's worth) comes out in one call.
     tx.reclaim(|_| panic!("a forged return freed a slot"))
         .expect("reclaim");
