@@ -1,19 +1,37 @@
 //! Entry points for fuzzing every parser of peer input: the handshake's
 //! hello and welcome, the frame stream's descriptors, and a ring's view of a
 //! header and indices the peer wrote. Each takes arbitrary bytes and must
-//! return without panicking (errors are expected: that is the point).
+//! return without panicking (errors are expected: that is the point), and
+//! asserts the properties of what it accepts (a panic, so a fuzzer finding):
+//!
+//! * `hello`: an accepted hello is exactly one `Hello`, with our magic and
+//!   version, a type name of at most `NAME_MAX` bytes that is the one sent,
+//!   and the element size and alignment sent.
+//! * `welcome`: an accepted welcome is exactly one `Welcome` with status 0,
+//!   our magic and version, a power-of-two capacity of at most
+//!   `MAX_CAPACITY`, and the fd count its signal kind needs.
+//! * `descriptor`: an accepted descriptor with a payload in a slot names a
+//!   slot of the arena and bytes inside that slot; one with a blob payload
+//!   starts at offset 0.
+//! * `ring_header`: whatever the peer wrote, a reader never has more than
+//!   the capacity ready nor pops more than that, and a writer never sees
+//!   more free slots than the capacity nor pushes more than that.
+//!
+//! Each counts the inputs it accepted ([`accepted`]), so that a replay can
+//! tell its properties were exercised.
 //!
 //! Used by the cargo-fuzz targets in `fuzz/` and by `core/tests/fuzz.rs`,
 //! which replays the checked-in corpus and mutations of it under `cargo
 //! test`. Not part of the stable API.
 
 use std::mem::size_of;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytemuck::Zeroable;
 
-use crate::frames::{Descriptor, Kind};
-use crate::handshake::{Hello, Role, Welcome};
+use crate::frames::{Descriptor, Kind, STORAGE_BLOB, STORAGE_SLOT};
+use crate::handshake::{Hello, Role, Welcome, NAME_MAX, PROTOCOL_VERSION};
 use crate::ring::{HeapRegion, Region, RingLayout, TypeTag};
 use crate::Config;
 
@@ -28,14 +46,62 @@ pub const TARGETS: [(&str, Target); 4] = [
     ("ring_header", ring_header),
 ];
 
+/// Inputs each target accepted, in the order of [`TARGETS`].
+static ACCEPTED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+fn accept(target: usize) {
+    ACCEPTED[target].fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many inputs the target `name` accepted in this process so far (its
+/// properties were checked on each).
+pub fn accepted(name: &str) -> u64 {
+    TARGETS
+        .iter()
+        .position(|(n, _)| *n == name)
+        .map_or(0, |i| ACCEPTED[i].load(Ordering::Relaxed))
+}
+
 /// A hello message from the peer.
 pub fn hello(data: &[u8]) {
-    let _ = Hello::parse(data);
+    let Ok(info) = Hello::parse(data) else {
+        return;
+    };
+    accept(0);
+    assert_eq!(data.len(), size_of::<Hello>(), "hello of the wrong size");
+    let h: Hello = bytemuck::pod_read_unaligned(data);
+    assert_eq!(h.magic.to_le_bytes(), *b"SHMRHELO");
+    assert_eq!(h.version, PROTOCOL_VERSION);
+    assert!(
+        info.name.len() <= NAME_MAX,
+        "type name of {}",
+        info.name.len()
+    );
+    assert_eq!(info.name.as_bytes(), &h.name[..h.name_len as usize]);
+    assert_eq!((info.tag.size, info.tag.align), (h.elem_size, h.elem_align));
 }
 
 /// A welcome message from the peer.
 pub fn welcome(data: &[u8]) {
-    let _ = Welcome::parse(data);
+    let Ok(info) = Welcome::parse(data) else {
+        return;
+    };
+    accept(1);
+    assert_eq!(
+        data.len(),
+        size_of::<Welcome>(),
+        "welcome of the wrong size"
+    );
+    let w: Welcome = bytemuck::pod_read_unaligned(data);
+    assert_eq!(w.magic.to_le_bytes(), *b"SHMRWLCM");
+    assert_eq!((w.version, w.status), (PROTOCOL_VERSION, 0));
+    assert!(
+        info.capacity.is_power_of_two() && info.capacity <= crate::ring::MAX_CAPACITY,
+        "capacity {}",
+        info.capacity
+    );
+    assert_eq!(info.nfds, 1 + 2 * info.signal.fd_count());
+    assert_eq!(info.nfds, w.nfds as usize);
 }
 
 /// A descriptor from the peer, checked against a geometry the input also
@@ -48,13 +114,30 @@ pub fn descriptor(data: &[u8]) {
     let slots = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
     let slot_size = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
     let d: Descriptor = bytemuck::pod_read_unaligned(&data[8..8 + n]);
-    let _ = d.check(slots, slot_size as usize);
+    let Ok(kind) = d.check(slots, slot_size as usize) else {
+        return;
+    };
+    accept(2);
+    assert_eq!(Kind::from_wire(d.kind), Some(kind));
+    if kind.has_payload() && d.storage == STORAGE_BLOB {
+        assert_eq!(d.offset, 0, "blob payload at an offset");
+    } else if kind.has_payload() {
+        assert_eq!(d.storage, STORAGE_SLOT);
+        assert!(d.slot < slots, "slot {} of {slots}", d.slot);
+        let end = u64::from(d.offset) + u64::from(d.size);
+        assert!(
+            end <= u64::from(slot_size),
+            "bytes {}..{end} of a {slot_size}-byte slot",
+            d.offset
+        );
+    }
 }
 
 /// A ring of 64 `u64` whose shared memory (header, indices, slots) holds what
 /// the peer wrote (`data`, zero-padded): attach both ends, pop and push.
 pub fn ring_header(data: &[u8]) {
-    let Ok(layout) = RingLayout::new::<u64>(64, TypeTag::of::<u64>("fuzz")) else {
+    const CAPACITY: usize = 64;
+    let Ok(layout) = RingLayout::new::<u64>(CAPACITY, TypeTag::of::<u64>("fuzz")) else {
         return;
     };
     let region = Arc::new(HeapRegion::new(layout.total_size()));
@@ -62,21 +145,49 @@ pub fn ring_header(data: &[u8]) {
     // SAFETY: the region is `region.len()` bytes, live and not yet shared with
     // any ring; `n` is at most that, and `data` is a separate allocation.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), region.as_ptr(), n) };
+    let mut attached = false;
     if let Ok(mut r) = layout.reader::<u64>(region.clone()) {
-        for _ in 0..80 {
+        attached = true;
+        let mut popped = 0usize;
+        for _ in 0..CAPACITY + 16 {
+            if let Ok(ready) = r.slots() {
+                assert!(
+                    ready <= CAPACITY,
+                    "{ready} items ready in a ring of {CAPACITY}"
+                );
+            }
             if r.pop().is_err() {
                 break;
             }
+            popped += 1;
         }
-        let _ = r.slots();
+        assert!(
+            popped <= CAPACITY,
+            "{popped} pops from a ring of {CAPACITY}"
+        );
     }
     if let Ok(mut w) = layout.writer::<u64>(region) {
-        for i in 0..80 {
+        attached = true;
+        let mut pushed = 0usize;
+        for i in 0..(CAPACITY + 16) as u64 {
+            if let Ok(free) = w.slots() {
+                assert!(
+                    free <= CAPACITY,
+                    "{free} free slots in a ring of {CAPACITY}"
+                );
+            }
             if w.push(i).is_err() {
                 break;
             }
+            pushed += 1;
         }
-        let _ = w.slots();
+        assert!(
+            pushed <= CAPACITY,
+            "{pushed} pushes into a ring of {CAPACITY}"
+        );
+    }
+    if attached {
+        accept(3);
     }
 }
 

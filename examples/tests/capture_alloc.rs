@@ -2,6 +2,12 @@
 //! its cpal callback) allocates nothing: counted by a global allocator, per
 //! thread, over thousands of periods: with a reader taking frames, with no
 //! reader, with a full reader, and across a reader hand-over and hang-up.
+//! Both callback bodies make no system call but the wake-up write to an
+//! eventfd: every call counted by a seccomp supervisor
+//! (`core/tests/common/syscalls.rs`).
+
+#[path = "../../core/tests/common/syscalls.rs"]
+mod syscalls;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -134,9 +140,74 @@ fn the_playback_callback_does_not_allocate() {
     assert_eq!(stats.underrun.load(Ordering::Relaxed), 960);
 }
 
-/// No lock on the real-time path: the callback bodies and the mailbox that
-/// feeds them are built from atomics and the ring API only. (An allocation
-/// shows in the tests above; a lock would not, so the source is checked.)
+/// The capture callback body over 20 000 periods to a live reader (which
+/// sleeps when it has caught up, so the callback takes the wake-up path),
+/// across a reader's hang-up, and the playback callback over 1 001 periods
+/// (one an underrun): no system call but `write` to an eventfd, the wake-up.
+/// So they never sleep, never do I/O, and never wait for a lock: a lock that
+/// is held by another thread makes its taker wait in `futex`, which would be
+/// counted. (A lock taken without contention makes no system call: the
+/// source check below covers that.)
+#[test]
+fn the_callbacks_make_no_syscall_but_the_wake_up_write() {
+    use shmring_examples::playback::{Playback, PlaybackStats};
+    use std::sync::atomic::AtomicBool;
+
+    let period = vec![0x5au8; 480 * 8];
+    let handoff = Arc::new(Handoff::new());
+    let shared = Arc::new(Shared::default());
+    let mut cap = Capture::new(handoff.clone(), shared.clone(), 2, 4, 48_000, u64::MAX);
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(8, period.len())).expect("pair");
+    let reader = std::thread::spawn(move || {
+        let mut n = 0u64;
+        loop {
+            match rx.recv(Some(std::time::Duration::from_secs(5))) {
+                Ok(Received::Frame(_)) => n += 1,
+                Ok(Received::Eos) | Err(_) => return n,
+                Ok(_) => {}
+            }
+        }
+    });
+    let caps = "audio/x-raw,format=F32LE,rate=48000,channels=2,layout=interleaved";
+    start_stream(&mut tx, caps, std::time::Duration::from_secs(5)).expect("start");
+    assert!(handoff.offer(Box::new(tx)).is_ok(), "offer");
+    let ((), calls) = syscalls::count(move |gate| {
+        gate.measure(|| (0..20_000).for_each(|i| cap.on_input(&period, i * 10_000_000)));
+        shared.hangup.store(true, Ordering::Release);
+        gate.measure(|| (0..100).for_each(|i| cap.on_input(&period, i)));
+    });
+    drop(handoff.collect().expect("retired sender"));
+    let frames = reader.join().expect("reader");
+    assert!(frames > 0, "the reader got frames");
+    assert!(calls.other().is_empty(), "capture: {calls:?}");
+    assert_eq!(calls.other_writes, 0, "capture: {calls:?}");
+    assert!(calls.wake_writes > 0, "the wake-up path was not taken");
+
+    let (mut tx, rx) = shmring::channel::pair::<f32>(&shmring::Config::new(4096)).expect("ring");
+    let stats = Arc::new(PlaybackStats::default());
+    let ended = Arc::new(AtomicBool::new(false));
+    let mut play = Playback::new(rx, stats.clone(), ended);
+    let samples: Vec<f32> = (0..960).map(|i| i as f32).collect();
+    let ((), calls) = syscalls::count(move |gate| {
+        let mut out = vec![1.0f32; 960];
+        for _ in 0..1000 {
+            // The reader thread's push (not measured), the callback's pop.
+            tx.push_all(&samples, None).expect("push");
+            gate.measure(|| play.on_output(&mut out));
+        }
+        gate.measure(|| play.on_output(&mut out));
+    });
+    assert_eq!(calls.total, 0, "playback: {calls:?}");
+    assert_eq!(stats.played.load(Ordering::Relaxed), 960 * 1000);
+    assert_eq!(stats.underrun.load(Ordering::Relaxed), 960);
+}
+
+/// No lock type on the real-time path, uncontended or not: the callback
+/// bodies and the mailbox that feeds them are built from atomics and the
+/// ring API only. A source check, and only of these three files (what they
+/// call in `shmring` is covered by the system-call counts of
+/// `core/tests/realtime.rs`): it catches a lock taken without contention,
+/// which makes no system call and so escapes the test above.
 #[test]
 fn the_real_time_modules_take_no_lock() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -125,6 +125,63 @@ fn finish(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// A child's stderr, read line by line on a thread as it comes: the test
+/// waits for lines (states of the child), not for time.
+struct Lines {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Lines {
+        use std::io::BufRead as _;
+        let err = child.stderr.take().expect("piped stderr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                s.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        Lines { seen, reader }
+    }
+
+    /// Lines so far that contain `pat`.
+    fn count(&self, pat: &str) -> usize {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter().filter(|l| l.contains(pat)).count()
+    }
+
+    /// Waits until `n` lines contain `pat`; fails the test after 20 s.
+    fn wait_for(&self, pat: &str, n: usize) {
+        let t0 = Instant::now();
+        while self.count(pat) < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no {n} lines with {pat:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn text(&self) -> String {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Everything, once the child closed its stderr.
+    fn finish(self) -> String {
+        let Lines { seen, reader } = self;
+        reader.join().expect("stderr reader");
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.join("\n")
+    }
+}
+
 /// The sample bytes of a WAV file's data chunk.
 fn wav_data(wav: &[u8]) -> &[u8] {
     let mut i = 12;
@@ -207,19 +264,26 @@ fn capture_feeds_wavenc_sample_for_sample() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A reader killed mid-stream (checked to have died of the SIGKILL) is seen
+/// as gone, and the next reader is served. Ordered by the capture's report
+/// lines: the kill comes once reader 1 is connected, reader 2 starts once
+/// reader 1 is reported gone.
 #[test]
 fn capture_survives_a_killed_reader_and_serves_the_next() {
+    use std::os::unix::process::ExitStatusExt as _;
     let dir = tmp("kill");
     let sock = dir.join("cap.sock");
     // Zeros without end (no infile); periods with no reader are dropped.
-    let cap = capture(&sock, None, &["--buffer", "480", "--no-wait"]);
+    let mut cap = capture(&sock, None, &["--buffer", "480", "--no-wait"]);
+    let lines = Lines::of(&mut cap);
     wait_for(&sock);
     let src = format!("shmringsrc socket-path={} ! fakesink", sock.display());
     let mut first = gst_launch(&src).spawn().expect("reader 1");
-    std::thread::sleep(Duration::from_millis(500));
+    lines.wait_for("connected", 1);
     first.kill().expect("SIGKILL reader 1");
-    let _ = first.wait();
-    std::thread::sleep(Duration::from_millis(300));
+    let status = first.wait().expect("reader 1");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "reader 1: {status:?}");
+    lines.wait_for("reader went away", 1);
     // A second reader attaches and gets 200 buffers.
     let second = gst_launch(&format!(
         "shmringsrc socket-path={} num-buffers=200 ! fakesink",
@@ -228,25 +292,31 @@ fn capture_survives_a_killed_reader_and_serves_the_next() {
     .spawn()
     .expect("reader 2");
     let second = finish(second, Duration::from_secs(20));
+    // Reader 2 leaves after its 200 buffers: the capture sees it go too.
+    lines.wait_for("reader went away", 2);
     // SIGTERM: the capture stops and prints its final counts.
     // SAFETY: plain kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(cap.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
     let out = finish(cap, Duration::from_secs(10));
+    let err = lines.finish();
     assert!(
         out.status.success(),
-        "capture did not stop cleanly on SIGTERM"
+        "capture did not stop cleanly on SIGTERM: {:?}\n{err}",
+        out.status
     );
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         second.status.success(),
         "reader 2: {}\ncapture: {err}",
         String::from_utf8_lossy(&second.stderr)
     );
-    assert!(err.contains("reader went away"), "{err}");
+    // Reader 1 killed, reader 2 gone after its 200 buffers.
+    assert_eq!(err.matches("reader went away").count(), 2, "{err}");
     assert_eq!(err.matches("connected").count(), 2, "{err}");
     let (captured, sent, dropped) = counts(&err);
     assert!(sent >= 200 * 480, "{err}");
+    // Between reader 1's death and reader 2's arrival the callback had no
+    // reader: those periods are dropped and counted.
     assert!(dropped > 0, "periods without a reader are counted: {err}");
     assert_eq!(captured, sent + dropped, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -307,15 +377,20 @@ fn shmringsink_feeds_playback_sample_for_sample() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The typed ring (`cpal_typed`): the reader receives the captured fixture
+/// sample for sample, in order, with its peak.
 #[test]
 fn typed_ring_capture_reaches_the_reader() {
     let dir = tmp("typed");
     let (sock, infile) = (dir.join("t.sock"), dir.join("in.raw"));
     std::fs::write(&infile, fixture(4800)).expect("fixture");
     let exe = env!("CARGO_BIN_EXE_cpal_typed");
+    let got = dir.join("got.raw");
     let mut reader = Command::new(exe);
     reader
-        .args(["read", "--seconds", "1", "--socket"])
+        .args(["read", "--seconds", "1", "--out"])
+        .arg(&got)
+        .arg("--socket")
         .arg(&sock)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -353,5 +428,17 @@ fn typed_ring_capture_reaches_the_reader() {
         .unwrap_or_else(|| panic!("{r}"));
     assert!(received >= 9600, "{r}");
     assert!(c.contains("sent "), "{c}");
+    // Sample for sample: the fixture (a ramp on the right channel, so a
+    // lost, repeated or reordered sample shows), in order, first. The ring
+    // holds the whole fixture: none of it can be dropped. (What the file PCM
+    // delivers past the end of its file is ALSA's business: not checked.)
+    let got = std::fs::read(&got).expect("received samples");
+    let want = fixture(4800);
+    assert_eq!(
+        got.len() as u64,
+        received * 4,
+        "bytes written by the reader"
+    );
+    assert!(got[..want.len()] == want[..], "the fixture arrived altered");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -91,9 +91,19 @@ fn harness_src_pushes_what_the_producer_sends() {
             tx.send_lease(lease, 8, &meta).expect("send");
         }
         tx.send_eos().expect("eos");
-        // Keep the producer alive until the frames came back.
+        // Keep the producer alive until every slot came back (the three
+        // frames and the caps string, within 20 s, or the test fails).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while tx.in_flight() > 0 {
-            let _ = tx.wait_returns(Some(Duration::from_millis(50)));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} frames never came back",
+                tx.in_flight()
+            );
+            match tx.wait_returns(Some(Duration::from_millis(50))) {
+                Ok(()) | Err(shmring::Error::Timeout) => {}
+                Err(e) => panic!("waiting for returns: {e}"),
+            }
             tx.reclaim(|_| {}).expect("reclaim");
         }
         (listener, tx)
@@ -121,5 +131,6 @@ fn harness_src_pushes_what_the_producer_sends() {
         Some(42)
     );
     drop(h);
-    let _ = producer.join().expect("producer");
+    let (_listener, tx) = producer.join().expect("producer");
+    assert_eq!(tx.in_flight(), 0);
 }

@@ -241,26 +241,56 @@ fn src_keeps_the_sink_segment_and_forwards_tags_and_gaps() {
     pipeline.set_state(gst::State::Null).expect("null");
 }
 
+/// The README's promise for `reconnect=true`: when the sink dies the src
+/// posts a warning and waits for the next sink on the same path, then goes
+/// on with that sink's (new) segment and a `DISCONT` buffer. Checked in the
+/// order things reach downstream: segment A, frames 1 and 2, segment B,
+/// frame 3 (DISCONT, new caps).
 #[test]
 fn src_with_reconnect_waits_for_the_next_sink() {
     init();
     let path = sock("reconnect");
     let server = serve(&path);
     let (pipeline, out) = src_pipeline(&path, "reconnect=true");
+    // What reaches the appsink, in order: segments (their start, s) and
+    // buffers (their first byte).
+    let order = Arc::new(Mutex::new(Vec::<String>::new()));
+    let o = order.clone();
+    out.static_pad("sink").expect("appsink pad").add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER,
+        move |_, info| {
+            let mut o = o.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = info.buffer() {
+                let byte = b.map_readable().map(|m| m[0]).unwrap_or(0);
+                o.push(format!("frame {byte}"));
+            } else if let Some(gst::EventView::Segment(seg)) = info.event().map(|e| e.view()) {
+                let start = seg
+                    .segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .and_then(|s| s.start())
+                    .map_or(u64::MAX, |t| t.nseconds() / SEC);
+                o.push(format!("segment {start}"));
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     pipeline.set_state(gst::State::Playing).expect("playing");
     let (listener, mut tx) = server.join().expect("server");
     tx.send_caps("application/x-test,n=(int)1").expect("caps");
+    tx.send_segment(&time_segment(0, 0)).expect("segment");
     send(&mut tx, 1, 8, 0);
     send(&mut tx, 2, 8, 1000);
     let first = pull(&out);
     drop((tx, listener)); // the sink dies
     let second = pull(&out);
 
-    // A new sink on the same path.
+    // A new sink on the same path, with a segment of its own (a real
+    // shmringsink sends its sticky events to every new consumer).
     let server = serve(&path);
     let (_l, mut tx) = server.join().expect("new server");
     tx.send_caps("application/x-test,n=(int)2").expect("caps");
-    send(&mut tx, 3, 8, 0);
+    retry(&mut tx, |tx| tx.send_segment(&time_segment(7 * SEC, 0)));
+    send(&mut tx, 3, 8, 7 * SEC);
     tx.send_eos().expect("eos");
     let third = pull(&out);
     assert!(out
@@ -280,11 +310,25 @@ fn src_with_reconnect_waits_for_the_next_sink() {
         .expect("buffer")
         .flags()
         .contains(gst::BufferFlags::DISCONT));
+    assert_eq!(
+        *order.lock().unwrap_or_else(|e| e.into_inner()),
+        ["segment 0", "frame 1", "frame 2", "segment 7", "frame 3"],
+        "what reached downstream, in order"
+    );
+    // One pass over the bus (a filtered pop discards what it skips).
     let bus = pipeline.bus().expect("bus");
-    assert!(bus
-        .iter_filtered(&[gst::MessageType::Error])
-        .next()
-        .is_none());
+    let mut warnings = Vec::new();
+    for m in bus.iter_filtered(&[gst::MessageType::Error, gst::MessageType::Warning]) {
+        match m.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("waiting for a new one"),
+        "{warnings:?}"
+    );
     // The src's stats count the three frames, their bytes and the reconnect;
     // the frames are copied: `application/x-test` is no raw audio or video,
     // so downstream may parse it, and the sink is not declared trusted.

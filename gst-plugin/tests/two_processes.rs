@@ -154,18 +154,26 @@ fn audio_arrives_byte_exact() {
         .all(|(i, p)| *p == i as u64 * 10_000_000));
 }
 
+/// A live stream between two processes, timestamped on the receiver's
+/// clock: all 45 frames arrive in order; the frames the sender made before
+/// the receiver was playing are late (pts 0), and only those, at the start;
+/// every frame after them keeps the sender's 30 fps cadence to the
+/// nanosecond. The order of the processes needs no sleep: the sender waits
+/// for its first consumer (`wait-for-connection`, the default) and the
+/// receiver for the sender's socket. How many frames come late depends on
+/// how fast the receiver reaches PLAYING, so it is not asserted; at least
+/// two must be on time to check a cadence at all (the receiver has the 1.5
+/// s of the stream to get there).
 #[test]
 fn live_video_keeps_its_cadence_on_the_receivers_clock() {
     let dir = temp("live");
     let sock = dir.join("s.sock");
-    // The receiver waits (up to its timeout) for the sender to appear.
     let receiver = gst_launch(&format!(
         "-v shmringsrc is-live=true socket-path={} ! identity silent=false ! fakesink sync=true",
         sock.display()
     ))
     .spawn()
     .expect("receiver gst-launch");
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let sender = gst_launch(&format!(
         "-q videotestsrc is-live=true num-buffers=45 ! video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! shmringsink socket-path={}",
         sock.display()
@@ -179,10 +187,13 @@ fn live_video_keeps_its_cadence_on_the_receivers_clock() {
     let pts = pts_of(&log);
     assert_eq!(pts.len(), 45, "{log}");
     assert!(pts.windows(2).all(|w| w[0] <= w[1]), "{pts:?}");
-    // Frames the sender made before the receiver was playing are at 0 (late);
-    // from then on, the sender's 30 fps cadence on the receiver's running time.
-    let on_time: Vec<u64> = pts.iter().copied().filter(|&p| p > 0).collect();
-    assert!(on_time.len() >= 35, "{pts:?}");
+    let late = pts.iter().take_while(|&&p| p == 0).count();
+    let on_time = &pts[late..];
+    assert!(
+        on_time.iter().all(|&p| p > 0),
+        "late frames after on-time ones: {pts:?}"
+    );
+    assert!(on_time.len() >= 2, "{late} of 45 frames late: {pts:?}");
     for w in on_time.windows(2) {
         let d = w[1] - w[0];
         assert!(
@@ -190,5 +201,4 @@ fn live_video_keeps_its_cadence_on_the_receivers_clock() {
             "frame interval {d} ns, not 1/30 s: {pts:?}"
         );
     }
-    assert!(*pts.last().expect("pts") < 3_000_000_000, "{pts:?}");
 }

@@ -14,120 +14,177 @@ child_test!();
 
 const LISTENER: Token = Token(0);
 
+/// Handshake timeout of the silent-client test: long enough for the other
+/// clients to be served meanwhile on a loaded machine.
+const SILENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The event loop of `silent_client_does_not_block_the_loop`: the listener and
+/// the one consumer it accepts, and what happened so far.
+struct Loop {
+    poll: Poll,
+    events: Events,
+    listener: shmring_mio::MioListener,
+    config: shmring::Config,
+    rx: Option<shmring_mio::MioConsumer<u64>>,
+    timeouts: u32,
+    refused: u32,
+    got: u64,
+    closed: bool,
+    timeout_seen: Option<Instant>,
+}
+
+impl Loop {
+    /// One turn: poll, accept or time out pending handshakes, drain the consumer.
+    fn turn(&mut self) {
+        let mut timeout = Duration::from_millis(50);
+        if let Some(d) = self.listener.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+        }
+        self.poll.poll(&mut self.events, Some(timeout)).unwrap();
+        let listener_due = self.events.iter().any(|e| e.token() == LISTENER)
+            || self
+                .listener
+                .next_deadline()
+                .is_some_and(|d| d <= Instant::now());
+        if listener_due {
+            for r in self
+                .listener
+                .accept_consumers::<u64>(self.poll.registry(), &self.config)
+                .unwrap()
+            {
+                match r {
+                    Ok(acc) => {
+                        let mut c = acc.endpoint;
+                        self.poll
+                            .registry()
+                            .register(&mut c, Token(1), Interest::READABLE)
+                            .unwrap();
+                        self.rx = Some(c);
+                    }
+                    Err(Error::HandshakeTimeout { .. }) => {
+                        self.timeouts += 1;
+                        self.timeout_seen = Some(Instant::now());
+                    }
+                    Err(Error::Shmring(shmring::Error::Protocol(m))) => {
+                        assert!(m.contains("type mismatch"), "{m}");
+                        self.refused += 1;
+                    }
+                    Err(e) => panic!("unexpected accept error {e}"),
+                }
+            }
+        }
+        if let Some(c) = self.rx.as_mut() {
+            let got = &mut self.got;
+            let st = c
+                .drain_with(self.poll.registry(), |items| {
+                    for &x in items {
+                        assert_eq!(x, *got);
+                        *got += 1;
+                    }
+                })
+                .unwrap();
+            if st == Readiness::Closed {
+                self.closed = true;
+                self.poll.registry().deregister(c).unwrap();
+                self.rx = None;
+            }
+        }
+    }
+
+    /// Turns until `cond` holds; fails the test after 30 s.
+    fn until(&mut self, what: &str, cond: impl Fn(&Loop) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            self.turn();
+        }
+    }
+}
+
+/// A client that connects and says nothing holds a pending handshake; while
+/// it does, a client of the wrong type is refused and a real producer is
+/// accepted and drained to its end by the same loop. Ordered by states, not
+/// sleeps: each client starts once the loop saw the one before. The silent
+/// client is dropped with `HandshakeTimeout`, not before its timeout, and
+/// nothing leaks.
 #[test]
 fn silent_client_does_not_block_the_loop() {
     let _serial = common::serial();
     let (dir, path) = common::temp_socket("silent");
     let config = common::config(shmring::SignalKind::EventFd, 64);
     let mut listener = common::bind(&path);
-    listener.set_handshake_timeout(Duration::from_millis(300));
-    let mut poll = Poll::new().unwrap();
+    listener.set_handshake_timeout(SILENT_TIMEOUT);
+    let poll = Poll::new().unwrap();
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .unwrap();
     let fds_before = common::fd_count();
+    let mut l = Loop {
+        poll,
+        events: Events::with_capacity(16),
+        listener,
+        config: config.clone(),
+        rx: None,
+        timeouts: 0,
+        refused: 0,
+        got: 0,
+        closed: false,
+        timeout_seen: None,
+    };
 
-    // A client that connects and says nothing.
+    // A client that connects and says nothing, until told to leave.
+    let (leave, told) = std::sync::mpsc::channel::<()>();
     let p = path.clone();
+    let before_silent = Instant::now();
     let silent = std::thread::spawn(move || {
         let fd = handshake::connect(&p, Duration::from_secs(5)).unwrap();
-        std::thread::sleep(Duration::from_secs(1));
+        told.recv().unwrap();
         drop(fd);
     });
-    // A client of the wrong type.
+    l.until("the silent client's pending handshake", |l| {
+        l.listener.pending() == 1
+    });
+
+    // A client of the wrong type, refused meanwhile.
     let p = path.clone();
     let c2 = config.clone();
-    let wrong = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        handshake::connect_producer::<u32>(&p, &c2).unwrap_err()
-    });
-    // A real producer, after the silent one.
+    let wrong =
+        std::thread::spawn(move || handshake::connect_producer::<u32>(&p, &c2).unwrap_err());
+    l.until("the wrong client's refusal", |l| l.refused == 1);
+
+    // A real producer, served and drained to its end meanwhile.
     let p = path.clone();
     let c3 = config.clone();
     let good = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        let t = Instant::now();
         let mut tx = handshake::connect_producer::<u64>(&p, &c3).unwrap();
-        let took = t.elapsed();
         for i in 0..1000u64 {
             tx.push_blocking(i, Some(Duration::from_secs(5))).unwrap();
         }
-        took
     });
-
-    let mut events = Events::with_capacity(16);
-    let mut rx = None;
-    let (mut timeouts, mut refused, mut got, mut closed) = (0, 0, 0u64, false);
-    let t0 = Instant::now();
-    let mut timeout_at = None;
-    while !(closed && timeouts == 1 && refused == 1) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "loop did not finish"
-        );
-        let mut timeout = Duration::from_millis(50);
-        if let Some(d) = listener.next_deadline() {
-            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
-        }
-        poll.poll(&mut events, Some(timeout)).unwrap();
-        let listener_due = events.iter().any(|e| e.token() == LISTENER)
-            || listener
-                .next_deadline()
-                .is_some_and(|d| d <= Instant::now());
-        if listener_due {
-            for r in listener
-                .accept_consumers::<u64>(poll.registry(), &config)
-                .unwrap()
-            {
-                match r {
-                    Ok(acc) => {
-                        let mut c = acc.endpoint;
-                        poll.registry()
-                            .register(&mut c, Token(1), Interest::READABLE)
-                            .unwrap();
-                        rx = Some(c);
-                    }
-                    Err(Error::HandshakeTimeout { .. }) => {
-                        timeouts += 1;
-                        timeout_at = Some(t0.elapsed());
-                    }
-                    Err(Error::Shmring(shmring::Error::Protocol(m))) => {
-                        assert!(m.contains("type mismatch"), "{m}");
-                        refused += 1;
-                    }
-                    Err(e) => panic!("unexpected accept error {e}"),
-                }
-            }
-        }
-        if let Some(c) = rx.as_mut() {
-            let st = c
-                .drain_with(poll.registry(), |items| {
-                    for &x in items {
-                        assert_eq!(x, got);
-                        got += 1;
-                    }
-                })
-                .unwrap();
-            if st == Readiness::Closed {
-                closed = true;
-                poll.registry().deregister(c).unwrap();
-                rx = None;
-            }
-        }
-    }
-    assert_eq!(got, 1000);
-    let took = good.join().unwrap();
-    assert!(took < Duration::from_millis(250), "handshake took {took:?}");
+    l.until("the producer's end", |l| l.closed);
+    assert_eq!(l.got, 1000);
+    assert_eq!(
+        (l.timeouts, l.listener.pending()),
+        (0, 1),
+        "the silent client's handshake was no longer pending while the others were served"
+    );
+    good.join().unwrap();
     let e = wrong.join().unwrap();
     assert!(matches!(e, shmring::Error::PeerRefused(_)), "{e}");
-    let timeout_at = timeout_at.unwrap();
+
+    // The silent client is dropped by its handshake timeout, not before.
+    l.until("the silent client's timeout", |l| l.timeouts == 1);
+    let after = l.timeout_seen.unwrap() - before_silent;
     assert!(
-        timeout_at >= Duration::from_millis(300) && timeout_at < Duration::from_millis(900),
-        "silent client dropped at {timeout_at:?}"
+        after >= SILENT_TIMEOUT,
+        "silent client dropped after {after:?}"
     );
+    leave.send(()).unwrap();
     silent.join().unwrap();
-    assert_eq!(listener.pending(), 0);
+    assert_eq!(l.listener.pending(), 0);
+    // Every fd opened for the three clients is closed again.
     assert_eq!(common::fd_count(), fds_before);
+    drop(l);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cpal_typed read --socket /tmp/pcm.sock --seconds 5 &   # listens, prints levels
+//!                                        [--out FILE]      # and keeps the samples
 //! cpal_typed capture --socket /tmp/pcm.sock              # cpal input -> Producer<f32>
 //! ```
 //!
@@ -10,7 +11,9 @@
 //! wake-up write only if the reader sleeps) and the rest is dropped and
 //! counted. `capture` stops when the reader goes away (seen by its main
 //! thread on the link socket) or on SIGINT/SIGTERM;
-//! `read` prints per-second peak levels and, at the end, what it received.
+//! `read` prints per-second peak levels and, at the end, what it received
+//! (with `--out FILE`, it also writes every sample it received to FILE, raw
+//! little-endian `f32`, in the order received).
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,10 +43,14 @@ fn main() {
         .position(|a| a == "--seconds")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse::<u64>().ok());
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1));
     let result = match (args.first().map(String::as_str), socket) {
-        (Some("read"), Some(s)) => read(s, seconds),
+        (Some("read"), Some(s)) => read(s, seconds, out.map(String::as_str)),
         (Some("capture"), Some(s)) => capture(s),
-        _ => Err("usage: cpal_typed read|capture --socket PATH [--seconds N]".into()),
+        _ => Err("usage: cpal_typed read|capture --socket PATH [--seconds N] [--out FILE]".into()),
     };
     if let Err(e) = result {
         eprintln!("cpal_typed: {e}");
@@ -51,13 +58,18 @@ fn main() {
     }
 }
 
-fn read(socket: &str, seconds: Option<u64>) -> Result<(), Box<dyn std::error::Error>> {
+fn read(
+    socket: &str,
+    seconds: Option<u64>,
+    out: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let listener = Listener::bind(socket, &ListenOptions::default())?;
     eprintln!("cpal_typed: waiting for a producer on {socket}");
     let mut rx = listener.accept_consumer::<f32>(&config())?;
     let start = Instant::now();
     let (mut total, mut peak, mut second) = (0u64, 0f32, 1);
     let mut buf = vec![0f32; 4096];
+    let mut kept: Vec<u8> = Vec::new();
     loop {
         if shmring_examples::stop::requested()
             || seconds.is_some_and(|s| start.elapsed().as_secs() >= s)
@@ -68,6 +80,9 @@ fn read(socket: &str, seconds: Option<u64>) -> Result<(), Box<dyn std::error::Er
             Ok(n) => {
                 total += n as u64;
                 peak = buf[..n].iter().fold(peak, |p, s| p.max(s.abs()));
+                if out.is_some() {
+                    kept.extend(buf[..n].iter().flat_map(|s| s.to_le_bytes()));
+                }
             }
             Err(shmring::Error::Timeout) => {}
             Err(shmring::Error::Disconnected) => break,
@@ -79,6 +94,9 @@ fn read(socket: &str, seconds: Option<u64>) -> Result<(), Box<dyn std::error::Er
         }
     }
     eprintln!("cpal_typed: received {total} samples");
+    if let Some(path) = out {
+        std::fs::write(path, &kept)?;
+    }
     Ok(())
 }
 
