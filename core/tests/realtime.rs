@@ -185,10 +185,8 @@ fn the_real_time_path_makes_no_syscall_but_the_wake_up_write() {
                         1 => n = rx.pop_slice(&mut buf)?,
                         _ => {
                             let c = rx.read_chunk(buf.len())?;
-                            let (a, b) = c.as_slices();
-                            buf[..a.len()].copy_from_slice(a);
-                            buf[a.len()..a.len() + b.len()].copy_from_slice(b);
-                            n = a.len() + b.len();
+                            n = c.len();
+                            c.read(0, &mut buf[..n]);
                             c.release_all();
                         }
                     }
@@ -226,15 +224,8 @@ fn the_real_time_path_makes_no_syscall_but_the_wake_up_write() {
                     }
                     _ => {
                         let mut c = tx.write_chunk(left.min(5))?;
-                        let (a, b) = c.as_mut_slices();
-                        let split = a.len();
-                        for (k, v) in a.iter_mut().enumerate() {
-                            *v = sent + k as u64;
-                        }
-                        for (k, v) in b.iter_mut().enumerate() {
-                            *v = sent + (split + k) as u64;
-                        }
                         let n = c.len();
+                        c.fill_from_iter((0..n).map(|k| sent + k as u64));
                         c.commit_all();
                         n as u64
                     }
