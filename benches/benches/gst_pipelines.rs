@@ -13,6 +13,7 @@
 //! cargo bench -p shmring-benches --bench gst_pipelines [-- --smoke]
 //! SHMRING_BENCH_PARTS=video SHMRING_BENCH_SINK_PROPS=spin=0 cargo bench ...   # experiments
 //! SHMRING_BENCH_VARIANT="shmringsink spin=0 ! shmringsrc spin=10" cargo bench ...  # A/B
+//! SHMRING_BENCH_BASELINE=/other/checkout/target/release cargo bench ...  # A/B of two builds
 //! ```
 
 use std::path::PathBuf;
@@ -45,6 +46,16 @@ fn plugin_dir() -> PathBuf {
 
 /// A pipeline prefix that runs its process on CPU 0 only.
 const ON_CPU0: &str = "@cpu0 ";
+/// A pipeline prefix that loads the plugin from `SHMRING_BENCH_BASELINE`
+/// (another build, e.g. of an older commit) instead: its row is measured in
+/// the same run as the current build's.
+const BASELINE: &str = "@baseline ";
+
+/// The plugin directory of a baseline build to compare with, if any
+/// (`SHMRING_BENCH_BASELINE=/path/to/target/release`).
+fn baseline_dir() -> Option<PathBuf> {
+    std::env::var_os("SHMRING_BENCH_BASELINE").map(PathBuf::from)
+}
 
 /// Starts `gst-launch-1.0 -q pipeline`, its stderr going to `log`; on CPU 0
 /// only if the pipeline starts with [`ON_CPU0`].
@@ -54,10 +65,24 @@ fn launch(pipeline: &str, log: &std::path::Path) -> Child {
         Some(rest) => (true, rest),
         None => (false, pipeline),
     };
+    let (dir, pipeline) = match (pipeline.strip_prefix(BASELINE), baseline_dir()) {
+        (Some(rest), Some(dir)) => (dir, rest),
+        _ => (plugin_dir(), pipeline),
+    };
+    // One registry cache per plugin build, so that alternating builds never
+    // rescan plugins at startup.
+    let registry = std::env::temp_dir().join(format!(
+        "shmring-bench-registry-{:x}.bin",
+        dir.display()
+            .to_string()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b))
+    ));
     let mut cmd = Command::new("gst-launch-1.0");
     cmd.arg("-q")
         .args(pipeline.split_whitespace())
-        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_PLUGIN_PATH", dir)
+        .env("GST_REGISTRY", registry)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"));
     if pin {
@@ -346,6 +371,19 @@ fn cases_with(
         ],
         Some(c),
     ));
+    if baseline_dir().is_some() {
+        let b = sock("shmring-baseline");
+        cases.push((
+            "shmringsink → shmringsrc (SHMRING_BENCH_BASELINE build)",
+            vec![
+                format!("{BASELINE}{endless} ! shmringsink socket-path={b} sync=false"),
+                format!(
+                    "{BASELINE}shmringsrc socket-path={b} num-buffers={n} ! fakesink sync=false"
+                ),
+            ],
+            Some(b),
+        ));
+    }
     if trusted {
         let t = sock("shmring-trusted");
         cases.push((
