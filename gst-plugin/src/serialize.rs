@@ -370,6 +370,16 @@ fn print_val(out: &mut String, v: &Val) {
 
 /// Writes `"s"` with `"` and `\` escaped and control bytes as `\ooo`.
 fn print_escaped(out: &mut String, s: &str) {
+    // Plain words go bare, as GStreamer prints them (`format=(string)I420`):
+    // programs that read caps strings with a simple parser expect that.
+    if !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-+/:.".contains(&c))
+    {
+        out.push_str(s);
+        return;
+    }
     out.push('"');
     for c in s.chars() {
         match c {

@@ -175,7 +175,10 @@ impl ObjectImpl for ShmringSrc {
                 };
                 if theirs {
                     gst::log!(CAT, imp = imp, "dropping the base class's {:?}", ev.type_());
-                    gst::PadProbeReturn::Drop
+                    // Handled, not Drop: the event counts as sent (a sticky
+                    // one is not pushed again) and is released here.
+                    info.data = None;
+                    gst::PadProbeReturn::Handled
                 } else {
                     gst::PadProbeReturn::Ok
                 }
