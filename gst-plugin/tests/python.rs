@@ -116,7 +116,7 @@ fn consumer_reads_rgba_frames_into_numpy_arrays_exactly() {
 #[test]
 fn consumer_drops_row_padding_of_rgb_frames() {
     // RGB at width 63: 189 bytes of pixels in rows of 192 (GStreamer pads to 4).
-    let (w, h, frames) = (63, 47, 10);
+    let (w, h, frames) = (63usize, 47usize, 10usize);
     let (got, stdout, want) = consume(
         "rgb",
         &format!("video/x-raw,format=RGB,width={w},height={h},framerate=30/1"),
@@ -131,7 +131,7 @@ fn consumer_drops_row_padding_of_rgb_frames() {
         frames,
         "{stdout}"
     );
-    let (row, stride) = (w * 3, (w * 3 + 3) / 4 * 4);
+    let (row, stride) = (w * 3, (w * 3).div_ceil(4) * 4);
     assert_eq!(want.len(), frames * h * stride, "the source pads its rows");
     let unpadded: Vec<u8> = want
         .chunks(stride)
