@@ -112,7 +112,7 @@ if [ -f "$$manifest" ]; then remove_manifested; else echo "nothing to uninstall:
 endef
 export UNINSTALL_SH
 
-install:
+install: deps
 	$(CARGO) build $(if $(filter release,$(INSTALL_PROFILE)),--release) -p gst-plugin-shmring
 	@bash -c "$$INSTALL_SH"
 

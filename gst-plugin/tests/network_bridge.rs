@@ -9,6 +9,7 @@
 //! consumer:  shmringsrc socket-path=B ! filesink
 //! ```
 //!
+//! The middle two are the README's recipes (`udpsrc` bound to 127.0.0.1).
 //! Raw video (RTP raw, RFC 4175) and audio (RTP L16) must arrive byte for
 //! byte with their caps; VP8 over RTP must decode into every frame, each
 //! nearest to its own source frame. Loopback only; the port is one the kernel
@@ -165,7 +166,7 @@ fn raw_video_over_rtp_arrives_byte_exact_with_caps() {
         source: &format!("videotestsrc is-live=true num-buffers={FRAMES} pattern=ball ! {caps}"),
         send: "rtpvrawpay",
         rtp_caps: "application/x-rtp,media=video,clock-rate=90000,encoding-name=RAW,sampling=RGBA,depth=(string)8,width=(string)160,height=(string)120,colorimetry=(string)SMPTE240M,payload=96",
-        receive: "rtpvrawdepay",
+        receive: "rtpjitterbuffer ! rtpvrawdepay",
         bytes: FRAMES * frame,
     });
     assert_caps(
@@ -198,9 +199,9 @@ fn vp8_over_rtp_decodes_into_every_frame() {
     let (data, log) = run_bridge(&Bridge {
         tag: "vp8",
         source: &format!("videotestsrc is-live=true num-buffers={FRAMES} pattern=ball ! {caps}"),
-        send: "vp8enc deadline=1 ! rtpvp8pay",
+        send: "videoconvert ! vp8enc deadline=1 ! rtpvp8pay",
         rtp_caps: "application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96",
-        receive: "rtpvp8depay ! vp8dec",
+        receive: "rtpjitterbuffer ! rtpvp8depay ! vp8dec",
         bytes: FRAMES * frame,
     });
     assert_caps(
@@ -243,7 +244,7 @@ fn audio_over_rtp_l16_arrives_byte_exact_with_caps() {
         ),
         send: "audioconvert ! rtpL16pay",
         rtp_caps: "application/x-rtp,media=audio,clock-rate=48000,encoding-name=L16,encoding-params=(string)2,channels=2,payload=96",
-        receive: "rtpL16depay ! audioconvert ! audio/x-raw,format=S16LE",
+        receive: "rtpjitterbuffer ! rtpL16depay ! audioconvert ! audio/x-raw,format=S16LE",
         bytes: buffers * 480 * 4,
     });
     assert_caps(
