@@ -5,12 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build, the tests and the demo need (libclang-dev: bindgen,
 # for the iceoryx2 peer in the benchmarks). Installed only when missing.
-APT_PACKAGES := pkg-config bc libasound2-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad libclang-dev
+APT_PACKAGES := pkg-config bc libasound2-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad libclang-dev python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 python3-numpy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The loom model explores every interleaving; bound preemptions so `make test` stays fast.
 LOOM_MAX_PREEMPTIONS ?= 3
 
-.PHONY: all deps build demo test lint unit loom bench-smoke bench bench-ring fuzz fuzz-smoke soak clean
+.PHONY: all deps build install uninstall demo test lint unit loom bench-smoke bench bench-ring fuzz fuzz-smoke soak clean
 
 all: build
 
@@ -30,6 +30,94 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) build --release -p gst-plugin-shmring
+
+# ---- make install / make uninstall ----
+# `make install` puts libgstshmring.so where GStreamer finds it without
+# GST_PLUGIN_PATH: the user's plugin folder by default (no sudo), or with
+# PREFIX (e.g. PREFIX=/usr, Debian GStreamer's own folder) into
+# $(PREFIX)/lib/<multiarch>/gstreamer-1.0, through sudo only when that folder
+# is not writable. It writes a manifest (each file with its sha256, each folder
+# it created) so that `make uninstall` (same PREFIX) removes exactly that: a
+# file changed since is kept, a folder is removed only if install created it
+# and it is empty. INSTALL_PROFILE=debug installs the debug build (the tests).
+INSTALL_PROFILE ?= release
+USER_DATA_DIR := $(or $(XDG_DATA_HOME),$(HOME)/.local/share)
+ifeq ($(strip $(PREFIX)),)
+GST_PLUGIN_INSTALL_DIR ?= $(USER_DATA_DIR)/gstreamer-1.0/plugins
+INSTALL_MANIFEST ?= $(USER_DATA_DIR)/shmring/install-manifest
+else
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
+GST_PLUGIN_INSTALL_DIR ?= $(PREFIX)/lib/$(MULTIARCH)/gstreamer-1.0
+INSTALL_MANIFEST ?= $(PREFIX)/share/shmring/install-manifest
+endif
+
+# Shared by both targets (bash): $sudo when a folder to write is not writable,
+# and remove_manifested (what uninstall does; install first undoes an earlier
+# install at the same place).
+define INSTALL_LIB
+set -euo pipefail
+dir='$(GST_PLUGIN_INSTALL_DIR)'; manifest='$(INSTALL_MANIFEST)'; so=libgstshmring.so
+sudo=''
+for d in "$$dir" "$$(dirname "$$manifest")"; do
+  e="$$d"; while [ ! -e "$$e" ]; do e=$$(dirname "$$e"); done
+  [ -w "$$e" ] || sudo=sudo
+done
+remove_manifested() {
+  local kind sum path dirs=()
+  while IFS=$$'\t' read -r kind sum path; do
+    case "$$kind" in
+      file)
+        if [ ! -e "$$path" ]; then echo "already gone: $$path"
+        elif [ "$$(sha256sum < "$$path" | cut -d' ' -f1)" = "$$sum" ]; then $$sudo rm -f "$$path"; echo "removed $$path"
+        else echo "kept $$path: changed since it was installed"; fi ;;
+      dir) dirs=("$$path" "$${dirs[@]}") ;;
+    esac
+  done < "$$manifest"
+  $$sudo rm -f "$$manifest"
+  for d in "$${dirs[@]}"; do
+    [ -d "$$d" ] && [ -z "$$(ls -A "$$d")" ] && $$sudo rmdir "$$d" && echo "removed $$d/" || true
+  done
+}
+endef
+export INSTALL_LIB
+
+define INSTALL_SH
+$(INSTALL_LIB)
+src='$(CURDIR)/target/$(INSTALL_PROFILE)'/$$so
+[ -f "$$src" ] || { echo "$$src is missing"; exit 1; }
+[ ! -f "$$manifest" ] || remove_manifested
+created=()
+for d in "$$dir" "$$(dirname "$$manifest")"; do
+  new=(); e="$$d"; while [ ! -e "$$e" ]; do new=("$$e" "$${new[@]}"); e=$$(dirname "$$e"); done
+  created+=("$${new[@]}"); $$sudo mkdir -p "$$d"
+done
+$$sudo install -m 0644 "$$src" "$$dir/$$so"
+{ echo "# written by shmring's make install, read by make uninstall: kind, sha256, path (tab-separated)"
+  for d in "$${created[@]}"; do printf 'dir\t-\t%s\n' "$$d"; done
+  printf 'file\t%s\t%s\n' "$$(sha256sum < "$$dir/$$so" | cut -d' ' -f1)" "$$dir/$$so"
+} | $$sudo tee "$$manifest" > /dev/null
+echo "installed $$dir/$$so (manifest: $$manifest)"
+sys=$$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null || true)
+case "$$dir" in
+  '$(USER_DATA_DIR)/gstreamer-1.0/plugins'|"$$sys") ;;
+  *) echo "note: this GStreamer scans $${sys:-its own folder} and the user's folder, not $$dir;"
+     echo "      use PREFIX=/usr, or export GST_PLUGIN_PATH=$$dir" ;;
+esac
+endef
+export INSTALL_SH
+
+define UNINSTALL_SH
+$(INSTALL_LIB)
+if [ -f "$$manifest" ]; then remove_manifested; else echo "nothing to uninstall: no $$manifest"; fi
+endef
+export UNINSTALL_SH
+
+install: deps
+	$(CARGO) build $(if $(filter release,$(INSTALL_PROFILE)),--release) -p gst-plugin-shmring
+	@bash -c "$$INSTALL_SH"
+
+uninstall:
+	@bash -c "$$UNINSTALL_SH"
 
 PLUGIN_DIR := $(CURDIR)/target/release
 DEMO_DIR := $(CURDIR)/target/demo
