@@ -233,7 +233,7 @@ fn seals_of(fd: BorrowedFd<'_>) -> Result<i32> {
     Ok(r)
 }
 
-fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<()> {
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<()> {
     // SAFETY: F_ADD_SEALS takes an int argument, no pointer.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
     if r < 0 {

@@ -178,14 +178,7 @@ fn both_elements_refuse_a_socket_path_over_107_bytes() {
     ] {
         let pipeline = pipeline(&desc);
         let _ = pipeline.set_state(gst::State::Playing);
-        let bus = pipeline.bus().expect("bus");
-        let msg = bus
-            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
-            .expect("an error on the bus");
-        let text = match msg.view() {
-            gst::MessageView::Error(e) => format!("{} {:?}", e.error(), e.debug()),
-            _ => unreachable!(),
-        };
+        let text = bus_error(&pipeline);
         assert!(text.contains("107"), "{desc}: {text}");
         pipeline.set_state(gst::State::Null).expect("null");
         assert!(!std::path::Path::new(&long).exists());
@@ -243,6 +236,18 @@ fn src_wraps_the_read_only_arena_and_follows_caps_changes() {
     pipeline.set_state(gst::State::Null).expect("null");
 }
 
+/// The text of the first error on `pipeline`'s bus (panics after 5 s).
+fn bus_error(pipeline: &gst::Pipeline) -> String {
+    let bus = pipeline.bus().expect("bus");
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error on the bus");
+    match msg.view() {
+        gst::MessageView::Error(e) => format!("{} {:?}", e.error(), e.debug()),
+        _ => unreachable!("filtered for errors"),
+    }
+}
+
 /// Starts a src against a producer that sends `bad` after valid caps, and
 /// returns the bus error text (or panics after 5 s).
 fn src_error_after(tag: &str, bad: impl FnOnce(&mut frames::FrameSender)) -> String {
@@ -255,14 +260,7 @@ fn src_error_after(tag: &str, bad: impl FnOnce(&mut frames::FrameSender)) -> Str
     tx.send_caps("application/x-test").expect("caps");
     send(&mut tx, 1, 10, 0);
     bad(&mut tx);
-    let bus = pipeline.bus().expect("bus");
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
-        .expect("an error on the bus");
-    let text = match msg.view() {
-        gst::MessageView::Error(e) => format!("{} {:?}", e.error(), e.debug()),
-        _ => unreachable!(),
-    };
+    let text = bus_error(&pipeline);
     pipeline.set_state(gst::State::Null).expect("null");
     drop((listener, tx));
     text

@@ -10,7 +10,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use crate::segment::{Access, Mapping, Segment};
+use crate::segment::{add_seals, Access, Mapping, Segment};
 use crate::{Error, Result};
 
 /// Seals a blob must carry: its size is fixed and nobody can write it.
@@ -102,16 +102,6 @@ impl BlobView {
         // (nobody changes them while the slice lives).
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
     }
-}
-
-fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: F_ADD_SEALS takes an int argument, no pointer.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
-    if r < 0 {
-        return Err(Error::io("seal blob", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
