@@ -96,7 +96,7 @@ impl FrameConfig {
             slots,
             slot_size,
             descriptors: 256,
-            signal: SignalKind::EventFd,
+            signal: SignalKind::Socket,
             spin: DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(5),
             max_arena: DEFAULT_MAX_ARENA,
