@@ -867,7 +867,9 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Silent => write!(f, "no hello in time"),
-            Refusal::TooManyPending => write!(f, "too many pending handshakes (dropped the oldest)"),
+            Refusal::TooManyPending => {
+                write!(f, "too many pending handshakes (dropped the oldest)")
+            }
             Refusal::HungUp => write!(f, "hung up before its hello"),
             Refusal::Uid(u) => write!(f, "uid {u} not allowed"),
             Refusal::BadHello(e) => write!(f, "bad hello: {e}"),

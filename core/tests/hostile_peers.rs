@@ -146,11 +146,15 @@ fn slowloris_200_silent_connections_do_not_delay_an_honest_consumer() {
         },
         stop_rx,
     );
-    let mut attacker = common::spawn_child(ENTRY, "slowloris", &[("SOCK", path.display().to_string())]);
+    let mut attacker =
+        common::spawn_child(ENTRY, "slowloris", &[("SOCK", path.display().to_string())]);
     let mut out = BufReader::new(attacker.stdout.take().expect("stdout"));
     assert_eq!(line_of(&mut out, &["open="]), "open=220");
     let mut rx = handshake::connect_consumer::<u64>(&path, &cfg()).expect("honest consumer");
-    assert_eq!(rx.pop_blocking(Some(Duration::from_secs(5))).expect("item"), 1);
+    assert_eq!(
+        rx.pop_blocking(Some(Duration::from_secs(5))).expect("item"),
+        1
+    );
     let _ = attacker.kill();
     let _ = attacker.wait();
     stop_tx.send(()).expect("stop");
@@ -185,7 +189,10 @@ fn pending_handshakes_are_bounded_and_the_oldest_dropped() {
     let server = serve_all(listener, IntakeOptions::default(), stop_rx);
     let silent: Vec<OwnedFd> = (0..200).map(|_| raw_connect(&path)).collect();
     let mut rx = handshake::connect_consumer::<u64>(&path, &cfg()).expect("honest consumer");
-    assert_eq!(rx.pop_blocking(Some(Duration::from_secs(5))).expect("item"), 1);
+    assert_eq!(
+        rx.pop_blocking(Some(Duration::from_secs(5))).expect("item"),
+        1
+    );
     // The dropped ones see the end of their connection (after a refusal).
     let dropped = || {
         silent
@@ -202,9 +209,11 @@ fn pending_handshakes_are_bounded_and_the_oldest_dropped() {
             })
             .count()
     };
-    wait_until("the oldest pending to be dropped", Duration::from_secs(10), || {
-        dropped() >= 200 - handshake::DEFAULT_MAX_PENDING
-    });
+    wait_until(
+        "the oldest pending to be dropped",
+        Duration::from_secs(10),
+        || dropped() >= 200 - handshake::DEFAULT_MAX_PENDING,
+    );
     stop_tx.send(()).expect("stop");
     let (served, stats) = server.join().expect("server");
     assert_eq!(served, 1);
@@ -243,7 +252,11 @@ fn two_listeners_racing_on_one_path_exactly_one_binds() {
         }
         // Both are parked on stdin: release them together.
         for k in &mut kids {
-            k.stdin.as_mut().expect("stdin").write_all(b"g").expect("go");
+            k.stdin
+                .as_mut()
+                .expect("stdin")
+                .write_all(b"g")
+                .expect("go");
         }
         let results: Vec<String> = outs
             .iter_mut()
@@ -315,16 +328,19 @@ fn consumer_killed_with_bytes_unread_is_seen_gone() {
         .serve_producer::<u64>(&cfg())
         .expect("serve");
     for i in 0..64 {
-        tx.push_blocking(i, Some(Duration::from_secs(10))).expect("push");
+        tx.push_blocking(i, Some(Duration::from_secs(10)))
+            .expect("push");
     }
     let mut out = BufReader::new(kid.stdout.take().expect("stdout"));
     assert_eq!(line_of(&mut out, &["read="]), "read=3");
     assert!(tx.is_peer_alive());
     let _ = kid.kill();
     let _ = kid.wait();
-    wait_until("the dead consumer to be seen gone", Duration::from_secs(10), || {
-        !tx.is_peer_alive()
-    });
+    wait_until(
+        "the dead consumer to be seen gone",
+        Duration::from_secs(10),
+        || !tx.is_peer_alive(),
+    );
     assert!(matches!(tx.check_peer(), Err(Error::Disconnected)));
 }
 
@@ -353,7 +369,9 @@ fn a_byte_on_the_link_is_a_protocol_violation() {
         .expect("serve");
     let mut out = BufReader::new(kid.stdout.take().expect("stdout"));
     assert_eq!(line_of(&mut out, &["sent="]), "sent=1");
-    let e = tx.check_peer().expect_err("a byte on the link was accepted");
+    let e = tx
+        .check_peer()
+        .expect_err("a byte on the link was accepted");
     assert!(matches!(e, Error::Protocol(_)), "{e}");
     assert!(!tx.is_peer_alive());
     let _ = kid.kill();
@@ -425,7 +443,11 @@ fn map_ring(fd: &OwnedFd) -> *mut u8 {
 fn hostile_consumer_cannot_block_the_producer_through_its_signals() {
     let path = common::sock_path("abuse-c");
     let listener = Listener::bind(&path, &Default::default()).expect("bind");
-    let mut kid = common::spawn_child(ENTRY, "abuse-consumer", &[("SOCK", path.display().to_string())]);
+    let mut kid = common::spawn_child(
+        ENTRY,
+        "abuse-consumer",
+        &[("SOCK", path.display().to_string())],
+    );
     let tx = listener
         .accept(Some(Duration::from_secs(10)))
         .expect("accept")
@@ -463,7 +485,10 @@ fn hostile_consumer_cannot_block_the_producer_through_its_signals() {
 fn abuse_consumer_child() {
     let path = std::env::var("SOCK").expect("SOCK");
     let link = raw_connect(Path::new(&path));
-    assert_eq!(raw_send(&link, &raw_hello()) as usize, std::mem::size_of::<Hello>());
+    assert_eq!(
+        raw_send(&link, &raw_hello()) as usize,
+        std::mem::size_of::<Hello>()
+    );
     let mut buf = [0u8; 512];
     let (_, fds) = handshake::recv_with_fds(
         link.as_fd(),

@@ -169,7 +169,10 @@ fn wait_line(child: &mut Child, what: &str) {
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     loop {
         let mut l = String::new();
-        assert!(out.read_line(&mut l).expect("read") > 0, "child ended before {what}");
+        assert!(
+            out.read_line(&mut l).expect("read") > 0,
+            "child ended before {what}"
+        );
         if l.contains(what) {
             return;
         }
@@ -448,10 +451,19 @@ fn hostile_sink_cannot_block_the_src() {
     // SAFETY: memfd_create with a NUL-terminated name; ftruncate and fcntl on
     // the fd it returns, which we own.
     let arena = unsafe {
-        let fd = libc::memfd_create(c"evil-arena".as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC);
+        let fd = libc::memfd_create(
+            c"evil-arena".as_ptr(),
+            libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC,
+        );
         assert!(fd >= 0);
         let fd = OwnedFd::from_raw_fd(fd);
-        assert_eq!(libc::ftruncate(fd.as_raw_fd(), (u64::from(slots) * slot_size) as libc::off_t), 0);
+        assert_eq!(
+            libc::ftruncate(
+                fd.as_raw_fd(),
+                (u64::from(slots) * slot_size) as libc::off_t
+            ),
+            0
+        );
         let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_FUTURE_WRITE;
         assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals), 0);
         fd

@@ -447,7 +447,11 @@ impl ShmringSink {
                                         p.uid
                                     ),
                                     None => {
-                                        gst::warning!(CAT, imp = imp, "dropped a connection: {reason}")
+                                        gst::warning!(
+                                            CAT,
+                                            imp = imp,
+                                            "dropped a connection: {reason}"
+                                        )
                                     }
                                 }
                             }
