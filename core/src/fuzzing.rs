@@ -1,6 +1,8 @@
 //! Entry points for fuzzing every parser of peer input: the handshake's
-//! hello and welcome, the frame stream's descriptors, and a ring's view of a
-//! header and indices the peer wrote. Each takes arbitrary bytes and must
+//! hello and welcome, what a listener reads from a connecting peer on the
+//! link (its hello, then anything more, which is a protocol violation), the
+//! frame stream's descriptors, and a ring's view of a header and indices the
+//! peer wrote. Each takes arbitrary bytes and must
 //! return without panicking (errors are expected: that is the point).
 //!
 //! Used by the cargo-fuzz targets in `fuzz/` and by `core/tests/fuzz.rs`,
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use bytemuck::Zeroable;
 
 use crate::frames::{Descriptor, Kind};
-use crate::handshake::{Hello, Role, Welcome};
+use crate::handshake::{Connection, Hello, PeerCred, Role, Welcome};
 use crate::ring::{HeapRegion, Region, RingLayout, TypeTag};
 use crate::Config;
 
@@ -21,9 +23,10 @@ use crate::Config;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets: name and entry point.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("hello", hello),
     ("welcome", welcome),
+    ("link", link),
     ("descriptor", descriptor),
     ("ring_header", ring_header),
 ];
@@ -31,6 +34,63 @@ pub const TARGETS: [(&str, Target); 4] = [
 /// A hello message from the peer.
 pub fn hello(data: &[u8]) {
     let _ = Hello::parse(data);
+}
+
+/// Type name of the channel the `link` target serves.
+const LINK_TYPE: &str = "fuzz-link";
+
+/// What a listener reads from a connecting peer on its link, over a real
+/// socket pair: the first byte says how long the first message (the hello)
+/// is; it goes through `Connection::read_hello` and the serving of a `u64`
+/// channel. Whatever follows is sent as one more message after the
+/// handshake: the served producer must then see the peer gone (a protocol
+/// violation), and alive when nothing follows.
+pub fn link(data: &[u8]) {
+    let Some((&len, rest)) = data.split_first() else {
+        return;
+    };
+    let (first, more) = rest.split_at((len as usize).min(rest.len()));
+    let Ok((ours, theirs)) = crate::channel::socket_pair() else {
+        return;
+    };
+    let send = |m: &[u8]| {
+        // SAFETY: sends from a live buffer; never blocks, no SIGPIPE.
+        unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                m.as_ptr().cast(),
+                m.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        }
+    };
+    send(first);
+    let mut conn = Connection::from_parts(
+        ours,
+        PeerCred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        },
+    );
+    if conn
+        .read_hello(std::time::Instant::now() + std::time::Duration::from_millis(1))
+        .is_err()
+    {
+        return;
+    }
+    let config = Config::new(8).type_name(LINK_TYPE);
+    let Ok(mut tx) = conn.serve_producer::<u64>(&config) else {
+        return;
+    };
+    if more.is_empty() {
+        assert!(tx.is_peer_alive(), "a quiet peer was taken for gone");
+    } else if send(more) > 0 {
+        assert!(
+            !tx.is_peer_alive(),
+            "bytes on the link after the hello were accepted"
+        );
+    }
 }
 
 /// A welcome message from the peer.
@@ -88,6 +148,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         if let Ok(h) = Hello::new::<u64>(role, &config) {
             out.push(("hello", bytemuck::bytes_of(&h).to_vec()));
         }
+    }
+    if let Ok(h) = Hello::new::<u64>(Role::Consumer, &Config::new(8).type_name(LINK_TYPE)) {
+        let h = bytemuck::bytes_of(&h);
+        let mut quiet = vec![h.len() as u8];
+        quiet.extend_from_slice(h);
+        let mut more = quiet.clone();
+        more.extend_from_slice(b"x");
+        out.push(("link", quiet));
+        out.push(("link", more));
     }
     let mut w = Welcome::zeroed();
     w.magic = u64::from_le_bytes(*b"SHMRWLCM");

@@ -1094,6 +1094,17 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection on an already connected `SOCK_SEQPACKET` socket (one end
+    /// of a `socketpair`, an fd received from elsewhere), whose peer is
+    /// `cred`.
+    pub fn from_parts(fd: OwnedFd, cred: PeerCred) -> Self {
+        Connection {
+            fd,
+            cred,
+            hello: None,
+        }
+    }
+
     /// The peer's credentials.
     pub fn peer(&self) -> PeerCred {
         self.cred
