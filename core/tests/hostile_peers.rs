@@ -34,6 +34,30 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A child process, SIGKILLed and reaped when dropped (also when a test
+/// fails half-way).
+struct Kid(std::process::Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Kid {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Kid {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// The next line of a child's output that starts with one of `prefixes`
 /// (skipping the test harness's own lines).
 fn line_of(out: &mut impl BufRead, prefixes: &[&str]) -> String {
@@ -240,7 +264,7 @@ fn two_listeners_racing_on_one_path_exactly_one_binds() {
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit());
-                c.spawn().expect("spawn")
+                Kid(c.spawn().expect("spawn"))
             })
             .collect();
         let mut outs: Vec<_> = kids
@@ -321,7 +345,11 @@ fn socket_path_too_long_fails_with_the_limit() {
 fn consumer_killed_with_bytes_unread_is_seen_gone() {
     let path = common::sock_path("zombie");
     let listener = Listener::bind(&path, &Default::default()).expect("bind");
-    let mut kid = common::spawn_child(ENTRY, "zombie", &[("SOCK", path.display().to_string())]);
+    let mut kid = Kid(common::spawn_child(
+        ENTRY,
+        "zombie",
+        &[("SOCK", path.display().to_string())],
+    ));
     let mut tx = listener
         .accept(Some(Duration::from_secs(10)))
         .expect("accept")
@@ -361,7 +389,11 @@ fn zombie_child() {
 fn a_byte_on_the_link_is_a_protocol_violation() {
     let path = common::sock_path("byte");
     let listener = Listener::bind(&path, &Default::default()).expect("bind");
-    let mut kid = common::spawn_child(ENTRY, "byte", &[("SOCK", path.display().to_string())]);
+    let mut kid = Kid(common::spawn_child(
+        ENTRY,
+        "byte",
+        &[("SOCK", path.display().to_string())],
+    ));
     let mut tx = listener
         .accept(Some(Duration::from_secs(10)))
         .expect("accept")

@@ -151,8 +151,32 @@ fn abuse_signal_fds(fds: &[&OwnedFd]) {
 
 // ---- Children. ----
 
-fn spawn_role(role: &str, path: &Path) -> Child {
-    Command::new(std::env::current_exe().expect("exe"))
+/// A child process, SIGKILLed and reaped when dropped (also when a test
+/// fails half-way).
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Kid {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Kid {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn_role(role: &str, path: &Path) -> Kid {
+    Kid(Command::new(std::env::current_exe().expect("exe"))
         .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env("SOCK", path)
@@ -160,7 +184,7 @@ fn spawn_role(role: &str, path: &Path) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("spawn child")
+        .expect("spawn child"))
 }
 
 /// Waits for a child's line containing `what` (the harness prints its own
@@ -202,6 +226,32 @@ fn child_entry() {
         "slowloris" => {
             let _silent: Vec<OwnedFd> = (0..200).map(|_| raw_connect(path)).collect();
             say("open=200");
+            park();
+        }
+        "stage-connect" => {
+            let _link = raw_connect(path);
+            say("stage");
+            park();
+        }
+        "stage-hello" => {
+            let link = raw_connect(path);
+            assert!(raw_send(&link, &raw_hello()) > 0);
+            say("stage");
+            park();
+        }
+        "stage-welcome" => {
+            let link = raw_connect(path);
+            assert!(raw_send(&link, &raw_hello()) > 0);
+            let mut buf = [0u8; 512];
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let _w = handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
+                .expect("welcome");
+            say("stage");
+            park();
+        }
+        "stage-served" => {
+            let _kept = raw_consumer(path);
+            say("stage");
             park();
         }
         "zombie-byte" => {
@@ -338,6 +388,51 @@ fn slowloris_before_caps_does_not_keep_an_honest_consumer_out() {
     let _ = pusher.join();
 }
 
+/// A consumer SIGKILLed at every stage of its handshake (connected; hello
+/// sent; welcome read; fully served), with `max-consumers=2` and an honest
+/// consumer streaming meanwhile: each time, the sink lets it go (a served one
+/// counted as a disconnect, its slots back), the honest one never stops
+/// (no gap of a second), and the place is free for the next one.
+#[test]
+fn consumer_killed_at_every_handshake_stage_leaves_nothing_behind() {
+    init();
+    let path = sock("stages");
+    let (pipeline, sink) = sink_pipeline(&path, "max-consumers=2");
+    let mut kids = Children::default();
+    let honest = kids.spawn_src(&path);
+    wait_streaming(&sink, &[honest]);
+    for stage in [
+        "stage-connect",
+        "stage-hello",
+        "stage-welcome",
+        "stage-served",
+    ] {
+        let disconnects = stat(&sink, "disconnects");
+        let mut victim = spawn_role(stage, &path);
+        wait_line(&mut victim, "stage");
+        let gap = longest_gap(&sink, honest, Duration::from_millis(300));
+        assert!(gap < Duration::from_secs(1), "{stage}: longest gap {gap:?}");
+        drop(victim);
+        if stage == "stage-served" {
+            wait_until("the served victim dropped", Duration::from_secs(10), || {
+                stat(&sink, "disconnects") == disconnects + 1
+            });
+        }
+        wait_until("one consumer left", Duration::from_secs(10), || {
+            stat(&sink, "consumers") == 1
+        });
+        assert_eq!(stat(&sink, "leaked-slots"), 0, "{stage}");
+        // The place is free: a new consumer is served, then leaves.
+        let next = kids.spawn_src(&path);
+        wait_streaming(&sink, &[honest, next]);
+        kids.kill(next);
+        wait_until("the next one gone", Duration::from_secs(10), || {
+            stat(&sink, "consumers") == 1
+        });
+    }
+    stops_cleanly(pipeline);
+}
+
 /// With `max-consumers=1`, a consumer that sends a byte on its link after the
 /// handshake (and reads nothing) is dropped although alive, and its place
 /// goes to an honest consumer.
@@ -419,14 +514,14 @@ fn hostile_sink_cannot_block_the_src() {
     init();
     let path = sock("hostile-sink");
     let listener = Listener::bind(&path, &Default::default()).expect("bind");
-    let mut src = gst_launch(&format!(
+    let mut src = Kid(gst_launch(&format!(
         "-e shmringsrc socket-path={} ! fakesink sync=false",
         path.display()
     ))
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
-    .expect("gst-launch src");
+    .expect("gst-launch src"));
     let conn = listener
         .accept(Some(Duration::from_secs(10)))
         .expect("accept");
