@@ -55,7 +55,11 @@ const PATHS: [(&str, &str, bool); 11] = [
         "shmring-eventfd",
         false,
     ),
-    ("shmring, pipe signal (pop_blocking, asleep)", "shmring-pipe", false),
+    (
+        "shmring, pipe signal (pop_blocking, asleep)",
+        "shmring-pipe",
+        false,
+    ),
     ("UnixStream (blocking read)", "unix", false),
     (
         "iceoryx2 (event listener wait, then receive)",

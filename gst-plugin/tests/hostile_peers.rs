@@ -625,3 +625,37 @@ fn hostile_sink_cannot_block_the_src() {
     }
     drop(conn);
 }
+
+/// Two sinks started at the same instant on one path, 100 times: exactly one
+/// starts each time (the other's state change fails with "in use"), and the
+/// one that started serves the path.
+#[test]
+fn two_sinks_racing_on_one_path_exactly_one_starts() {
+    init();
+    let path = sock("race");
+    for round in 0..100 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (barrier, path) = (barrier.clone(), path.clone());
+                std::thread::spawn(move || {
+                    let p = pipeline(&format!(
+                        "{SOURCE} ! shmringsink socket-path={}",
+                        path.display()
+                    ));
+                    barrier.wait();
+                    let started = p.set_state(gst::State::Paused).is_ok();
+                    (p, started)
+                })
+            })
+            .collect();
+        let results: Vec<(gst::Pipeline, bool)> =
+            racers.into_iter().map(|r| r.join().expect("racer")).collect();
+        let started = results.iter().filter(|r| r.1).count();
+        assert_eq!(started, 1, "round {round}");
+        drop(raw_connect(&path));
+        for (p, _) in results {
+            p.set_state(gst::State::Null).expect("null");
+        }
+    }
+}
