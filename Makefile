@@ -225,7 +225,7 @@ soak: deps
 # peer_strings runs without leak detection: GStreamer keeps its initialisation
 # and every field name it has parsed (GQuarks) for the life of the process.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := hello welcome descriptor ring_header peer_strings
+FUZZ_TARGETS := hello welcome descriptor ring_header peer_strings link
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -2,7 +2,8 @@
 //! consumer asleep and with the consumer busy-polling:
 //!
 //! * asleep: shmring (`Consumer::pop_blocking`, no spinning: it sleeps on its
-//!   eventfd) vs a bare eventfd (blocking `read`; the stamp travels in
+//!   wake-up fd: the default socket signal, and the eventfd and pipe kinds
+//!   in rows of their own, for the cost of the kind no peer can block) vs a bare eventfd (blocking `read`; the stamp travels in
 //!   shared memory, the eventfd only wakes) vs the same bare eventfd waited
 //!   for the way shmring waits (`ppoll` on it and a socket, with a timeout,
 //!   then `read`: the system calls of shmring's wait without shmring) vs a
@@ -34,14 +35,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shmring::handshake::{self, Listener};
-use shmring::{Config, Error};
+use shmring::{Config, Error, SignalKind};
 use shmring_benches::{machine, now_ns, percentile, spawn_role, svg, write_report, Table};
 
 const CHILD_VAR: &str = "SHMRING_LATENCY_CHILD";
 const TYPE_NAME: &str = "latency-ns";
 
 /// The paths, in table order (the first of each mode is the reference).
-const PATHS: [(&str, &str, bool); 9] = [
+const PATHS: [(&str, &str, bool); 11] = [
     ("bare eventfd (blocking read)", "eventfd", false),
     (
         "bare eventfd (ppoll with a socket and a timeout, then read: shmring's wait)",
@@ -49,6 +50,16 @@ const PATHS: [(&str, &str, bool); 9] = [
         false,
     ),
     ("shmring (pop_blocking, asleep)", "shmring", false),
+    (
+        "shmring, eventfd signal (pop_blocking, asleep)",
+        "shmring-eventfd",
+        false,
+    ),
+    (
+        "shmring, pipe signal (pop_blocking, asleep)",
+        "shmring-pipe",
+        false,
+    ),
     ("UnixStream (blocking read)", "unix", false),
     (
         "iceoryx2 (event listener wait, then receive)",
@@ -65,6 +76,16 @@ const PATHS: [(&str, &str, bool); 9] = [
 fn reference(busy: bool) -> usize {
     let kind = if busy { "atomic" } else { "eventfd" };
     PATHS.iter().position(|p| p.1 == kind).unwrap_or(0)
+}
+
+/// The signal kind of a `shmring...` path: `shmring-eventfd`,
+/// `shmring-pipe`, else the default (socket).
+fn signal_of(kind: &str) -> SignalKind {
+    match kind {
+        "shmring-eventfd" => SignalKind::EventFd,
+        "shmring-pipe" => SignalKind::Pipe,
+        _ => SignalKind::default(),
+    }
 }
 
 fn main() {
@@ -337,7 +358,8 @@ fn child(role: &str) {
     match role {
         "shmring" => {
             let path = std::env::var("SOCK").expect("SOCK");
-            let cfg = Config::new(1024).type_name(TYPE_NAME);
+            let signal = signal_of(&std::env::var("SIGNAL").unwrap_or_default());
+            let cfg = Config::new(1024).type_name(TYPE_NAME).signal(signal);
             let mut tx = handshake::connect_producer::<u64>(path, &cfg).expect("connect");
             for _ in 0..n {
                 wait();
@@ -429,16 +451,20 @@ fn measure(kind: &str, busy: bool, n: usize) -> Vec<u64> {
         lost: 0,
     };
     match kind {
-        "shmring" => {
+        k if k.starts_with("shmring") => {
             let dir = std::env::temp_dir().join(format!("shmring-lat-{}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("dir");
             let path = dir.join("s.sock");
             let listener = Listener::bind(&path, &Default::default()).expect("bind");
             let mut env = common.to_vec();
             env.push(("SOCK", path.display().to_string()));
+            env.push(("SIGNAL", k.to_string()));
             let mut child = spawn("shmring", &env);
             // No spinning in blocking calls: asleep means asleep.
-            let cfg = Config::new(1024).type_name(TYPE_NAME).spin(Duration::ZERO);
+            let cfg = Config::new(1024)
+                .type_name(TYPE_NAME)
+                .spin(Duration::ZERO)
+                .signal(signal_of(k));
             let mut rx = listener.accept_consumer::<u64>(&cfg).expect("accept");
             while got.stamps.len() < n {
                 if busy {

@@ -15,6 +15,7 @@
 //! cargo bench -p shmring-benches --bench messages [-- --smoke]
 //! SHMRING_BENCH_SIZE=64 cargo bench -p shmring-benches --bench messages   # one size only
 //! SHMRING_BENCH_PATH="shmring typed ring" ...                              # one path only
+//! SHMRING_BENCH_SIGNAL=eventfd ...   # shmring's wake-ups by eventfd (or pipe; default: socket)
 //! ```
 
 use std::io::{Read, Write};
@@ -89,7 +90,8 @@ fn child(role: &str) {
     match role {
         "shmring" => {
             let path = std::env::var("SOCK").expect("SOCK");
-            let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+            let mut rx =
+                frames::connect(&path, &FrameConfig::new(1, 64).signal(signal())).expect("connect");
             let mut n = 0;
             while n < count {
                 if let Received::Frame(f) = rx.recv(Some(Duration::from_secs(10))).expect("recv") {
@@ -147,7 +149,19 @@ fn ring_child<const N: usize>(count: usize) -> u64 {
 
 /// A typed ring of about 4 MiB of `[u8; N]` items.
 fn ring_config<const N: usize>() -> shmring::Config {
-    shmring::Config::new(((4 << 20) / N).max(4).next_power_of_two()).type_name("message")
+    shmring::Config::new(((4 << 20) / N).max(4).next_power_of_two())
+        .type_name("message")
+        .signal(signal())
+}
+
+/// shmring's wake-up fds: `SHMRING_BENCH_SIGNAL` (eventfd, pipe), else the
+/// default (socket). Both processes read it.
+fn signal() -> shmring::SignalKind {
+    match std::env::var("SHMRING_BENCH_SIGNAL").as_deref() {
+        Ok("eventfd") => shmring::SignalKind::EventFd,
+        Ok("pipe") => shmring::SignalKind::Pipe,
+        _ => shmring::SignalKind::default(),
+    }
 }
 
 /// shmring's typed ring, one `[u8; N]` item per message: the sender copies
@@ -365,8 +379,11 @@ fn shmring(size: usize, count: usize) -> f64 {
         .expect("accept");
     // A 4 MiB arena stays in the caches (a bigger one only adds misses).
     let slots = (4 << 20) / size.max(1);
-    let mut tx =
-        frames::serve(conn, &FrameConfig::new(slots.clamp(4, 1024) as u32, size)).expect("serve");
+    let mut tx = frames::serve(
+        conn,
+        &FrameConfig::new(slots.clamp(4, 1024) as u32, size).signal(signal()),
+    )
+    .expect("serve");
     let meta = FrameMeta::default();
     let rate = stream(child, "shmring", size, count, |msg| {
         let mut lease = loop {

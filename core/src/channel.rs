@@ -32,7 +32,7 @@ use bytemuck::Pod;
 
 use crate::ring::{self, Notify, Reader, Region, RingLayout, TypeTag, Writer};
 use crate::segment::{Access, Mapping, Segment};
-use crate::signal::{Signal, SignalKind, Woken};
+use crate::signal::{Direction, Signal, SignalKind, Woken};
 use crate::{Error, Result};
 
 /// Default spin before a blocking call sleeps.
@@ -50,7 +50,8 @@ pub struct Config {
     /// Name that both sides must agree on, beside the element's size and
     /// alignment (catches `[f32; 2]` stereo frames meeting `[i32; 2]` pairs).
     pub type_name: String,
-    /// eventfd (default) or pipe wake-ups.
+    /// Wake-up fds: [`SignalKind::Socket`] by default, the only kind no peer
+    /// can turn against us (see [`crate::signal`]).
     pub signal: SignalKind,
     /// Longest a blocking call busy-polls before it sleeps (less while recent
     /// spins ran out for nothing; see the module docs). `Duration::ZERO` for
@@ -146,6 +147,11 @@ pub struct ChannelFds {
     pub data: Vec<OwnedFd>,
     /// The "space free" signal (the producer waits on it).
     pub space: Vec<OwnedFd>,
+    /// The creator's own ends of both signals of a [`SignalKind::Socket`]
+    /// channel (`data`, `space`), which never travel: `data` and `space`
+    /// above hold the peer's ends then. `None` on the receiving side and for
+    /// the other kinds (both sides use the same fds).
+    own: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl ChannelFds {
@@ -163,18 +169,45 @@ impl ChannelFds {
                 .map(|fd| fd.try_clone_to_owned().map_err(|e| Error::io("dup", e)))
                 .collect()
         };
+        let (data, space, own) = match config.signal {
+            SignalKind::Socket => {
+                let (data_ours, data_theirs) = crate::signal::socket_pair()?;
+                let (space_ours, space_theirs) = crate::signal::socket_pair()?;
+                (
+                    vec![data_theirs],
+                    vec![space_theirs],
+                    Some((data_ours, space_ours)),
+                )
+            }
+            kind => (owned(Signal::new(kind)?)?, owned(Signal::new(kind)?)?, None),
+        };
         Ok(ChannelFds {
             capacity: layout.capacity(),
             tag: layout.tag(),
             signal: config.signal,
             segment: seg.into_fd(),
-            data: owned(Signal::new(config.signal)?)?,
-            space: owned(Signal::new(config.signal)?)?,
+            data,
+            space,
+            own,
         })
     }
 
     /// Duplicates every fd.
     pub fn try_clone(&self) -> Result<Self> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
+        let own = match &self.own {
+            Some((d, s)) => Some((dup(d)?, dup(s)?)),
+            None => None,
+        };
+        Ok(ChannelFds {
+            own,
+            ..self.peer_copy()?
+        })
+    }
+
+    /// Duplicates the fds that travel to the peer (what [`fds`](Self::fds)
+    /// lists): the peer's side of the channel.
+    pub fn peer_copy(&self) -> Result<Self> {
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
         Ok(ChannelFds {
             capacity: self.capacity,
@@ -183,10 +216,12 @@ impl ChannelFds {
             segment: dup(&self.segment)?,
             data: self.data.iter().map(dup).collect::<Result<_>>()?,
             space: self.space.iter().map(dup).collect::<Result<_>>()?,
+            own: None,
         })
     }
 
-    /// All fds in wire order: segment, data signal, space signal.
+    /// All fds to send to the peer, in wire order: segment, data signal,
+    /// space signal (for a socket channel, the peer's ends).
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         let mut v = vec![self.segment.as_fd()];
         v.extend(self.data.iter().map(|f| f.as_fd()));
@@ -220,6 +255,7 @@ impl ChannelFds {
             segment,
             data,
             space,
+            own: None,
         })
     }
 
@@ -233,8 +269,14 @@ impl ChannelFds {
         }
         let seg = Segment::from_fd(self.segment, layout.total_size())?;
         let map: Arc<dyn Region> = Arc::new(seg.map(layout.total_size(), Access::ReadWrite)?);
-        let data = Signal::from_fds(self.signal, self.data)?;
-        let space = Signal::from_fds(self.signal, self.space)?;
+        // The creator of a socket channel uses its own ends; the peer's close
+        // here (they were sent).
+        let (data, space) = match self.own {
+            Some((d, s)) => (vec![d], vec![s]),
+            None => (self.data, self.space),
+        };
+        let data = Signal::from_fds(self.signal, data)?;
+        let space = Signal::from_fds(self.signal, space)?;
         Ok((map, data, space, layout))
     }
 
@@ -243,6 +285,8 @@ impl ChannelFds {
     /// hang-up means the consumer is gone.
     pub fn into_producer<T: Pod>(self, link: OwnedFd, spin: Duration) -> Result<Producer<T>> {
         let (map, data, space, layout) = self.open::<T>()?;
+        data.restrict(Direction::Notify);
+        space.restrict(Direction::Wait);
         Ok(Producer::assemble(
             layout.writer(map)?,
             data,
@@ -255,6 +299,8 @@ impl ChannelFds {
     /// Validates everything and builds the consuming end.
     pub fn into_consumer<T: Pod>(self, link: OwnedFd, spin: Duration) -> Result<Consumer<T>> {
         let (map, data, space, layout) = self.open::<T>()?;
+        data.restrict(Direction::Wait);
+        space.restrict(Direction::Notify);
         Ok(Consumer::assemble(
             layout.reader(map)?,
             data,
@@ -271,7 +317,7 @@ impl ChannelFds {
 pub fn pair<T: Pod>(config: &Config) -> Result<(Producer<T>, Consumer<T>)> {
     let fds = ChannelFds::create::<T>(config)?;
     let (a, b) = socket_pair()?;
-    let theirs = fds.try_clone()?;
+    let theirs = fds.peer_copy()?;
     Ok((
         fds.into_producer(a, config.spin)?,
         theirs.into_consumer(b, config.spin)?,
@@ -528,49 +574,68 @@ impl Link {
         }
     }
 
-    /// The link became readable: the peer hung up (EOF) or sent a message, which
-    /// the channel protocol does not allow after the handshake. Either way the
-    /// peer is treated as gone from now on.
+    /// The link became readable or hung up: either way the peer is treated as
+    /// gone from now on. A message (which the channel protocol does not allow
+    /// after the handshake) without a hang-up is a protocol violation.
     fn check_link(&mut self) -> Result<()> {
         self.gone = true;
-        let mut b = [0u8; 1];
-        // SAFETY: reads at most one byte into a live buffer; never blocks.
-        let r = unsafe {
-            libc::recv(
-                self.socket.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                1,
-                libc::MSG_DONTWAIT | libc::MSG_PEEK,
-            )
-        };
-        if r > 0 {
-            return Err(Error::Protocol(
+        match link_events(self.socket.as_fd()) {
+            Some(ev) if ev & HANG_UP == 0 && ev & libc::POLLIN != 0 => Err(Error::Protocol(
                 "peer sent a message on the link after the handshake".into(),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    /// Asks the kernel whether the peer still holds its end (one `recv`).
+    /// Asks the kernel whether the peer still holds its end and kept quiet:
+    /// one `poll` with no timeout. A hang-up (whatever the peer left unread
+    /// on either side) or any byte from the peer (a protocol violation) marks
+    /// it gone for good.
     fn peer_alive(&mut self) -> bool {
         if self.gone {
             return false;
         }
-        let mut b = [0u8; 1];
-        // SAFETY: as in `check_link`.
-        let r = unsafe {
-            libc::recv(
-                self.socket.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                1,
-                libc::MSG_DONTWAIT | libc::MSG_PEEK,
-            )
-        };
-        if r == 0 || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN))
-        {
+        if link_events(self.socket.as_fd()).is_some_and(|ev| ev != 0) {
             self.gone = true;
         }
         !self.gone
+    }
+
+    /// Why the peer is gone, if it is (see [`Producer::check_peer`]).
+    fn check_peer(&mut self) -> Result<()> {
+        if self.gone {
+            return Err(Error::Disconnected);
+        }
+        match link_events(self.socket.as_fd()) {
+            None | Some(0) => Ok(()),
+            Some(_) => {
+                self.check_link()?;
+                Err(Error::Disconnected)
+            }
+        }
+    }
+}
+
+/// Events that end a link: the peer closed (`POLLHUP`, `POLLRDHUP`), or left
+/// with our data unread (`POLLERR`: reset).
+const HANG_UP: libc::c_short = libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL;
+
+/// The link's poll events right now (`None` if poll failed).
+fn link_events(fd: BorrowedFd<'_>) -> Option<libc::c_short> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one live pollfd; a zero timeout never sleeps.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if r >= 0 {
+            return Some(pfd.revents);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
     }
 }
 
@@ -679,9 +744,18 @@ impl<T: Pod> Producer<T> {
         Ok(())
     }
 
-    /// `true` unless the consumer is known to be gone. Costs one `recv`.
+    /// `true` unless the consumer is gone: it hung up (exited, was killed,
+    /// closed the link) or broke the protocol by sending on the link. Costs
+    /// one `poll` with no timeout.
     pub fn is_peer_alive(&mut self) -> bool {
         self.link.peer_alive()
+    }
+
+    /// Like [`is_peer_alive`](Self::is_peer_alive), with the reason:
+    /// [`Error::Disconnected`] for a hang-up, [`Error::Protocol`] the first
+    /// time for a peer that sent bytes on the link.
+    pub fn check_peer(&mut self) -> Result<()> {
+        self.link.check_peer()
     }
 
     /// The link socket: it reports a hang-up when the consumer goes away.
@@ -798,9 +872,16 @@ impl<T: Pod> Consumer<T> {
         self.ring.pop_slice(dst)
     }
 
-    /// `true` unless the producer is known to be gone. Costs one `recv`.
+    /// `true` unless the producer is gone (see
+    /// [`Producer::is_peer_alive`]). Costs one `poll` with no timeout.
     pub fn is_peer_alive(&mut self) -> bool {
         self.link.peer_alive()
+    }
+
+    /// Like [`is_peer_alive`](Self::is_peer_alive), with the reason (see
+    /// [`Producer::check_peer`]).
+    pub fn check_peer(&mut self) -> Result<()> {
+        self.link.check_peer()
     }
 
     /// The link socket: it reports a hang-up when the producer goes away.

@@ -55,6 +55,10 @@ pub enum Error {
     /// A caller-side argument is invalid (zero capacity, zero-sized element, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Another live listener serves this socket path (its lock is held, or
+    /// it answers connections).
+    #[error("socket path in use: {0}")]
+    InUse(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {

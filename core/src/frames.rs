@@ -90,7 +90,8 @@ pub struct FrameConfig {
     pub slot_size: usize,
     /// Capacity of the descriptor ring (the producer's choice).
     pub descriptors: usize,
-    /// eventfd (default) or pipe wake-ups; both sides must agree.
+    /// Wake-up kind (the socket signal by default, which no peer can turn
+    /// against us; see [`SignalKind`]); both sides must agree.
     pub signal: SignalKind,
     /// Busy-poll time of blocking calls before they sleep.
     pub spin: Duration,
@@ -112,7 +113,7 @@ impl FrameConfig {
             slots,
             slot_size,
             descriptors: 256,
-            signal: SignalKind::EventFd,
+            signal: SignalKind::Socket,
             spin: DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(5),
             max_arena: DEFAULT_MAX_ARENA,

@@ -16,6 +16,9 @@
 //! * `ring_header`: whatever the peer wrote, a reader never has more than
 //!   the capacity ready nor pops more than that, and a writer never sees
 //!   more free slots than the capacity nor pushes more than that.
+//! * `link`: what a listener reads from a connecting peer on the link (its
+//!   hello, then anything more): once served, a quiet peer is alive and one
+//!   that sent a byte more is gone (a protocol violation).
 //!
 //! Each counts the inputs it accepted ([`accepted`]), so that a replay can
 //! tell its properties were exercised.
@@ -31,7 +34,7 @@ use std::sync::Arc;
 use bytemuck::Zeroable;
 
 use crate::frames::{Descriptor, Kind, STORAGE_BLOB, STORAGE_SLOT};
-use crate::handshake::{Hello, Role, Welcome, NAME_MAX, PROTOCOL_VERSION};
+use crate::handshake::{Connection, Hello, PeerCred, Role, Welcome, NAME_MAX, PROTOCOL_VERSION};
 use crate::ring::{HeapRegion, Region, RingLayout, TypeTag};
 use crate::Config;
 
@@ -39,15 +42,16 @@ use crate::Config;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets: name and entry point.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("hello", hello),
     ("welcome", welcome),
     ("descriptor", descriptor),
     ("ring_header", ring_header),
+    ("link", link),
 ];
 
 /// Inputs each target accepted, in the order of [`TARGETS`].
-static ACCEPTED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static ACCEPTED: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
 fn accept(target: usize) {
     ACCEPTED[target].fetch_add(1, Ordering::Relaxed);
@@ -60,6 +64,64 @@ pub fn accepted(name: &str) -> u64 {
         .iter()
         .position(|(n, _)| *n == name)
         .map_or(0, |i| ACCEPTED[i].load(Ordering::Relaxed))
+}
+
+/// Type name of the channel the `link` target serves.
+const LINK_TYPE: &str = "fuzz-link";
+
+/// What a listener reads from a connecting peer on its link, over a real
+/// socket pair: the first byte says how long the first message (the hello)
+/// is; it goes through `Connection::read_hello` and the serving of a `u64`
+/// channel. Whatever follows is sent as one more message after the
+/// handshake: the served producer must then see the peer gone (a protocol
+/// violation), and alive when nothing follows.
+pub fn link(data: &[u8]) {
+    let Some((&len, rest)) = data.split_first() else {
+        return;
+    };
+    let (first, more) = rest.split_at((len as usize).min(rest.len()));
+    let Ok((ours, theirs)) = crate::channel::socket_pair() else {
+        return;
+    };
+    let send = |m: &[u8]| {
+        // SAFETY: sends from a live buffer; never blocks, no SIGPIPE.
+        unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                m.as_ptr().cast(),
+                m.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        }
+    };
+    send(first);
+    let mut conn = Connection::from_parts(
+        ours,
+        PeerCred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        },
+    );
+    if conn
+        .read_hello(std::time::Instant::now() + std::time::Duration::from_millis(1))
+        .is_err()
+    {
+        return;
+    }
+    let config = Config::new(8).type_name(LINK_TYPE);
+    let Ok(mut tx) = conn.serve_producer::<u64>(&config) else {
+        return;
+    };
+    accept(4);
+    if more.is_empty() {
+        assert!(tx.is_peer_alive(), "a quiet peer was taken for gone");
+    } else if send(more) > 0 {
+        assert!(
+            !tx.is_peer_alive(),
+            "bytes on the link after the hello were accepted"
+        );
+    }
 }
 
 /// A hello message from the peer.

@@ -19,9 +19,24 @@
 //! message may carry are closed at once; each step has a deadline.
 //!
 //! The socket file is created with mode 0600 (see [`ListenOptions::mode`]) without
-//! a window in which it has another mode: it is bound in a private directory,
-//! `chmod`ed and then renamed into place. The listener can refuse peers by uid
-//! ([`ListenOptions::allowed_uids`], checked with `SO_PEERCRED`).
+//! a window in which it has a wider mode: the socket's own mode is set before
+//! `bind` creates the file (Linux creates it with that mode, less the umask;
+//! a mode wider than the umask allows is set right after). The listener can
+//! refuse peers by uid ([`ListenOptions::allowed_uids`], checked with
+//! `SO_PEERCRED`).
+//!
+//! **One listener per path**: [`Listener::bind`] takes an advisory `flock` on
+//! `<path>.lock` before it looks at the path, and holds it for its life. A
+//! second listener fails with [`Error::InUse`], race-free; a socket file left
+//! by a listener that died (nobody holds the lock, nobody answers) is
+//! replaced. `bind` never replaces a file silently. A path too long for a Unix
+//! socket address (107 bytes) fails at once with the limit in the message.
+//!
+//! **Handshakes never block serving**: an [`Intake`] accepts every connection
+//! at once and polls all pending ones for their hello together, each with its
+//! own deadline, up to a bound (the oldest goes beyond it). The listening side
+//! only reads the hello; everything after it is sent without waiting, so a
+//! silent or slow peer costs an fd until its deadline and nothing else.
 //!
 //! ```no_run
 //! use shmring::{handshake, Config};
@@ -36,11 +51,11 @@
 //! # Ok::<(), shmring::Error>(())
 //! ```
 
-use std::ffi::OsString;
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -521,81 +536,184 @@ impl Default for ListenOptions {
     }
 }
 
+/// Longest path a Unix socket address holds (`sun_path` less its NUL).
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// Checks that `path` fits a Unix socket address.
+pub fn check_socket_path(path: &Path) -> Result<()> {
+    let n = path.as_os_str().as_bytes().len();
+    if n > SOCKET_PATH_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "socket path {} is {n} bytes long; a Unix socket address holds at most {SOCKET_PATH_MAX}",
+            path.display()
+        )));
+    }
+    if n == 0 {
+        return Err(Error::InvalidArgument("empty socket path".into()));
+    }
+    Ok(())
+}
+
 /// A Unix socket bound to a path, accepting peers. The socket file is removed
-/// when the listener drops.
+/// when the listener drops, and so is its lock file.
 #[derive(Debug)]
 pub struct Listener {
     fd: OwnedFd,
     path: PathBuf,
     ino: u64,
     opts: ListenOptions,
+    /// The `flock`ed `<path>.lock` (see the module docs), held while this
+    /// lives and removed after the socket file.
+    _lock: PathLock,
+}
+
+/// The advisory lock on `<path>.lock` that makes a listener the only one on
+/// its path.
+#[derive(Debug)]
+struct PathLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl PathLock {
+    fn take(socket: &Path) -> Result<Self> {
+        let mut name = socket.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        // A lock file removed by the previous holder between our open and our
+        // flock is not the lock any more: open again (a few times at most).
+        for _ in 0..16 {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| Error::io("open the socket's lock file", e))?;
+            // SAFETY: flock takes no pointers; the fd is open.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    return Err(Error::InUse(format!(
+                        "another listener holds {} (it serves {})",
+                        path.display(),
+                        socket.display()
+                    )));
+                }
+                return Err(Error::io("flock the socket's lock file", e));
+            }
+            let ours = file
+                .metadata()
+                .map_err(|e| Error::io("stat the socket's lock file", e))?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {
+                    return Ok(PathLock { file, path });
+                }
+                _ => continue,
+            }
+        }
+        Err(Error::InUse(format!(
+            "the lock file {} keeps changing",
+            path.display()
+        )))
+    }
+}
+
+impl Drop for PathLock {
+    fn drop(&mut self) {
+        // Remove it while we still hold it; a listener that opened it before
+        // the removal sees another inode at the path after its flock and
+        // opens again.
+        if std::fs::symlink_metadata(&self.path)
+            .ok()
+            .zip(self.file.metadata().ok())
+            .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev())
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Listener {
-    /// Binds `path` with `opts.mode`, atomically (see the module docs).
+    /// Binds `path` with `opts.mode`, as the only listener on it (see the
+    /// module docs): [`Error::InUse`] if another live listener serves it,
+    /// [`Error::InvalidArgument`] if the path is too long for a Unix socket
+    /// address.
     pub fn bind(path: impl AsRef<Path>, opts: &ListenOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        check_socket_path(&path)?;
+        let lock = PathLock::take(&path)?;
         if let Ok(md) = std::fs::symlink_metadata(&path) {
-            let stale = md.file_type().is_socket()
-                && opts.replace_stale
-                && matches!(
-                    connect_raw(&path),
-                    Err(Error::Io { ref source, .. }) if source.raw_os_error() == Some(libc::ECONNREFUSED)
-                );
+            if !md.file_type().is_socket() {
+                return Err(Error::InUse(format!(
+                    "{} exists and is not a socket",
+                    path.display()
+                )));
+            }
+            // We hold the lock: a listener of this library cannot be there.
+            // One that answers is another program (or an older version).
+            let stale = matches!(
+                connect_raw(&path),
+                Err(Error::Io { ref source, .. }) if source.raw_os_error() == Some(libc::ECONNREFUSED)
+            );
             if !stale {
-                return Err(Error::io(
-                    "bind socket path",
-                    std::io::Error::from_raw_os_error(libc::EADDRINUSE),
-                ));
+                return Err(Error::InUse(format!(
+                    "a listener answers on {}",
+                    path.display()
+                )));
+            }
+            if !opts.replace_stale {
+                return Err(Error::InUse(format!(
+                    "a stale socket is at {} (replace_stale is off)",
+                    path.display()
+                )));
             }
             std::fs::remove_file(&path).map_err(|e| Error::io("remove stale socket", e))?;
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp_name = OsString::from(".shmring-");
-        tmp_name.push(std::process::id().to_string());
-        tmp_name.push("-");
-        tmp_name.push(
-            Instant::now()
-                .elapsed()
-                .subsec_nanos()
-                .wrapping_add(rand_u32())
-                .to_string(),
-        );
-        let tmp_dir = dir.join(tmp_name);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&tmp_dir)
-            .map_err(|e| Error::io("create private bind directory", e))?;
+        let fd = seqpacket_socket()?;
+        // The socket inode's mode becomes the file's mode at bind (less the
+        // umask): no window with a wider mode.
+        // SAFETY: fchmod takes no pointers; the fd is open.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), (opts.mode & 0o777) as libc::mode_t) } != 0 {
+            return Err(Error::io("chmod socket", std::io::Error::last_os_error()));
+        }
+        let addr = UnixAddr::new(&path).map_err(|e| Error::errno("socket address", e))?;
+        socket::bind(fd.as_raw_fd(), &addr).map_err(|e| match e {
+            nix::errno::Errno::EADDRINUSE => Error::InUse(format!(
+                "{} appeared while binding (another program)",
+                path.display()
+            )),
+            e => Error::errno("bind", e),
+        })?;
         let result = (|| {
-            let tmp_sock = tmp_dir.join("s");
-            let fd = seqpacket_socket()?;
-            let addr = UnixAddr::new(&tmp_sock).map_err(|e| Error::errno("socket address", e))?;
-            socket::bind(fd.as_raw_fd(), &addr).map_err(|e| Error::errno("bind", e))?;
-            std::fs::set_permissions(&tmp_sock, std::fs::Permissions::from_mode(opts.mode))
-                .map_err(|e| Error::io("chmod socket", e))?;
+            let md = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat socket", e))?;
+            if md.mode() & 0o777 != opts.mode & 0o777 {
+                // The umask took bits away: only widening is left to do.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(opts.mode))
+                    .map_err(|e| Error::io("chmod socket", e))?;
+            }
             socket::listen(
                 &fd,
-                socket::Backlog::new(64).map_err(|e| Error::errno("listen", e))?,
+                socket::Backlog::new(128).map_err(|e| Error::errno("listen", e))?,
             )
             .map_err(|e| Error::errno("listen", e))?;
-            std::fs::rename(&tmp_sock, &path)
-                .map_err(|e| Error::io("move socket into place", e))?;
-            let ino = std::fs::symlink_metadata(&path)
-                .map_err(|e| Error::io("stat socket", e))?
-                .ino();
-            Ok((fd, ino))
+            crate::signal::set_nonblocking(fd.as_fd())?;
+            Ok(md.ino())
         })();
-        let _ = std::fs::remove_dir_all(&tmp_dir);
-        let (fd, ino) = result?;
-        crate::signal::set_nonblocking(fd.as_fd())?;
+        let ino = match result {
+            Ok(ino) => ino,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         Ok(Listener {
             fd,
             path,
             ino,
             opts: opts.clone(),
+            _lock: lock,
         })
     }
 
@@ -607,6 +725,19 @@ impl Listener {
     /// Accepts one connection without blocking: `Ok(None)` if none is pending.
     /// Peers whose uid is not allowed are refused with a message and an error.
     pub fn try_accept(&self) -> Result<Option<Connection>> {
+        match self.accept_one()? {
+            None => Ok(None),
+            Some(Ok(c)) => Ok(Some(c)),
+            Some(Err(cred)) => Err(Error::PeerRefused(format!(
+                "peer pid {} uid {}: uid {} not allowed",
+                cred.pid, cred.uid, cred.uid
+            ))),
+        }
+    }
+
+    /// One `accept4`; a peer whose uid is not allowed is told so, closed, and
+    /// returned as `Err(its credentials)`.
+    fn accept_one(&self) -> Result<Option<std::result::Result<Connection, PeerCred>>> {
         match socket::accept4(self.fd.as_raw_fd(), socket::SockFlag::SOCK_CLOEXEC) {
             Ok(raw) => {
                 // SAFETY: accept4 returned a fresh fd that nothing else owns.
@@ -620,13 +751,14 @@ impl Listener {
                             bytemuck::bytes_of(&Welcome::refuse(&reason)),
                             &[],
                         );
-                        return Err(Error::PeerRefused(format!(
-                            "peer pid {} uid {}: {reason}",
-                            cred.pid, cred.uid
-                        )));
+                        return Ok(Some(Err(cred)));
                     }
                 }
-                Ok(Some(Connection { fd, cred }))
+                Ok(Some(Ok(Connection {
+                    fd,
+                    cred,
+                    hello: None,
+                })))
             }
             Err(nix::errno::Errno::EAGAIN) => Ok(None),
             Err(e) => Err(Error::errno("accept", e)),
@@ -673,21 +805,309 @@ impl Drop for Listener {
     }
 }
 
-fn rand_u32() -> u32 {
-    let mut b = [0u8; 4];
-    // SAFETY: getrandom writes at most 4 bytes into the live buffer.
-    let _ = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 4, libc::GRND_NONBLOCK) };
-    u32::from_ne_bytes(b)
+/// Default bound on handshakes pending in an [`Intake`] (connections accepted
+/// whose hello has not arrived): beyond it, the oldest is dropped.
+pub const DEFAULT_MAX_PENDING: usize = 64;
+/// Default time a connection has to send its hello to an [`Intake`] (an
+/// honest peer sends it right after `connect`).
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most connections an [`Intake`] accepts per [`poll`](Intake::poll), so that
+/// a flood of connections cannot keep it from the pending ones.
+const ACCEPT_BATCH: usize = 256;
+
+/// Settings of an [`Intake`].
+#[derive(Debug, Clone)]
+pub struct IntakeOptions {
+    /// Most connections waiting for their hello at once; beyond it the oldest
+    /// is dropped (and counted). At least 1.
+    pub max_pending: usize,
+    /// Time each connection has, from its accept, to send its hello.
+    pub hello_timeout: Duration,
 }
+
+impl Default for IntakeOptions {
+    fn default() -> Self {
+        IntakeOptions {
+            max_pending: DEFAULT_MAX_PENDING,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
+        }
+    }
+}
+
+/// What an [`Intake::poll`] found.
+#[derive(Debug)]
+pub enum Arrival {
+    /// A connection whose hello arrived: serving it never waits.
+    Ready(Connection),
+    /// A connection that was dropped (or refused), and why.
+    Refused {
+        /// Its peer, when known.
+        peer: Option<PeerCred>,
+        /// Why.
+        reason: Refusal,
+    },
+}
+
+/// Why an [`Intake`] let a connection go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No hello within [`IntakeOptions::hello_timeout`].
+    Silent,
+    /// Dropped as the oldest pending one, to stay within
+    /// [`IntakeOptions::max_pending`].
+    TooManyPending,
+    /// It hung up before its hello.
+    HungUp,
+    /// Its uid is not allowed ([`ListenOptions::allowed_uids`]).
+    Uid(u32),
+    /// Its first message was not a readable hello (oversized, with fds...).
+    BadHello(String),
+    /// `accept` failed (e.g. out of fds).
+    Accept(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Silent => write!(f, "no hello in time"),
+            Refusal::TooManyPending => {
+                write!(f, "too many pending handshakes (dropped the oldest)")
+            }
+            Refusal::HungUp => write!(f, "hung up before its hello"),
+            Refusal::Uid(u) => write!(f, "uid {u} not allowed"),
+            Refusal::BadHello(e) => write!(f, "bad hello: {e}"),
+            Refusal::Accept(e) => write!(f, "accept failed: {e}"),
+        }
+    }
+}
+
+/// Counters of an [`Intake`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntakeStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections whose hello arrived ([`Arrival::Ready`]).
+    pub ready: u64,
+    /// Connections let go ([`Arrival::Refused`]), all reasons.
+    pub refused: u64,
+    /// Of those: silent until their deadline.
+    pub silent: u64,
+    /// Of those: dropped as the oldest beyond the bound.
+    pub evicted: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    conn: Connection,
+    deadline: Instant,
+}
+
+/// Accepts connections and reads their hellos concurrently, without ever
+/// blocking on one peer (see the module docs): one `poll` watches the
+/// listening socket and every pending connection, each with its own
+/// deadline, at most [`IntakeOptions::max_pending`] of them.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use shmring::handshake::{Arrival, Intake, IntakeOptions, Listener};
+/// use shmring::Config;
+///
+/// let listener = Listener::bind("/tmp/audio.sock", &Default::default())?;
+/// let mut intake = Intake::new(listener, IntakeOptions::default());
+/// loop {
+///     for arrival in intake.poll(Duration::from_millis(20))? {
+///         match arrival {
+///             // The hello is in: serving sends and never waits.
+///             Arrival::Ready(conn) => {
+///                 let _tx = conn.serve_producer::<f32>(&Config::new(4096))?;
+///             }
+///             Arrival::Refused { peer, reason } => eprintln!("{peer:?}: {reason}"),
+///         }
+///     }
+/// }
+/// # Ok::<(), shmring::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Intake {
+    listener: Listener,
+    pending: VecDeque<Pending>,
+    opts: IntakeOptions,
+    stats: IntakeStats,
+}
+
+impl Intake {
+    /// Takes connections from `listener`.
+    pub fn new(listener: Listener, opts: IntakeOptions) -> Self {
+        Intake {
+            listener,
+            pending: VecDeque::new(),
+            opts,
+            stats: IntakeStats::default(),
+        }
+    }
+
+    /// The listener.
+    pub fn listener(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// Connections waiting for their hello.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> IntakeStats {
+        self.stats
+    }
+
+    fn refused(&mut self, peer: Option<PeerCred>, reason: Refusal) -> Arrival {
+        self.stats.refused += 1;
+        match reason {
+            Refusal::Silent => self.stats.silent += 1,
+            Refusal::TooManyPending => self.stats.evicted += 1,
+            _ => {}
+        }
+        Arrival::Refused { peer, reason }
+    }
+
+    /// Waits up to `timeout` for something to happen (a connection, a hello,
+    /// a hang-up, a deadline), then accepts what is waiting and reads every
+    /// hello that arrived. Returns at once if something did.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Arrival>> {
+        let now = Instant::now();
+        let mut wait = timeout;
+        if let Some(d) = self.pending.iter().map(|p| p.deadline).min() {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        let mut pfds = Vec::with_capacity(1 + self.pending.len());
+        pfds.push(libc::pollfd {
+            fd: self.listener.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        pfds.extend(self.pending.iter().map(|p| libc::pollfd {
+            fd: p.conn.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        }));
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `pfds` and `ts` are live; ppoll writes only the revents.
+        let r = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(Vec::new());
+            }
+            return Err(Error::io("ppoll", e));
+        }
+        let mut out = Vec::new();
+        // Hellos, hang-ups and deadlines of the pending connections.
+        let now = Instant::now();
+        let pending = std::mem::take(&mut self.pending);
+        for (p, pfd) in pending.into_iter().zip(&pfds[1..]) {
+            let peer = p.conn.cred;
+            let mut conn = p.conn;
+            if pfd.revents & libc::POLLIN != 0 {
+                match conn.read_hello(now) {
+                    Ok(()) => {
+                        self.stats.ready += 1;
+                        out.push(Arrival::Ready(conn));
+                    }
+                    Err(Error::Disconnected) => {
+                        out.push(self.refused(Some(peer), Refusal::HungUp));
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        conn.refuse(&why);
+                        out.push(self.refused(Some(peer), Refusal::BadHello(why)));
+                    }
+                }
+            } else if pfd.revents != 0 {
+                out.push(self.refused(Some(peer), Refusal::HungUp));
+            } else if now >= p.deadline {
+                conn.refuse("no hello in time");
+                out.push(self.refused(Some(peer), Refusal::Silent));
+            } else {
+                self.pending.push_back(Pending {
+                    conn,
+                    deadline: p.deadline,
+                });
+            }
+        }
+        // New connections.
+        for _ in 0..ACCEPT_BATCH {
+            match self.listener.accept_one() {
+                Ok(Some(Ok(conn))) => {
+                    self.stats.accepted += 1;
+                    self.pending.push_back(Pending {
+                        conn,
+                        deadline: Instant::now() + self.opts.hello_timeout,
+                    });
+                    while self.pending.len() > self.opts.max_pending.max(1) {
+                        if let Some(old) = self.pending.pop_front() {
+                            let peer = old.conn.cred;
+                            old.conn.refuse("too many pending handshakes");
+                            out.push(self.refused(Some(peer), Refusal::TooManyPending));
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(cred))) => {
+                    self.stats.accepted += 1;
+                    out.push(self.refused(Some(cred), Refusal::Uid(cred.uid)));
+                }
+                Err(e) => {
+                    // Out of fds, say: let the oldest pending one go, so that
+                    // the next round can accept again.
+                    if let Some(old) = self.pending.pop_front() {
+                        let peer = old.conn.cred;
+                        out.push(self.refused(Some(peer), Refusal::TooManyPending));
+                    }
+                    out.push(self.refused(None, Refusal::Accept(e.to_string())));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Room for a hello and one byte more (a longer message is truncated, and
+/// refused).
+const HELLO_BUF: usize = std::mem::size_of::<Hello>() + 1;
 
 /// An accepted connection, before the channel is set up.
 #[derive(Debug)]
 pub struct Connection {
     fd: OwnedFd,
     cred: PeerCred,
+    /// The hello, once an [`Intake`] read it (bytes, length).
+    hello: Option<([u8; HELLO_BUF], usize)>,
 }
 
 impl Connection {
+    /// A connection on an already connected `SOCK_SEQPACKET` socket (one end
+    /// of a `socketpair`, an fd received from elsewhere), whose peer is
+    /// `cred`.
+    pub fn from_parts(fd: OwnedFd, cred: PeerCred) -> Self {
+        Connection {
+            fd,
+            cred,
+            hello: None,
+        }
+    }
+
     /// The peer's credentials.
     pub fn peer(&self) -> PeerCred {
         self.cred
@@ -696,6 +1116,43 @@ impl Connection {
     /// The socket (readable once the peer's hello arrived).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Whether the hello was read already (by an [`Intake`]): serving then
+    /// never waits.
+    pub fn has_hello(&self) -> bool {
+        self.hello.is_some()
+    }
+
+    /// Reads the hello now, waiting until `deadline` (an [`Intake`] does it
+    /// for all pending connections at once). Fds attached to it are closed
+    /// and make it an error.
+    pub fn read_hello(&mut self, deadline: Instant) -> Result<()> {
+        if self.hello.is_some() {
+            return Ok(());
+        }
+        let mut buf = [0u8; HELLO_BUF];
+        let (len, fds) = recv_with_fds(self.fd.as_fd(), &mut buf, 0, deadline)?;
+        drop(fds);
+        self.hello = Some((buf, len));
+        Ok(())
+    }
+
+    /// Whether the peer went away or sent more than its hello (a protocol
+    /// violation): one `poll` with no timeout. For connections waiting to be
+    /// served after their hello.
+    pub fn is_gone(&self) -> bool {
+        if self.hello.is_none() {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd; a zero timeout never sleeps.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        r > 0 && pfd.revents != 0
     }
 
     /// Turns the peer away: it gets [`Error::PeerRefused`] with `reason`
@@ -724,14 +1181,14 @@ impl Connection {
     }
 
     pub(crate) fn serve<T: Pod>(
-        self,
+        mut self,
         peer_role: Role,
         config: &Config,
     ) -> Result<(ChannelFds, OwnedFd)> {
-        let deadline = Instant::now() + config.handshake_timeout;
-        let mut buf = [0u8; std::mem::size_of::<Hello>() + 1];
-        let (len, fds) = recv_with_fds(self.fd.as_fd(), &mut buf, 0, deadline)?;
-        drop(fds);
+        self.read_hello(Instant::now() + config.handshake_timeout)?;
+        let Some((buf, len)) = self.hello.take() else {
+            return Err(Error::Protocol("no hello".into()));
+        };
         let refuse = |reason: String| -> Error {
             let _ = send_with_fds(
                 self.fd.as_fd(),
@@ -783,11 +1240,7 @@ fn connect_raw(path: &Path) -> Result<OwnedFd> {
 /// listens, until `timeout`.
 pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<OwnedFd> {
     let path = path.as_ref();
-    if path.as_os_str().as_bytes().len() >= 108 {
-        return Err(Error::InvalidArgument(
-            "socket path longer than 107 bytes".into(),
-        ));
-    }
+    check_socket_path(path)?;
     let deadline = Instant::now() + timeout;
     loop {
         match connect_raw(path) {

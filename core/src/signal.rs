@@ -1,22 +1,41 @@
-//! Wake-up file descriptors: an eventfd (the default) or a pipe (the portable
-//! fallback), with [`notify`](Signal::notify), [`wait`](Signal::wait) and
+//! Wake-up file descriptors: a Unix socket pair (the default), an eventfd or a
+//! pipe, with [`notify`](Signal::notify), [`wait`](Signal::wait) and
 //! [`drain`](Signal::drain).
 //!
 //! A signal carries no data: a notification means "look at the shared memory
-//! again". Both processes hold both ends of a pipe signal, so a write never meets
-//! a closed reader (no `SIGPIPE`); a peer's disappearance is detected through the
-//! channel's socket instead.
+//! again".
 //!
 //! # Hostile peers
 //!
-//! The fd is shared with the peer, and with it the file's flags: a peer can clear
-//! `O_NONBLOCK` behind our back. Reads (eventfd and pipe) and pipe writes are
-//! therefore issued with `RWF_NOWAIT`, which makes each call non-blocking whatever
-//! the file's flags say. Linux does not support `RWF_NOWAIT` on eventfd writes: a
-//! peer that both clears `O_NONBLOCK` and fills the eventfd counter to its maximum
-//! can make our next [`notify`](Signal::notify) block. Use [`SignalKind::Pipe`]
-//! where that matters. A peer that floods the fd costs us one `read` per wake-up
-//! and never any memory.
+//! Only [`SignalKind::Socket`] is immune to what a peer does to the fds it was
+//! given, and it is the default. Each side keeps **its own end** of a stream
+//! socket pair: the notifier `send`s one byte on its end with `MSG_DONTWAIT |
+//! MSG_NOSIGNAL` (non-blocking whatever the file's flags, no `SIGPIPE`), the
+//! waiter polls and `recv`s its end with `MSG_DONTWAIT`. A send takes no lock
+//! the peer can hold (only the receiver's queue spinlock), and its bytes are
+//! charged to the sender's own send buffer: a peer that never reads, floods,
+//! clears `O_NONBLOCK`, shuts its end down or closes it cannot make a call
+//! block. A listener's own ends never leave its process. (A connecting side's
+//! ends are created by the listener, which could keep a copy of the waiting
+//! end; see `SECURITY.md` for what that allows.) The peer closing its end
+//! makes [`drain`](Signal::drain) report [`Error::Disconnected`].
+//!
+//! The other two kinds share one open file with the peer, and with it more
+//! than the data:
+//!
+//! * **eventfd**: the file's flags are shared, and Linux does not support
+//!   `RWF_NOWAIT` on eventfd writes (nor reopening an eventfd to get private
+//!   flags). A peer that clears `O_NONBLOCK` and fills the counter to its
+//!   maximum makes our next [`notify`](Signal::notify) block for good. Use it
+//!   only between processes of one trust domain.
+//! * **pipe**: reads and writes are issued with `RWF_NOWAIT`, which defeats
+//!   cleared flags and a full pipe, but not the pipe's lock, which both ends
+//!   share: a peer that `splice`s from its end into a socket whose buffer is
+//!   full sleeps holding that lock, and our next write or read waits for it.
+//!   Use it only between processes of one trust domain, too.
+//!
+//! A peer that floods the fd costs us one `read` per wake-up and never any
+//! memory.
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,39 +55,61 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
 
-/// Which kind of fd carries wake-ups.
+/// Which kind of fd carries wake-ups (see the module docs for what a hostile
+/// peer can do with each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignalKind {
-    /// An eventfd: one fd, 8-byte counter. The default.
-    #[default]
+    /// An eventfd: one fd shared by both sides, 8-byte counter. Only for peers
+    /// of one trust domain: a peer can make our writes block.
     EventFd,
-    /// A pipe: two fds. The portable fallback, immune to flag tampering.
+    /// A pipe: both ends shared by both sides. Only for peers of one trust
+    /// domain: a peer can hold the pipe's lock.
     Pipe,
+    /// A Unix stream socket pair, one end per side. The default: no peer can
+    /// make a wake-up or a drain block.
+    #[default]
+    Socket,
 }
 
 impl SignalKind {
-    /// Number of fds that make up one signal of this kind.
+    /// Number of fds of one signal of this kind that a side holds (and that
+    /// travel to the peer).
     pub fn fd_count(self) -> usize {
         match self {
             SignalKind::EventFd => 1,
             SignalKind::Pipe => 2,
+            SignalKind::Socket => 1,
         }
     }
 
-    pub(crate) fn to_wire(self) -> u32 {
+    /// The kind's number on the wire (1 eventfd, 2 pipe, 3 socket).
+    pub fn to_wire(self) -> u32 {
         match self {
             SignalKind::EventFd => 1,
             SignalKind::Pipe => 2,
+            SignalKind::Socket => 3,
         }
     }
 
-    pub(crate) fn from_wire(v: u32) -> Option<Self> {
+    /// The kind of a wire number, if known.
+    pub fn from_wire(v: u32) -> Option<Self> {
         match v {
             1 => Some(SignalKind::EventFd),
             2 => Some(SignalKind::Pipe),
+            3 => Some(SignalKind::Socket),
             _ => None,
         }
     }
+}
+
+/// Which way a side uses a [`SignalKind::Socket`] end (see
+/// [`Signal::restrict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// This side only notifies through it.
+    Notify,
+    /// This side only waits on it.
+    Wait,
 }
 
 /// What ended a [`Signal::wait_with`].
@@ -120,7 +161,41 @@ impl Signal {
                     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
                 Ok(Self::assemble(kind, rx, Some(tx)))
             }
+            SignalKind::Socket => {
+                // One process holding both ends (the creator, before it hands
+                // one over: see `Signal::socket_pair`).
+                let (a, b) = socket_pair()?;
+                Ok(Self::assemble(kind, a, Some(b)))
+            }
         }
+    }
+
+    /// Creates a [`SignalKind::Socket`] signal as its two ends: each is a
+    /// complete signal for one side (this side keeps one, the other goes to
+    /// the peer).
+    pub fn socket_pair() -> Result<(Signal, Signal)> {
+        let (a, b) = socket_pair()?;
+        Ok((
+            Self::assemble(SignalKind::Socket, a, None),
+            Self::assemble(SignalKind::Socket, b, None),
+        ))
+    }
+
+    /// For a [`SignalKind::Socket`] end: shuts the unused direction down, so
+    /// that the peer cannot send into the end we only notify through (its
+    /// sends fail) and nothing is sent from the end we only wait on. No effect
+    /// on the other kinds.
+    pub fn restrict(&self, dir: Direction) {
+        if self.kind != SignalKind::Socket {
+            return;
+        }
+        let how = match dir {
+            Direction::Notify => libc::SHUT_RD,
+            Direction::Wait => libc::SHUT_WR,
+        };
+        // SAFETY: shutdown takes no pointers; the fd is open. A socket already
+        // shut down or disconnected reports an error we do not need.
+        let _ = unsafe { libc::shutdown(self.rx.as_raw_fd(), how) };
     }
 
     fn assemble(kind: SignalKind, rx: OwnedFd, tx: Option<OwnedFd>) -> Self {
@@ -176,6 +251,20 @@ impl Signal {
                 set_nonblocking(tx.as_fd())?;
                 Ok(Self::assemble(kind, rx, Some(tx)))
             }
+            SignalKind::Socket => {
+                let fd = fds.remove(0);
+                let st = fstat(fd.as_fd())?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFSOCK
+                    || sockopt_int(fd.as_fd(), libc::SO_DOMAIN)? != libc::AF_UNIX
+                    || sockopt_int(fd.as_fd(), libc::SO_TYPE)? != libc::SOCK_STREAM
+                {
+                    return Err(Error::Protocol(
+                        "signal fd is not a Unix stream socket".into(),
+                    ));
+                }
+                set_nonblocking(fd.as_fd())?;
+                Ok(Self::assemble(kind, fd, None))
+            }
         }
     }
 
@@ -184,8 +273,12 @@ impl Signal {
         self.kind
     }
 
-    /// The fds to pass to the peer (eventfd; or pipe read end, write end).
+    /// The fds to pass to the peer (eventfd; or pipe read end, write end; or,
+    /// for a socket signal made by [`new`](Self::new), the second end).
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        if self.kind == SignalKind::Socket {
+            return self.tx.iter().map(|t| t.as_fd()).collect();
+        }
         let mut v = vec![self.rx.as_fd()];
         if let Some(tx) = &self.tx {
             v.push(tx.as_fd());
@@ -208,31 +301,71 @@ impl Signal {
         self.notifies.load(Ordering::Relaxed)
     }
 
-    /// Wakes a waiter: one `write`. Never blocks (see the module docs for the
-    /// eventfd caveat); an already pending wake-up (full pipe, saturated counter)
-    /// is not an error.
+    /// Wakes a waiter: one `write` (`send` for a socket). A socket or pipe
+    /// signal never blocks whatever the peer did (see the module docs for the
+    /// eventfd and pipe caveats); an already pending wake-up (full buffer,
+    /// saturated counter) or a peer that closed its end is not an error.
     pub fn notify(&self) {
         self.notifies.fetch_add(1, Ordering::Relaxed);
-        match &self.tx {
-            None => {
+        let byte = 1u8;
+        match (self.kind, &self.tx) {
+            (SignalKind::Socket, tx) => {
+                // One end per side: send on ours. Both ends in one process
+                // (made by `new`): send on the other one, wait on `rx`.
+                let fd = tx.as_ref().unwrap_or(&self.rx);
+                // SAFETY: sends one byte from a live local; the fd is open.
+                let _ = unsafe {
+                    libc::send(
+                        fd.as_raw_fd(),
+                        (&byte as *const u8).cast(),
+                        1,
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+            }
+            (_, None) => {
                 let one: u64 = 1;
                 // SAFETY: writes 8 bytes from a live local; fd is open.
                 let _ = unsafe { libc::write(self.rx.as_raw_fd(), (&one as *const u64).cast(), 8) };
             }
-            Some(tx) => {
-                let byte = 1u8;
+            (_, Some(tx)) => {
                 let _ = write_nowait(tx.as_fd(), std::slice::from_ref(&byte));
             }
         }
     }
 
-    /// Consumes pending wake-ups with one non-blocking `read`. A pipe flooded by
-    /// the peer may stay readable; callers re-check their condition anyway.
+    /// Consumes pending wake-ups with one non-blocking `read`. A pipe or socket
+    /// flooded by the peer may stay readable; callers re-check their condition
+    /// anyway. A socket signal whose peer closed its end reports
+    /// [`Error::Disconnected`] (it would stay readable for good).
     pub fn drain(&self) -> Result<()> {
         let mut buf = [0u8; 64];
+        if self.kind == SignalKind::Socket {
+            // SAFETY: receives at most `buf.len()` bytes into the live buffer.
+            let r = unsafe {
+                libc::recv(
+                    self.rx.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            return match r {
+                0 => Err(Error::Disconnected),
+                r if r > 0 => Ok(()),
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(()),
+                        Some(libc::ECONNRESET) => Err(Error::Disconnected),
+                        _ => Err(Error::io("drain signal", e)),
+                    }
+                }
+            };
+        }
         let want = match self.kind {
             SignalKind::EventFd => 8,
-            SignalKind::Pipe => buf.len(),
+            _ => buf.len(),
         };
         match read_nowait(self.rx.as_fd(), &mut buf[..want]) {
             Ok(_) => Ok(()),
@@ -373,6 +506,47 @@ fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
         }
         Ok(st)
     }
+}
+
+fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the live int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(Error::Protocol(format!(
+            "signal fd is not a socket ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(v)
+}
+
+/// A connected Unix stream socket pair (close-on-exec, non-blocking).
+pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two fds socketpair writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(Error::io("socketpair", std::io::Error::last_os_error()));
+    }
+    // SAFETY: two fresh fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 fn access_mode(fd: BorrowedFd<'_>) -> Result<i32> {

@@ -221,12 +221,30 @@ fn peer_indices_out_of_range_are_corrupt() {
 
 #[test]
 fn signal_fd_that_is_not_an_eventfd_is_refused() {
-    let mut fds = ChannelFds::create::<u64>(&cfg()).expect("create");
+    let mut fds = ChannelFds::create::<u64>(&cfg().signal(SignalKind::EventFd)).expect("create");
     fds.data = vec![memfd(4096, &[])];
     let e = fds
         .into_consumer::<u64>(link(), Duration::ZERO)
         .expect_err("accepted");
     assert!(matches!(e, Error::Protocol(_)), "{e}");
+    // A socket signal: the peer's side gets a memfd, or a datagram socket.
+    for bad in [
+        memfd(4096, &[]),
+        std::os::unix::net::UnixDatagram::pair()
+            .expect("pair")
+            .0
+            .into(),
+    ] {
+        let mut fds = ChannelFds::create::<u64>(&cfg())
+            .expect("create")
+            .peer_copy()
+            .expect("copy");
+        fds.data = vec![bad];
+        let e = fds
+            .into_consumer::<u64>(link(), Duration::ZERO)
+            .expect_err("accepted");
+        assert!(matches!(e, Error::Protocol(_)), "{e}");
+    }
     let mut fds = ChannelFds::create::<u64>(&cfg().signal(SignalKind::Pipe)).expect("create");
     fds.space.swap(0, 1);
     let e = fds
@@ -271,8 +289,8 @@ fn good_welcome(fds: &ChannelFds) -> Welcome {
     w.name_hash = fds.tag.name_hash;
     w.elem_size = 8;
     w.elem_align = 8;
-    w.signal = 1;
-    w.nfds = 3;
+    w.signal = fds.signal.to_wire();
+    w.nfds = fds.fds().len() as u32;
     w
 }
 

@@ -113,7 +113,12 @@ impl Driver {
         if woken {
             self.guard.wakeup();
         }
-        ep.drain_signal()?;
+        match ep.drain_signal() {
+            // A socket signal whose peer closed its end: the peer is gone
+            // (or broke the protocol); what it committed is still delivered.
+            Err(shmring::Error::Disconnected) => return Ok(Start::PeerGone),
+            r => r?,
+        }
         Ok(Start::Go { woken })
     }
 

@@ -60,10 +60,12 @@
 //! peer's exit is still seen. An honest peer produces an empty wake-up only
 //! when a commit races with our announcement, far below the limit.
 //!
-//! One attack the loop cannot absorb: with eventfd signals, a peer that clears
-//! `O_NONBLOCK` on the shared eventfd and saturates its counter makes our next
-//! wake-up *write* to it block (see [`shmring::signal`]), and the whole loop
-//! with it. Serve peers you do not trust with [`shmring::SignalKind::Pipe`].
+//! With the default [`shmring::SignalKind::Socket`], no wake-up write or drain
+//! of the loop can block whatever the peer does to its fds (see
+//! [`shmring::signal`]; test `tests/hostile_signals.rs`). With eventfd or pipe
+//! signals, which share one open file with the peer, a peer can make a
+//! wake-up write block, and the whole loop with it: use them only with peers
+//! of the same trust domain.
 //!
 //! Because the peer holds the wake-up fd's open file, closing our fd does not
 //! remove it from the epoll set (epoll tracks open files, not fd numbers): a

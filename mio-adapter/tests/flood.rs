@@ -123,6 +123,11 @@ fn flooding_producer_process_is_throttled_pipe() {
     flooding_producer_process(SignalKind::Pipe);
 }
 
+#[test]
+fn flooding_producer_process_is_throttled_socket() {
+    flooding_producer_process(SignalKind::Socket);
+}
+
 /// Writes `fd` (a dup of a wake-up eventfd: what a hostile peer holds) in a
 /// tight loop until `stop`.
 fn flood_thread(fd: OwnedFd, stop: Instant) -> std::thread::JoinHandle<u64> {
@@ -143,7 +148,7 @@ fn flood_thread(fd: OwnedFd, stop: Instant) -> std::thread::JoinHandle<u64> {
 #[test]
 fn flooded_idle_producer_is_throttled() {
     let _serial = common::serial();
-    let (tx, mut rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+    let (tx, mut rx) = channel::pair::<u64>(&Config::new(64).signal(SignalKind::EventFd)).unwrap();
     let mut tx = MioProducer::new(tx);
     let mut poll = Poll::new().unwrap();
     let mut events = Events::with_capacity(64);
@@ -190,7 +195,7 @@ fn flooded_idle_producer_is_throttled() {
 fn dropped_endpoint_leaves_no_stale_registration() {
     let _serial = common::serial();
     for explicit in [false, true] {
-        let (tx, rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+        let (tx, rx) = channel::pair::<u64>(&Config::new(64).signal(SignalKind::EventFd)).unwrap();
         let mut rx = MioConsumer::new(rx);
         let mut poll = Poll::new().unwrap();
         let mut events = Events::with_capacity(8);
@@ -223,7 +228,7 @@ fn dropped_endpoint_leaves_no_stale_registration() {
 
 #[test]
 fn write_only_interest_is_refused() {
-    let (_tx, rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+    let (_tx, rx) = channel::pair::<u64>(&Config::new(64).signal(SignalKind::EventFd)).unwrap();
     let mut rx = MioConsumer::new(rx);
     let poll = Poll::new().unwrap();
     let e = poll
@@ -239,7 +244,7 @@ fn write_only_interest_is_refused() {
 /// per call, before `Closed`.
 #[test]
 fn leftovers_after_a_hang_up_while_throttled() {
-    let (mut tx, rx) = channel::pair::<u64>(&Config::new(512)).unwrap();
+    let (mut tx, rx) = channel::pair::<u64>(&Config::new(512).signal(SignalKind::EventFd)).unwrap();
     let policy = shmring_mio::FloodPolicy {
         max_empty_wakeups: 4,
         window: Duration::from_secs(10),

@@ -672,7 +672,12 @@ fn flood_until_throttled(rx: &mut MioFrameReceiver, poll: &Poll) {
 /// (`Ready`), before `Closed`.
 #[test]
 fn leftovers_after_a_hang_up_while_throttled() {
-    let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 256).descriptors(512)).unwrap();
+    let (mut tx, rx) = frames::pair(
+        &FrameConfig::new(4, 256)
+            .descriptors(512)
+            .signal(SignalKind::EventFd),
+    )
+    .unwrap();
     let mut rx = MioFrameReceiver::with_policy(rx, strict_policy());
     rx.set_budget(100);
     let mut poll = Poll::new().unwrap();

@@ -3,7 +3,7 @@
 //! producer's rate every second and its item count and checksum when it exits.
 //!
 //! ```text
-//! mio_consumer /tmp/demo.sock [--expect N] [--capacity C] [--pipe]
+//! mio_consumer /tmp/demo.sock [--expect N] [--capacity C] [--pipe|--eventfd]
 //! mio_producer /tmp/demo.sock --items 1000000      # as many as you like
 //! ```
 //!
@@ -34,7 +34,7 @@ fn parse_args() -> Result<Args, String> {
         path: String::new(),
         expect: None,
         capacity: 4096,
-        signal: SignalKind::EventFd,
+        signal: SignalKind::default(),
     };
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -46,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
             "--expect" => args.expect = Some(value("--expect")?),
             "--capacity" => args.capacity = value("--capacity")?,
             "--pipe" => args.signal = SignalKind::Pipe,
+            "--eventfd" => args.signal = SignalKind::EventFd,
             "-h" | "--help" => return Err(String::new()),
             p if args.path.is_empty() && !p.starts_with('-') => args.path = p.into(),
             other => return Err(format!("unexpected argument {other}")),
@@ -75,7 +76,9 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("mio_consumer: {e}");
             }
-            eprintln!("usage: mio_consumer SOCKET_PATH [--expect N] [--capacity C] [--pipe]");
+            eprintln!(
+                "usage: mio_consumer SOCKET_PATH [--expect N] [--capacity C] [--pipe|--eventfd]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -2,7 +2,7 @@
 //! checksum (the consumer prints the checksum of what it received) and exits.
 //!
 //! ```text
-//! mio_producer /tmp/demo.sock --items 1000000 [--pipe]
+//! mio_producer /tmp/demo.sock --items 1000000 [--pipe|--eventfd]
 //! ```
 
 use shmring_examples::{checksum_step, CHECKSUM_INIT};
@@ -14,7 +14,7 @@ use shmring::{handshake, Config, SignalKind};
 fn main() -> ExitCode {
     let mut path = None;
     let mut items = 1_000_000u64;
-    let mut signal = SignalKind::EventFd;
+    let mut signal = SignalKind::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 None => return usage("--items needs a number"),
             },
             "--pipe" => signal = SignalKind::Pipe,
+            "--eventfd" => signal = SignalKind::EventFd,
             p if path.is_none() && !p.starts_with('-') => path = Some(p.to_string()),
             other => return usage(&format!("unexpected argument {other}")),
         }
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("mio_producer: {msg}");
-    eprintln!("usage: mio_producer SOCKET_PATH [--items N] [--pipe]");
+    eprintln!("usage: mio_producer SOCKET_PATH [--items N] [--pipe|--eventfd]");
     ExitCode::from(2)
 }
 

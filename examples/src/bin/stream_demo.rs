@@ -7,7 +7,7 @@
 //! that the two checksums match and that every item arrived in order.
 //!
 //! ```text
-//! stream_demo [--items N] [--capacity N] [--batch N] [--pipe] [--socket PATH]
+//! stream_demo [--items N] [--capacity N] [--batch N] [--pipe|--eventfd] [--socket PATH]
 //! ```
 
 use shmring_examples::{checksum_step, CHECKSUM_INIT};
@@ -36,7 +36,7 @@ fn parse_args() -> Result<Args, String> {
         items: 5_000_000,
         capacity: 16_384,
         batch: 256,
-        signal: SignalKind::EventFd,
+        signal: SignalKind::default(),
         socket: None,
         producer: false,
     };
@@ -52,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
             "--capacity" => a.capacity = num("--capacity")? as usize,
             "--batch" => a.batch = (num("--batch")? as usize).max(1),
             "--pipe" => a.signal = SignalKind::Pipe,
+            "--eventfd" => a.signal = SignalKind::EventFd,
             "--socket" => a.socket = Some(it.next().ok_or("--socket needs a path")?.into()),
             "--producer" => a.producer = true,
             other => return Err(format!("unexpected argument {other}")),
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("stream_demo: {e}");
             eprintln!(
-                "usage: stream_demo [--items N] [--capacity N] [--batch N] [--pipe] [--socket PATH]"
+                "usage: stream_demo [--items N] [--capacity N] [--batch N] [--pipe|--eventfd] [--socket PATH]"
             );
             return ExitCode::from(2);
         }
@@ -156,8 +157,14 @@ fn consumer(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .args(["--capacity", &args.capacity.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .stdout(Stdio::piped());
-    if args.signal == SignalKind::Pipe {
-        cmd.arg("--pipe");
+    match args.signal {
+        SignalKind::Pipe => {
+            cmd.arg("--pipe");
+        }
+        SignalKind::EventFd => {
+            cmd.arg("--eventfd");
+        }
+        _ => {}
     }
     let mut child = cmd.spawn()?;
     let mut rx = match listener.accept_consumer::<u64>(&config(args)) {

@@ -14,7 +14,7 @@ use shmring::frames::{
     self, Arena, Blob, FrameConfig, FrameExtras, FrameMeta, FrameSender, PlaneLayout, NONE,
 };
 use shmring::handshake::PeerCred;
-use shmring::handshake::{Connection, ListenOptions, Listener};
+use shmring::handshake::{Arrival, Connection, Intake, IntakeOptions, ListenOptions, Listener};
 
 use super::peers::{Peer, PeerStats, Stats, Sticky, ARENA_STATS_EVERY};
 use super::SlowConsumer;
@@ -51,6 +51,10 @@ const WAIT_FOR_RETURN_FROM: usize = 1 << 20;
 const STEP: Duration = Duration::from_millis(20);
 /// Longest handshake with a connecting consumer (it is local: milliseconds).
 const HANDSHAKE: Duration = Duration::from_secs(1);
+/// Most connections waiting for their hello at once (the oldest is dropped
+/// beyond it): a silent connection costs an fd until its deadline
+/// ([`HANDSHAKE`]), never a wait.
+const MAX_PENDING_HANDSHAKES: usize = shmring::handshake::DEFAULT_MAX_PENDING;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -432,23 +436,53 @@ impl ShmringSink {
         Ok(arena)
     }
 
-    /// The acceptor thread: takes connections, and drops consumers whose
-    /// link hung up even while no buffer flows.
+    /// The acceptor thread: takes connections and reads their hellos
+    /// concurrently ([`Intake`]: none can hold up another, or the stream),
+    /// serves them, serves those that waited for the caps once the caps are
+    /// known, and drops consumers whose link hung up even while no buffer
+    /// flows.
     fn acceptor_loop(
         weak: glib::WeakRef<super::ShmringSink>,
-        listener: Listener,
+        mut intake: Intake,
         stop: Arc<AtomicBool>,
     ) {
         while !stop.load(Ordering::Acquire) {
-            let conn = listener.accept(Some(STEP));
+            let arrivals = intake.poll(STEP);
             let Some(obj) = weak.upgrade() else {
                 return;
             };
             let imp = obj.imp();
-            match conn {
-                Ok(c) => imp.take_connection(c),
-                Err(shmring::Error::Timeout) => {}
-                Err(e) => gst::warning!(CAT, imp = imp, "refused a consumer: {e}"),
+            match arrivals {
+                Ok(arrivals) => {
+                    for a in arrivals {
+                        match a {
+                            Arrival::Ready(c) => imp.take_connection(c),
+                            Arrival::Refused { peer, reason } => {
+                                lock(&imp.stats).refused += 1;
+                                match peer {
+                                    Some(p) => gst::warning!(
+                                        CAT,
+                                        imp = imp,
+                                        "dropped connection of pid {} uid {}: {reason}",
+                                        p.pid,
+                                        p.uid
+                                    ),
+                                    None => {
+                                        gst::warning!(
+                                            CAT,
+                                            imp = imp,
+                                            "dropped a connection: {reason}"
+                                        )
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    gst::warning!(CAT, imp = imp, "accepting consumers: {e}");
+                    std::thread::sleep(STEP);
+                }
             }
             imp.check_alive();
             imp.forward_upstream();
@@ -507,16 +541,20 @@ impl ShmringSink {
         }
     }
 
-    /// Drops consumers whose link hung up (without waiting for a streaming
-    /// thread that holds the state).
+    /// Drops consumers whose link hung up or broke the protocol, and those
+    /// waiting for the caps that went away; serves the waiting ones once the
+    /// caps are known (without waiting for a streaming thread that holds the
+    /// state).
     fn check_alive(&self) {
         let mut guard = match self.state.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::WouldBlock) => return,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
         };
+        let mut served = false;
         if let Some(st) = guard.as_mut() {
             for p in st.peers.iter_mut() {
+                // A hang-up, or bytes on the link (a protocol violation).
                 if !p.tx.is_peer_alive() {
                     p.gone.get_or_insert(shmring::Error::Disconnected);
                 }
@@ -524,12 +562,30 @@ impl ShmringSink {
                 p.reclaim();
             }
             self.remove_gone(st);
+            st.pending.retain(|c| {
+                let gone = c.is_gone();
+                if gone {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "pid {} left before the caps were known",
+                        c.peer().pid
+                    );
+                }
+                !gone
+            });
+            served = st.geometry_known && !st.pending.is_empty();
+            self.serve_pending(st);
+        }
+        drop(guard);
+        if served {
+            self.served.notify_all();
         }
     }
 
-    /// A consumer connected: the handshake runs here, on the acceptor
-    /// thread, without holding the state (a slow or hostile consumer cannot
-    /// hold up the stream to the others).
+    /// A consumer's hello arrived (the [`Intake`] read it): serving it only
+    /// sends, never waits. It runs here, on the acceptor thread, without
+    /// holding the state while it sends.
     fn take_connection(&self, conn: Connection) {
         let peer = conn.peer();
         let (arena, cfg) = {
@@ -545,11 +601,13 @@ impl ShmringSink {
             // Consumers that left meanwhile go first: if none is left, this
             // one gets a new arena.
             for p in st.peers.iter_mut() {
+                // A hang-up, or bytes on the link (a protocol violation).
                 if !p.tx.is_peer_alive() {
                     p.gone.get_or_insert(shmring::Error::Disconnected);
                 }
             }
             self.remove_gone(st);
+            st.pending.retain(|c| !c.is_gone());
             let max = lock(&self.settings).max_consumers as usize;
             if max > 0 && st.peers.len() + st.pending.len() >= max {
                 gst::warning!(
@@ -561,6 +619,7 @@ impl ShmringSink {
                     st.peers.len() + st.pending.len()
                 );
                 conn.refuse(&format!("this sink serves at most {max} consumers at once"));
+                lock(&self.stats).refused += 1;
                 return;
             }
             match self.arena_for_new_peer(st) {
@@ -650,7 +709,8 @@ impl ShmringSink {
         self.publish(st, true);
     }
 
-    /// Serves the consumers that connected before the caps were known.
+    /// Serves the consumers that connected before the caps were known
+    /// (their hellos are in: this only sends, and never waits on them).
     fn serve_pending(&self, st: &mut State) {
         if !st.geometry_known || st.pending.is_empty() {
             return;
@@ -1227,6 +1287,13 @@ impl BaseSinkImpl for ShmringSink {
                 ["cannot listen on {path}: {e}"]
             )
         })?;
+        let intake = Intake::new(
+            listener,
+            IntakeOptions {
+                max_pending: MAX_PENDING_HANDSHAKES,
+                hello_timeout: Duration::from_millis(u64::from(s.timeout_ms)).min(HANDSHAKE),
+            },
+        );
         *lock(&self.stats) = Stats::default();
         *lock(&self.state) = Some(State {
             pending: Vec::new(),
@@ -1248,7 +1315,7 @@ impl BaseSinkImpl for ShmringSink {
         let st = stop.clone();
         let thread = std::thread::Builder::new()
             .name("shmringsink-accept".into())
-            .spawn(move || Self::acceptor_loop(weak, listener, st))
+            .spawn(move || Self::acceptor_loop(weak, intake, st))
             .map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::Failed,
@@ -1262,7 +1329,7 @@ impl BaseSinkImpl for ShmringSink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(a) = lock(&self.acceptor).take() {
             a.stop.store(true, Ordering::Release);
-            // It sees `stop` within one STEP (or one bounded handshake).
+            // It sees `stop` within one STEP: it never waits on a peer.
             let _ = a.thread.join();
         }
         *lock(&self.state) = None;

@@ -39,6 +39,9 @@ pub(super) struct Stats {
     pub(super) bad_returns: u64,
     /// Consumers the sink let go (hang-up, timeout, policy, protocol error).
     pub(super) disconnects: u64,
+    /// Connections turned away before being served: no hello in time, too
+    /// many pending handshakes, bad hello, uid, `max-consumers`.
+    pub(super) refused: u64,
     /// The connected consumers, refreshed after every buffer.
     pub(super) peers: Vec<PeerStats>,
     /// Slots some consumer holds, and slots marked held that no connected
@@ -203,6 +206,7 @@ impl Stats {
             .field("drops", self.drops + live_drops)
             .field("bad-returns", self.bad_returns + live_bad)
             .field("disconnects", self.disconnects)
+            .field("refused", self.refused)
             .field("slots-in-flight", self.slots_in_flight)
             .field("leaked-slots", self.leaked_slots)
             .field("peers", peers)

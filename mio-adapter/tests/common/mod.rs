@@ -47,13 +47,15 @@ pub fn signal_name(s: SignalKind) -> &'static str {
     match s {
         SignalKind::EventFd => "eventfd",
         SignalKind::Pipe => "pipe",
+        _ => "socket",
     }
 }
 
 fn parse_signal(s: &str) -> SignalKind {
     match s {
         "pipe" => SignalKind::Pipe,
-        _ => SignalKind::EventFd,
+        "eventfd" => SignalKind::EventFd,
+        _ => SignalKind::Socket,
     }
 }
 
@@ -103,6 +105,7 @@ pub fn child_main() {
         "bursty" => child_bursty(&args),
         "flooder" => child_flooder(&args),
         "slow_consumer" => child_slow_consumer(&args),
+        "abuser" => child_abuser(&args),
         r => {
             eprintln!("unknown child role {r}");
             2
@@ -235,6 +238,91 @@ fn child_flooder(args: &[String]) -> i32 {
         writes += 64;
     }
     eprintln!("flooder: {writes} wake-up writes in {secs} s");
+    drop(link);
+    0
+}
+
+/// A hostile producer written against the wire protocol: raw hello, then it
+/// abuses both signal fds it got (fills what it can send into, with
+/// eventfd-style counter values too, then clears `O_NONBLOCK` behind the
+/// loop's back), and for `secs` seconds commits items 0, 1, 2... by raw
+/// writes to the ring while announcing a new sleep after each commit, so
+/// that every release by the loop sends it a wake-up it never reads.
+/// Args: path, signal, seconds.
+fn child_abuser(args: &[String]) -> i32 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let path = &args[0];
+    let signal = parse_signal(&args[1]);
+    let secs: f64 = args[2].parse().unwrap();
+    let config = config(signal, 1024);
+    let link = handshake::connect(path, Duration::from_secs(10)).unwrap();
+    let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
+    handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
+    let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
+    let (len, fds) = handshake::recv_with_fds(
+        link.as_fd(),
+        &mut buf,
+        handshake::MAX_FDS,
+        Instant::now() + Duration::from_secs(10),
+    )
+    .unwrap();
+    let info = Welcome::parse(&buf[..len]).unwrap();
+    let max = 0xffff_ffff_ffff_fffe_u64.to_ne_bytes();
+    for fd in &fds[1..] {
+        let fd = fd.as_raw_fd();
+        // SAFETY: fcntl, send and write from a live buffer on fds we own.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            for _ in 0..100_000 {
+                let sent = libc::send(
+                    fd,
+                    max.as_ptr().cast(),
+                    8,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                );
+                if sent <= 0 && libc::write(fd, max.as_ptr().cast(), 8) <= 0 {
+                    break;
+                }
+            }
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+    let cap = info.capacity as u64;
+    let size = 384 + cap as usize * 8;
+    // SAFETY: a fresh shared mapping of the ring memfd (at least `size`
+    // bytes, checked by the loop's side), never unmapped before exit.
+    let ring = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fds[0].as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(ring, libc::MAP_FAILED);
+    let ring = ring.cast::<u8>();
+    // SAFETY: offsets 128 (write index), 256 (read index), 264 (producer
+    // sleep word) and the slots from 384 are aligned u64 words inside the
+    // mapping (the layout of `shmring::ring`).
+    let at = |off: usize| unsafe { &*(ring.add(off) as *const AtomicU64) };
+    let (write, read, sleep) = (at(128), at(256), at(264));
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let (mut next, mut seq) = (0u64, 1u64);
+    while Instant::now() < end {
+        if next - read.load(Ordering::Acquire) < cap {
+            at(384 + (next % cap) as usize * 8).store(next, Ordering::Relaxed);
+            next += 1;
+            write.store(next, Ordering::Release);
+        } else {
+            std::thread::yield_now();
+        }
+        sleep.store(seq, Ordering::SeqCst);
+        seq += 2;
+    }
+    eprintln!("abuser: {next} items committed in {secs} s");
     drop(link);
     0
 }
