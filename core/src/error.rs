@@ -49,6 +49,10 @@ pub enum Error {
     /// producer dropping a consumer: too slow, protocol broken, ...).
     #[error("dropped by the peer: {0}")]
     Dropped(String),
+    /// The peer looked at what we offered and refused it, saying why (a
+    /// frame-stream consumer refusing an arena bigger than it accepts, say).
+    #[error("the peer refused what we offered: {0}")]
+    Rejected(String),
     /// The peer's credentials were refused by the configured policy.
     #[error("peer refused: {0}")]
     PeerRefused(String),
