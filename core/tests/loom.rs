@@ -1,13 +1,26 @@
-//! Loom model of the ring's indices and sleep/wake protocol: the real `Writer`
-//! and `Reader` code, with loom atomics, two threads, and a wake-up signal
-//! modelled by a loom mutex + condvar. A lost wake-up leaves a thread waiting
-//! forever, which loom reports as a deadlock; a torn or misordered index shows as
-//! a wrong item.
+//! Loom models of the ring and of the frame arena's slot states.
 //!
-//! Run with: `RUSTFLAGS="--cfg loom" cargo test -p shmring --test loom --release`
-//! (`make test` bounds `LOOM_MAX_PREEMPTIONS=3`: under a second; unbounded takes
-//! tens of minutes). Checked that it catches a lost wake-up: with the SeqCst
-//! fence in `Writer::publish` removed, every case fails with a loom deadlock.
+//! Ring: the real `Writer` and `Reader` code, with loom atomics, two threads,
+//! and a wake-up signal modelled by a loom mutex + condvar. A lost wake-up
+//! leaves a thread waiting forever, which loom reports as a deadlock; a torn or
+//! misordered index shows as a wrong item. Every copy into or out of a slot is
+//! announced to a loom-tracked shadow cell (`shmring::ring::model`), so a slot
+//! read or rewritten without the index protocol ordering it after the other
+//! side's access fails as a loom causality violation: single items
+//! (`push`/`pop`) and chunks (`write_chunk`/`commit`, `read_chunk`/`release`,
+//! partial, wrapping, through every copying method).
+//!
+//! Arena: `Arena::try_lease`, `SlotLease` drop and the holder counts a
+//! `FrameSender` keeps with `mark_sent`/`mark_returned` (through `#[cfg(loom)]`
+//! entry points), on a real memfd arena with one loom-tracked cell standing for
+//! each slot's bytes.
+//!
+//! Run with: `make loom`, i.e. `LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom"
+//! CARGO_TARGET_DIR=target/loom cargo test -p shmring --test loom --release`
+//! (unbounded preemptions take tens of minutes). Checked that each model fails
+//! for its reason, with one bug planted at a time in a scratch copy:
+//! - without the SeqCst fence in `Writer::publish`, every wake-up case fails
+//!   with a loom deadlock (a lost wake-up);
 #![cfg(loom)]
 
 use std::sync::Arc;
@@ -117,4 +130,313 @@ fn no_lost_wakeup_one_item() {
 #[test]
 fn no_lost_wakeup_two_items_big_ring() {
     run(4, 2);
+}
+
+// ---------------------------------------------------------------------------
+// Chunks: write_chunk/commit and read_chunk/release, partial and wrapping.
+// ---------------------------------------------------------------------------
+
+/// What the producer writes into the slots of a chunk it does not commit:
+/// the consumer must never see it.
+const POISON: u64 = u64::MAX;
+
+/// How the producer fills a chunk.
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    /// `write`: the whole chunk with [`POISON`] at offset 0, then the values
+    /// again in two calls, at offset 0 and at offset 1.
+    Write,
+    /// `set`, slot by slot.
+    Set,
+    /// `fill_from_iter`, which must take the whole chunk.
+    Iter,
+}
+
+/// How the consumer copies a chunk out.
+#[derive(Clone, Copy, Debug)]
+enum Take {
+    /// `read` of the whole chunk, and again in two calls, at offsets 0 and 1.
+    Read,
+    /// `get`, item by item.
+    Get,
+    /// `iter`.
+    Iter,
+}
+
+/// Producer: in step `s`, takes a chunk of up to `max` slots and fills all of
+/// it with `fill`: the next items go into the first `k` slots and
+/// [`POISON`] into the rest, then it commits `k`: `partial` items on even
+/// steps (a partial commit when the chunk is bigger), all it has on odd ones.
+/// With `partial` items committed first, the next chunk starts `partial`
+/// slots into the ring, so a chunk longer than `capacity - partial` wraps
+/// around the end.
+fn produce(
+    w: &mut shmring::ring::Writer<u64>,
+    space: &Sem,
+    items: u64,
+    max: usize,
+    partial: usize,
+    fill: Fill,
+) {
+    let mut next = 0;
+    let mut step = 0usize;
+    while next < items {
+        let mut chunk = w.write_chunk(max).unwrap();
+        let n = chunk.len();
+        if n == 0 {
+            drop(chunk);
+            if w.prepare_sleep().unwrap() {
+                space.wait();
+            }
+            w.cancel_sleep();
+            continue;
+        }
+        let left = (items - next) as usize;
+        let k = if step % 2 == 0 { partial } else { n }.min(n).min(left);
+        let vals: Vec<u64> = (0..n)
+            .map(|j| if j < k { next + j as u64 } else { POISON })
+            .collect();
+        match fill {
+            Fill::Write => {
+                chunk.write(0, &vec![POISON; n]);
+                chunk.write(0, &vals[..1]);
+                chunk.write(1, &vals[1..]);
+            }
+            Fill::Set => {
+                for (j, &v) in vals.iter().enumerate() {
+                    chunk.set(j, v);
+                }
+            }
+            Fill::Iter => assert_eq!(chunk.fill_from_iter(vals.iter().copied()), n),
+        }
+        chunk.commit(k);
+        next += k as u64;
+        step += 1;
+    }
+}
+
+/// Consumer: in step `t`, takes a chunk of up to `max` items and copies all of
+/// them out with `take`; every item must be the next expected one (never
+/// [`POISON`], never out of order, the same when read again after a partial
+/// release). Releases `partial` items on even steps, all on odd ones.
+fn consume(
+    r: &mut shmring::ring::Reader<u64>,
+    data: &Sem,
+    items: u64,
+    max: usize,
+    partial: usize,
+    take: Take,
+) {
+    let mut expected = 0;
+    let mut step = 0usize;
+    while expected < items {
+        let chunk = r.read_chunk(max).unwrap();
+        let n = chunk.len();
+        if n == 0 {
+            drop(chunk);
+            if r.prepare_sleep().unwrap() {
+                data.wait();
+            }
+            r.cancel_sleep();
+            continue;
+        }
+        let want: Vec<u64> = (expected..expected + n as u64).collect();
+        match take {
+            Take::Read => {
+                let mut whole = vec![0; n];
+                chunk.read(0, &mut whole);
+                assert_eq!(whole, want, "chunk of {n} at item {expected}");
+                let mut split = vec![0; n];
+                chunk.read(0, &mut split[..1]);
+                chunk.read(1, &mut split[1..]);
+                assert_eq!(split, want, "chunk of {n} at item {expected}, split");
+            }
+            Take::Get => {
+                let got: Vec<u64> = (0..n).map(|j| chunk.get(j)).collect();
+                assert_eq!(got, want, "chunk of {n} at item {expected}");
+            }
+            Take::Iter => {
+                let got: Vec<u64> = chunk.iter().collect();
+                assert_eq!(got, want, "chunk of {n} at item {expected}");
+            }
+        }
+        let k = if step % 2 == 0 { partial.min(n) } else { n };
+        chunk.release(k);
+        expected += k as u64;
+        step += 1;
+    }
+}
+
+/// `items` through a ring of `capacity` in chunks of up to `max` slots, with
+/// the producer committing and the consumer releasing `partial` items every
+/// other chunk; both sides sleep when the ring is full or empty.
+fn run_chunks(capacity: usize, items: u64, max: usize, partial: usize, fill: Fill, take: Take) {
+    loom::model(move || {
+        let ring = ModelRing::new(capacity);
+        let (mut w, mut r) = ring.ends();
+        let data = Sem::new();
+        let space = Sem::new();
+        w.set_notify(Some(data.clone()));
+        r.set_notify(Some(space.clone()));
+        let producer =
+            loom::thread::spawn(move || produce(&mut w, &space, items, max, partial, fill));
+        consume(&mut r, &data, items, max, partial, take);
+        producer.join().unwrap();
+    });
+}
+
+/// Ring of two: one item committed out of a chunk of two (the other slot
+/// poisoned), then a chunk of two from the last slot, which wraps; the same
+/// for releases. `write`/`read` at offsets 0 and 1 and whole.
+#[test]
+fn chunks_write_read_partial_and_wrapping_capacity_2() {
+    run_chunks(2, 3, 2, 1, Fill::Write, Take::Read);
+}
+
+/// As above with `set`/`get`, one slot at a time.
+#[test]
+fn chunks_set_get_partial_and_wrapping_capacity_2() {
+    run_chunks(2, 3, 2, 1, Fill::Set, Take::Get);
+}
+
+/// As above with `fill_from_iter`/`iter`.
+#[test]
+fn chunks_fill_iter_partial_and_wrapping_capacity_2() {
+    run_chunks(2, 3, 2, 1, Fill::Iter, Take::Iter);
+}
+
+/// Ring of four, chunks of up to three: two items committed out of three (one
+/// poisoned slot, rewritten by the next chunk), then a chunk of three from
+/// slot 2, which wraps; `write(1, ..)` and `read(1, ..)` then cross the end.
+#[test]
+fn chunks_write_read_partial_and_wrapping_capacity_4() {
+    run_chunks(4, 5, 3, 2, Fill::Write, Take::Read);
+}
+
+/// As above with `fill_from_iter`/`iter`.
+#[test]
+fn chunks_fill_iter_partial_and_wrapping_capacity_4() {
+    run_chunks(4, 5, 3, 2, Fill::Iter, Take::Iter);
+}
+
+// ---------------------------------------------------------------------------
+// Arena: leases and holder counts.
+// ---------------------------------------------------------------------------
+
+mod arena {
+    use std::sync::Arc;
+
+    use loom::cell::UnsafeCell;
+    use shmring::frames::{Arena, FrameConfig};
+
+    /// Slot state bit of a lease (the rest of the word counts holders).
+    const LEASED: u32 = 1 << 31;
+
+    /// An arena whose slots stand for their bytes with loom-tracked cells: a
+    /// lease holder writes its slot's cell, a consumer reads it.
+    fn arena(slots: u32) -> (Arena, Arc<Vec<UnsafeCell<u64>>>) {
+        let arena = Arena::new(&FrameConfig::new(slots, 64)).unwrap();
+        let bytes = (0..slots).map(|_| UnsafeCell::new(0)).collect();
+        (arena, Arc::new(bytes))
+    }
+
+    /// Fan-out: a frame in the only frame slot is sent to consumers A and B.
+    /// A's return races B's send; then the lease holder drops its lease on
+    /// another thread and at once tries to lease again (a buffer pool
+    /// recycling), racing A's and B's returns. Whatever the interleaving, the
+    /// slot is leased again only when neither consumer holds it (the rewrite
+    /// is ordered after both consumers' reads), the count never underflows
+    /// (each return finds a holder), and at the end nothing leaks: no holder,
+    /// no lease bit, and the slot can be leased again.
+    #[test]
+    fn fan_out_returns_race_a_re_lease() {
+        loom::model(|| {
+            let (arena, bytes) = arena(2);
+            let lease = arena
+                .try_lease()
+                .expect("a new arena has a free frame slot");
+            let idx = lease.index();
+            assert_eq!(idx, 0, "one frame slot");
+            // SAFETY: the lease makes this thread the slot's only writer
+            // (loom checks it).
+            bytes[0].with_mut(|p| unsafe { *p = 1 });
+
+            let consumer = |arena: Arena, bytes: Arc<Vec<UnsafeCell<u64>>>| {
+                move || {
+                    // SAFETY: the slot is in flight to this consumer: nobody
+                    // writes it until it is returned (loom checks it).
+                    let frame = bytes[0].with(|p| unsafe { *p });
+                    assert_eq!(frame, 1, "the frame that was sent");
+                    let before = arena.holders(0);
+                    assert!(before >= 1, "returning a slot nobody holds");
+                    arena.model_mark_returned(0);
+                }
+            };
+
+            arena.model_mark_sent(idx).expect("sent to A while leased");
+            let a = loom::thread::spawn(consumer(arena.clone(), bytes.clone()));
+            arena.model_mark_sent(idx).expect("sent to B while leased");
+            let b = loom::thread::spawn(consumer(arena.clone(), bytes.clone()));
+
+            let (arena2, bytes2) = (arena.clone(), bytes.clone());
+            let pool = loom::thread::spawn(move || {
+                drop(lease);
+                if let Some(again) = arena2.try_lease() {
+                    assert_eq!(again.index(), 0);
+                    assert_eq!(arena2.holders(0), 0, "leased while a consumer holds it");
+                    // SAFETY: as above; loom fails the model if this write is
+                    // not ordered after A's and B's reads.
+                    bytes2[0].with_mut(|p| unsafe { *p = 2 });
+                }
+            });
+
+            a.join().unwrap();
+            b.join().unwrap();
+            pool.join().unwrap();
+            assert_eq!(arena.model_state(0), 0, "holder count or lease bit leaked");
+            assert_eq!(arena.in_flight(), 0);
+            let last = arena.try_lease().expect("the slot is free at the end");
+            assert_eq!(last.index(), 0);
+        });
+    }
+
+    /// Two threads lease at once from two frame slots while a consumer returns
+    /// the one it holds: no slot is ever leased twice (each lease holder's
+    /// write races nothing), a lease never goes to a held slot, and every slot
+    /// is free at the end.
+    #[test]
+    fn concurrent_leases_are_exclusive() {
+        loom::model(|| {
+            let (arena, bytes) = arena(3);
+            // Slot 0 in flight to a consumer, its lease dropped.
+            let first = arena.try_lease().expect("free slot");
+            assert_eq!(first.index(), 0);
+            arena.model_mark_sent(0).expect("leased");
+            drop(first);
+            assert_eq!(arena.model_state(0), 1);
+
+            let leaser = |arena: Arena, bytes: Arc<Vec<UnsafeCell<u64>>>, tag: u64| {
+                move || {
+                    if let Some(lease) = arena.try_lease() {
+                        let i = lease.index() as usize;
+                        assert_eq!(arena.holders(i as u32), 0, "leased while held");
+                        // SAFETY: the lease makes this thread the slot's only
+                        // writer (loom checks it).
+                        bytes[i].with_mut(|p| unsafe { *p = tag });
+                        // SAFETY: as above.
+                        assert_eq!(bytes[i].with(|p| unsafe { *p }), tag);
+                        assert_eq!(arena.model_state(i as u32) & LEASED, LEASED);
+                    }
+                }
+            };
+            let x = loom::thread::spawn(leaser(arena.clone(), bytes.clone(), 10));
+            let y = loom::thread::spawn(leaser(arena.clone(), bytes.clone(), 20));
+            arena.model_mark_returned(0);
+            x.join().unwrap();
+            y.join().unwrap();
+            for i in 0..2 {
+                assert_eq!(arena.model_state(i), 0, "slot {i} leaked");
+            }
+        });
+    }
 }
