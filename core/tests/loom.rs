@@ -17,10 +17,35 @@
 //!
 //! Run with: `make loom`, i.e. `LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom"
 //! CARGO_TARGET_DIR=target/loom cargo test -p shmring --test loom --release`
-//! (unbounded preemptions take tens of minutes). Checked that each model fails
-//! for its reason, with one bug planted at a time in a scratch copy:
-//! - without the SeqCst fence in `Writer::publish`, every wake-up case fails
-//!   with a loom deadlock (a lost wake-up);
+//! (3-8 s of models on 2 busy cores, 45 s with a clean release build;
+//! unbounded preemptions take tens of minutes). Checked that each model fails for its reason, with
+//! one bug planted at a time in a scratch copy:
+//! - without the SeqCst fence in `Writer::publish`, every ring model (wake-up
+//!   and chunk) fails with a loom deadlock (a lost wake-up);
+//! - `Relaxed` for `Release` on the write index in `Writer::publish`: every
+//!   ring model fails with a causality violation on a slot (without the slot
+//!   shadows, all of them passed); the same on the read index in
+//!   `Reader::retire`: the models where the producer reuses a slot fail so;
+//! - `ReadChunk::release` freeing the whole chunk instead of `k`, or
+//!   `WriteChunk::commit` publishing it all (the poisoned slots): every chunk
+//!   model fails on the items it checks;
+//! - `Shared::runs` restarting the wrapped part at slot 1 instead of 0: the
+//!   chunk models with multi-slot copies fail (`set`/`get` copy one slot at a
+//!   time and do not wrap a run); `write` or `read` ignoring the offset: the
+//!   `write`/`read` and `set`/`get` models fail;
+//! - arena: `Relaxed` in `mark_returned` fails the fan-out model (the re-lease
+//!   writes while a consumer reads); `Relaxed` for `Acquire` in `try_lease`
+//!   fails both arena models; `Relaxed` in the `SlotLease` drop fails the
+//!   concurrent-leases model (a re-lease on another thread races the old
+//!   holder's write); the lease drop or `mark_returned` as a load then a
+//!   store (a lost update) leaks the lease bit or a holder in the fan-out
+//!   model; `try_lease` as a load then a store gives one slot to two leasers.
+//!   The old two-step `mark_sent` (check the lease bit, then add a holder)
+//!   passes: while the caller's lease lives, as `send_frame` requires, no
+//!   other thread can drop and retake it between the two steps; with a lease
+//!   dropped and retaken during the send, the one-step `mark_sent` counts the
+//!   holder on the new lease and fails just the same (tried in the scratch
+//!   copy).
 #![cfg(loom)]
 
 use std::sync::Arc;
@@ -184,7 +209,6 @@ fn produce(
         let mut chunk = w.write_chunk(max).unwrap();
         let n = chunk.len();
         if n == 0 {
-            drop(chunk);
             if w.prepare_sleep().unwrap() {
                 space.wait();
             }
@@ -233,7 +257,6 @@ fn consume(
         let chunk = r.read_chunk(max).unwrap();
         let n = chunk.len();
         if n == 0 {
-            drop(chunk);
             if r.prepare_sleep().unwrap() {
                 data.wait();
             }
@@ -329,15 +352,26 @@ mod arena {
     use loom::cell::UnsafeCell;
     use shmring::frames::{Arena, FrameConfig};
 
-    /// Slot state bit of a lease (the rest of the word counts holders).
-    const LEASED: u32 = 1 << 31;
+    /// One loom-tracked cell per slot, standing for the slot's bytes: a lease
+    /// holder writes its slot's cell, a consumer reads it.
+    struct Bytes(Vec<UnsafeCell<u64>>);
 
-    /// An arena whose slots stand for their bytes with loom-tracked cells: a
-    /// lease holder writes its slot's cell, a consumer reads it.
-    fn arena(slots: u32) -> (Arena, Arc<Vec<UnsafeCell<u64>>>) {
+    // SAFETY: every access goes through loom's `with`/`with_mut`, which fail
+    // the model on any access from two threads not ordered by happens-before.
+    unsafe impl Sync for Bytes {}
+
+    impl std::ops::Deref for Bytes {
+        type Target = [UnsafeCell<u64>];
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+
+    /// An arena of `slots` slots and the cells standing for their bytes.
+    fn arena(slots: u32) -> (Arena, Arc<Bytes>) {
         let arena = Arena::new(&FrameConfig::new(slots, 64)).unwrap();
         let bytes = (0..slots).map(|_| UnsafeCell::new(0)).collect();
-        (arena, Arc::new(bytes))
+        (arena, Arc::new(Bytes(bytes)))
     }
 
     /// Fan-out: a frame in the only frame slot is sent to consumers A and B.
@@ -361,7 +395,7 @@ mod arena {
             // (loom checks it).
             bytes[0].with_mut(|p| unsafe { *p = 1 });
 
-            let consumer = |arena: Arena, bytes: Arc<Vec<UnsafeCell<u64>>>| {
+            let consumer = |arena: Arena, bytes: Arc<Bytes>| {
                 move || {
                     // SAFETY: the slot is in flight to this consumer: nobody
                     // writes it until it is returned (loom checks it).
@@ -383,10 +417,12 @@ mod arena {
                 drop(lease);
                 if let Some(again) = arena2.try_lease() {
                     assert_eq!(again.index(), 0);
-                    assert_eq!(arena2.holders(0), 0, "leased while a consumer holds it");
                     // SAFETY: as above; loom fails the model if this write is
-                    // not ordered after A's and B's reads.
+                    // not ordered after A's and B's reads. (Before any other
+                    // load of the state: an `Acquire` load here would order
+                    // it even if `try_lease` did not.)
                     bytes2[0].with_mut(|p| unsafe { *p = 2 });
+                    assert_eq!(arena2.holders(0), 0, "leased while a consumer holds it");
                 }
             });
 
@@ -401,9 +437,11 @@ mod arena {
     }
 
     /// Two threads lease at once from two frame slots while a consumer returns
-    /// the one it holds: no slot is ever leased twice (each lease holder's
-    /// write races nothing), a lease never goes to a held slot, and every slot
-    /// is free at the end.
+    /// the one it holds, each twice in a row (lease, write, drop): no slot is
+    /// ever leased twice at once, a lease never goes to a held slot, a slot
+    /// leased again after another thread dropped it is written only after
+    /// that thread's write (the drop releases, the lease acquires), and every
+    /// slot is free at the end.
     #[test]
     fn concurrent_leases_are_exclusive() {
         loom::model(|| {
@@ -415,17 +453,21 @@ mod arena {
             drop(first);
             assert_eq!(arena.model_state(0), 1);
 
-            let leaser = |arena: Arena, bytes: Arc<Vec<UnsafeCell<u64>>>, tag: u64| {
+            let leaser = |arena: Arena, bytes: Arc<Bytes>, tag: u64| {
                 move || {
-                    if let Some(lease) = arena.try_lease() {
+                    for round in 0..2 {
+                        let Some(lease) = arena.try_lease() else {
+                            continue;
+                        };
                         let i = lease.index() as usize;
-                        assert_eq!(arena.holders(i as u32), 0, "leased while held");
                         // SAFETY: the lease makes this thread the slot's only
-                        // writer (loom checks it).
-                        bytes[i].with_mut(|p| unsafe { *p = tag });
+                        // writer (loom checks it; written before any other
+                        // load of the state, which could order it).
+                        bytes[i].with_mut(|p| unsafe { *p = tag + round });
                         // SAFETY: as above.
-                        assert_eq!(bytes[i].with(|p| unsafe { *p }), tag);
-                        assert_eq!(arena.model_state(i as u32) & LEASED, LEASED);
+                        assert_eq!(bytes[i].with(|p| unsafe { *p }), tag + round);
+                        assert_eq!(arena.holders(i as u32), 0, "leased while held");
+                        drop(lease);
                     }
                 }
             };
