@@ -1608,7 +1608,7 @@ impl<T: Pod> ExactSizeIterator for ReadChunkIter<'_, T> {}
 ///
 /// Loom sees atomics, not plain memory: a slot copied before its index was
 /// published (a `Relaxed` where `Release` belongs) would still hold the right
-/// value in the model, as every thread runs on one core. So each slot of a
+/// value in the model, which runs its threads one at a time. So each slot of a
 /// [`ModelRing`] has a shadow `loom::cell::UnsafeCell`, and every copy the
 /// ring makes into or out of the slots (`load_items`, `store_items`: all the
 /// copying methods, single items and chunks) is announced to it first. Loom

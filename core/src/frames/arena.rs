@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::sync::{AtomicU32, Ordering};
-
 use crate::segment::{page_size, Access, Mapping, Segment};
+use crate::sync::{AtomicU32, Ordering};
 use crate::{Error, Result};
 
 /// Most slots an arena may have.
