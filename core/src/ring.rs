@@ -854,6 +854,8 @@ impl<T> Unit<T> {
 #[inline(always)]
 unsafe fn load_items<T: Pod>(src: *const T, dst: *mut T, n: usize) {
     let bytes = n * size_of::<T>();
+    #[cfg(loom)]
+    model::touch(src.cast(), bytes, false);
     let (s, d) = (src.cast::<u8>(), dst.cast::<u8>());
     // SAFETY: forwarded from the caller; `Unit::<T>::BYTES` divides the size and
     // alignment of `T`, so `s` is aligned for the unit and `bytes` a multiple of it.
@@ -876,6 +878,8 @@ unsafe fn load_items<T: Pod>(src: *const T, dst: *mut T, n: usize) {
 #[inline(always)]
 unsafe fn store_items<T: Pod>(dst: *mut T, src: *const T, n: usize) {
     let bytes = n * size_of::<T>();
+    #[cfg(loom)]
+    model::touch(dst.cast(), bytes, true);
     let (d, s) = (dst.cast::<u8>(), src.cast::<u8>());
     // SAFETY: as in `load_items`.
     unsafe {
@@ -1600,16 +1604,63 @@ impl<T: Pod> Iterator for ReadChunkIter<'_, T> {
 impl<T: Pod> ExactSizeIterator for ReadChunkIter<'_, T> {}
 
 /// Building blocks for the loom model (`--cfg loom`): a ring whose index lines
-/// are loom atomics owned by the model.
+/// are loom atomics owned by the model, and whose slots loom watches.
+///
+/// Loom sees atomics, not plain memory: a slot copied before its index was
+/// published (a `Relaxed` where `Release` belongs) would still hold the right
+/// value in the model, which runs its threads one at a time. So each slot of a
+/// [`ModelRing`] has a shadow `loom::cell::UnsafeCell`, and every copy the
+/// ring makes into or out of the slots (`load_items`, `store_items`: all the
+/// copying methods, single items and chunks) is announced to it first. Loom
+/// then fails the model if a write to a slot and a read or write of it by
+/// the other thread are not ordered by the ring's own atomics.
 #[cfg(loom)]
 pub mod model {
     use super::*;
+    use std::sync::Weak;
 
     /// Lines and slots of a ring allocated on the heap for the model.
     pub struct ModelRing {
         prod: Box<ProducerLine>,
         cons: Box<ConsumerLine>,
         slots: Box<[std::cell::UnsafeCell<u64>]>,
+        /// One loom-tracked cell per slot (see the module docs).
+        shadow: Box<[loom::cell::UnsafeCell<()>]>,
+    }
+
+    /// Live model rings, found by the address of their slots. A `std` mutex
+    /// on purpose: it orders nothing in loom's eyes, so it cannot hide a
+    /// missing `Release`/`Acquire` in the ring.
+    static RINGS: Mutex<Vec<Weak<ModelRing>>> = Mutex::new(Vec::new());
+
+    /// Tells loom that `bytes` bytes at `addr` are about to be read or
+    /// written, if they lie in the slots of a live model ring (the ring only
+    /// copies into or out of its slots).
+    pub(super) fn touch(addr: *const u8, bytes: usize, write: bool) {
+        if bytes == 0 {
+            return;
+        }
+        let addr = addr as usize;
+        let ring = {
+            let rings = RINGS.lock().unwrap_or_else(|e| e.into_inner());
+            rings.iter().filter_map(Weak::upgrade).find(|r| {
+                let base = r.slots.as_ptr() as usize;
+                addr >= base && addr < base + r.slots.len() * size_of::<u64>()
+            })
+        };
+        let Some(ring) = ring else {
+            return;
+        };
+        let base = ring.slots.as_ptr() as usize;
+        let first = (addr - base) / size_of::<u64>();
+        let last = (addr + bytes - 1 - base) / size_of::<u64>();
+        for cell in &ring.shadow[first..=last] {
+            if write {
+                cell.with_mut(|_| ());
+            } else {
+                cell.with(|_| ());
+            }
+        }
     }
 
     // SAFETY: only atomics and slots accessed through the SPSC protocol.
@@ -1620,7 +1671,7 @@ pub mod model {
     impl ModelRing {
         /// A ring of `capacity` (a power of two) u64 slots.
         pub fn new(capacity: usize) -> Arc<Self> {
-            Arc::new(ModelRing {
+            let ring = Arc::new(ModelRing {
                 prod: Box::new(ProducerLine {
                     write: AtomicU64::new(0),
                     consumer_sleep: AtomicU64::new(0),
@@ -1632,7 +1683,14 @@ pub mod model {
                 slots: (0..capacity)
                     .map(|_| std::cell::UnsafeCell::new(0))
                     .collect(),
-            })
+                shadow: (0..capacity)
+                    .map(|_| loom::cell::UnsafeCell::new(()))
+                    .collect(),
+            });
+            let mut rings = RINGS.lock().unwrap_or_else(|e| e.into_inner());
+            rings.retain(|r| r.strong_count() > 0);
+            rings.push(Arc::downgrade(&ring));
+            ring
         }
 
         fn shared(self: &Arc<Self>) -> Shared<u64> {

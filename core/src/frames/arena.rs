@@ -1,10 +1,10 @@
 //! The slot arena: one sealed memfd split into equal slots, written only by
 //! the producer, and the producer's private record of who holds each slot.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::segment::{page_size, Access, Mapping, Segment};
+use crate::sync::{AtomicU32, Ordering};
 use crate::{Error, Result};
 
 /// Most slots an arena may have.
@@ -246,6 +246,28 @@ impl Arena {
             .map
             .as_ptr()
             .wrapping_add(idx as usize * self.slot_size())
+    }
+}
+
+/// Entry points for the loom model (`core/tests/loom.rs`, `--cfg loom`): what
+/// a [`FrameSender`](super::FrameSender) calls when it sends a slot to its
+/// consumer and when the consumer gives it back, and the raw slot state.
+#[cfg(loom)]
+#[doc(hidden)]
+impl Arena {
+    /// [`mark_sent`](Self::mark_sent).
+    pub fn model_mark_sent(&self, idx: u32) -> Result<()> {
+        self.mark_sent(idx)
+    }
+
+    /// [`mark_returned`](Self::mark_returned).
+    pub fn model_mark_returned(&self, idx: u32) {
+        self.mark_returned(idx)
+    }
+
+    /// The state word of slot `idx`: the lease bit (1 << 31) | holder count.
+    pub fn model_state(&self, idx: u32) -> u32 {
+        self.state(idx).load(Ordering::Acquire)
     }
 }
 
