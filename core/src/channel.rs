@@ -424,13 +424,7 @@ struct Link {
     /// A wake-up is left in `wait` to be drained before the next sleep.
     drain_pending: bool,
     gone: bool,
-    /// When a full (empty) ring last made us ask the kernel about the link,
-    /// see [`Link::stalled`].
-    last_look: Option<Instant>,
 }
-
-/// Least time between two liveness checks of [`Link::stalled`].
-const STALLED_LOOK_EVERY: Duration = Duration::from_millis(1);
 
 /// Whether spinning before a sleep pays off: an average of how often a spin
 /// ended with the ring ready (not with the window spent). Waits that are
@@ -676,29 +670,16 @@ impl Link {
     }
 
     /// A non-blocking call found the ring full (empty): `would_block` unless
-    /// the peer is known to be gone, then [`Error::Disconnected`]. Known
-    /// without a system call when a wake-up to it failed or an earlier check
-    /// saw it go; otherwise one `poll` of the link, at most every
-    /// [`STALLED_LOOK_EVERY`] (a clock read in between).
+    /// the peer is known to be gone, then [`Error::Disconnected`]. Known,
+    /// without a system call, once a wake-up to it failed (its end of a
+    /// socket signal is closed) or a liveness check or a wait saw it go.
     #[cold]
     fn stalled(&mut self, would_block: Error) -> Error {
         if self.gone || self.notify.peer_gone() {
             self.gone = true;
             return Error::Disconnected;
         }
-        let now = Instant::now();
-        if self
-            .last_look
-            .is_some_and(|t| now.saturating_duration_since(t) < STALLED_LOOK_EVERY)
-        {
-            return would_block;
-        }
-        self.last_look = Some(now);
-        if self.peer_alive() {
-            would_block
-        } else {
-            Error::Disconnected
-        }
+        would_block
     }
 
     /// Why the peer is gone, if it is (see [`Producer::check_peer`]).
@@ -780,7 +761,6 @@ impl<T: Pod> Producer<T> {
                 odds: SpinOdds::new(),
                 drain_pending: false,
                 gone: false,
-                last_look: None,
             },
         }
     }
@@ -796,11 +776,18 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Appends one item without blocking: [`Error::Full`] if there is no
-    /// room, [`Error::Disconnected`] instead once the consumer is gone.
-    /// No system call unless the consumer sleeps (then one `write`); a full
-    /// ring asks the kernel whether the consumer is still there at most
-    /// once a millisecond (one `poll`), and knows without asking when a
-    /// wake-up to it failed.
+    /// room, [`Error::Disconnected`] instead once the consumer is known to
+    /// be gone. No system call unless the consumer sleeps (then one
+    /// `write`), whatever the outcome.
+    ///
+    /// Known to be gone: a wake-up to it failed (a consumer that died or
+    /// left while waiting for items: the default
+    /// [`SignalKind::Socket`] signal reports its closed end), or
+    /// [`is_peer_alive`](Self::is_peer_alive) /
+    /// [`check_peer`](Self::check_peer) / a blocking call saw it go. A
+    /// consumer that died while busy leaves nothing this call can see
+    /// without a system call: a producer that keeps getting `Full` calls
+    /// [`is_peer_alive`](Self::is_peer_alive) (one `poll`) now and then.
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<()> {
         match self.ring.push(value) {
@@ -910,7 +897,6 @@ impl<T: Pod> Consumer<T> {
                 odds: SpinOdds::new(),
                 drain_pending: false,
                 gone: false,
-                last_look: None,
             },
         }
     }
@@ -926,10 +912,11 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Removes the oldest item without blocking: [`Error::Empty`] if none,
-    /// [`Error::Disconnected`] instead once the producer is gone and every
-    /// item it committed was popped. No system call unless the producer
-    /// sleeps (then one `write`); an empty ring asks the kernel whether the
-    /// producer is still there at most once a millisecond (one `poll`).
+    /// [`Error::Disconnected`] instead once the producer is known to be gone
+    /// (as for [`Producer::try_push`]: a failed wake-up of a producer
+    /// waiting for room, or a liveness check or wait that saw it go) and
+    /// every item it committed was popped. No system call unless the
+    /// producer sleeps (then one `write`), whatever the outcome.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T> {
         match self.ring.pop() {

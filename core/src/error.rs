@@ -25,8 +25,8 @@ pub enum Error {
     /// own before closing (a frame stream's EOS). Items the peer committed
     /// before going away are still delivered before this is returned.
     /// [`Producer::try_push`](crate::Producer::try_push) and
-    /// [`Consumer::try_pop`](crate::Consumer::try_pop) return it once the
-    /// ring is full (empty) and the peer is known to be gone.
+    /// [`Consumer::try_pop`](crate::Consumer::try_pop) return it instead of
+    /// `Full` (`Empty`) once the peer is known to be gone (see there).
     #[error("peer disconnected")]
     Disconnected,
     /// A value read from shared memory broke the ring's invariants (for example

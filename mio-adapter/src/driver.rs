@@ -9,7 +9,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use shmring::handshake::PeerCred;
 use shmring::{Config, Consumer, Pod};
 
-use crate::{Error, MioConsumer, MioListener, Readiness, Result};
+use crate::{Error, MioConsumer, MioListener, Readiness, Result, WakeStats};
 
 /// Tokens from this one up belong to a [`ConsumerDriver`]; the ones below are
 /// free for sources of your own (see [`ConsumerDriver::registry`]).
@@ -41,6 +41,8 @@ pub enum DriverEvent<'a, T> {
     Closed {
         /// Which consumer.
         token: Token,
+        /// Its wake-up counters.
+        stats: WakeStats,
     },
     /// The consumer of `token` failed (a corrupted ring, a registry
     /// failure): it was deregistered and dropped.
@@ -222,10 +224,7 @@ impl<T: Pod> ConsumerDriver<T> {
     /// When the loop next has something to do on its own (a consumer with
     /// items left over: now; a throttled one; a handshake deadline).
     fn next_due(&self) -> Option<Instant> {
-        let mut at = self
-            .listener
-            .as_ref()
-            .and_then(|(l, _)| l.next_deadline());
+        let mut at = self.listener.as_ref().and_then(|(l, _)| l.next_deadline());
         for e in self.consumers.values() {
             let t = match e.state {
                 Readiness::Ready => Instant::now(),
@@ -335,8 +334,9 @@ impl<T: Pod> ConsumerDriver<T> {
         });
         match result {
             Ok(Readiness::Closed) => {
+                let stats = e.rx.wake_stats();
                 self.remove(token);
-                f(DriverEvent::Closed { token });
+                f(DriverEvent::Closed { token, stats });
             }
             Ok(state) => e.state = state,
             Err(error) => {

@@ -29,9 +29,10 @@ pub struct Syscalls {
     pub by_nr: Vec<(libc::c_long, u64)>,
     /// All calls.
     pub total: u64,
-    /// `write`s to an eventfd or a pipe (the wake-up writes).
+    /// `write`s to an eventfd or a pipe, and `send`s on a socket (the
+    /// socket signal's), the wake-up writes.
     pub wake_writes: u64,
-    /// `write`s to anything else.
+    /// `write`s (`send`s) to anything else.
     pub other_writes: u64,
 }
 
@@ -44,12 +45,12 @@ impl Syscalls {
             .map_or(0, |(_, c)| *c)
     }
 
-    /// Every call but `write`: `(nr, count)`.
+    /// Every call but `write` and `sendto` (`send`): `(nr, count)`.
     pub fn other(&self) -> Vec<(libc::c_long, u64)> {
         self.by_nr
             .iter()
             .copied()
-            .filter(|(n, _)| *n != libc::SYS_write)
+            .filter(|(n, _)| *n != libc::SYS_write && *n != libc::SYS_sendto)
             .collect()
     }
 }
@@ -254,7 +255,8 @@ fn record(rec: &Record, d: &libc::seccomp_data) {
         Some(c) => c.fetch_add(1, Ordering::SeqCst),
         None => rec.beyond.fetch_add(1, Ordering::SeqCst),
     };
-    if libc::c_long::from(d.nr) == libc::SYS_write {
+    let nr = libc::c_long::from(d.nr);
+    if nr == libc::SYS_write || nr == libc::SYS_sendto {
         if is_wake_fd(d.args[0] as i32) {
             rec.wake_writes.fetch_add(1, Ordering::SeqCst);
         } else {
@@ -263,8 +265,8 @@ fn record(rec: &Record, d: &libc::seccomp_data) {
     }
 }
 
-/// Whether `fd` (of this process: threads share the table) is an eventfd or
-/// a pipe. No allocation: the path and the link live on the stack.
+/// Whether `fd` (of this process: threads share the table) is an eventfd,
+/// a pipe or a socket (a socket signal's end). No allocation: the path and the link live on the stack.
 fn is_wake_fd(fd: i32) -> bool {
     let mut path = [0u8; 40];
     let prefix = b"/proc/self/fd/";
@@ -289,5 +291,5 @@ fn is_wake_fd(fd: i32) -> bool {
         return false;
     }
     let link = &link[..n as usize];
-    link == b"anon_inode:[eventfd]" || link.starts_with(b"pipe:")
+    link == b"anon_inode:[eventfd]" || link.starts_with(b"pipe:") || link.starts_with(b"socket:")
 }
