@@ -23,7 +23,7 @@ struct Triple {
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[bytemuck(crate = "shmring::bytemuck")]
-struct AVeryLongElementTypeNameThatGoesOnAndOn<T: Pod> {
+struct AVeryLongElementTypeNameThatGoesOnAndOn<T> {
     inner: T,
 }
 
