@@ -55,6 +55,10 @@ pub enum Error {
     /// producer dropping a consumer: too slow, protocol broken, ...).
     #[error("dropped by the peer: {0}")]
     Dropped(String),
+    /// The peer looked at what we offered and refused it, saying why (a
+    /// frame-stream consumer refusing an arena bigger than it accepts, say).
+    #[error("the peer refused what we offered: {0}")]
+    Rejected(String),
     /// Refused by policy: the listener turned this side away (its uid is
     /// not allowed, it serves as many peers as it wants, ...; the listener's
     /// reason follows), or, on a listener, a peer's credentials were refused.

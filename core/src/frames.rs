@@ -127,6 +127,14 @@ impl FrameConfig {
         self
     }
 
+    /// Settings for [`connect`]: the stream's shape (slots, slot size,
+    /// descriptor ring, blob budget) is the producer's, so only this side's
+    /// settings are left: signal kind, spin, handshake timeout, largest
+    /// arena.
+    pub fn consumer() -> Self {
+        FrameConfig::new(2, 64)
+    }
+
     /// Sets [`descriptors`](Self::descriptors).
     pub fn descriptors(mut self, n: usize) -> Self {
         self.descriptors = n;
@@ -213,8 +221,14 @@ struct FramesWelcome {
 
 /// Serves one consumer on an accepted connection (the listening side is the
 /// producer): creates the arena and both rings and sends their fds.
+///
+/// Returns once the consumer checked everything and took the stream (or
+/// [`Error::Rejected`] with its reason, [`Error::Timeout`] after
+/// [`FrameConfig::handshake_timeout`]).
 pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
-    serve_arena(conn, cfg, Arena::new(cfg)?)
+    let mut tx = serve_arena(conn, cfg, Arena::new(cfg)?)?;
+    tx.wait_ready(cfg.handshake_timeout)?;
+    Ok(tx)
 }
 
 /// Like [`serve`], with an arena that already exists (its geometry wins over
@@ -259,7 +273,14 @@ pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<
 
 /// Connects to a producer listening on `path` and validates everything it
 /// sends (both rings, the arena's seals and size, the geometry against
-/// [`FrameConfig::max_arena`]).
+/// [`FrameConfig::max_arena`]), then tells the producer it took the stream,
+/// or why not.
+///
+/// The stream's shape (slots, slot size, descriptor ring, blob budget) is
+/// the producer's choice: `cfg`'s `slots`, `slot_size`, `descriptors` and
+/// `blob_budget` are not used here ([`FrameConfig::consumer`] leaves them
+/// out); `signal` must match the producer's, `spin`, `handshake_timeout` and
+/// `max_arena` are this side's.
 pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceiver> {
     let deadline = Instant::now() + cfg.handshake_timeout;
     let (desc_fds, link) =
@@ -288,35 +309,46 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
             w.nfds
         )));
     }
-    let slot_size = usize::try_from(w.slot_size)
-        .map_err(|_| Error::Protocol(format!("slot size {}", w.slot_size)))?;
-    let g = Geometry::new(w.slots, slot_size, cfg.max_arena)
-        .map_err(|e| Error::Protocol(format!("arena geometry: {e}")))?;
-    if g.slot_size != slot_size {
-        return Err(Error::Protocol(format!(
-            "slot size {slot_size} is not a multiple of 64"
-        )));
-    }
-    let capacity = usize::try_from(w.return_capacity)
-        .ok()
-        .filter(|&c| c == return_capacity(g.slots))
-        .ok_or_else(|| {
-            Error::Protocol(format!(
-                "return ring of {} for {} slots",
-                w.return_capacity, g.slots
-            ))
-        })?;
-    let arena_fd = fds.remove(0);
     // The message socket comes last; check it is what it must be.
     let msgs = fds
         .pop()
         .ok_or_else(|| Error::Protocol("frames welcome without its message socket".into()))?;
     check_message_socket(&msgs)?;
-    let view = ArenaView::open(arena_fd, g)?;
-    let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)?;
-    let link2 = link.try_clone().map_err(|e| Error::io("dup link", e))?;
-    let desc = desc_fds.into_consumer::<Descriptor>(link, cfg.spin)?;
-    let returns = ret.into_producer::<u32>(link2, cfg.spin)?;
+    // From here on the producer hears why we refuse, if we do.
+    let refuse = |e: Error| {
+        messages::send_refuse(msgs.as_fd(), &e.to_string());
+        e
+    };
+    let slot_size = usize::try_from(w.slot_size)
+        .map_err(|_| refuse(Error::Protocol(format!("slot size {}", w.slot_size))))?;
+    let g = Geometry::new(w.slots, slot_size, cfg.max_arena)
+        .map_err(|e| refuse(Error::Protocol(format!("arena geometry: {e}"))))?;
+    if g.slot_size != slot_size {
+        return Err(refuse(Error::Protocol(format!(
+            "slot size {slot_size} is not a multiple of 64"
+        ))));
+    }
+    let capacity = usize::try_from(w.return_capacity)
+        .ok()
+        .filter(|&c| c == return_capacity(g.slots))
+        .ok_or_else(|| {
+            refuse(Error::Protocol(format!(
+                "return ring of {} for {} slots",
+                w.return_capacity, g.slots
+            )))
+        })?;
+    let arena_fd = fds.remove(0);
+    let view = ArenaView::open(arena_fd, g).map_err(refuse)?;
+    let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)
+        .map_err(refuse)?;
+    let link2 = link
+        .try_clone()
+        .map_err(|e| refuse(Error::io("dup link", e)))?;
+    let desc = desc_fds
+        .into_consumer::<Descriptor>(link, cfg.spin)
+        .map_err(refuse)?;
+    let returns = ret.into_producer::<u32>(link2, cfg.spin).map_err(refuse)?;
+    messages::send_ready(msgs.as_fd())?;
     Ok(FrameReceiver::new(view, desc, returns, msgs))
 }
 

@@ -249,3 +249,48 @@ fn blobs_up_to_256_mib_cross_to_another_process() {
         "{out}"
     );
 }
+
+#[test]
+fn serve_reports_why_the_consumer_refused_the_stream() {
+    let path = common::sock_path("refuse");
+    let listener = Listener::bind(&path, &Default::default()).expect("bind");
+    let p = path.clone();
+    // The consumer accepts arenas of 1 MiB at most; the producer offers 4.
+    let consumer = std::thread::spawn(move || {
+        frames::connect(&p, &FrameConfig::consumer().max_arena(1 << 20)).map(|_| ())
+    });
+    let conn = listener.accept(T).expect("accept");
+    let served = frames::serve(conn, &FrameConfig::new(4, 1 << 20));
+    match served {
+        Err(Error::Rejected(why)) => assert!(why.contains("limit"), "{why}"),
+        other => panic!("the producer did not learn why: {other:?}"),
+    }
+    assert!(consumer.join().expect("consumer").is_err());
+}
+
+#[test]
+fn serve_returns_once_the_consumer_took_the_stream() {
+    let path = common::sock_path("ready");
+    let listener = Listener::bind(&path, &Default::default()).expect("bind");
+    let p = path.clone();
+    let consumer = std::thread::spawn(move || {
+        let rx = frames::connect(&p, &FrameConfig::consumer()).expect("connect");
+        rx.upstream().send("early").expect("upstream");
+        rx
+    });
+    let conn = listener.accept(T).expect("accept");
+    let mut tx = frames::serve(conn, &FrameConfig::new(4, 4096)).expect("serve");
+    let rx = consumer.join().expect("consumer");
+    // An upstream message sent right after connecting is not lost to the
+    // wait for the consumer's verdict.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let got = loop {
+        match tx.try_recv_upstream().expect("upstream") {
+            Some(s) => break s,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            None => panic!("the upstream message was lost"),
+        }
+    };
+    assert_eq!(got, "early");
+    drop(rx);
+}

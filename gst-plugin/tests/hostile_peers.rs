@@ -23,8 +23,8 @@ use shmring::handshake::{self, Listener};
 use shmring::{Config, SignalKind};
 
 const ROLE: &str = "SHMRING_GST_HOSTILE_ROLE";
-const DESCRIPTOR_TYPE: &str = "shmring-frame-descriptor-v1";
-const RETURN_TYPE: &str = "shmring-frame-return-v1";
+const DESCRIPTOR_TYPE: &str = "shmring-frame-descriptor-v2";
+const RETURN_TYPE: &str = "shmring-frame-return-v2";
 
 // ---- The hostile side's tools: raw sockets, raw messages, raw memory. ----
 
@@ -83,7 +83,7 @@ fn raw_hello() -> Vec<u8> {
 
 /// A raw frame consumer's handshake: returns the link, the welcome's fds
 /// (descriptor ring, its data and space ends) and the frames welcome's
-/// (arena, return ring, its data and space ends).
+/// (arena, return ring, its data and space ends, message socket).
 fn raw_consumer(path: &Path) -> (OwnedFd, Vec<OwnedFd>, Vec<OwnedFd>) {
     let link = raw_connect(path);
     assert!(raw_send(&link, &raw_hello()) > 0);
@@ -95,7 +95,7 @@ fn raw_consumer(path: &Path) -> (OwnedFd, Vec<OwnedFd>, Vec<OwnedFd>) {
     let (_, frames) =
         handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
             .expect("frames welcome");
-    assert_eq!((welcome.len(), frames.len()), (3, 4));
+    assert_eq!((welcome.len(), frames.len()), (3, 5));
     (link, welcome, frames)
 }
 
@@ -534,12 +534,31 @@ fn hostile_sink_cannot_block_the_src() {
             .signal(SignalKind::Socket),
     )
     .expect("desc ring");
+    // Room for every slot and every blob (8 + 64), as the protocol wants.
     let ret = ChannelFds::create::<u32>(
-        &Config::new(8)
+        &Config::new(128)
             .type_name(RETURN_TYPE)
             .signal(SignalKind::Socket),
     )
     .expect("return ring");
+    // The message socket: we keep both ends (and abuse the src's below).
+    let msgs = {
+        // SAFETY: socketpair fills two fds we then own.
+        let mut fds = [0i32; 2];
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                    0,
+                    fds.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        // SAFETY: two fresh fds nothing else owns.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    };
     // The arena: a raw memfd, 8 slots of 4096 bytes, sealed as a consumer
     // requires.
     let (slots, slot_size) = (8u32, 4096u64);
@@ -580,20 +599,24 @@ fn hostile_sink_cannot_block_the_src() {
     // return capacity.
     let mut f = Vec::new();
     f.extend_from_slice(b"SHMRFRAM");
-    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&2u32.to_le_bytes());
     f.extend_from_slice(&3u32.to_le_bytes());
     f.extend_from_slice(&slots.to_le_bytes());
-    f.extend_from_slice(&4u32.to_le_bytes());
+    f.extend_from_slice(&5u32.to_le_bytes());
     f.extend_from_slice(&slot_size.to_le_bytes());
     f.extend_from_slice(&(ret.capacity as u64).to_le_bytes());
     let mut ffds = vec![arena.as_fd()];
     ffds.extend(ret.fds());
+    ffds.push(msgs.1.as_fd());
     handshake::send_with_fds(conn.fd(), &f, &ffds).expect("frames welcome");
     // We kept the src's ends (`desc.fds()`, `ret.fds()` are its ends and we
     // still hold them): abuse them.
     let d_ring = map_ring(&desc.segment);
     let r_ring = map_ring(&ret.segment);
     abuse_signal_fds(&[&desc.data[0], &desc.space[0], &ret.data[0], &ret.space[0]]);
+    // Its message socket too: clear O_NONBLOCK on its end (shared with us).
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(msgs.1.as_raw_fd(), libc::F_SETFL, 0) };
     // Steal from the ends the src waits on, in blocking reads.
     for fd in [&desc.data[0], &ret.space[0]] {
         let fd = fd.try_clone().expect("dup");

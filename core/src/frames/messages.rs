@@ -35,6 +35,10 @@ pub(crate) enum MsgKind {
     Bye = 2,
     /// An upstream event from the consumer: the string follows.
     Upstream = 3,
+    /// The consumer took the stream (every check passed).
+    Ready = 4,
+    /// The consumer refused the stream: the reason follows.
+    Refuse = 5,
 }
 
 #[repr(C)]
@@ -54,6 +58,8 @@ pub(crate) enum Message {
     Blob { id: u32, size: usize, fd: OwnedFd },
     Bye(String),
     Upstream(String),
+    Ready,
+    Refuse(String),
 }
 
 /// A socketpair: (producer's end, consumer's end).
@@ -117,9 +123,44 @@ pub(crate) fn send_bye(sock: BorrowedFd<'_>, reason: &str) -> Result<()> {
     send(sock, MsgKind::Bye, 0, 0, &reason[..end], &[])
 }
 
+/// Tells the producer the consumer took the stream.
+pub(crate) fn send_ready(sock: BorrowedFd<'_>) -> Result<()> {
+    send(sock, MsgKind::Ready, 0, 0, "", &[])
+}
+
+/// Tells the producer why the consumer refused the stream (best effort).
+pub(crate) fn send_refuse(sock: BorrowedFd<'_>, reason: &str) {
+    let mut end = reason.len().min(MAX_MESSAGE);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let _ = send(sock, MsgKind::Refuse, 0, 0, &reason[..end], &[]);
+}
+
 /// Sends an upstream event string.
 pub(crate) fn send_upstream(sock: BorrowedFd<'_>, s: &str) -> Result<()> {
     send(sock, MsgKind::Upstream, 0, 0, s, &[])
+}
+
+/// The next message, waiting until `deadline` ([`Error::Timeout`]).
+pub(crate) fn recv_until(sock: BorrowedFd<'_>, deadline: Instant) -> Result<Message> {
+    loop {
+        if let Some(m) = try_recv(sock)? {
+            return Ok(m);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout);
+        }
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one live pollfd; poll writes only its revents.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
 }
 
 /// The next message if one is queued (`Ok(None)`: none). The socket's peer
@@ -157,6 +198,11 @@ pub(crate) fn try_recv(sock: BorrowedFd<'_>) -> Result<Option<Message>> {
         }
         k if k == MsgKind::Bye as u32 => Ok(Some(Message::Bye(text()?))),
         k if k == MsgKind::Upstream as u32 => Ok(Some(Message::Upstream(text()?))),
+        k if k == MsgKind::Ready as u32 => {
+            text()?;
+            Ok(Some(Message::Ready))
+        }
+        k if k == MsgKind::Refuse as u32 => Ok(Some(Message::Refuse(text()?))),
         k => Err(Error::Protocol(format!("message kind {k}"))),
     }
 }

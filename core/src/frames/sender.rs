@@ -60,6 +60,8 @@ pub struct FrameSender {
     /// Most blob bytes this consumer may hold at once.
     blob_budget: usize,
     next_blob: u32,
+    /// Upstream messages read while waiting for the consumer's verdict.
+    early_upstream: Vec<String>,
 }
 
 impl FrameSender {
@@ -85,6 +87,7 @@ impl FrameSender {
             blob_bytes: 0,
             blob_budget,
             next_blob: 0,
+            early_upstream: Vec::new(),
         }
     }
 
@@ -356,16 +359,33 @@ impl FrameSender {
     /// message socket is [`Error::Protocol`]; the consumer having closed it
     /// is [`Error::Disconnected`].
     pub fn try_recv_upstream(&mut self) -> Result<Option<String>> {
-        match messages::try_recv(self.msgs.as_fd())? {
-            None => Ok(None),
-            Some(Message::Upstream(s)) => Ok(Some(s)),
-            Some(other) => Err(Error::Protocol(format!(
-                "consumer sent {} on the message socket",
-                match other {
-                    Message::Blob { .. } => "a blob",
-                    _ => "a goodbye",
+        if !self.early_upstream.is_empty() {
+            return Ok(Some(self.early_upstream.remove(0)));
+        }
+        upstream_message(self.msgs.as_fd())
+    }
+
+    /// Waits up to `timeout` for the consumer's verdict on the stream it was
+    /// served: `Ok` once it checked everything and took it,
+    /// [`Error::Rejected`] with its reason when it refused (an arena bigger
+    /// than it accepts, say), [`Error::Disconnected`] when it hung up
+    /// without a word. [`serve`](super::serve) does this; a producer that
+    /// serves with [`serve_arena`](super::serve_arena) may call it, or learn
+    /// the same later from its next wait.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = Vec::new();
+        loop {
+            match messages::recv_until(self.msgs.as_fd(), deadline)? {
+                Message::Ready => {
+                    // Upstream messages that came before it stay for later.
+                    self.early_upstream.append(&mut buf);
+                    return Ok(());
                 }
-            ))),
+                Message::Refuse(why) => return Err(Error::Rejected(why)),
+                Message::Upstream(s) => buf.push(s),
+                _ => return Err(Error::Protocol("consumer sent a producer's message".into())),
+            }
         }
     }
 
@@ -699,16 +719,25 @@ pub struct UpstreamReceiver {
 
 impl UpstreamReceiver {
     /// The next upstream message, if one is queued. [`Error::Disconnected`]
-    /// once the consumer closed its end; anything but an upstream message
-    /// is [`Error::Protocol`].
+    /// once the consumer closed its end, [`Error::Rejected`] if it refused
+    /// the stream; anything but an upstream message (or the consumer's
+    /// "ready") is [`Error::Protocol`].
     pub fn try_recv(&self) -> Result<Option<String>> {
-        match messages::try_recv(self.sock.as_fd())? {
+        upstream_message(self.sock.as_fd())
+    }
+}
+
+/// The next upstream message on a producer's message socket, skipping the
+/// consumer's "ready".
+fn upstream_message(sock: BorrowedFd<'_>) -> Result<Option<String>> {
+    loop {
+        return match messages::try_recv(sock)? {
             None => Ok(None),
             Some(Message::Upstream(s)) => Ok(Some(s)),
-            Some(_) => Err(Error::Protocol(
-                "consumer sent something else than an upstream message".into(),
-            )),
-        }
+            Some(Message::Ready) => continue,
+            Some(Message::Refuse(why)) => Err(Error::Rejected(why)),
+            Some(_) => Err(Error::Protocol("consumer sent a producer's message".into())),
+        };
     }
 }
 

@@ -29,10 +29,10 @@ pub struct Syscalls {
     pub by_nr: Vec<(libc::c_long, u64)>,
     /// All calls.
     pub total: u64,
-    /// `write`s to an eventfd or a pipe, and `send`s on a socket (the
-    /// socket signal's), the wake-up writes.
+    /// Wake-up writes: `write`s to an eventfd or a pipe, and `sendto`s
+    /// (what `send` is) on a socket (the default socket signal).
     pub wake_writes: u64,
-    /// `write`s (`send`s) to anything else.
+    /// `write`s and `sendto`s to anything else.
     pub other_writes: u64,
 }
 
@@ -45,7 +45,7 @@ impl Syscalls {
             .map_or(0, |(_, c)| *c)
     }
 
-    /// Every call but `write` and `sendto` (`send`): `(nr, count)`.
+    /// Every call but the writes (`write`, `sendto`): `(nr, count)`.
     pub fn other(&self) -> Vec<(libc::c_long, u64)> {
         self.by_nr
             .iter()
@@ -257,7 +257,7 @@ fn record(rec: &Record, d: &libc::seccomp_data) {
     };
     let nr = libc::c_long::from(d.nr);
     if nr == libc::SYS_write || nr == libc::SYS_sendto {
-        if is_wake_fd(d.args[0] as i32) {
+        if is_wake_fd(d.args[0] as i32, nr == libc::SYS_sendto) {
             rec.wake_writes.fetch_add(1, Ordering::SeqCst);
         } else {
             rec.other_writes.fetch_add(1, Ordering::SeqCst);
@@ -265,9 +265,10 @@ fn record(rec: &Record, d: &libc::seccomp_data) {
     }
 }
 
-/// Whether `fd` (of this process: threads share the table) is an eventfd,
-/// a pipe or a socket (a socket signal's end). No allocation: the path and the link live on the stack.
-fn is_wake_fd(fd: i32) -> bool {
+/// Whether `fd` (of this process: threads share the table) is a wake-up fd:
+/// an eventfd or a pipe written with `write`, or a socket (`sent`). No
+/// allocation: the path and the link live on the stack.
+fn is_wake_fd(fd: i32, sent: bool) -> bool {
     let mut path = [0u8; 40];
     let prefix = b"/proc/self/fd/";
     path[..prefix.len()].copy_from_slice(prefix);
@@ -291,5 +292,8 @@ fn is_wake_fd(fd: i32) -> bool {
         return false;
     }
     let link = &link[..n as usize];
-    link == b"anon_inode:[eventfd]" || link.starts_with(b"pipe:") || link.starts_with(b"socket:")
+    if sent {
+        return link.starts_with(b"socket:");
+    }
+    link == b"anon_inode:[eventfd]" || link.starts_with(b"pipe:")
 }

@@ -88,7 +88,7 @@ fn queue(tx: &mut Producer<f32>, bytes: &[u8], queued: &AtomicU64) -> shmring::R
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut rx = frames::connect(&args.socket, &FrameConfig::new(1, 64))?;
+    let mut rx = frames::connect(&args.socket, &FrameConfig::consumer())?;
     // The format comes first, in the caps.
     let format: AudioFormat = loop {
         match rx.recv(Some(Duration::from_secs(5)))? {

@@ -628,7 +628,7 @@ impl ShmringSrc {
 
     fn config(&self) -> (String, FrameConfig) {
         let s = lock(&self.settings);
-        let cfg = FrameConfig::new(1, 64)
+        let cfg = FrameConfig::consumer()
             .handshake_timeout(Duration::from_millis(u64::from(s.timeout_ms)))
             .spin(Duration::from_micros(u64::from(s.spin_us)));
         (s.socket_path.clone().unwrap_or_default(), cfg)
