@@ -32,6 +32,20 @@
 //! replaced. `bind` never replaces a file silently. A path too long for a Unix
 //! socket address (107 bytes) fails at once with the limit in the message.
 //!
+//! **What a connecting side is told.** [`connect_producer`] /
+//! [`connect_consumer`] retry while nothing listens at the path yet (every
+//! [`CONNECT_RETRY_EVERY`], for [`Config::connect_timeout`]), then fail with
+//! [`Error::NotListening`] naming the path; a path whose directory does not
+//! exist, or that holds a file that is not a socket, fails at once with
+//! [`Error::BadPath`]. Once connected: [`Error::TypeMismatch`] with both
+//! sides' element types (name, size, alignment; see
+//! [`Config::type_name`]), [`Error::Incompatible`] for another shared
+//! setting (both sides want one role, different signal kinds),
+//! [`Error::PeerRefused`] for the listener's policy (uid, number of peers)
+//! with its reason, [`Error::HandshakeTimeout`] for a listener that does not
+//! answer in [`Config::handshake_timeout`]. The listening side gets the same
+//! variants, naming the peer by pid and uid.
+//!
 //! **Handshakes never block serving**: an [`Intake`] accepts every connection
 //! at once and polls all pending ones for their hello together, each with its
 //! own deadline, up to a bound (the oldest goes beyond it). The listening side
