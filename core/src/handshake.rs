@@ -306,8 +306,11 @@ impl Welcome {
     }
 
     /// Parses and validates a received welcome: exact size, magic, version,
-    /// status (a refusal becomes [`Error::PeerRefused`] with its reason), known
-    /// signal kind, and an fd count that matches the signal kind.
+    /// status (a refusal of any kind becomes [`Error::PeerRefused`] with its
+    /// reason here; the connecting functions of this module, which know the
+    /// path and their own type, report [`Error::TypeMismatch`] and
+    /// [`Error::Incompatible`] instead), known signal kind, and an fd count
+    /// that matches the signal kind.
     pub fn parse(bytes: &[u8]) -> Result<WelcomeInfo> {
         Self::parse_for(bytes, None)
     }
