@@ -52,6 +52,16 @@ pub enum DriverEvent<'a, T> {
         /// Why.
         error: Error,
     },
+    /// The producer of `token` flooded its wake-up fd with empty wake-ups
+    /// (see [`FloodPolicy`](crate::FloodPolicy)): its wake-up fd is out of
+    /// the `Poll` until `until` (the driver resumes it then). Reported when
+    /// a pause starts, not again while it lasts.
+    Throttled {
+        /// Which consumer.
+        token: Token,
+        /// End of the pause.
+        until: Instant,
+    },
     /// A connecting peer's handshake failed (type mismatch, refused uid,
     /// silent past its deadline, ...); the listener goes on.
     Refused(Error),
@@ -338,7 +348,15 @@ impl<T: Pod> ConsumerDriver<T> {
                 self.remove(token);
                 f(DriverEvent::Closed { token, stats });
             }
-            Ok(state) => e.state = state,
+            Ok(state) => {
+                let was_throttled = matches!(e.state, Readiness::Throttled(_));
+                e.state = state;
+                if let Readiness::Throttled(until) = state {
+                    if !was_throttled {
+                        f(DriverEvent::Throttled { token, until });
+                    }
+                }
+            }
             Err(error) => {
                 self.remove(token);
                 f(DriverEvent::Failed { token, error });

@@ -64,6 +64,7 @@ fn two_producer_processes_through_the_listener_and_a_wrong_type_refused() {
                     assert_eq!(n, Some(ITEMS), "closed after every item");
                 }
                 DriverEvent::Refused(e) => refused.push(e),
+                DriverEvent::Throttled { token, .. } => panic!("{token:?} throttled"),
                 DriverEvent::Failed { token, error } => panic!("{token:?}: {error}"),
                 DriverEvent::Other(e) => panic!("foreign event {e:?}"),
             })
@@ -126,4 +127,60 @@ fn added_consumers_are_drained_without_an_event() {
             .unwrap();
     }
     assert!(driver.is_empty());
+}
+
+#[test]
+fn a_flooding_producer_is_reported_throttled_once_and_still_delivered() {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let _serial = common::serial();
+    let (mut tx, rx) = channel::pair::<u64>(&Config::new(16).signal(SignalKind::EventFd)).unwrap();
+    let wake = rx.as_fd().try_clone_to_owned().unwrap();
+    let mut driver = ConsumerDriver::<u64>::new().unwrap();
+    let token = driver.add(rx).unwrap();
+    // The first drain arms the sleep.
+    driver.run_once(Some(Duration::ZERO), |_| {}).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let one = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: writes 8 bytes from a live local to an eventfd we own.
+                unsafe { libc::write(wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+        })
+    };
+    let mut throttled = 0;
+    while throttled == 0 {
+        driver
+            .run_once(Some(Duration::from_secs(1)), |ev| match ev {
+                DriverEvent::Throttled { token: t, .. } => {
+                    assert_eq!(t, token);
+                    throttled += 1;
+                }
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert!(driver.get(token).unwrap().wake_stats().throttles > 0);
+    tx.try_push(42).unwrap();
+    drop(tx);
+    let (mut got, mut closed) = (Vec::new(), false);
+    while !closed {
+        driver
+            .run_once(Some(Duration::from_secs(1)), |ev| match ev {
+                DriverEvent::Items { items, .. } => got.extend_from_slice(items),
+                DriverEvent::Closed { .. } => closed = true,
+                // A pause that ended during the flood's last writes.
+                DriverEvent::Throttled { .. } => throttled += 1,
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+    }
+    assert_eq!(got, [42]);
 }

@@ -147,6 +147,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 eprintln!("producer pid {pid}: {error}; dropped it");
                 finished += 1;
             }
+            DriverEvent::Throttled { token, until } => {
+                let pid = peers.get(&token).map_or(0, |p| p.pid);
+                eprintln!(
+                    "producer pid {pid} floods its wake-up fd: paused {:?}",
+                    until.saturating_duration_since(Instant::now())
+                );
+            }
             DriverEvent::Refused(e) => eprintln!("handshake failed: {e}"),
             DriverEvent::Other(_) => {}
         })?;
