@@ -47,9 +47,15 @@ pub struct Config {
     /// creates the channel; a connecting side accepts the creator's choice within
     /// [`max_segment`](Self::max_segment).
     pub capacity: usize,
-    /// Name that both sides must agree on, beside the element's size and
-    /// alignment (catches `[f32; 2]` stereo frames meeting `[i32; 2]` pairs).
-    pub type_name: String,
+    /// Name of the element type, which both sides must agree on beside its
+    /// size and alignment. `None` (the default): [`std::any::type_name`] of
+    /// the element type `T` the channel is made for, so `[f32; 2]` stereo
+    /// frames never meet `[i32; 2]` pairs, nor `[u64; 3]` a 24-byte struct.
+    /// `type_name` output is only stable within one build: set a name of
+    /// your own when the two sides are built separately (from different
+    /// crates, versions or compilers), e.g. `"myapp-stereo-f32-v1"`. See
+    /// [`type_name_for`](Self::type_name_for).
+    pub type_name: Option<String>,
     /// Wake-up fds: [`SignalKind::Socket`] by default, the only kind no peer
     /// can turn against us (see [`crate::signal`]).
     pub signal: SignalKind,
@@ -57,8 +63,18 @@ pub struct Config {
     /// spins ran out for nothing; see the module docs). `Duration::ZERO` for
     /// callers that must never burn CPU.
     pub spin: Duration,
-    /// Limit on the whole handshake (connect or accept to ready endpoint).
+    /// Limit on the handshake once connected (the listener's answer; on a
+    /// listener, the peer's hello), else [`Error::HandshakeTimeout`].
     pub handshake_timeout: Duration,
+    /// How long [`connect_producer`](crate::handshake::connect_producer) /
+    /// [`connect_consumer`](crate::handshake::connect_consumer) retry
+    /// (every [`CONNECT_RETRY_EVERY`](crate::handshake::CONNECT_RETRY_EVERY))
+    /// while nothing listens at the path yet, before
+    /// [`Error::NotListening`]. `None` (the default): as long as
+    /// [`handshake_timeout`](Self::handshake_timeout) (5 s by default).
+    /// `Some(Duration::ZERO)`: one attempt. A missing directory, or a file
+    /// that is not a socket at the path, fails at once ([`Error::BadPath`]).
+    pub connect_timeout: Option<Duration>,
     /// Largest ring segment (bytes) a connecting side agrees to map.
     pub max_segment: usize,
 }
@@ -68,18 +84,45 @@ impl Config {
     pub fn new(capacity: usize) -> Self {
         Config {
             capacity,
-            type_name: String::new(),
+            type_name: None,
             signal: SignalKind::default(),
             spin: DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(5),
+            connect_timeout: None,
             max_segment: DEFAULT_MAX_SEGMENT,
         }
     }
 
-    /// Sets [`type_name`](Self::type_name).
+    /// Sets [`type_name`](Self::type_name): an explicit name overrides the
+    /// default ([`std::any::type_name`] of the element type). At most
+    /// [`NAME_MAX`](crate::handshake::NAME_MAX) bytes.
     pub fn type_name(mut self, name: impl Into<String>) -> Self {
-        self.type_name = name.into();
+        self.type_name = Some(name.into());
         self
+    }
+
+    /// The name both sides compare for element type `T`: the explicit
+    /// [`type_name`](Self::type_name), else [`std::any::type_name::<T>()`]
+    /// (a longer one than [`NAME_MAX`](crate::handshake::NAME_MAX) bytes is
+    /// shortened to a hash of the whole and its tail, the same on both sides).
+    ///
+    /// ```
+    /// use shmring::Config;
+    ///
+    /// assert_eq!(Config::new(8).type_name_for::<[u64; 3]>(), "[u64; 3]");
+    /// assert_eq!(Config::new(8).type_name("stereo").type_name_for::<[u64; 3]>(), "stereo");
+    /// ```
+    pub fn type_name_for<T>(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        if let Some(name) = &self.type_name {
+            return Cow::Borrowed(name);
+        }
+        Cow::Owned(default_type_name(std::any::type_name::<T>()))
+    }
+
+    /// The type tag (size, alignment, name hash) of `T` under this config.
+    pub(crate) fn tag<T>(&self) -> TypeTag {
+        TypeTag::of::<T>(&self.type_name_for::<T>())
     }
 
     /// Sets [`signal`](Self::signal).
@@ -100,9 +143,34 @@ impl Config {
         self
     }
 
-    pub(crate) fn layout<T: Pod>(&self) -> Result<RingLayout> {
-        RingLayout::new::<T>(self.capacity, TypeTag::of::<T>(&self.type_name))
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = Some(t);
+        self
     }
+
+    pub(crate) fn connect_timeout_or_default(&self) -> Duration {
+        self.connect_timeout.unwrap_or(self.handshake_timeout)
+    }
+
+    pub(crate) fn layout<T: Pod>(&self) -> Result<RingLayout> {
+        RingLayout::new::<T>(self.capacity, self.tag::<T>())
+    }
+}
+
+/// `name` if it fits a hello, else the FNV-1a hash of all of it in hex, a
+/// `~` and as much of its tail as fits.
+fn default_type_name(name: &str) -> String {
+    let max = crate::handshake::NAME_MAX;
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let hash = format!("{:016x}~", TypeTag::of::<()>(name).name_hash);
+    let mut start = name.len() - (max - hash.len());
+    while !name.is_char_boundary(start) {
+        start += 1;
+    }
+    hash + &name[start..]
 }
 
 impl Default for Config {
@@ -601,6 +669,19 @@ impl Link {
         !self.gone
     }
 
+    /// A non-blocking call found the ring full (empty): `would_block` unless
+    /// the peer is known to be gone, then [`Error::Disconnected`]. Known,
+    /// without a system call, once a wake-up to it failed (its end of a
+    /// socket signal is closed) or a liveness check or a wait saw it go.
+    #[cold]
+    fn stalled(&mut self, would_block: Error) -> Error {
+        if self.gone || self.notify.peer_gone() {
+            self.gone = true;
+            return Error::Disconnected;
+        }
+        would_block
+    }
+
     /// Why the peer is gone, if it is (see [`Producer::check_peer`]).
     fn check_peer(&mut self) -> Result<()> {
         if self.gone {
@@ -694,11 +775,25 @@ impl<T: Pod> Producer<T> {
         self.ring.slots()
     }
 
-    /// Appends one item without blocking: [`Error::Full`] if there is no room.
-    /// No system call unless the consumer sleeps (then one `write`).
+    /// Appends one item without blocking: [`Error::Full`] if there is no
+    /// room, [`Error::Disconnected`] instead once the consumer is known to
+    /// be gone. No system call unless the consumer sleeps (then one
+    /// `write`), whatever the outcome.
+    ///
+    /// Known to be gone: a wake-up to it failed (a consumer that died or
+    /// left while waiting for items: the default
+    /// [`SignalKind::Socket`] signal reports its closed end), or
+    /// [`is_peer_alive`](Self::is_peer_alive) /
+    /// [`check_peer`](Self::check_peer) / a blocking call saw it go. A
+    /// consumer that died while busy leaves nothing this call can see
+    /// without a system call: a producer that keeps getting `Full` calls
+    /// [`is_peer_alive`](Self::is_peer_alive) (one `poll`) now and then.
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<()> {
-        self.ring.push(value)
+        match self.ring.push(value) {
+            Err(Error::Full) => Err(self.link.stalled(Error::Full)),
+            r => r,
+        }
     }
 
     /// Appends as many items of `src` as fit, without blocking; returns how many.
@@ -816,11 +911,25 @@ impl<T: Pod> Consumer<T> {
         self.ring.slots()
     }
 
-    /// Removes the oldest item without blocking: [`Error::Empty`] if none.
-    /// No system call unless the producer sleeps (then one `write`).
+    /// Removes the oldest item without blocking: [`Error::Empty`] if none,
+    /// [`Error::Disconnected`] instead once the producer is known to be gone
+    /// (as for [`Producer::try_push`]: a failed wake-up of a producer
+    /// waiting for room, or a liveness check or wait that saw it go) and
+    /// every item it committed was popped. No system call unless the
+    /// producer sleeps (then one `write`), whatever the outcome.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T> {
-        self.ring.pop()
+        match self.ring.pop() {
+            Err(Error::Empty) => match self.link.stalled(Error::Empty) {
+                // What the producer committed before it left comes first.
+                Error::Disconnected => match self.ring.pop() {
+                    Err(Error::Empty) => Err(Error::Disconnected),
+                    r => r,
+                },
+                e => Err(e),
+            },
+            r => r,
+        }
     }
 
     /// Removes up to `dst.len()` items without blocking; returns how many.

@@ -19,8 +19,14 @@ pub enum Error {
     /// A blocking call reached its timeout.
     #[error("timed out")]
     Timeout,
-    /// The peer closed its end of the link (or died). Items it committed before
-    /// going away are still delivered before this is returned.
+    /// The peer is gone: it closed its end of the link, or died. The link
+    /// cannot tell the two apart (the kernel closes a dead process's fds as
+    /// it would have); a stream that must know sends an end marker of its
+    /// own before closing (a frame stream's EOS). Items the peer committed
+    /// before going away are still delivered before this is returned.
+    /// [`Producer::try_push`](crate::Producer::try_push) and
+    /// [`Consumer::try_pop`](crate::Consumer::try_pop) return it instead of
+    /// `Full` (`Empty`) once the peer is known to be gone (see there).
     #[error("peer disconnected")]
     Disconnected,
     /// A value read from shared memory broke the ring's invariants (for example
@@ -53,9 +59,63 @@ pub enum Error {
     /// frame-stream consumer refusing an arena bigger than it accepts, say).
     #[error("the peer refused what we offered: {0}")]
     Rejected(String),
-    /// The peer's credentials were refused by the configured policy.
-    #[error("peer refused: {0}")]
+    /// Refused by policy: the listener turned this side away (its uid is
+    /// not allowed, it serves as many peers as it wants, ...; the listener's
+    /// reason follows), or, on a listener, a peer's credentials were refused.
+    #[error("refused by policy: {0}")]
     PeerRefused(String),
+    /// The two sides name different element types, or types of different
+    /// sizes or alignments (see [`Config::type_name`](crate::Config::type_name)).
+    /// Nothing was set up.
+    #[error("element type mismatch with {peer}: this side has {ours}, the peer has {theirs}")]
+    TypeMismatch {
+        /// The other side.
+        peer: Peer,
+        /// This side's element type.
+        ours: ElemType,
+        /// The peer's element type.
+        theirs: ElemType,
+    },
+    /// The two sides disagree on a setting they must share (both want the
+    /// same role, different signal kinds). Nothing was set up.
+    #[error("incompatible with {peer}: {reason}")]
+    Incompatible {
+        /// The other side.
+        peer: Peer,
+        /// What differs, with both sides' values.
+        reason: String,
+    },
+    /// Nothing listens at `path` (no socket file there, or one that nobody
+    /// accepts on), still after retrying for `waited` (see
+    /// [`Config::connect_timeout`](crate::Config::connect_timeout)). Worth
+    /// trying again later.
+    #[error("nothing listens at {} (retried for {waited:?})", path.display())]
+    NotListening {
+        /// The socket path.
+        path: std::path::PathBuf,
+        /// How long connecting was retried.
+        waited: std::time::Duration,
+    },
+    /// `path` cannot be a listener's socket: its directory does not exist,
+    /// or a file that is not a socket is there. Reported at once (no retry):
+    /// a wrong path, not a listener that is late.
+    #[error("cannot connect to {}: {why}", path.display())]
+    BadPath {
+        /// The socket path.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The handshake with `peer` did not complete within
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout)
+    /// (the peer accepted the connection but did not answer in time).
+    #[error("handshake with {peer} timed out after {after:?}")]
+    HandshakeTimeout {
+        /// The other side.
+        peer: Peer,
+        /// The time limit.
+        after: std::time::Duration,
+    },
     /// A caller-side argument is invalid (zero capacity, zero-sized element, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -93,6 +153,51 @@ impl Error {
             context,
             source: io::Error::from_raw_os_error(errno as i32),
         }
+    }
+}
+
+/// The other side of a handshake, as errors name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peer {
+    /// The listener at this socket path (seen from the connecting side).
+    Listener(std::path::PathBuf),
+    /// A connected process (seen from the listener), by its credentials.
+    Process {
+        /// Its process id at connect time.
+        pid: i32,
+        /// Its user id.
+        uid: u32,
+    },
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Listener(p) => write!(f, "the listener at {}", p.display()),
+            Peer::Process { pid, uid } => write!(f, "peer pid {pid} uid {uid}"),
+        }
+    }
+}
+
+/// An element type as one side of a channel describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElemType {
+    /// Its name (see [`Config::type_name_for`](crate::Config::type_name_for)).
+    pub name: String,
+    /// `size_of`.
+    pub size: u32,
+    /// `align_of`.
+    pub align: u32,
+}
+
+impl std::fmt::Display for ElemType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "'{}' ({} bytes, align {})",
+            self.name, self.size, self.align
+        )
     }
 }
 

@@ -275,6 +275,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     w.nfds = 0;
     w.reason[..7].copy_from_slice(b"refused");
     out.push(("welcome", bytemuck::bytes_of(&w).to_vec()));
+    // A type mismatch (the listener's type in the size, alignment and
+    // reason) and incompatible settings.
+    w.status = 2;
+    w.reason = [0; 128];
+    w.reason[..3].copy_from_slice(b"u32");
+    w.elem_size = 4;
+    w.elem_align = 4;
+    out.push(("welcome", bytemuck::bytes_of(&w).to_vec()));
+    w.status = 3;
+    out.push(("welcome", bytemuck::bytes_of(&w).to_vec()));
     for kind in [Kind::Frame, Kind::Caps, Kind::Segment, Kind::Eos, Kind::Gap] {
         let mut d = Descriptor::zeroed();
         d.kind = kind as u32;

@@ -32,6 +32,20 @@
 //! replaced. `bind` never replaces a file silently. A path too long for a Unix
 //! socket address (107 bytes) fails at once with the limit in the message.
 //!
+//! **What a connecting side is told.** [`connect_producer`] /
+//! [`connect_consumer`] retry while nothing listens at the path yet (every
+//! [`CONNECT_RETRY_EVERY`], for [`Config::connect_timeout`]), then fail with
+//! [`Error::NotListening`] naming the path; a path whose directory does not
+//! exist, or that holds a file that is not a socket, fails at once with
+//! [`Error::BadPath`]. Once connected: [`Error::TypeMismatch`] with both
+//! sides' element types (name, size, alignment; see
+//! [`Config::type_name`]), [`Error::Incompatible`] for another shared
+//! setting (both sides want one role, different signal kinds),
+//! [`Error::PeerRefused`] for the listener's policy (uid, number of peers)
+//! with its reason, [`Error::HandshakeTimeout`] for a listener that does not
+//! answer in [`Config::handshake_timeout`]. The listening side gets the same
+//! variants, naming the peer by pid and uid.
+//!
 //! **Handshakes never block serving**: an [`Intake`] accepts every connection
 //! at once and polls all pending ones for their hello together, each with its
 //! own deadline, up to a bound (the oldest goes beyond it). The listening side
@@ -65,7 +79,7 @@ use nix::sys::socket::{self, sendmsg, ControlMessage, MsgFlags, UnixAddr};
 use crate::channel::{ChannelFds, Config};
 use crate::ring::TypeTag;
 use crate::signal::SignalKind;
-use crate::{Consumer, Error, Producer, Result};
+use crate::{Consumer, ElemType, Error, Peer, Producer, Result};
 
 /// Version of the handshake protocol.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -78,6 +92,11 @@ pub const MAX_FDS: usize = 8;
 const HELLO_MAGIC: u64 = u64::from_le_bytes(*b"SHMRHELO");
 const WELCOME_MAGIC: u64 = u64::from_le_bytes(*b"SHMRWLCM");
 const REASON_MAX: usize = 128;
+
+const STATUS_ACCEPTED: u32 = 0;
+const STATUS_REFUSED: u32 = 1;
+const STATUS_TYPE_MISMATCH: u32 = 2;
+const STATUS_INCOMPATIBLE: u32 = 3;
 
 /// Which end of the channel the connecting side takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +161,8 @@ pub struct HelloInfo {
 impl Hello {
     /// The hello of a side that takes `role` for elements `T` under `config`.
     pub fn new<T>(role: Role, config: &Config) -> Result<Self> {
-        let name = config.type_name.as_bytes();
+        let name = config.type_name_for::<T>();
+        let name = name.as_bytes();
         if name.len() > NAME_MAX {
             return Err(Error::InvalidArgument(format!(
                 "type name longer than {NAME_MAX} bytes"
@@ -210,7 +230,10 @@ pub struct Welcome {
     pub magic: u64,
     /// [`PROTOCOL_VERSION`].
     pub version: u32,
-    /// 0: accepted (fds attached); 1: refused (see `reason`).
+    /// 0: accepted (fds attached); 1: refused by policy (see `reason`);
+    /// 2: element type mismatch (`elem_size`, `elem_align` and `reason`
+    /// hold the listener's type and its name); 3: incompatible settings
+    /// (role, signal kind; see `reason`).
     pub status: u32,
     /// Ring capacity in items (a power of two).
     pub capacity: u64,
@@ -258,10 +281,22 @@ impl Welcome {
     }
 
     fn refuse(reason: &str) -> Self {
+        Self::refuse_with(STATUS_REFUSED, reason)
+    }
+
+    /// A refusal for a type mismatch, carrying the listener's type.
+    fn mismatch(ours: &ElemType) -> Self {
+        let mut w = Self::refuse_with(STATUS_TYPE_MISMATCH, &ours.name);
+        w.elem_size = ours.size;
+        w.elem_align = ours.align;
+        w
+    }
+
+    fn refuse_with(status: u32, reason: &str) -> Self {
         let mut w = Welcome::zeroed();
         w.magic = WELCOME_MAGIC;
         w.version = PROTOCOL_VERSION;
-        w.status = 1;
+        w.status = status;
         let mut n = reason.len().min(REASON_MAX);
         while !reason.is_char_boundary(n) {
             n -= 1;
@@ -271,9 +306,20 @@ impl Welcome {
     }
 
     /// Parses and validates a received welcome: exact size, magic, version,
-    /// status (a refusal becomes [`Error::PeerRefused`] with its reason), known
-    /// signal kind, and an fd count that matches the signal kind.
+    /// status (a refusal of any kind becomes [`Error::PeerRefused`] with its
+    /// reason here; the connecting functions of this module, which know the
+    /// path and their own type, report [`Error::TypeMismatch`] and
+    /// [`Error::Incompatible`] instead), known signal kind, and an fd count
+    /// that matches the signal kind.
     pub fn parse(bytes: &[u8]) -> Result<WelcomeInfo> {
+        Self::parse_for(bytes, None)
+    }
+
+    /// [`parse`](Self::parse) by a client that knows the listener's path
+    /// and its own element type: a type mismatch becomes
+    /// [`Error::TypeMismatch`], incompatible settings
+    /// [`Error::Incompatible`].
+    fn parse_for(bytes: &[u8], client: Option<(&Path, &ElemType)>) -> Result<WelcomeInfo> {
         let w: Welcome = read_exact_pod(bytes, "welcome")?;
         if w.magic != WELCOME_MAGIC {
             return Err(Error::Protocol(format!(
@@ -287,14 +333,37 @@ impl Welcome {
                 w.version
             )));
         }
-        match w.status {
-            0 => {}
-            1 => {
-                let end = w.reason.iter().position(|&b| b == 0).unwrap_or(REASON_MAX);
-                let reason = String::from_utf8_lossy(&w.reason[..end]).into_owned();
+        let end = w.reason.iter().position(|&b| b == 0).unwrap_or(REASON_MAX);
+        let reason = String::from_utf8_lossy(&w.reason[..end]).into_owned();
+        match (w.status, client) {
+            (STATUS_ACCEPTED, _) => {}
+            (STATUS_TYPE_MISMATCH, Some((path, ours))) => {
+                return Err(Error::TypeMismatch {
+                    peer: Peer::Listener(path.to_path_buf()),
+                    ours: ours.clone(),
+                    theirs: ElemType {
+                        name: reason,
+                        size: w.elem_size,
+                        align: w.elem_align,
+                    },
+                });
+            }
+            (STATUS_TYPE_MISMATCH, None) => {
+                return Err(Error::PeerRefused(format!(
+                    "element type mismatch: the listener has '{reason}' ({} bytes, align {})",
+                    w.elem_size, w.elem_align
+                )));
+            }
+            (STATUS_INCOMPATIBLE, Some((path, _))) => {
+                return Err(Error::Incompatible {
+                    peer: Peer::Listener(path.to_path_buf()),
+                    reason,
+                });
+            }
+            (STATUS_REFUSED | STATUS_INCOMPATIBLE, _) => {
                 return Err(Error::PeerRefused(format!("listener refused: {reason}")));
             }
-            s => return Err(Error::Protocol(format!("unknown welcome status {s}"))),
+            (s, _) => return Err(Error::Protocol(format!("unknown welcome status {s}"))),
         }
         let signal = SignalKind::from_wire(w.signal)
             .ok_or_else(|| Error::Protocol(format!("unknown signal kind {}", w.signal)))?;
@@ -1185,40 +1254,67 @@ impl Connection {
         peer_role: Role,
         config: &Config,
     ) -> Result<(ChannelFds, OwnedFd)> {
-        self.read_hello(Instant::now() + config.handshake_timeout)?;
+        let peer = Peer::Process {
+            pid: self.cred.pid,
+            uid: self.cred.uid,
+        };
+        match self.read_hello(Instant::now() + config.handshake_timeout) {
+            Err(Error::Timeout) => {
+                return Err(Error::HandshakeTimeout {
+                    peer,
+                    after: config.handshake_timeout,
+                })
+            }
+            r => r?,
+        }
         let Some((buf, len)) = self.hello.take() else {
             return Err(Error::Protocol("no hello".into()));
         };
-        let refuse = |reason: String| -> Error {
-            let _ = send_with_fds(
-                self.fd.as_fd(),
-                bytemuck::bytes_of(&Welcome::refuse(&reason)),
-                &[],
-            );
-            Error::Protocol(reason)
+        let answer = |w: Welcome| {
+            let _ = send_with_fds(self.fd.as_fd(), bytemuck::bytes_of(&w), &[]);
         };
         let hello = match Hello::parse(&buf[..len]) {
             Ok(h) => h,
-            Err(e) => return Err(refuse(e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
+                answer(Welcome::refuse(&reason));
+                return Err(Error::Protocol(reason));
+            }
+        };
+        let incompatible = |reason: String| {
+            answer(Welcome::refuse_with(STATUS_INCOMPATIBLE, &reason));
+            Error::Incompatible {
+                peer: peer.clone(),
+                reason,
+            }
         };
         if hello.role != peer_role {
-            return Err(refuse(format!("both sides want to be {:?}", hello.role)));
-        }
-        let ours = TypeTag::of::<T>(&config.type_name);
-        if hello.tag != ours {
-            return Err(refuse(format!(
-                "type mismatch: peer has {}-byte align-{} '{}', listener has {}-byte align-{} '{}'",
-                hello.tag.size,
-                hello.tag.align,
-                hello.name,
-                ours.size,
-                ours.align,
-                config.type_name
+            return Err(incompatible(format!(
+                "both sides want to be {:?}",
+                hello.role
             )));
         }
+        let ours = config.tag::<T>();
+        if hello.tag != ours {
+            let ours = ElemType {
+                name: config.type_name_for::<T>().into_owned(),
+                size: ours.size,
+                align: ours.align,
+            };
+            answer(Welcome::mismatch(&ours));
+            return Err(Error::TypeMismatch {
+                peer,
+                ours,
+                theirs: ElemType {
+                    name: hello.name,
+                    size: hello.tag.size,
+                    align: hello.tag.align,
+                },
+            });
+        }
         if hello.signal != config.signal {
-            return Err(refuse(format!(
-                "signal kind mismatch: peer wants {:?}, listener uses {:?}",
+            return Err(incompatible(format!(
+                "signal kind: the connecting side wants {:?}, the listener uses {:?}",
                 hello.signal, config.signal
             )));
         }
@@ -1236,23 +1332,59 @@ fn connect_raw(path: &Path) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Connects to `path`, retrying while the socket does not exist yet or nobody
-/// listens, until `timeout`.
+/// Pause between two connection attempts of [`connect`].
+pub const CONNECT_RETRY_EVERY: Duration = Duration::from_millis(5);
+
+/// Connects to `path`, retrying every [`CONNECT_RETRY_EVERY`] while the
+/// socket file does not exist yet or nobody accepts on it, for up to
+/// `timeout` (`Duration::ZERO`: one attempt), then
+/// [`Error::NotListening`]. A path whose directory does not exist, or where
+/// a file that is not a socket is, fails at once with [`Error::BadPath`].
 pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<OwnedFd> {
     let path = path.as_ref();
     check_socket_path(path)?;
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let bad = |why: String| Error::BadPath {
+        path: path.to_path_buf(),
+        why,
+    };
     loop {
         match connect_raw(path) {
             Ok(fd) => return Ok(fd),
-            Err(Error::Io { source, .. })
-                if matches!(
-                    source.raw_os_error(),
-                    Some(libc::ENOENT | libc::ECONNREFUSED)
-                ) && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            Err(Error::Io { source, .. }) => match source.raw_os_error() {
+                Some(libc::ENOENT | libc::ECONNREFUSED) => {
+                    let dir = match path.parent() {
+                        Some(d) if !d.as_os_str().is_empty() => d,
+                        _ => Path::new("."),
+                    };
+                    match std::fs::metadata(dir) {
+                        Ok(md) if md.is_dir() => {}
+                        Ok(_) => return Err(bad(format!("{} is not a directory", dir.display()))),
+                        Err(e) => {
+                            return Err(bad(format!("directory {}: {e}", dir.display())));
+                        }
+                    }
+                    if let Ok(md) = std::fs::symlink_metadata(path) {
+                        if !md.file_type().is_socket() && !md.file_type().is_symlink() {
+                            return Err(bad("the file there is not a socket".into()));
+                        }
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(Error::NotListening {
+                            path: path.to_path_buf(),
+                            waited: start.elapsed(),
+                        });
+                    }
+                    std::thread::sleep(CONNECT_RETRY_EVERY);
+                }
+                Some(libc::ENOTDIR) => {
+                    return Err(bad("a component of the path is not a directory".into()))
+                }
+                _ => {
+                    return Err(bad(format!("connect: {source}")));
+                }
+            },
             Err(e) => return Err(e),
         }
     }
@@ -1263,8 +1395,14 @@ pub(crate) fn client<T: Pod>(
     role: Role,
     config: &Config,
 ) -> Result<(ChannelFds, OwnedFd)> {
+    let fd = connect(path, config.connect_timeout_or_default())?;
     let deadline = Instant::now() + config.handshake_timeout;
-    let fd = connect(path, config.handshake_timeout)?;
+    let ours = config.tag::<T>();
+    let our_type = ElemType {
+        name: config.type_name_for::<T>().into_owned(),
+        size: ours.size,
+        align: ours.align,
+    };
     let hello = Hello::new::<T>(role, config)?;
     let sent = send_with_fds(fd.as_fd(), bytemuck::bytes_of(&hello), &[]);
     let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
@@ -1272,9 +1410,15 @@ pub(crate) fn client<T: Pod>(
     // read its refusal even if the send failed.
     let (len, fds) = match recv_with_fds(fd.as_fd(), &mut buf, MAX_FDS, deadline) {
         Ok(r) => r,
+        Err(Error::Timeout) => {
+            return Err(Error::HandshakeTimeout {
+                peer: Peer::Listener(path.to_path_buf()),
+                after: config.handshake_timeout,
+            })
+        }
         Err(e) => return Err(sent.err().unwrap_or(e)),
     };
-    let info = Welcome::parse(&buf[..len])?;
+    let info = Welcome::parse_for(&buf[..len], Some((path, &our_type)))?;
     if fds.len() != info.nfds {
         return Err(Error::Protocol(format!(
             "welcome announces {} fds but carries {}",
@@ -1282,7 +1426,6 @@ pub(crate) fn client<T: Pod>(
             fds.len()
         )));
     }
-    let ours = TypeTag::of::<T>(&config.type_name);
     if info.tag != ours {
         return Err(Error::Protocol(
             "listener answered with another type".into(),

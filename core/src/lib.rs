@@ -36,6 +36,53 @@
 //! t.join().unwrap()?;
 //! # Ok::<(), shmring::Error>(())
 //! ```
+//!
+//! # Your own element types
+//!
+//! Items are plain old data ([`Pod`]): `#[repr(C)]` (or `transparent`)
+//! structs of numbers and arrays, without padding, pointers or references.
+//! Derive [`Pod`] and [`Zeroable`] through this crate, with no dependency
+//! of your own on `bytemuck`: the `#[bytemuck(crate = "shmring::bytemuck")]`
+//! line tells the derive where this crate re-exports [`bytemuck`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmring::{channel, Config, Pod, Zeroable};
+//!
+//! #[repr(C)]
+//! #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+//! #[bytemuck(crate = "shmring::bytemuck")]
+//! struct Sample {
+//!     pts: u64,
+//!     left: f32,
+//!     right: f32,
+//! }
+//!
+//! let (mut tx, mut rx) = channel::pair::<Sample>(&Config::new(64))?;
+//! tx.try_push(Sample { pts: 7, left: 0.5, right: -0.5 })?;
+//! let got = rx.pop_blocking(Some(Duration::from_secs(5)))?;
+//! assert_eq!(got, Sample { pts: 7, left: 0.5, right: -0.5 });
+//! # Ok::<(), shmring::Error>(())
+//! ```
+//!
+//! A struct with padding (here 3 bytes after `flag`) is refused at compile
+//! time: the padding bytes would carry whatever the stack held into the
+//! peer's memory. Add the padding as an explicit field (`_pad: [u8; 3]`).
+//!
+//! ```compile_fail
+//! use shmring::{Pod, Zeroable};
+//!
+//! #[repr(C)]
+//! #[derive(Clone, Copy, Pod, Zeroable)]
+//! #[bytemuck(crate = "shmring::bytemuck")]
+//! struct Padded {
+//!     flag: u8,
+//!     value: u32,
+//! }
+//! ```
+//!
+//! Both sides of a channel must use the same type: see
+//! [`Config::type_name`] for how they are told apart.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -53,9 +100,12 @@ pub mod ring;
 pub mod segment;
 pub mod signal;
 
+/// The `bytemuck` crate this one uses, for the derives of [`Pod`] and
+/// [`Zeroable`] (see [Your own element types](crate#your-own-element-types)).
+pub use bytemuck;
 pub use bytemuck::{Pod, Zeroable};
 pub use channel::{Config, Consumer, Producer};
-pub use error::{Error, Result};
+pub use error::{ElemType, Error, Peer, Result};
 pub use signal::SignalKind;
 
 /// Compiles the Rust example of the project README.

@@ -10,7 +10,7 @@ use bytemuck::Zeroable;
 use shmring::channel::ChannelFds;
 use shmring::handshake::{self, Hello, Welcome};
 use shmring::segment::{Access, Segment};
-use shmring::{Config, Error, SignalKind};
+use shmring::{Config, ElemType, Error, Peer, SignalKind};
 
 fn cfg() -> Config {
     Config::new(64)
@@ -507,15 +507,42 @@ fn type_mismatch_is_refused_on_both_sides() {
         .accept(Some(Duration::from_secs(5)))
         .expect("accept");
     let e = conn.serve_producer::<u64>(&cfg()).expect_err("served");
-    assert!(
-        matches!(e, Error::Protocol(ref m) if m.contains("type mismatch")),
-        "{e}"
-    );
+    let u64_type = ElemType {
+        name: "u64".into(),
+        size: 8,
+        align: 8,
+    };
+    let bytes_type = ElemType {
+        name: "u64".into(),
+        size: 8,
+        align: 1,
+    };
+    match &e {
+        Error::TypeMismatch {
+            peer: Peer::Process { pid, .. },
+            ours,
+            theirs,
+        } => {
+            assert_eq!(*pid, std::process::id() as i32);
+            assert_eq!((ours, theirs), (&u64_type, &bytes_type));
+        }
+        e => panic!("listener: {e}"),
+    }
     let e = client.join().expect("join").expect_err("client accepted");
-    assert!(
-        matches!(e, Error::PeerRefused(ref m) if m.contains("type mismatch")),
-        "{e}"
-    );
+    match &e {
+        Error::TypeMismatch {
+            peer: Peer::Listener(p),
+            ours,
+            theirs,
+        } => {
+            assert_eq!(p, &path);
+            assert_eq!((ours, theirs), (&bytes_type, &u64_type));
+        }
+        e => panic!("client: {e}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("align 1") && msg.contains("align 8"), "{msg}");
 }
 
 #[test]
@@ -530,7 +557,10 @@ fn silent_client_times_out_the_handshake() {
     let e = conn
         .serve_producer::<u64>(&cfg().handshake_timeout(Duration::from_millis(300)))
         .expect_err("served");
-    assert!(matches!(e, Error::Timeout), "{e}");
+    assert!(
+        matches!(e, Error::HandshakeTimeout { peer: Peer::Process { .. }, after } if after == Duration::from_millis(300)),
+        "{e}"
+    );
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 

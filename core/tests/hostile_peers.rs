@@ -99,7 +99,7 @@ fn raw_connect(path: &Path) -> OwnedFd {
 
 /// A hello for a consumer of `u64` named as in [`cfg`], built field by field.
 fn raw_hello() -> Vec<u8> {
-    let name = cfg().type_name;
+    let name = cfg().type_name_for::<u64>().into_owned();
     let mut h = Hello {
         magic: u64::from_le_bytes(*b"SHMRHELO"),
         version: handshake::PROTOCOL_VERSION,

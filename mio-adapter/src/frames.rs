@@ -206,9 +206,13 @@ impl<F: FnMut(Received)> Deliver<F> for FrameReceiver {
     fn deliver(&mut self, f: &mut F, max: usize) -> Result<usize> {
         let mut done = 0;
         while done < max {
-            match self.try_recv()? {
-                Some(m) => f(m),
-                None => break,
+            match self.try_recv() {
+                Ok(Some(m)) => f(m),
+                Ok(None) => break,
+                // The producer is gone and everything it sent was received:
+                // the liveness check that follows reports it.
+                Err(shmring::Error::Disconnected) => break,
+                Err(e) => return Err(e.into()),
             }
             done += 1;
         }

@@ -17,6 +17,10 @@
 //!   messages (frames and stream events) instead of items.
 //! * [`MioListener`] wraps a [`shmring::handshake::Listener`] and completes
 //!   handshakes inside the loop without ever waiting for a slow client.
+//! * [`ConsumerDriver`] is a whole loop over many producers (its own `Poll`,
+//!   optionally a listener): it does the bookkeeping below for you, and
+//!   hands items and arrivals to one callback. Start there; use the parts
+//!   above when the loop serves more than consumers of one type.
 //!
 //! # The edge-triggered contract
 //!
@@ -157,12 +161,14 @@ use shmring::handshake::PeerCred;
 
 mod consumer;
 mod drive;
+mod driver;
 mod frames;
 mod listener;
 mod producer;
 mod reg;
 
 pub use consumer::{MioConsumer, DEFAULT_BUDGET};
+pub use driver::{ConsumerDriver, DriverEvent, FIRST_DRIVER_TOKEN};
 pub use frames::{MioFrameReceiver, DEFAULT_FRAME_BUDGET};
 pub use listener::{Accepted, MioListener, DEFAULT_MAX_PENDING};
 pub use mio::Interest;

@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::Token;
 use shmring::{Config, SignalKind};
-use shmring_mio::{MioConsumer, MioListener, Readiness};
+use shmring_mio::{ConsumerDriver, DriverEvent, MioListener};
 
-const LISTENER: Token = Token(0);
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 struct Args {
@@ -59,12 +58,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 struct Peer {
-    rx: MioConsumer<u64>,
     pid: i32,
     items: u64,
     checksum: u64,
     in_order: bool,
-    state: Readiness,
     since_report: u64,
     started: Instant,
 }
@@ -95,133 +92,71 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::new(args.capacity)
         .type_name("shmring-demo-u64")
         .signal(args.signal);
-    let mut listener = MioListener::bind(&args.path, &Default::default())?;
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut driver = ConsumerDriver::<u64>::new()?;
+    driver.listen(MioListener::bind(&args.path, &Default::default())?, config)?;
     println!("listening on {}", args.path);
 
-    let mut events = Events::with_capacity(256);
     let mut peers: HashMap<Token, Peer> = HashMap::new();
-    let mut next_token = 1usize;
     let mut finished = 0usize;
-    let mut due: Vec<Token> = Vec::new();
     let mut last_report = Instant::now();
 
     while args.expect.is_none_or(|n| finished < n) {
-        // Timeout: zero if a consumer has work left over, else the nearest of
-        // the report tick, a throttled consumer's resume and a handshake deadline.
-        let now = Instant::now();
-        let mut timeout = (last_report + REPORT_EVERY).saturating_duration_since(now);
-        if let Some(d) = listener.next_deadline() {
-            timeout = timeout.min(d.saturating_duration_since(now));
-        }
-        for p in peers.values() {
-            match p.state {
-                Readiness::Ready => timeout = Duration::ZERO,
-                Readiness::Throttled(t) => timeout = timeout.min(t.saturating_duration_since(now)),
-                _ => {}
+        let until_report = (last_report + REPORT_EVERY).saturating_duration_since(Instant::now());
+        driver.run_once(Some(until_report), |event| match event {
+            DriverEvent::Connected { token, peer } => {
+                println!("producer pid {} connected", peer.pid);
+                peers.insert(
+                    token,
+                    Peer {
+                        pid: peer.pid,
+                        items: 0,
+                        checksum: CHECKSUM_INIT,
+                        in_order: true,
+                        since_report: 0,
+                        started: Instant::now(),
+                    },
+                );
             }
-        }
-        poll.poll(&mut events, Some(timeout))?;
-
-        let now = Instant::now();
-        due.clear();
-        due.extend(events.iter().map(|e| e.token()));
-        for (&t, p) in &peers {
-            match p.state {
-                Readiness::Ready => due.push(t),
-                Readiness::Throttled(until) if until <= now => due.push(t),
-                _ => {}
-            }
-        }
-        if listener.next_deadline().is_some_and(|d| d <= now) {
-            due.push(LISTENER);
-        }
-        due.sort();
-        due.dedup();
-
-        if due.first() == Some(&LISTENER) {
-            for r in listener.accept_consumers::<u64>(poll.registry(), &config)? {
-                match r {
-                    Ok(acc) => {
-                        let mut rx = acc.endpoint;
-                        let t = Token(next_token);
-                        next_token += 1;
-                        poll.registry().register(&mut rx, t, Interest::READABLE)?;
-                        println!("producer pid {} connected", acc.peer.pid);
-                        peers.insert(
-                            t,
-                            Peer {
-                                rx,
-                                pid: acc.peer.pid,
-                                items: 0,
-                                checksum: CHECKSUM_INIT,
-                                in_order: true,
-                                state: Readiness::Ready,
-                                since_report: 0,
-                                started: Instant::now(),
-                            },
-                        );
-                        // Drain once at once: that arms its wake-up.
-                        due.push(t);
-                    }
-                    Err(e) => eprintln!("handshake failed: {e}"),
+            DriverEvent::Items { token, items } => {
+                let Some(p) = peers.get_mut(&token) else {
+                    return;
+                };
+                for &x in items {
+                    p.in_order &= x == p.items;
+                    p.checksum = checksum_step(p.checksum, x);
+                    p.items += 1;
                 }
+                p.since_report += items.len() as u64;
             }
-        }
-
-        for &t in &due {
-            let Some(p) = peers.get_mut(&t) else {
-                continue;
-            };
-            let (items, sum, in_order) = (&mut p.items, &mut p.checksum, &mut p.in_order);
-            let before = *items;
-            let result = p.rx.drain_with(poll.registry(), |chunk| {
-                for &x in chunk {
-                    *in_order &= x == *items;
-                    *sum = checksum_step(*sum, x);
-                    *items += 1;
-                }
-            });
-            p.since_report += p.items - before;
-            match result {
-                Ok(Readiness::Closed) => {
-                    // `t` is the key `p` was just looked up by: our own map, not peer data.
-                    let mut p = peers.remove(&t).expect("peer");
-                    poll.registry().deregister(&mut p.rx)?;
+            DriverEvent::Closed { token, stats } => {
+                if let Some(p) = peers.remove(&token) {
                     let secs = p.started.elapsed().as_secs_f64();
                     println!(
-                        "producer pid {} finished: {} items, checksum {:#018x}, in order: {}, {:.0} items/s overall, {:?}",
+                        "producer pid {} finished: {} items, checksum {:#018x}, in order: {}, {:.0} items/s overall, {stats:?}",
                         p.pid,
                         p.items,
                         p.checksum,
                         if p.in_order { "yes" } else { "NO" },
                         p.items as f64 / secs,
-                        p.rx.wake_stats(),
                     );
-                    finished += 1;
                 }
-                Ok(Readiness::Throttled(until)) => {
-                    if !matches!(p.state, Readiness::Throttled(_)) {
-                        eprintln!(
-                            "producer pid {} floods its wake-up fd: paused {:?}",
-                            p.pid,
-                            until.saturating_duration_since(now)
-                        );
-                    }
-                    p.state = Readiness::Throttled(until);
-                }
-                Ok(state) => p.state = state,
-                Err(e) => {
-                    eprintln!("producer pid {}: {e}; dropping it", p.pid);
-                    // `t` is the key `p` was just looked up by: our own map, not peer data.
-                    let mut p = peers.remove(&t).expect("peer");
-                    poll.registry().deregister(&mut p.rx)?;
-                    finished += 1;
-                }
+                finished += 1;
             }
-        }
+            DriverEvent::Failed { token, error } => {
+                let pid = peers.remove(&token).map_or(0, |p| p.pid);
+                eprintln!("producer pid {pid}: {error}; dropped it");
+                finished += 1;
+            }
+            DriverEvent::Throttled { token, until } => {
+                let pid = peers.get(&token).map_or(0, |p| p.pid);
+                eprintln!(
+                    "producer pid {pid} floods its wake-up fd: paused {:?}",
+                    until.saturating_duration_since(Instant::now())
+                );
+            }
+            DriverEvent::Refused(e) => eprintln!("handshake failed: {e}"),
+            DriverEvent::Other(_) => {}
+        })?;
 
         let elapsed = last_report.elapsed();
         if elapsed >= REPORT_EVERY {
@@ -239,6 +174,5 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             last_report = Instant::now();
         }
     }
-    poll.registry().deregister(&mut listener)?;
     Ok(())
 }

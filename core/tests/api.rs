@@ -1,0 +1,383 @@
+//! The public API as a newcomer meets it (issue 19): element types told apart
+//! by default, errors that name the situation, the path and both sides'
+//! values, connect retries that are bounded and fail fast on a wrong path,
+//! and non-blocking calls that report a peer that is gone.
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use shmring::handshake::{self, ListenOptions, NAME_MAX};
+use shmring::{channel, Config, ElemType, Error, Peer, Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[bytemuck(crate = "shmring::bytemuck")]
+struct Triple {
+    a: u64,
+    b: u64,
+    c: u64,
+}
+
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[bytemuck(crate = "shmring::bytemuck")]
+struct AVeryLongElementTypeNameThatGoesOnAndOn<T> {
+    inner: T,
+}
+
+type Long = AVeryLongElementTypeNameThatGoesOnAndOn<
+    AVeryLongElementTypeNameThatGoesOnAndOn<AVeryLongElementTypeNameThatGoesOnAndOn<[u64; 2]>>,
+>;
+
+fn cfg() -> Config {
+    Config::new(64).handshake_timeout(Duration::from_secs(5))
+}
+
+#[test]
+fn default_type_names_keep_equal_sized_types_apart_on_both_sides() {
+    let path = common::sock_path("api-type");
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let p = path.clone();
+    let client = std::thread::spawn(move || {
+        handshake::connect_consumer::<Triple>(&p, &cfg())
+            .map(|_| ())
+            .expect_err("a Triple consumer connected to a [u64; 3] producer")
+    });
+    let conn = listener
+        .accept(Some(Duration::from_secs(5)))
+        .expect("accept");
+    let arr = ElemType {
+        name: "[u64; 3]".into(),
+        size: 24,
+        align: 8,
+    };
+    let triple = ElemType {
+        name: std::any::type_name::<Triple>().into(),
+        size: 24,
+        align: 8,
+    };
+    assert_eq!(triple.name, "api::Triple");
+    match conn.serve_producer::<[u64; 3]>(&cfg()).map(|_| ()) {
+        Err(Error::TypeMismatch {
+            peer: Peer::Process { .. },
+            ours,
+            theirs,
+        }) => assert_eq!((ours, theirs), (arr.clone(), triple.clone())),
+        other => panic!("listener: {other:?}"),
+    }
+    let e = client.join().expect("client");
+    match &e {
+        Error::TypeMismatch {
+            peer: Peer::Listener(p),
+            ours,
+            theirs,
+        } => {
+            assert_eq!(p, &path);
+            assert_eq!((ours, theirs), (&triple, &arr));
+        }
+        other => panic!("client: {other:?}"),
+    }
+    let msg = e.to_string();
+    for part in [
+        "api::Triple",
+        "[u64; 3]",
+        "24 bytes",
+        &path.display().to_string(),
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from: {msg}");
+    }
+}
+
+#[test]
+fn an_explicit_type_name_overrides_the_default() {
+    let path = common::sock_path("api-named");
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let named = || cfg().type_name("triple-v1");
+    let p = path.clone();
+    let client = std::thread::spawn(move || handshake::connect_consumer::<Triple>(&p, &named()));
+    let mut tx = listener
+        .accept_producer::<[u64; 3]>(&named())
+        .expect("serve");
+    let mut rx = client.join().expect("client").expect("connect");
+    tx.try_push([1, 2, 3]).expect("push");
+    let got = rx.pop_blocking(Some(Duration::from_secs(5))).expect("pop");
+    assert_eq!(got, Triple { a: 1, b: 2, c: 3 });
+}
+
+#[test]
+fn long_default_type_names_are_shortened_alike_and_connect() {
+    let full = std::any::type_name::<Long>();
+    assert!(full.len() > NAME_MAX, "{full}");
+    let name = cfg().type_name_for::<Long>().into_owned();
+    assert!(name.len() <= NAME_MAX, "{name}");
+    assert!(full.ends_with(name.split_once('~').expect("hash prefix").1));
+    // A different long type gets a different name.
+    let other = cfg()
+        .type_name_for::<AVeryLongElementTypeNameThatGoesOnAndOn<Long>>()
+        .into_owned();
+    assert_ne!(name, other);
+
+    let path = common::sock_path("api-long");
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let p = path.clone();
+    let client = std::thread::spawn(move || handshake::connect_consumer::<Long>(&p, &cfg()));
+    let _tx = listener.accept_producer::<Long>(&cfg()).expect("serve");
+    client.join().expect("client").expect("connect");
+}
+
+#[test]
+fn nothing_listening_is_reported_with_the_path_after_the_configured_retry() {
+    let path = common::sock_path("api-nobody");
+    let wait = Duration::from_millis(50);
+    let e = handshake::connect_consumer::<u64>(&path, &cfg().connect_timeout(wait))
+        .map(|_| ())
+        .expect_err("connected to nothing");
+    match &e {
+        Error::NotListening { path: p, waited } => {
+            assert_eq!(p, &path);
+            assert!(*waited >= wait, "gave up after {waited:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+
+    // A stale socket file nobody accepts on is the same situation.
+    drop(UnixListener::bind(&path).expect("bind std listener"));
+    let e = handshake::connect_consumer::<u64>(&path, &cfg().connect_timeout(Duration::ZERO))
+        .map(|_| ())
+        .expect_err("connected to a stale socket");
+    assert!(matches!(e, Error::NotListening { .. }), "{e}");
+}
+
+#[test]
+fn a_missing_directory_fails_at_once_without_retrying() {
+    let path = common::sock_path("api-nodir")
+        .parent()
+        .expect("dir")
+        .join("missing")
+        .join("s.sock");
+    // A retry would last a minute; the test would hang, not pass.
+    let config = cfg().connect_timeout(Duration::from_secs(60));
+    let e = handshake::connect_consumer::<u64>(&path, &config)
+        .map(|_| ())
+        .expect_err("connected");
+    match &e {
+        Error::BadPath { path: p, why } => {
+            assert_eq!(p, &path);
+            assert!(why.contains("directory"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_socket_fails_at_once_without_retrying() {
+    let path = common::sock_path("api-file");
+    std::fs::write(&path, b"not a socket").expect("write");
+    let config = cfg().connect_timeout(Duration::from_secs(60));
+    let e = handshake::connect_producer::<u64>(&path, &config)
+        .map(|_| ())
+        .expect_err("connected");
+    match &e {
+        Error::BadPath { path: p, why } => {
+            assert_eq!(p, &path);
+            assert!(why.contains("not a socket"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn connect_retries_until_the_listener_appears() {
+    let path = common::sock_path("api-late");
+    let p = path.clone();
+    let client = std::thread::spawn(move || {
+        handshake::connect_consumer::<u64>(&p, &cfg().connect_timeout(Duration::from_secs(30)))
+    });
+    // Bind once the client has tried at least once (it retries every 5 ms).
+    std::thread::sleep(handshake::CONNECT_RETRY_EVERY * 4);
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let mut tx = listener.accept_producer::<u64>(&cfg()).expect("serve");
+    let mut rx = client.join().expect("client").expect("connect");
+    tx.try_push(7).expect("push");
+    assert_eq!(
+        rx.pop_blocking(Some(Duration::from_secs(5))).expect("pop"),
+        7
+    );
+}
+
+#[test]
+fn both_sides_wanting_one_role_is_incompatible_on_both_sides() {
+    let path = common::sock_path("api-role");
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let p = path.clone();
+    let client = std::thread::spawn(move || {
+        handshake::connect_producer::<u64>(&p, &cfg())
+            .map(|_| ())
+            .expect_err("two producers connected")
+    });
+    let conn = listener
+        .accept(Some(Duration::from_secs(5)))
+        .expect("accept");
+    match conn.serve_producer::<u64>(&cfg()).map(|_| ()) {
+        Err(Error::Incompatible {
+            peer: Peer::Process { .. },
+            reason,
+        }) => assert!(reason.contains("Producer"), "{reason}"),
+        other => panic!("listener: {other:?}"),
+    }
+    match client.join().expect("client") {
+        Error::Incompatible {
+            peer: Peer::Listener(p),
+            reason,
+        } => {
+            assert_eq!(p, path);
+            assert!(reason.contains("Producer"), "{reason}");
+        }
+        other => panic!("client: {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_uid_is_a_policy_refusal() {
+    let path = common::sock_path("api-uid");
+    // SAFETY: getuid has no arguments and cannot fail.
+    let me = unsafe { libc::getuid() };
+    let opts = ListenOptions {
+        allowed_uids: Some(vec![me.wrapping_add(1)]),
+        ..Default::default()
+    };
+    let listener = handshake::Listener::bind(&path, &opts).expect("bind");
+    let p = path.clone();
+    let client = std::thread::spawn(move || {
+        handshake::connect_consumer::<u64>(&p, &cfg())
+            .map(|_| ())
+            .expect_err("served")
+    });
+    let e = listener.accept(Some(Duration::from_secs(5))).map(|_| ());
+    assert!(matches!(e, Err(Error::PeerRefused(_))), "{e:?}");
+    match client.join().expect("client") {
+        Error::PeerRefused(why) => assert!(why.contains(&format!("uid {me}")), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_listener_that_never_answers_is_a_handshake_timeout_naming_it() {
+    let path = common::sock_path("api-mute");
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let after = Duration::from_millis(100);
+    let e = handshake::connect_consumer::<u64>(&path, &cfg().handshake_timeout(after))
+        .map(|_| ())
+        .expect_err("connected");
+    match &e {
+        Error::HandshakeTimeout {
+            peer: Peer::Listener(p),
+            after: a,
+        } => assert_eq!((p, *a), (&path, after)),
+        other => panic!("{other:?}"),
+    }
+    drop(listener);
+}
+
+#[test]
+fn try_push_reports_a_consumer_seen_gone_as_disconnected() {
+    let (mut tx, rx) = channel::pair::<u64>(&Config::new(4)).expect("pair");
+    drop(rx);
+    for i in 0..4 {
+        tx.try_push(i).expect("room");
+    }
+    // Nothing told the producer yet, and `try_push` makes no system call.
+    assert!(matches!(tx.try_push(0), Err(Error::Full)));
+    // One liveness check (one `poll`) sees it; from then on, no call asks.
+    assert!(!tx.is_peer_alive());
+    assert!(matches!(tx.try_push(0), Err(Error::Disconnected)));
+    assert!(matches!(tx.try_push(0), Err(Error::Disconnected)));
+}
+
+#[test]
+fn try_push_reports_a_consumer_that_went_to_sleep_and_left() {
+    let (mut tx, mut rx) = channel::pair::<u64>(&Config::new(4)).expect("pair");
+    // The consumer announces a sleep: the next push writes its wake-up,
+    // which finds its end closed.
+    assert!(rx.prepare_sleep().expect("sleep"));
+    drop(rx);
+    tx.try_push(1).expect("room left");
+    let e = (0..4)
+        .map(|i| tx.try_push(i))
+        .find_map(Result::err)
+        .expect("an error once full");
+    assert!(matches!(e, Error::Disconnected), "{e}");
+}
+
+#[test]
+fn try_pop_delivers_what_the_producer_left_then_reports_disconnected() {
+    let (mut tx, mut rx) = channel::pair::<u64>(&Config::new(8)).expect("pair");
+    assert!(matches!(rx.try_pop(), Err(Error::Empty)));
+    for i in 0..3 {
+        tx.try_push(i).expect("push");
+    }
+    drop(tx);
+    for i in 0..3 {
+        assert_eq!(rx.try_pop().expect("left item"), i);
+    }
+    assert!(matches!(rx.try_pop(), Err(Error::Empty)));
+    assert!(!rx.is_peer_alive());
+    assert!(matches!(rx.try_pop(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn try_pop_reports_a_producer_that_waited_for_room_and_left() {
+    let (mut tx, mut rx) = channel::pair::<u64>(&Config::new(2)).expect("pair");
+    tx.try_push(1).expect("push");
+    tx.try_push(2).expect("push");
+    // The producer announces a sleep (the ring is full) and leaves: the
+    // consumer's wake-up for it finds its end closed.
+    assert!(tx.prepare_sleep().expect("sleep"));
+    drop(tx);
+    assert_eq!(rx.try_pop().expect("item"), 1);
+    assert_eq!(rx.try_pop().expect("item"), 2);
+    assert!(matches!(rx.try_pop(), Err(Error::Disconnected)));
+}
+
+/// Child role: connects as consumer to `SHMRING_TEST_PATH`, says so, waits
+/// to be killed.
+#[test]
+fn child_entry_api() {
+    if common::role().as_deref() != Some("sleepy-consumer") {
+        return;
+    }
+    let path = std::env::var("SHMRING_TEST_PATH").expect("path");
+    let _rx = handshake::connect_consumer::<u64>(&path, &cfg()).expect("connect");
+    println!("connected");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn try_push_reports_a_killed_consumer_process_as_disconnected() {
+    if common::role().is_some() {
+        return;
+    }
+    let path = common::sock_path("api-killed");
+    let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
+    let mut child = common::spawn_child(
+        "child_entry_api",
+        "sleepy-consumer",
+        &[("SHMRING_TEST_PATH", path.display().to_string())],
+    );
+    let mut tx = listener.accept_producer::<u64>(&cfg()).expect("serve");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // Fill the ring; a check of the link sees the death, and `try_push`
+    // reports it from then on.
+    let e = loop {
+        if let Err(e) = tx.try_push(0) {
+            break e;
+        }
+    };
+    assert!(matches!(e, Error::Full | Error::Disconnected), "{e}");
+    assert!(matches!(tx.check_peer(), Err(Error::Disconnected)));
+    assert!(matches!(tx.try_push(0), Err(Error::Disconnected)));
+}

@@ -1,0 +1,186 @@
+//! `ConsumerDriver` (issue 19): two producer processes through a listener,
+//! every item in order per token, both exits, a producer of another type
+//! refused with both types named; consumers added by hand are drained
+//! without any event.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mio::Token;
+use shmring::{channel, handshake, Config, SignalKind};
+use shmring_mio::{ConsumerDriver, DriverEvent, Error};
+
+child_test!();
+
+#[test]
+fn two_producer_processes_through_the_listener_and_a_wrong_type_refused() {
+    let _serial = common::serial();
+    let (dir, path) = common::temp_socket("driver");
+    let config = common::config(SignalKind::Socket, 1024);
+    let mut driver = ConsumerDriver::<u64>::new().unwrap();
+    driver.listen(common::bind(&path), config.clone()).unwrap();
+
+    const ITEMS: u64 = 200_000;
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            common::spawn(
+                "producer",
+                &[
+                    path.display().to_string(),
+                    common::signal_name(SignalKind::Socket).into(),
+                    ITEMS.to_string(),
+                ],
+            )
+        })
+        .collect();
+    let p = path.clone();
+    let c = config.clone();
+    let wrong = std::thread::spawn(move || {
+        handshake::connect_producer::<[u32; 2]>(&p, &c)
+            .map(|_| ())
+            .unwrap_err()
+    });
+
+    // Next expected item per token; `None` once closed.
+    let mut next: HashMap<Token, Option<u64>> = HashMap::new();
+    let mut refused = Vec::new();
+    while next.len() < 2 || next.values().any(Option::is_some) || refused.is_empty() {
+        driver
+            .run_once(Some(Duration::from_secs(1)), |ev| match ev {
+                DriverEvent::Connected { token, .. } => {
+                    assert!(next.insert(token, Some(0)).is_none(), "token reused");
+                }
+                DriverEvent::Items { token, items } => {
+                    let n = next.get_mut(&token).unwrap().as_mut().unwrap();
+                    for &x in items {
+                        assert_eq!(x, *n, "items in order");
+                        *n += 1;
+                    }
+                }
+                DriverEvent::Closed { token, .. } => {
+                    let n = next.get_mut(&token).unwrap().take();
+                    assert_eq!(n, Some(ITEMS), "closed after every item");
+                }
+                DriverEvent::Refused(e) => refused.push(e),
+                DriverEvent::Throttled { token, .. } => panic!("{token:?} throttled"),
+                DriverEvent::Failed { token, error } => panic!("{token:?}: {error}"),
+                DriverEvent::Other(e) => panic!("foreign event {e:?}"),
+            })
+            .unwrap();
+    }
+    assert_eq!(next.len(), 2);
+    assert!(driver.is_empty());
+    assert_eq!(refused.len(), 1);
+    assert!(
+        matches!(&refused[0], Error::Shmring(shmring::Error::TypeMismatch { ours, theirs, .. })
+            if ours.name == "u64-seq" && theirs.size == 8 && theirs.align == 4),
+        "{}",
+        refused[0]
+    );
+    let e = wrong.join().unwrap();
+    assert!(
+        matches!(&e, shmring::Error::TypeMismatch { ours, theirs, .. }
+            if ours.align == 4 && theirs.align == 8),
+        "{e}"
+    );
+    for c in children {
+        common::wait_ok(c, "producer");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn added_consumers_are_drained_without_an_event() {
+    let mut driver = ConsumerDriver::<u64>::new().unwrap();
+    let (mut tx, rx) = channel::pair::<u64>(&Config::new(16)).unwrap();
+    // Items queued before the consumer joins the loop: the producer had no
+    // sleep to wake, so only the driver's first drain finds them.
+    for i in 0..10 {
+        tx.try_push(i).unwrap();
+    }
+    let token = driver.add(rx).unwrap();
+    let mut got = Vec::new();
+    // No timeout: a missed first drain would block here for good.
+    driver
+        .run_once(None, |ev| match ev {
+            DriverEvent::Items { token: t, items } => {
+                assert_eq!(t, token);
+                got.extend_from_slice(items);
+            }
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    drop(tx);
+    let mut closed = false;
+    while !closed {
+        driver
+            .run_once(None, |ev| match ev {
+                DriverEvent::Closed { token: t, .. } => {
+                    assert_eq!(t, token);
+                    closed = true;
+                }
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+    }
+    assert!(driver.is_empty());
+}
+
+#[test]
+fn a_flooding_producer_is_reported_throttled_once_and_still_delivered() {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let _serial = common::serial();
+    let (mut tx, rx) = channel::pair::<u64>(&Config::new(16).signal(SignalKind::EventFd)).unwrap();
+    let wake = rx.as_fd().try_clone_to_owned().unwrap();
+    let mut driver = ConsumerDriver::<u64>::new().unwrap();
+    let token = driver.add(rx).unwrap();
+    // The first drain arms the sleep.
+    driver.run_once(Some(Duration::ZERO), |_| {}).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let one = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: writes 8 bytes from a live local to an eventfd we own.
+                unsafe { libc::write(wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+        })
+    };
+    let mut throttled = 0;
+    while throttled == 0 {
+        driver
+            .run_once(Some(Duration::from_secs(1)), |ev| match ev {
+                DriverEvent::Throttled { token: t, .. } => {
+                    assert_eq!(t, token);
+                    throttled += 1;
+                }
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert!(driver.get(token).unwrap().wake_stats().throttles > 0);
+    tx.try_push(42).unwrap();
+    drop(tx);
+    let (mut got, mut closed) = (Vec::new(), false);
+    while !closed {
+        driver
+            .run_once(Some(Duration::from_secs(1)), |ev| match ev {
+                DriverEvent::Items { items, .. } => got.extend_from_slice(items),
+                DriverEvent::Closed { .. } => closed = true,
+                // A pause that ended during the flood's last writes.
+                DriverEvent::Throttled { .. } => throttled += 1,
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+    }
+    assert_eq!(got, [42]);
+}
