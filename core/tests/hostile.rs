@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use bytemuck::Zeroable;
@@ -616,9 +616,4 @@ fn socket_file_has_mode_0600_and_uid_filter_refuses() {
     );
     let e = client.join().expect("join").expect_err("client served");
     assert!(matches!(e, Error::PeerRefused(_)), "{e}");
-    let _ = sock_fd_raw(&listener);
-}
-
-fn sock_fd_raw(l: &handshake::Listener) -> i32 {
-    l.as_fd().as_raw_fd()
 }
