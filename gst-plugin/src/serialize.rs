@@ -180,6 +180,19 @@ struct Item {
     fields: Vec<(String, Val)>,
 }
 
+/// A getter of a field of one value type: the value, or an error naming
+/// the structure, the field and the type wanted.
+macro_rules! typed_getter {
+    ($name:ident, $ty:ty, $variant:ident, $want:literal) => {
+        fn $name(&self, field: &str) -> Result<$ty, SerdeError> {
+            match self.req(field)? {
+                Val::$variant(v) => Ok(*v),
+                _ => Err(self.wrong(field, $want)),
+            }
+        }
+    };
+}
+
 impl Item {
     fn new(name: &str) -> Self {
         Item {
@@ -220,47 +233,12 @@ impl Item {
         invalid(format!("{}: field {name:?} is not {want}", self.name))
     }
 
-    fn u32(&self, name: &str) -> Result<u32, SerdeError> {
-        match self.req(name)? {
-            Val::UInt(v) => Ok(*v),
-            _ => Err(self.wrong(name, "a uint")),
-        }
-    }
-
-    fn i32(&self, name: &str) -> Result<i32, SerdeError> {
-        match self.req(name)? {
-            Val::Int(v) => Ok(*v),
-            _ => Err(self.wrong(name, "an int")),
-        }
-    }
-
-    fn u64(&self, name: &str) -> Result<u64, SerdeError> {
-        match self.req(name)? {
-            Val::UInt64(v) => Ok(*v),
-            _ => Err(self.wrong(name, "a uint64")),
-        }
-    }
-
-    fn i64(&self, name: &str) -> Result<i64, SerdeError> {
-        match self.req(name)? {
-            Val::Int64(v) => Ok(*v),
-            _ => Err(self.wrong(name, "an int64")),
-        }
-    }
-
-    fn bool(&self, name: &str) -> Result<bool, SerdeError> {
-        match self.req(name)? {
-            Val::Bool(v) => Ok(*v),
-            _ => Err(self.wrong(name, "a boolean")),
-        }
-    }
-
-    fn f64(&self, name: &str) -> Result<f64, SerdeError> {
-        match self.req(name)? {
-            Val::Double(v) => Ok(*v),
-            _ => Err(self.wrong(name, "a double")),
-        }
-    }
+    typed_getter!(u32, u32, UInt, "a uint");
+    typed_getter!(i32, i32, Int, "an int");
+    typed_getter!(u64, u64, UInt64, "a uint64");
+    typed_getter!(i64, i64, Int64, "an int64");
+    typed_getter!(bool, bool, Bool, "a boolean");
+    typed_getter!(f64, f64, Double, "a double");
 
     fn str(&self, name: &str) -> Result<&str, SerdeError> {
         match self.req(name)? {
