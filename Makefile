@@ -172,6 +172,7 @@ test: deps lint unit loom bench-smoke fuzz-smoke
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 # The gst-launch tests load target/debug/libgstshmring.so: build it first.
 unit:
