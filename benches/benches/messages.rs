@@ -397,17 +397,10 @@ fn shmring(size: usize, count: usize) -> f64 {
         loop {
             match tx.send_lease(lease, size, &meta) {
                 Ok(()) => break,
-                Err(shmring::Error::Full) => {
+                Err(e) if matches!(e.error, shmring::Error::Full) => {
                     let _ = tx.wait_writable(Some(Duration::from_millis(100)));
-                    // The lease went back to the arena: take another.
-                    lease = loop {
-                        tx.reclaim(|_| {}).expect("reclaim");
-                        if let Some(l) = tx.try_lease() {
-                            break l;
-                        }
-                        let _ = tx.wait_returns(Some(Duration::from_millis(100)));
-                    };
-                    lease.as_mut()[..size].copy_from_slice(msg);
+                    // The lease came back, its bytes as written: send it again.
+                    lease = e.lease;
                 }
                 Err(e) => panic!("send: {e}"),
             }

@@ -63,7 +63,7 @@ pub use descriptor::{
 };
 pub use messages::MAX_MESSAGE;
 pub use receiver::{FrameReceiver, FrameRef, Received, StreamStart, UpstreamSender};
-pub use sender::{FrameExtras, FrameSender, UpstreamReceiver, MAX_BLOBS};
+pub use sender::{FrameExtras, FrameSender, LeaseError, UpstreamReceiver, MAX_BLOBS};
 
 use crate::channel::{self, ChannelFds, Config, DEFAULT_SPIN};
 use crate::handshake::{self, Connection, Role};

@@ -294,3 +294,26 @@ fn serve_returns_once_the_consumer_took_the_stream() {
     assert_eq!(got, "early");
     drop(rx);
 }
+
+#[test]
+fn a_lease_that_could_not_be_sent_comes_back_with_its_bytes() {
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(8, 4096).descriptors(2)).expect("pair");
+    for i in 0..2u8 {
+        let mut l = tx.try_lease().expect("lease");
+        l.as_mut()[0] = i;
+        tx.send_lease(l, 1, &FrameMeta::default()).expect("room");
+    }
+    let mut l = tx.try_lease().expect("lease");
+    l.as_mut()[..3].copy_from_slice(b"abc");
+    let e = tx
+        .send_lease(l, 3, &FrameMeta::default())
+        .expect_err("the descriptor ring is full");
+    assert!(matches!(e.error, Error::Full), "{e}");
+    let l = e.lease;
+    assert_eq!(&l.as_ref()[..3], b"abc", "the bytes as written");
+    // Room again: the same lease goes out.
+    drop(expect_frame(&mut rx));
+    tx.send_lease(l, 3, &FrameMeta::default()).expect("sent");
+    drop(expect_frame(&mut rx));
+    assert_eq!(expect_frame(&mut rx).bytes(), b"abc");
+}

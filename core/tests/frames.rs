@@ -37,10 +37,11 @@ fn send_frame(tx: &mut frames::FrameSender, i: u64, len: usize) -> shmring::Resu
         for (d, s) in lease.as_mut()[..len].iter_mut().zip(pattern(i, len)) {
             *d = s;
         }
-        // On `Full` the lease is dropped (the slot is free again): wait, retry.
+        // On `Full` the lease comes back: it is dropped here (the slot is
+        // free again), then wait and retry with a fresh one.
         match tx.send_lease(lease, len, &meta) {
-            Err(Error::Full) => tx.wait_writable(T)?,
-            r => return r,
+            Err(e) if matches!(e.error, Error::Full) => tx.wait_writable(T)?,
+            r => return r.map_err(Error::from),
         }
     }
 }

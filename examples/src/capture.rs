@@ -170,7 +170,9 @@ impl Capture {
         lease.as_mut()[..bytes.len()].copy_from_slice(bytes);
         match tx.send_lease(lease, bytes.len(), meta) {
             Ok(()) => true,
-            Err(shmring::Error::Full) => false,
+            // The lease goes back with the error and is dropped here: the
+            // period is dropped and counted, the slot is free again.
+            Err(e) if matches!(e.error, shmring::Error::Full) => false,
             Err(_) => {
                 if let Some(tx) = self.current.take() {
                     self.retire(tx);

@@ -127,10 +127,10 @@ fn send_frame(tx: &mut FrameSender, i: u64) -> shmring::Result<()> {
         for (k, b) in lease.as_mut()[..len].iter_mut().enumerate() {
             *b = pattern(i, k);
         }
-        // On `Full` the lease is dropped (the slot is free again): wait, retry.
+        // On `Full` the lease comes back and is dropped here: wait, retry.
         match tx.send_lease(lease, len, &meta(i)) {
-            Err(shmring::Error::Full) => tx.wait_writable(T)?,
-            r => return r,
+            Err(e) if matches!(e.error, shmring::Error::Full) => tx.wait_writable(T)?,
+            r => return r.map_err(shmring::Error::from),
         }
     }
 }

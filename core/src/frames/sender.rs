@@ -477,10 +477,28 @@ impl FrameSender {
 
     /// Sends the first `size` bytes of a leased slot as a frame and gives up the
     /// lease: the slot is free again once the consumer returns it. On error the
-    /// lease is dropped too (the slot is free at once).
-    pub fn send_lease(&mut self, lease: SlotLease, size: usize, meta: &FrameMeta) -> Result<()> {
-        self.check_own(&lease)?;
-        self.send_frame(lease.index(), 0, size, meta)
+    /// lease comes back in the [`LeaseError`], its bytes as written, so the
+    /// caller can wait and send it again ([`Error::Full`]) without filling
+    /// another slot; `?` turns it into an [`Error`] (dropping the lease).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] when the descriptor ring has no room; an
+    /// [`Error::InvalidArgument`] for a lease of another arena or a size
+    /// past the slot; [`Error::Disconnected`] when the consumer is gone.
+    pub fn send_lease(
+        &mut self,
+        lease: SlotLease,
+        size: usize,
+        meta: &FrameMeta,
+    ) -> std::result::Result<(), LeaseError> {
+        let r = self
+            .check_own(&lease)
+            .and_then(|()| self.send_frame(lease.index(), 0, size, meta));
+        match r {
+            Ok(()) => Ok(()),
+            Err(error) => Err(LeaseError { error, lease }),
+        }
     }
 
     /// Sends metadata for the next frame as a string (for GStreamer: its
@@ -745,6 +763,34 @@ impl AsFd for UpstreamReceiver {
     /// Readable when a message is queued or the consumer hung up.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+/// A lease [`FrameSender::send_lease`] could not send, and why: the lease is
+/// still the caller's. Makes no allocation (usable in a real-time callback).
+#[derive(Debug)]
+pub struct LeaseError {
+    /// Why the frame was not sent.
+    pub error: Error,
+    /// The lease, with the bytes written to it.
+    pub lease: SlotLease,
+}
+
+impl std::fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "slot {} not sent: {}", self.lease.index(), self.error)
+    }
+}
+
+impl std::error::Error for LeaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<LeaseError> for Error {
+    fn from(e: LeaseError) -> Error {
+        e.error
     }
 }
 

@@ -102,7 +102,7 @@ pub fn send_meta(tx: &mut frames::FrameSender, byte: u8, len: usize, meta: &Fram
             lease.as_mut()[..len].fill(byte);
             match tx.send_lease(lease, len, meta) {
                 Ok(()) => return,
-                Err(shmring::Error::Full) => {}
+                Err(e) if matches!(e.error, shmring::Error::Full) => {}
                 Err(e) => panic!("{e}"),
             }
         }
