@@ -25,6 +25,7 @@
 //! every fd as the handshake does.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -424,6 +425,8 @@ struct Link {
     /// A wake-up is left in `wait` to be drained before the next sleep.
     drain_pending: bool,
     gone: bool,
+    /// Set by a [`PeerWatch`] (on another thread) that saw the peer go.
+    watched_gone: Arc<AtomicBool>,
 }
 
 /// Whether spinning before a sleep pays off: an average of how often a spin
@@ -675,11 +678,23 @@ impl Link {
     /// socket signal is closed) or a liveness check or a wait saw it go.
     #[cold]
     fn stalled(&mut self, would_block: Error) -> Error {
-        if self.gone || self.notify.peer_gone() {
+        if self.gone || self.notify.peer_gone() || self.watched_gone.load(Ordering::Acquire) {
             self.gone = true;
             return Error::Disconnected;
         }
         would_block
+    }
+
+    /// A watch of this link for another thread, see [`PeerWatch`].
+    fn watch(&self) -> Result<PeerWatch> {
+        Ok(PeerWatch {
+            socket: Arc::new(
+                self.socket
+                    .try_clone()
+                    .map_err(|e| Error::io("dup link", e))?,
+            ),
+            gone: self.watched_gone.clone(),
+        })
     }
 
     /// Why the peer is gone, if it is (see [`Producer::check_peer`]).
@@ -694,6 +709,45 @@ impl Link {
                 Err(Error::Disconnected)
             }
         }
+    }
+}
+
+/// Watches, from another thread (a control thread, an event loop), whether a
+/// channel's peer is still there, so that the endpoint's non-blocking calls
+/// learn it without a system call of their own: see
+/// [`Producer::peer_watch`]. Cheap to clone; holds a duplicate of the link.
+#[derive(Debug, Clone)]
+pub struct PeerWatch {
+    socket: Arc<OwnedFd>,
+    gone: Arc<AtomicBool>,
+}
+
+impl PeerWatch {
+    /// `true` while the peer holds its end and kept quiet (one `poll` with no
+    /// timeout); once it hung up or sent bytes on the link, `false` for good,
+    /// and the endpoint reports [`Error::Disconnected`] where it would report
+    /// `Full` or `Empty`.
+    pub fn check(&self) -> bool {
+        if self.gone.load(Ordering::Acquire) {
+            return false;
+        }
+        if link_events(self.socket.as_fd()).is_some_and(|ev| ev != 0) {
+            self.gone.store(true, Ordering::Release);
+        }
+        !self.gone.load(Ordering::Acquire)
+    }
+
+    /// Whether a [`check`](Self::check) saw the peer go (no system call).
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+}
+
+impl AsFd for PeerWatch {
+    /// The link: it reports a hang-up (readable) when the peer goes away,
+    /// for a poller that then calls [`PeerWatch::check`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 
@@ -761,6 +815,7 @@ impl<T: Pod> Producer<T> {
                 odds: SpinOdds::new(),
                 drain_pending: false,
                 gone: false,
+                watched_gone: Arc::new(AtomicBool::new(false)),
             },
         }
     }
@@ -853,6 +908,30 @@ impl<T: Pod> Producer<T> {
         self.link.check_peer()
     }
 
+    /// A [`PeerWatch`] of the consumer, for another thread: once it saw the
+    /// consumer go, [`try_push`](Self::try_push) on a full ring returns
+    /// [`Error::Disconnected`] instead of [`Error::Full`], with no system
+    /// call of its own. How a real-time producer learns that a consumer died
+    /// while the ring was full (no wake-up write, which would have told it,
+    /// happens then).
+    ///
+    /// ```
+    /// use shmring::{channel, Config, Error};
+    ///
+    /// let (mut tx, rx) = channel::pair::<u32>(&Config::new(2))?;
+    /// let watch = tx.peer_watch()?;
+    /// tx.try_push(1)?;
+    /// tx.try_push(2)?;
+    /// drop(rx); // the consumer dies with the ring full
+    /// assert!(matches!(tx.try_push(3), Err(Error::Full))); // nobody looked yet
+    /// assert!(!watch.check()); // the control thread looks: gone
+    /// assert!(matches!(tx.try_push(3), Err(Error::Disconnected)));
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn peer_watch(&self) -> Result<PeerWatch> {
+        self.link.watch()
+    }
+
     /// The link socket: it reports a hang-up when the consumer goes away.
     pub fn link_fd(&self) -> BorrowedFd<'_> {
         self.link.socket.as_fd()
@@ -897,6 +976,7 @@ impl<T: Pod> Consumer<T> {
                 odds: SpinOdds::new(),
                 drain_pending: false,
                 gone: false,
+                watched_gone: Arc::new(AtomicBool::new(false)),
             },
         }
     }
@@ -991,6 +1071,14 @@ impl<T: Pod> Consumer<T> {
     /// [`Producer::check_peer`]).
     pub fn check_peer(&mut self) -> Result<()> {
         self.link.check_peer()
+    }
+
+    /// A [`PeerWatch`] of the producer for another thread (see
+    /// [`Producer::peer_watch`]): once it saw the producer go,
+    /// [`try_pop`](Self::try_pop) on an empty ring returns
+    /// [`Error::Disconnected`].
+    pub fn peer_watch(&self) -> Result<PeerWatch> {
+        self.link.watch()
     }
 
     /// The link socket: it reports a hang-up when the producer goes away.

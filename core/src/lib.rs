@@ -104,7 +104,7 @@ pub mod signal;
 /// [`Zeroable`] (see [Your own element types](crate#your-own-element-types)).
 pub use bytemuck;
 pub use bytemuck::{Pod, Zeroable};
-pub use channel::{Config, Consumer, Producer};
+pub use channel::{Config, Consumer, PeerWatch, Producer};
 pub use error::{ElemType, Error, Peer, Result};
 pub use signal::SignalKind;
 
