@@ -39,8 +39,24 @@
 //!     other => panic!("{other:?}"),
 //! } // the frame dropped: its slot goes back
 //! assert_eq!(tx.reclaim(|_| {})?, 2); // the caps slot and the frame slot
+//!
+//! // The end: EOS, in order after every frame; once the producer is gone
+//! // too, the receiver reports `Disconnected` (or `Dropped` with the
+//! // producer's reason, if it dropped this consumer).
+//! tx.send_eos()?;
+//! drop(tx);
+//! assert!(matches!(rx.try_recv()?, Some(Received::Eos)));
+//! assert!(matches!(
+//!     rx.recv(Some(std::time::Duration::from_secs(1))),
+//!     Err(shmring::Error::Disconnected)
+//! ));
 //! # Ok::<(), shmring::Error>(())
 //! ```
+//!
+//! Between two processes the producer serves a socket path
+//! ([`serve`]) and the consumer connects ([`connect`]);
+//! `examples/src/bin/frame_stream.rs` is a complete two-process program
+//! with frames of 1 byte to 8 MiB and end-of-stream.
 
 mod arena;
 mod blob;
