@@ -157,7 +157,7 @@ pub(crate) fn system_memory_caps(filter: Option<&gst::Caps>) -> gst::Caps {
     }
     let mut out = gst::Caps::new_empty();
     {
-        let out = out.get_mut().expect("new caps are writable");
+        let out = out.make_mut();
         for (s, f) in filter.iter_with_features() {
             if !f.is_any()
                 && f.iter()

@@ -475,7 +475,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), SerdeError> {
+    /// Takes byte `c`, or fails naming what was expected.
+    fn consume(&mut self, c: u8) -> Result<(), SerdeError> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -525,7 +526,7 @@ impl<'a> Parser<'a> {
             if self.peek().is_none() {
                 break;
             }
-            self.expect(b';')?;
+            self.consume(b';')?;
         }
         Ok(items)
     }
@@ -558,7 +559,7 @@ impl<'a> Parser<'a> {
                 return Err(self.err(format!("field {fname:?} given twice")));
             }
             self.ws();
-            self.expect(b'=')?;
+            self.consume(b'=')?;
             self.ws();
             if !self.eat(b'(') {
                 // No type: inferred as GStreamer does (hand-written caps).
@@ -571,7 +572,7 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let ty = canonical_type(self.token(|c| c.is_ascii_alphanumeric() || c == b'_', 128)?);
-            self.expect(b')')?;
+            self.consume(b')')?;
             self.ws();
             if self.lenient && !known_type(ty) {
                 self.skip_value()?;
@@ -595,7 +596,7 @@ impl<'a> Parser<'a> {
     /// `namespace:Name` as `gst_caps_feature_name_is_valid` wants it, or
     /// `ANY`.
     fn features(&mut self) -> Result<Vec<String>, SerdeError> {
-        self.expect(b'(')?;
+        self.consume(b'(')?;
         let mut out = Vec::new();
         loop {
             self.ws();
@@ -617,7 +618,7 @@ impl<'a> Parser<'a> {
             if self.eat(b')') {
                 return Ok(out);
             }
-            self.expect(b',')?;
+            self.consume(b',')?;
         }
     }
 
@@ -665,7 +666,7 @@ impl<'a> Parser<'a> {
             if self.eat(close) {
                 return Ok(vs);
             }
-            self.expect(b',')?;
+            self.consume(b',')?;
         }
     }
 
@@ -728,7 +729,7 @@ impl<'a> Parser<'a> {
             if self.eat(close) {
                 return Ok(vs);
             }
-            self.expect(b',')?;
+            self.consume(b',')?;
         }
     }
 
@@ -769,7 +770,7 @@ impl<'a> Parser<'a> {
             "string" => Val::Str(self.string()?),
             "fraction" => {
                 let n: i32 = self.number(true)?;
-                self.expect(b'/')?;
+                self.consume(b'/')?;
                 let d: i32 = self.number(true)?;
                 if d == 0 || n == i32::MIN || d == i32::MIN {
                     self.pos = start;
@@ -794,9 +795,9 @@ impl<'a> Parser<'a> {
             }
             "date" => {
                 let y: u16 = self.number(false)?;
-                self.expect(b'-')?;
+                self.consume(b'-')?;
                 let m: u8 = self.number(false)?;
-                self.expect(b'-')?;
+                self.consume(b'-')?;
                 let d: u8 = self.number(false)?;
                 if date_of(y, m, d).is_none() {
                     self.pos = start;
@@ -805,11 +806,11 @@ impl<'a> Parser<'a> {
                 Val::Date(y, m, d)
             }
             "structure" => {
-                self.expect(b'[')?;
+                self.consume(b'[')?;
                 self.ws();
                 let it = self.item(depth + 1)?;
                 self.ws();
-                self.expect(b']')?;
+                self.consume(b']')?;
                 Val::Struct(Box::new(it))
             }
             other => {
@@ -825,7 +826,7 @@ impl<'a> Parser<'a> {
                     Val::Enum(other.to_owned(), v)
                 } else if is_flagset(t) {
                     let f = self.token(|c| c.is_ascii_hexdigit(), 8)?;
-                    self.expect(b':')?;
+                    self.consume(b':')?;
                     let m = self.token(|c| c.is_ascii_hexdigit(), 8)?;
                     let (f, m) = match (u32::from_str_radix(f, 16), u32::from_str_radix(m, 16)) {
                         (Ok(f), Ok(m)) => (f, m),
