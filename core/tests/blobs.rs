@@ -317,3 +317,51 @@ fn a_lease_that_could_not_be_sent_comes_back_with_its_bytes() {
     drop(expect_frame(&mut rx));
     assert_eq!(expect_frame(&mut rx).bytes(), b"abc");
 }
+
+#[test]
+fn hostile_consumer_messages_are_protocol_errors_never_panics() {
+    use std::os::fd::AsRawFd;
+    let raw_send = |fd: i32, bytes: &[u8]| {
+        // SAFETY: sends from a live buffer on a socket this test owns.
+        unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        }
+    };
+    let header = |magic: u32, kind: u32| {
+        let mut h = Vec::new();
+        h.extend_from_slice(&magic.to_le_bytes());
+        h.extend_from_slice(&kind.to_le_bytes());
+        h.extend_from_slice(&[0u8; 16]);
+        h
+    };
+    let magic = u32::from_le_bytes(*b"SRMS");
+    let mut upstream_text = header(magic, 3);
+    upstream_text.extend_from_slice(&[0xff, 0xfe]); // not UTF-8
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("short", vec![1, 2, 3]),
+        ("wrong magic", header(0xdead_beef, 3)),
+        ("unknown kind", header(magic, 99)),
+        ("a producer's blob message", header(magic, 1)),
+        ("a producer's goodbye", header(magic, 2)),
+        ("text that is not UTF-8", upstream_text),
+        ("oversized", vec![0u8; frames::MAX_MESSAGE + 100]),
+    ];
+    for (what, bytes) in cases {
+        let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 4096)).expect("pair");
+        let fd = rx.message_fd().as_raw_fd();
+        if raw_send(fd, &bytes) < 0 {
+            // Too big for the socket: refused by the kernel, nothing to read.
+            assert_eq!(tx.try_recv_upstream().expect(what), None, "{what}");
+            continue;
+        }
+        match tx.try_recv_upstream() {
+            Err(Error::Protocol(_)) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}

@@ -321,6 +321,29 @@ mod tests {
     }
 
     #[test]
+    fn peer_segments_in_any_known_format_and_nothing_else() {
+        gst::init().expect("gst");
+        let mut s = SegmentInfo::time();
+        s.format = gst::Format::Bytes.into_glib() as u32;
+        s.start = 100;
+        let seg = generic_segment_of(&s).expect("a bytes segment");
+        assert_eq!(seg.format(), gst::Format::Bytes);
+        assert_eq!(seg.start().value(), 100);
+        for bad in [0u32, 6, 77, u32::MAX] {
+            s.format = bad;
+            assert!(generic_segment_of(&s).is_none(), "format {bad}");
+        }
+        s.format = gst::Format::Time.into_glib() as u32;
+        for rate in [0.0, f64::NAN, f64::INFINITY] {
+            s.rate = rate;
+            assert!(generic_segment_of(&s).is_none(), "rate {rate}");
+        }
+        s.rate = 1.0;
+        s.applied_rate = 0.0;
+        assert!(generic_segment_of(&s).is_none());
+    }
+
+    #[test]
     fn only_system_memory_caps_pass() {
         gst::init().expect("gst");
         let sys: gst::Caps = "video/x-raw,format=I420".parse().expect("caps");

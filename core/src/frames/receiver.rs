@@ -314,6 +314,14 @@ impl FrameReceiver {
         self.desc.drain_signal()
     }
 
+    /// This consumer's end of the message socket, for tests of producers
+    /// against a consumer that writes anything on it. Not part of the stable
+    /// API.
+    #[doc(hidden)]
+    pub fn message_fd(&self) -> BorrowedFd<'_> {
+        self.msgs.as_fd()
+    }
+
     /// Puts `slot` on the return ring exactly as given, unchecked: for tests of
     /// producers against a hostile consumer. Not part of the stable API.
     #[doc(hidden)]
