@@ -10,7 +10,7 @@ use super::blob::BlobView;
 use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
 use super::messages::{self, Message};
 use super::sender::{BLOB_RETURN, MAX_BLOBS};
-use crate::{Consumer, Error, Producer, Result};
+use crate::{Consumer, Error, PeerWatch, Producer, Result};
 
 /// What the producer sent, in order.
 #[derive(Debug)]
@@ -254,7 +254,7 @@ impl FrameReceiver {
         let d = match self.desc.try_pop() {
             Ok(d) => d,
             Err(Error::Empty) => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(self.why(e)),
         };
         // `d` is our copy: check it, then use only it.
         self.decode(d).map(Some)
@@ -296,6 +296,15 @@ impl FrameReceiver {
     /// `true` unless the producer is known to be gone.
     pub fn is_peer_alive(&mut self) -> bool {
         self.desc.is_peer_alive()
+    }
+
+    /// A [`PeerWatch`] of the producer for another thread (see
+    /// [`Consumer::peer_watch`]): once it saw the producer go,
+    /// [`try_recv`](Self::try_recv) on an empty ring returns
+    /// [`Error::Disconnected`] (or [`Error::Dropped`] with the producer's
+    /// reason) instead of `Ok(None)`, with no system call of its own.
+    pub fn peer_watch(&self) -> Result<PeerWatch> {
+        self.desc.peer_watch()
     }
 
     /// The socket that hangs up when the producer goes away (for pollers).

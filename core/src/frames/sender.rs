@@ -10,7 +10,7 @@ use super::arena::{Arena, SlotLease};
 use super::blob::Blob;
 use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
 use super::messages::{self, Message};
-use crate::{Consumer, Error, Producer, Result};
+use crate::{Consumer, Error, PeerWatch, Producer, Result};
 
 /// A return-ring entry with this bit set gives back blob `entry & !BLOB_RETURN`
 /// (without it, the entry is a slot number).
@@ -635,6 +635,34 @@ impl FrameSender {
     /// `true` unless the consumer is known to be gone.
     pub fn is_peer_alive(&mut self) -> bool {
         self.desc.is_peer_alive()
+    }
+
+    /// A [`PeerWatch`] of the consumer for another thread (a control
+    /// thread, an event loop; see [`Producer::peer_watch`]): once it saw the
+    /// consumer go, every send that finds the descriptor ring full returns
+    /// [`Error::Disconnected`] instead of [`Error::Full`], with no system
+    /// call of its own. A real-time producer whose [`try_lease`](Self::try_lease)
+    /// finds no free slot asks [`PeerWatch::is_gone`] (no system call) whether
+    /// the consumer died holding them.
+    ///
+    /// ```
+    /// use shmring::frames::{self, FrameConfig, FrameMeta};
+    ///
+    /// let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 64).descriptors(2))?;
+    /// let watch = tx.peer_watch()?;
+    /// for _ in 0..2 {
+    ///     let slot = tx.try_lease().expect("a free slot");
+    ///     tx.send_lease(slot, 8, &FrameMeta::default())?;
+    /// }
+    /// drop(rx); // the consumer dies, its ring full
+    /// assert!(matches!(tx.send_eos(), Err(shmring::Error::Full))); // nobody looked yet
+    /// assert!(!watch.check()); // the control thread looks: gone
+    /// assert!(watch.is_gone());
+    /// assert!(matches!(tx.send_eos(), Err(shmring::Error::Disconnected)));
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn peer_watch(&self) -> Result<PeerWatch> {
+        self.desc.peer_watch()
     }
 
     /// Lets go of every slot this consumer holds (call after it disconnected;
