@@ -297,7 +297,7 @@ struct FramesWelcome {
 /// * [`Error::Incompatible`]: the consumer's signal kind differs;
 /// * [`Error::Timeout`] / [`Error::HandshakeTimeout`]: the consumer did not
 ///   answer within [`FrameConfig::handshake_timeout`];
-/// * [`Error::InvalidConfig`]: `cfg`'s shape is not one an arena can have.
+/// * [`Error::InvalidArgument`]: `cfg`'s shape is not one an arena can have.
 pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
     let mut tx = serve_arena(conn, cfg, Arena::new(cfg)?)?;
     tx.wait_ready(cfg.handshake_timeout)?;

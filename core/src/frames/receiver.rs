@@ -248,8 +248,17 @@ impl FrameReceiver {
         self.returner.held_count.load(Ordering::Relaxed)
     }
 
-    /// The next message if one is ready. A descriptor that breaks the rules is
-    /// an [`Error::BadDescriptor`].
+    /// The next message if one is ready (`Ok(None)`: none yet).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::BadDescriptor`]: the producer wrote a descriptor that
+    ///   breaks the rules (a hostile or broken producer; the stream is over);
+    /// * [`Error::Disconnected`]: the producer is known to be gone (a wait,
+    ///   a liveness check or a [`PeerWatch`] saw it) and everything it sent
+    ///   was received; [`Error::Dropped`] instead when it said why it
+    ///   dropped this consumer;
+    /// * [`Error::Protocol`]: an announced blob did not arrive as announced.
     pub fn try_recv(&mut self) -> Result<Option<Received>> {
         let d = match self.desc.try_pop() {
             Ok(d) => d,
@@ -266,6 +275,11 @@ impl FrameReceiver {
     ///
     /// When the producer said why it dropped this consumer before it hung
     /// up, the error is [`Error::Dropped`] with its reason.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`try_recv`](Self::try_recv), and [`Error::Timeout`] when
+    /// nothing came within `timeout`.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Received> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {

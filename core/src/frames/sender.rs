@@ -114,8 +114,15 @@ impl FrameSender {
     }
 
     /// A free slot to write, taking the consumer's returns and waiting up to
-    /// `timeout` (`None`: forever) for one. [`Error::Timeout`] when none came
-    /// back in time, [`Error::Disconnected`] when the consumer is gone.
+    /// `timeout` (`None`: forever) for one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no slot came back in time,
+    /// [`Error::Disconnected`] when the consumer is gone. (A return of a
+    /// slot it does not hold is no error: see [`reclaim`](Self::reclaim).)
+    ///
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
@@ -149,6 +156,15 @@ impl FrameSender {
     /// (`None`: forever) for room: copied into a slot when it fits one, else
     /// into a [`Blob`] of its own. The simplest way to send; zero copy needs
     /// [`lease`](Self::lease) and [`send_lease`](Self::send_lease).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no room came in time (nothing was sent);
+    /// [`Error::InvalidArgument`] for a payload over
+    /// [`FrameConfig::blob_budget`](super::FrameConfig::blob_budget);
+    /// [`Error::Disconnected`] when the consumer is gone.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
