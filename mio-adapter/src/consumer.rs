@@ -1,15 +1,10 @@
 //! [`MioConsumer`]: a [`Consumer`] as a [`mio::event::Source`].
 
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
-use std::time::Instant;
-
-use mio::{event, Interest, Registry, Token};
+use mio::Registry;
 use shmring::{Consumer, Pod};
 
-use crate::drive::{Deliver, Driver, Endpoint};
-use crate::reg::WakeStats;
+use crate::wakeup::{Deliver, Endpoint, WakeCycle};
+use crate::wrapper::endpoint_source;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// Default [`MioConsumer::set_budget`]: items delivered per call before the
@@ -43,7 +38,7 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// files, so deregister first).
 #[derive(Debug)]
 pub struct MioConsumer<T: Pod> {
-    drive: Driver,
+    wake: WakeCycle,
     budget: usize,
     inner: Consumer<T>,
     /// Local copies of the items handed to `drain_with`'s callback.
@@ -59,7 +54,7 @@ impl<T: Pod> MioConsumer<T> {
     /// Wraps `consumer` with a flood policy of your choice.
     pub fn with_policy(consumer: Consumer<T>, policy: FloodPolicy) -> Self {
         MioConsumer {
-            drive: Driver::new(policy),
+            wake: WakeCycle::new(policy),
             budget: DEFAULT_BUDGET,
             inner: consumer,
             scratch: Vec::new(),
@@ -73,34 +68,12 @@ impl<T: Pod> MioConsumer<T> {
         self.budget = items.max(1);
     }
 
-    /// The wrapped consumer.
-    pub fn get_ref(&self) -> &Consumer<T> {
-        &self.inner
-    }
-
     /// The wrapped consumer. Popping through it is allowed, but a wake-up
     /// whose items you popped this way counts as empty for the [`FloodPolicy`];
     /// calling its `prepare_sleep`/`drain_signal` yourself bypasses the
     /// bookkeeping of [`drain_with`](Self::drain_with).
     pub fn get_mut(&mut self) -> &mut Consumer<T> {
         &mut self.inner
-    }
-
-    /// Unwraps the consumer, removing it from the `Poll` it was registered with.
-    pub fn into_inner(self) -> Consumer<T> {
-        let MioConsumer { drive, inner, .. } = self;
-        drop(drive);
-        inner
-    }
-
-    /// Counters of wake-ups, empty wake-ups and throttles.
-    pub fn wake_stats(&self) -> WakeStats {
-        self.drive.guard.stats
-    }
-
-    /// The instant until which the wake-up fd is paused, if it is.
-    pub fn throttled_until(&self) -> Option<Instant> {
-        self.drive.guard.paused_until
     }
 
     /// Delivers the items that are ready to `f` (in order, as slices of local
@@ -139,7 +112,7 @@ impl<T: Pod> MioConsumer<T> {
             consumer: &mut self.inner,
             scratch: &mut self.scratch,
         };
-        self.drive.drain(registry, &mut ep, self.budget, &mut f)
+        self.wake.drain(registry, &mut ep, self.budget, &mut f)
     }
 }
 
@@ -191,41 +164,4 @@ impl<T: Pod, F: FnMut(&[T])> Deliver<F> for Copying<'_, T> {
     }
 }
 
-impl<T: Pod> Deref for MioConsumer<T> {
-    type Target = Consumer<T>;
-    fn deref(&self) -> &Consumer<T> {
-        &self.inner
-    }
-}
-
-impl<T: Pod> DerefMut for MioConsumer<T> {
-    fn deref_mut(&mut self) -> &mut Consumer<T> {
-        &mut self.inner
-    }
-}
-
-impl<T: Pod> event::Source for MioConsumer<T> {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
-        self.drive
-            .register(registry, token, interests, signal, link)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.drive.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.drive.deregister(registry)
-    }
-}
+endpoint_source!(MioConsumer<T>, Consumer<T>, "consumer");

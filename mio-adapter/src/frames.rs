@@ -1,16 +1,11 @@
 //! [`MioFrameReceiver`]: the receiving end of a frame stream
 //! ([`shmring::frames`]) as a [`mio::event::Source`].
 
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
-use std::time::Instant;
-
-use mio::{event, Interest, Registry, Token};
+use mio::Registry;
 use shmring::frames::{FrameReceiver, Received};
 
-use crate::drive::{Deliver, Driver, Endpoint};
-use crate::reg::WakeStats;
+use crate::wakeup::{Deliver, Endpoint, WakeCycle};
+use crate::wrapper::endpoint_source;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// Default [`MioFrameReceiver::set_budget`]: messages (frames and events)
@@ -91,8 +86,8 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct MioFrameReceiver {
-    // `drive` registers duplicates of the receiver's fds, which it owns.
-    drive: Driver,
+    // `wake` registers duplicates of the receiver's fds, which it owns.
+    wake: WakeCycle,
     budget: usize,
     inner: FrameReceiver,
 }
@@ -107,7 +102,7 @@ impl MioFrameReceiver {
     /// Wraps `receiver` with a flood policy of your choice.
     pub fn with_policy(receiver: FrameReceiver, policy: FloodPolicy) -> Self {
         MioFrameReceiver {
-            drive: Driver::new(policy),
+            wake: WakeCycle::new(policy),
             budget: DEFAULT_FRAME_BUDGET,
             inner: receiver,
         }
@@ -120,34 +115,12 @@ impl MioFrameReceiver {
         self.budget = messages.max(1);
     }
 
-    /// The wrapped receiver.
-    pub fn get_ref(&self) -> &FrameReceiver {
-        &self.inner
-    }
-
     /// The wrapped receiver. Receiving through it is allowed, but a wake-up
     /// whose messages you took this way counts as empty for the
     /// [`FloodPolicy`]; calling its `prepare_sleep`/`drain_signal` yourself
     /// bypasses the bookkeeping of [`drain_with`](Self::drain_with).
     pub fn get_mut(&mut self) -> &mut FrameReceiver {
         &mut self.inner
-    }
-
-    /// Unwraps the receiver, removing it from the `Poll` it was registered with.
-    pub fn into_inner(self) -> FrameReceiver {
-        let MioFrameReceiver { drive, inner, .. } = self;
-        drop(drive);
-        inner
-    }
-
-    /// Counters of wake-ups, empty wake-ups and throttles.
-    pub fn wake_stats(&self) -> WakeStats {
-        self.drive.guard.stats
-    }
-
-    /// The instant until which the wake-up fd is paused, if it is.
-    pub fn throttled_until(&self) -> Option<Instant> {
-        self.drive.guard.paused_until
     }
 
     /// Delivers the messages that are ready to `f`, in the order the producer
@@ -182,7 +155,7 @@ impl MioFrameReceiver {
     where
         F: FnMut(Received),
     {
-        self.drive
+        self.wake
             .drain(registry, &mut self.inner, self.budget, &mut f)
     }
 }
@@ -228,41 +201,4 @@ impl<F: FnMut(Received)> Deliver<F> for FrameReceiver {
     }
 }
 
-impl Deref for MioFrameReceiver {
-    type Target = FrameReceiver;
-    fn deref(&self) -> &FrameReceiver {
-        &self.inner
-    }
-}
-
-impl DerefMut for MioFrameReceiver {
-    fn deref_mut(&mut self) -> &mut FrameReceiver {
-        &mut self.inner
-    }
-}
-
-impl event::Source for MioFrameReceiver {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
-        self.drive
-            .register(registry, token, interests, signal, link)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.drive.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.drive.deregister(registry)
-    }
-}
+endpoint_source!(MioFrameReceiver, FrameReceiver, "receiver");

@@ -160,20 +160,22 @@ use std::time::{Duration, Instant};
 use shmring::handshake::PeerCred;
 
 mod consumer;
-mod drive;
 mod driver;
+mod flood;
 mod frames;
 mod listener;
 mod producer;
-mod reg;
+mod registration;
+mod wakeup;
+mod wrapper;
 
 pub use consumer::{MioConsumer, DEFAULT_BUDGET};
 pub use driver::{ConsumerDriver, DriverEvent, FIRST_DRIVER_TOKEN};
+pub use flood::WakeStats;
 pub use frames::{MioFrameReceiver, DEFAULT_FRAME_BUDGET};
 pub use listener::{Accepted, MioListener, DEFAULT_MAX_PENDING};
 pub use mio::Interest;
 pub use producer::MioProducer;
-pub use reg::WakeStats;
 
 /// What to do next with an endpoint, as returned by
 /// [`MioConsumer::drain_with`], [`MioFrameReceiver::drain_with`] and

@@ -141,7 +141,24 @@ impl MioListener {
         let token = self.token.ok_or(Error::NotRegistered)?;
         let timeout = self.timeout.unwrap_or(config.handshake_timeout);
         let mut out = Vec::new();
-        // 1. Everything queued on the listening socket.
+        self.accept_queued(registry, token, timeout, &mut out);
+        if self.pending.is_empty() {
+            return Ok(out);
+        }
+        self.complete_pending(registry, &mut serve, &mut out)?;
+        Ok(out)
+    }
+
+    /// Step 1 of [`accept_with`](Self::accept_with): accepts everything queued
+    /// on the listening socket and registers each connection under `token`
+    /// until its hello arrives or `timeout` passes.
+    fn accept_queued<E>(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        timeout: Duration,
+        out: &mut Vec<Result<Accepted<E>>>,
+    ) {
         loop {
             match self.listener.try_accept() {
                 Ok(Some(conn)) => {
@@ -178,10 +195,20 @@ impl MioListener {
                 }
             }
         }
-        if self.pending.is_empty() {
-            return Ok(out);
-        }
-        // 2. Peers whose hello (or hang-up) is there: one poll(2) over all.
+    }
+
+    /// Step 2 of [`accept_with`](Self::accept_with): serves the pending peers
+    /// whose hello (or hang-up) is there, found with one poll(2) over all, and
+    /// drops those past their deadline.
+    fn complete_pending<E, F>(
+        &mut self,
+        registry: &Registry,
+        serve: &mut F,
+        out: &mut Vec<Result<Accepted<E>>>,
+    ) -> Result<()>
+    where
+        F: FnMut(Connection) -> shmring::Result<E>,
+    {
         let mut fds: Vec<libc::pollfd> = self
             .pending
             .iter()
@@ -224,7 +251,7 @@ impl MioListener {
                 out.push(Err(Error::HandshakeTimeout { peer }));
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -234,6 +261,30 @@ fn deregister(registry: &Registry, fd: RawFd) {
     let _ = registry.deregister(&mut SourceFd(&fd));
 }
 
+impl MioListener {
+    /// The listening socket and every pending connection: what goes into the
+    /// `Poll` under the listener's token.
+    fn raw_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        let listening = self.listener.as_fd().as_raw_fd();
+        let pending = self.pending.iter().map(|p| p.conn.fd().as_raw_fd());
+        std::iter::once(listening).chain(pending)
+    }
+
+    /// (Re)registers all of [`raw_fds`](Self::raw_fds) with `op` (a
+    /// [`Registry`] method), stopping at the first failure, and records `token`.
+    fn register_all(
+        &mut self,
+        op: impl Fn(&mut SourceFd<'_>) -> io::Result<()>,
+        token: Token,
+    ) -> io::Result<()> {
+        for fd in self.raw_fds() {
+            op(&mut SourceFd(&fd))?;
+        }
+        self.token = Some(token);
+        Ok(())
+    }
+}
+
 impl event::Source for MioListener {
     fn register(
         &mut self,
@@ -241,13 +292,7 @@ impl event::Source for MioListener {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        let raw = self.listener.as_fd().as_raw_fd();
-        registry.register(&mut SourceFd(&raw), token, interests)?;
-        for p in &self.pending {
-            registry.register(&mut SourceFd(&p.conn.fd().as_raw_fd()), token, interests)?;
-        }
-        self.token = Some(token);
-        Ok(())
+        self.register_all(|fd| registry.register(fd, token, interests), token)
     }
 
     fn reregister(
@@ -256,13 +301,7 @@ impl event::Source for MioListener {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        let raw = self.listener.as_fd().as_raw_fd();
-        registry.reregister(&mut SourceFd(&raw), token, interests)?;
-        for p in &self.pending {
-            registry.reregister(&mut SourceFd(&p.conn.fd().as_raw_fd()), token, interests)?;
-        }
-        self.token = Some(token);
-        Ok(())
+        self.register_all(|fd| registry.reregister(fd, token, interests), token)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {

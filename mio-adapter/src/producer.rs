@@ -1,16 +1,11 @@
 //! [`MioProducer`]: a [`Producer`] as a [`mio::event::Source`].
 
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
-use std::time::Instant;
-
-use mio::{event, Interest, Registry, Token};
+use mio::Registry;
 use shmring::ring::WriteChunk;
 use shmring::{Pod, Producer};
 
-use crate::drive::{Driver, Endpoint, Last, Start};
-use crate::reg::WakeStats;
+use crate::wakeup::{Endpoint, Last, Start, WakeCycle};
+use crate::wrapper::endpoint_source;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// A [`Producer`] that a mio [`Poll`](mio::Poll) can watch.
@@ -33,7 +28,7 @@ use crate::{FloodPolicy, Readiness, Result};
 /// registration.
 #[derive(Debug)]
 pub struct MioProducer<T: Pod> {
-    drive: Driver,
+    wake: WakeCycle,
     /// A push was attempted since the last `poll_writable`.
     pushed: bool,
     inner: Producer<T>,
@@ -48,7 +43,7 @@ impl<T: Pod> MioProducer<T> {
     /// Wraps `producer` with a flood policy of your choice.
     pub fn with_policy(producer: Producer<T>, policy: FloodPolicy) -> Self {
         MioProducer {
-            drive: Driver::new(policy),
+            wake: WakeCycle::new(policy),
             pushed: false,
             inner: producer,
         }
@@ -76,34 +71,12 @@ impl<T: Pod> MioProducer<T> {
         self.inner.write_chunk(max)
     }
 
-    /// The wrapped producer.
-    pub fn get_ref(&self) -> &Producer<T> {
-        &self.inner
-    }
-
     /// The wrapped producer. Prefer the push methods of `MioProducer` itself
     /// (which [`Deref`] does not hide): they tell
     /// [`poll_writable`](Self::poll_writable) that the free slots it finds are
     /// progress, not a wake-up nobody asked for.
     pub fn get_mut(&mut self) -> &mut Producer<T> {
         &mut self.inner
-    }
-
-    /// Unwraps the producer, removing it from the `Poll` it was registered with.
-    pub fn into_inner(self) -> Producer<T> {
-        let MioProducer { drive, inner, .. } = self;
-        drop(drive);
-        inner
-    }
-
-    /// Counters of wake-ups, empty wake-ups and throttles.
-    pub fn wake_stats(&self) -> WakeStats {
-        self.drive.guard.stats
-    }
-
-    /// The instant until which the wake-up fd is paused, if it is.
-    pub fn throttled_until(&self) -> Option<Instant> {
-        self.drive.guard.paused_until
     }
 
     /// Finds out whether there is room, arming the wake-up if there is none.
@@ -120,16 +93,16 @@ impl<T: Pod> MioProducer<T> {
     ///   [`FloodPolicy`]); call again at or after the given instant.
     /// * [`Readiness::Closed`]: the consumer is gone. Deregister and drop.
     pub fn poll_writable(&mut self, registry: &Registry) -> Result<Readiness> {
-        match self.drive.start(registry, &mut self.inner)? {
+        match self.wake.start(registry, &mut self.inner)? {
             Start::Go { .. } => {}
             Start::Return(r) => return Ok(r),
             Start::PeerGone => {
-                self.drive.last = Last::Closed;
+                self.wake.last = Last::Closed;
                 return Ok(Readiness::Closed);
             }
         }
         if !self.inner.is_peer_alive() {
-            self.drive.last = Last::Closed;
+            self.wake.last = Last::Closed;
             return Ok(Readiness::Closed);
         }
         let now = if self.inner.slots()? > 0 || !self.inner.prepare_sleep()? {
@@ -139,15 +112,15 @@ impl<T: Pod> MioProducer<T> {
         };
         // Woken with the ring still full, or called again while not asleep
         // without a push in between (a wake-up we never asked for): no progress.
-        let useless = match (self.drive.last, now) {
+        let useless = match (self.wake.last, now) {
             (Last::Armed, Last::Armed) => true,
             (Last::Ready, Last::Ready) => !self.pushed,
             _ => false,
         };
         self.pushed = false;
-        self.drive.last = now;
+        self.wake.last = now;
         if useless {
-            if let Some(until) = self.drive.empty(registry)? {
+            if let Some(until) = self.wake.empty(registry)? {
                 return Ok(Readiness::Throttled(until));
             }
         }
@@ -172,41 +145,4 @@ impl<T: Pod> Endpoint for Producer<T> {
     }
 }
 
-impl<T: Pod> Deref for MioProducer<T> {
-    type Target = Producer<T>;
-    fn deref(&self) -> &Producer<T> {
-        &self.inner
-    }
-}
-
-impl<T: Pod> DerefMut for MioProducer<T> {
-    fn deref_mut(&mut self) -> &mut Producer<T> {
-        &mut self.inner
-    }
-}
-
-impl<T: Pod> event::Source for MioProducer<T> {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
-        self.drive
-            .register(registry, token, interests, signal, link)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.drive.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.drive.deregister(registry)
-    }
-}
+endpoint_source!(MioProducer<T>, Producer<T>, "producer");
