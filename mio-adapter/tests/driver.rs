@@ -25,10 +25,10 @@ fn two_producer_processes_through_the_listener_and_a_wrong_type_refused() {
     const ITEMS: u64 = 200_000;
     let children: Vec<_> = (0..2)
         .map(|_| {
-            common::spawn(
+            common::spawn_at(
                 "producer",
+                &path,
                 &[
-                    path.display().to_string(),
                     common::signal_name(SignalKind::Socket).into(),
                     ITEMS.to_string(),
                 ],
