@@ -20,7 +20,7 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// Registering it registers two fds under one token: the wake-up fd (readable
 /// when the producer committed items while we announced a sleep) and the link
 /// socket (hang-up when the producer is gone). Interests must include
-/// [`Interest::READABLE`]; nothing else is reported.
+/// [`Interest::READABLE`](mio::Interest::READABLE); nothing else is reported.
 ///
 /// Call [`drain_with`](Self::drain_with) once right after registering (until a
 /// sleep is announced the producer has no reason to write the wake-up fd, so
@@ -32,10 +32,56 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
 /// from the `Poll` anyway (see the crate docs for why that matters). What is
 /// registered are duplicates of the consumer's fds, owned by this wrapper:
-/// nothing done to the consumer through [`DerefMut`] or
+/// nothing done to the consumer through [`DerefMut`](std::ops::DerefMut) or
 /// [`get_mut`](Self::get_mut) can close them under the registration
 /// (replacing the consumer there leaves the registration on the old one's
 /// files, so deregister first).
+///
+/// # Errors
+///
+/// Registering fails with [`io::ErrorKind::InvalidInput`](std::io::ErrorKind)
+/// if the interests lack [`Interest::READABLE`](mio::Interest::READABLE), with `EEXIST` if it is
+/// registered already, or with what `epoll_ctl` or duplicating the fds
+/// reports; reregistering fails when it is not registered. For
+/// [`drain_with`](Self::drain_with), see there.
+///
+/// # Examples
+///
+/// Items that were queued before the consumer joined the `Poll` bring no
+/// event: the first [`drain_with`](Self::drain_with), right after
+/// registering, finds them and arms the wake-up.
+///
+/// ```
+/// use std::time::Duration;
+/// use mio::{Events, Interest, Poll, Token};
+/// use shmring::{channel, Config};
+/// use shmring_mio::{MioConsumer, Readiness};
+///
+/// let (mut tx, rx) = channel::pair::<u32>(&Config::new(16))?;
+/// tx.push_slice(&[1, 2, 3])?;
+///
+/// let mut poll = Poll::new()?;
+/// let mut rx = MioConsumer::new(rx);
+/// poll.registry().register(&mut rx, Token(7), Interest::READABLE)?;
+/// let mut got = Vec::new();
+/// let state = rx.drain_with(poll.registry(), |items| got.extend_from_slice(items))?;
+/// assert_eq!((got.as_slice(), state), (&[1, 2, 3][..], Readiness::Armed));
+///
+/// // The next commit wakes the armed consumer: its token fires.
+/// tx.try_push(4)?;
+/// let mut events = Events::with_capacity(4);
+/// poll.poll(&mut events, Some(Duration::from_secs(5)))?;
+/// assert!(events.iter().any(|e| e.token() == Token(7)));
+/// rx.drain_with(poll.registry(), |items| got.extend_from_slice(items))?;
+/// assert_eq!(got, [1, 2, 3, 4]);
+///
+/// // The producer leaves: the link hangs up and the consumer reports `Closed`.
+/// drop(tx);
+/// poll.poll(&mut events, Some(Duration::from_secs(5)))?;
+/// assert_eq!(rx.drain_with(poll.registry(), |_| {})?, Readiness::Closed);
+/// poll.registry().deregister(&mut rx)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MioConsumer<T: Pod> {
     wake: WakeCycle,
@@ -98,8 +144,14 @@ impl<T: Pod> MioConsumer<T> {
     ///   has been delivered (at most one ring's worth after it left: only a
     ///   hostile process could commit more). Deregister and drop this consumer.
     ///
-    /// An error ([`shmring::Error::Corrupt`] from a hostile producer, a
-    /// registry failure) is final for this consumer: deregister and drop it.
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`](crate::Error::NotRegistered) before the
+    /// consumer is registered; [`Error::Shmring`](crate::Error::Shmring) when
+    /// the ring or its wake-up fd fails ([`shmring::Error::Corrupt`] from a
+    /// hostile producer); [`Error::Registry`](crate::Error::Registry) when
+    /// pausing or resuming the wake-up fd fails. Each is final for this
+    /// consumer: deregister and drop it.
     ///
     /// The items are copied out of shared memory (volatile loads) into a
     /// buffer of this consumer, up to 64 KiB at a time, and released to the

@@ -19,7 +19,7 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 /// ([`Received`]) instead of items. Registering it registers two fds under one
 /// token: the descriptor ring's wake-up fd (readable when the producer sent
 /// something while we announced a sleep) and the link socket (hang-up when the
-/// producer is gone). Interests must include [`Interest::READABLE`]; nothing
+/// producer is gone). Interests must include [`Interest::READABLE`](mio::Interest::READABLE); nothing
 /// else is reported.
 ///
 /// Call [`drain_with`](Self::drain_with) once right after registering, then
@@ -34,6 +34,17 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 ///
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
 /// from the `Poll` anyway (see the crate docs for why that matters).
+///
+/// # Errors
+///
+/// Registering fails as for [`MioConsumer`](crate::MioConsumer) (interests
+/// without [`Interest::READABLE`](mio::Interest::READABLE), registered
+/// already, `epoll_ctl`); for [`drain_with`](Self::drain_with), see there.
+///
+/// # Examples
+///
+/// A sender thread streams 100 one-byte frames and an end of stream; the
+/// loop receives them, then sees the sender leave:
 ///
 /// ```
 /// use std::time::Duration;
@@ -144,10 +155,15 @@ impl MioFrameReceiver {
     /// * [`Readiness::Closed`]: the producer is gone and every message it sent
     ///   has been delivered. Deregister and drop this receiver.
     ///
-    /// An error is final for this receiver: deregister and drop it. A producer
-    /// that breaks the protocol yields [`shmring::Error::BadDescriptor`]
-    /// (wrapped in [`Error::Shmring`](crate::Error::Shmring)); messages
-    /// delivered before the bad descriptor remain valid.
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`](crate::Error::NotRegistered) before the
+    /// receiver is registered; [`Error::Shmring`](crate::Error::Shmring) when
+    /// the stream or its wake-up fd fails: a producer that breaks the protocol
+    /// yields [`shmring::Error::BadDescriptor`] (messages delivered before the
+    /// bad descriptor remain valid); [`Error::Registry`](crate::Error::Registry)
+    /// when pausing or resuming the wake-up fd fails. Each is final for this
+    /// receiver: deregister and drop it.
     ///
     /// Frame bytes are in memory the producer can still write while `f` reads
     /// them: parse them as untrusted input.

@@ -47,6 +47,69 @@ struct Pending {
 /// timeout, never a blocked loop; at most
 /// [`max_pending`](Self::set_max_pending) such clients are held, later ones are
 /// dropped at once.
+///
+/// A loop that only consumes one type is shorter with
+/// [`ConsumerDriver::listen`](crate::ConsumerDriver::listen), which does the
+/// bookkeeping below.
+///
+/// # Errors
+///
+/// [`bind`](Self::bind) fails as [`Listener::bind`] does. The accept methods
+/// fail as a whole only when the listener is not registered or polling its
+/// pending connections fails; each peer that could not be served is an
+/// error of its own in the returned list (see
+/// [`accept_consumers`](Self::accept_consumers)).
+///
+/// # Examples
+///
+/// One producer connects from another thread (from another process it is
+/// the same call); the loop accepts it, registers the consumer it gets and
+/// drains it until the producer leaves:
+///
+/// ```
+/// use std::time::Duration;
+/// use mio::{Events, Interest, Poll, Token};
+/// use shmring::{handshake, Config};
+/// use shmring_mio::{MioListener, Readiness};
+///
+/// let dir = std::env::temp_dir().join(format!("shmring-mio-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("listener.sock");
+/// let config = Config::new(64);
+///
+/// let mut poll = Poll::new()?;
+/// let mut events = Events::with_capacity(8);
+/// let mut listener = MioListener::bind(&path, &Default::default())?;
+/// poll.registry().register(&mut listener, Token(0), Interest::READABLE)?;
+///
+/// let (p, c) = (path.clone(), config.clone());
+/// let producer = std::thread::spawn(move || -> shmring::Result<()> {
+///     let mut tx = handshake::connect_producer::<u64>(&p, &c)?;
+///     for i in 1..=100 {
+///         tx.push_blocking(i, Some(Duration::from_secs(5)))?;
+///     }
+///     Ok(())
+/// }); // dropping `tx` hangs up the link
+///
+/// let (mut rx, mut sum, mut state) = (None, 0u64, Readiness::Ready);
+/// while state != Readiness::Closed {
+///     poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+///     if rx.is_none() {
+///         for accepted in listener.accept_consumers::<u64>(poll.registry(), &config)? {
+///             let mut consumer = accepted?.endpoint;
+///             poll.registry().register(&mut consumer, Token(1), Interest::READABLE)?;
+///             rx = Some(consumer); // drained below, right after registering
+///         }
+///     }
+///     if let Some(rx) = rx.as_mut() {
+///         state = rx.drain_with(poll.registry(), |items| sum += items.iter().sum::<u64>())?;
+///     }
+/// }
+/// assert_eq!(sum, 5050);
+/// producer.join().unwrap()?;
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MioListener {
     pending: Vec<Pending>,
@@ -58,6 +121,11 @@ pub struct MioListener {
 
 impl MioListener {
     /// Binds a listener at `path` (see [`Listener::bind`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shmring`] with what [`Listener::bind`] reports (another live
+    /// listener on the path, a path too long for a socket address, ...).
     pub fn bind(path: impl AsRef<Path>, opts: &ListenOptions) -> Result<Self> {
         Ok(Self::from_listener(Listener::bind(path, opts)?))
     }
@@ -104,7 +172,17 @@ impl MioListener {
     /// Accepts peers that connect to *produce* `T`, and serves each a channel;
     /// returns our consuming ends (unregistered), and an error for every peer
     /// that failed (refused uid, bad hello, type mismatch, timeout, hung up).
-    /// The outer error is a failure of the listener or the registry.
+    ///
+    /// # Errors
+    ///
+    /// The outer error: [`Error::NotRegistered`] before the listener is
+    /// registered, [`Error::Registry`] when polling the pending connections
+    /// fails. Per peer, in the list: [`Error::TooManyPending`],
+    /// [`Error::HandshakeTimeout`], [`Error::Registry`] (its connection could
+    /// not be registered), and [`Error::Shmring`] for a failed accept or
+    /// handshake (refused uid, bad hello, type mismatch, hung up). A failed
+    /// `accept` itself (`EMFILE`, ...) ends the round; the next event or
+    /// deadline tries again.
     pub fn accept_consumers<T: Pod>(
         &mut self,
         registry: &Registry,
@@ -116,7 +194,10 @@ impl MioListener {
     }
 
     /// Accepts peers that connect to *consume* `T`; returns our producing ends.
-    /// See [`accept_consumers`](Self::accept_consumers).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept_consumers`](Self::accept_consumers).
     pub fn accept_producers<T: Pod>(
         &mut self,
         registry: &Registry,
@@ -129,6 +210,11 @@ impl MioListener {
 
     /// The general form: `serve` completes the handshake of a connection whose
     /// hello is readable (for instance with [`Connection::serve_consumer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept_consumers`](Self::accept_consumers); an error of `serve`
+    /// is the peer's [`Error::Shmring`] in the list.
     pub fn accept_with<E, F>(
         &mut self,
         registry: &Registry,

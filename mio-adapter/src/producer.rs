@@ -13,19 +13,67 @@ use crate::{FloodPolicy, Readiness, Result};
 /// Registering it registers two fds under one token: the wake-up fd (readable
 /// when the consumer freed slots while we announced a sleep) and the link
 /// socket (hang-up when the consumer is gone). Interests must include
-/// [`Interest::READABLE`] ("space may be free" is reported as readable).
+/// [`Interest::READABLE`](mio::Interest::READABLE) ("space may be free" is reported as readable).
 ///
 /// Push with [`try_push`](Self::try_push), [`push_slice`](Self::push_slice) or
 /// [`write_chunk`](Self::write_chunk) (the rest of [`Producer`] is reachable
-/// through [`Deref`]); when a push comes up short, and after every
+/// through [`Deref`](std::ops::Deref)); when a push comes up short, and after every
 /// event for the token, call [`poll_writable`](Self::poll_writable) (and at the
 /// instant of [`Readiness::Throttled`]).
 ///
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
 /// from the `Poll` anyway. What is registered are duplicates of the producer's
 /// fds, owned by this wrapper: nothing done to the producer through
-/// [`DerefMut`] or [`get_mut`](Self::get_mut) can close them under the
-/// registration.
+/// [`DerefMut`](std::ops::DerefMut) or [`get_mut`](Self::get_mut) can close
+/// them under the registration.
+///
+/// # Errors
+///
+/// Registering fails as for [`MioConsumer`](crate::MioConsumer) (interests
+/// without [`Interest::READABLE`](mio::Interest::READABLE), registered
+/// already, `epoll_ctl`). The push methods fail as those of [`Producer`];
+/// for [`poll_writable`](Self::poll_writable), see there.
+///
+/// # Examples
+///
+/// A loop thread pushing 1,000 items through a 64-slot ring as fast as a
+/// consumer thread frees slots:
+///
+/// ```
+/// use std::time::Duration;
+/// use mio::{Events, Interest, Poll, Token};
+/// use shmring::{channel, Config};
+/// use shmring_mio::{MioProducer, Readiness};
+///
+/// let (tx, mut rx) = channel::pair::<u64>(&Config::new(64))?;
+/// let consumer = std::thread::spawn(move || {
+///     (0..1000).map(|_| rx.pop_blocking(Some(Duration::from_secs(5))).unwrap()).sum::<u64>()
+/// });
+///
+/// let mut poll = Poll::new()?;
+/// let mut events = Events::with_capacity(4);
+/// let mut tx = MioProducer::new(tx);
+/// poll.registry().register(&mut tx, Token(0), Interest::READABLE)?;
+/// let mut next = 0u64;
+/// while next < 1000 {
+///     match tx.poll_writable(poll.registry())? {
+///         // Push until the ring is full, then ask again.
+///         Readiness::Ready => {
+///             while next < 1000 && tx.try_push(next).is_ok() {
+///                 next += 1;
+///             }
+///         }
+///         // Full: the token fires when the consumer frees a slot.
+///         Readiness::Armed | Readiness::Throttled(_) => {
+///             poll.poll(&mut events, Some(Duration::from_millis(100)))?
+///         }
+///         Readiness::Closed => unreachable!("the consumer pops all 1,000"),
+///     }
+/// }
+/// poll.registry().deregister(&mut tx)?;
+/// assert_eq!(consumer.join().unwrap(), (0..1000).sum::<u64>());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MioProducer<T: Pod> {
     wake: WakeCycle,
@@ -72,7 +120,7 @@ impl<T: Pod> MioProducer<T> {
     }
 
     /// The wrapped producer. Prefer the push methods of `MioProducer` itself
-    /// (which [`Deref`] does not hide): they tell
+    /// (which [`Deref`](std::ops::Deref) does not hide): they tell
     /// [`poll_writable`](Self::poll_writable) that the free slots it finds are
     /// progress, not a wake-up nobody asked for.
     pub fn get_mut(&mut self) -> &mut Producer<T> {
@@ -92,6 +140,15 @@ impl<T: Pod> MioProducer<T> {
     /// * [`Readiness::Throttled`]: too many wake-ups brought nothing (see
     ///   [`FloodPolicy`]); call again at or after the given instant.
     /// * [`Readiness::Closed`]: the consumer is gone. Deregister and drop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`](crate::Error::NotRegistered) before the
+    /// producer is registered; [`Error::Shmring`](crate::Error::Shmring) when
+    /// the ring or its wake-up fd fails;
+    /// [`Error::Registry`](crate::Error::Registry) when pausing or resuming
+    /// the wake-up fd fails. Each is final for this producer: deregister and
+    /// drop it.
     pub fn poll_writable(&mut self, registry: &Registry) -> Result<Readiness> {
         match self.wake.start(registry, &mut self.inner)? {
             Start::Go { .. } => {}
