@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
-use shmring::handshake::{self, Hello, Role, Welcome};
+use shmring::handshake::{self, Hello, Role, Welcome, WelcomeInfo};
 use shmring::{channel::ChannelFds, Config, SignalKind};
 use shmring_mio::{MioListener, Readiness, WakeStats};
 
@@ -83,6 +83,40 @@ pub fn spawn(role: &str, args: &[String]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
+}
+
+/// Spawns a `bursty` child (the honest producer of `burst_plan(seed, rounds,
+/// max_burst)`) that connects to `path` for a ring of `capacity`; returns it
+/// and the number of items it will send.
+pub fn spawn_bursty(
+    path: &Path,
+    signal: SignalKind,
+    capacity: usize,
+    (seed, rounds, max_burst): (u64, usize, u64),
+) -> (Child, u64) {
+    let total = burst_plan(seed, rounds, max_burst)
+        .iter()
+        .map(|b| b.0)
+        .sum();
+    let child = spawn_at(
+        "bursty",
+        path,
+        &[
+            signal_name(signal).into(),
+            capacity.to_string(),
+            seed.to_string(),
+            rounds.to_string(),
+            max_burst.to_string(),
+        ],
+    );
+    (child, total)
+}
+
+/// [`spawn`] with the socket `path` as the first argument.
+pub fn spawn_at(role: &str, path: &Path, args: &[String]) -> Child {
+    let mut all = vec![path.display().to_string()];
+    all.extend_from_slice(args);
+    spawn(role, &all)
 }
 
 pub fn wait_ok(mut c: Child, what: &str) {
@@ -204,13 +238,10 @@ fn child_bursty(args: &[String]) -> i32 {
     0
 }
 
-/// A hostile producer: raw handshake, then writes the consumer's wake-up fd
-/// (eventfd, or the pipe's write end) in a tight loop for `secs` seconds,
-/// committing nothing. Args: path, signal, seconds.
-fn child_flooder(args: &[String]) -> i32 {
-    let path = &args[0];
-    let signal = parse_signal(&args[1]);
-    let secs: f64 = args[2].parse().unwrap();
+/// The producer's side of the handshake written against the wire protocol
+/// (for the hostile children): connects to `path`, sends a hello for `u64`
+/// items, and returns the link, the welcome and the fds that came with it.
+fn raw_producer_hello(path: &str, signal: SignalKind) -> (OwnedFd, WelcomeInfo, Vec<OwnedFd>) {
     let config = config(signal, 1024);
     let link = handshake::connect(path, Duration::from_secs(10)).unwrap();
     let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
@@ -224,6 +255,17 @@ fn child_flooder(args: &[String]) -> i32 {
     )
     .unwrap();
     let info = Welcome::parse(&buf[..len]).unwrap();
+    (link, info, fds)
+}
+
+/// A hostile producer: raw handshake, then writes the consumer's wake-up fd
+/// (eventfd, or the pipe's write end) in a tight loop for `secs` seconds,
+/// committing nothing. Args: path, signal, seconds.
+fn child_flooder(args: &[String]) -> i32 {
+    let path = &args[0];
+    let signal = parse_signal(&args[1]);
+    let secs: f64 = args[2].parse().unwrap();
+    let (link, info, fds) = raw_producer_hello(path, signal);
     let ch = ChannelFds::from_wire(info.capacity, info.tag, info.signal, fds).unwrap();
     // eventfd: the one fd; pipe: [read end, write end].
     let data = ch.data.last().unwrap().as_raw_fd();
@@ -254,19 +296,7 @@ fn child_abuser(args: &[String]) -> i32 {
     let path = &args[0];
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
-    let config = config(signal, 1024);
-    let link = handshake::connect(path, Duration::from_secs(10)).unwrap();
-    let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
-    handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
-    let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
-    let (len, fds) = handshake::recv_with_fds(
-        link.as_fd(),
-        &mut buf,
-        handshake::MAX_FDS,
-        Instant::now() + Duration::from_secs(10),
-    )
-    .unwrap();
-    let info = Welcome::parse(&buf[..len]).unwrap();
+    let (link, info, fds) = raw_producer_hello(path, signal);
     let max = 0xffff_ffff_ffff_fffe_u64.to_ne_bytes();
     for fd in &fds[1..] {
         let fd = fd.as_raw_fd();
