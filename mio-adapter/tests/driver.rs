@@ -249,11 +249,13 @@ fn a_busy_producer_and_a_finite_one_are_both_served() {
     // The finite producer ended while the busy one still pushes.
     assert_eq!(closed, [finite]);
     finite_thread.join().unwrap().unwrap();
+    // Keep serving while the busy producer stops: joining it first would
+    // leave it blocked on a full ring.
     stop.store(true, Ordering::Relaxed);
-    let pushed = busy_thread.join().unwrap().expect("busy producer served");
     while closed.len() < 2 {
         serve(&mut driver, &mut closed);
     }
+    let pushed = busy_thread.join().unwrap().expect("busy producer served");
     assert_eq!(closed, [finite, busy]);
     assert_eq!(next[&finite], FINITE);
     assert_eq!(next[&busy], pushed);
