@@ -463,7 +463,10 @@ fn spawn_server(socket: &str, role: &str, args: &[String]) -> (PathBuf, PathBuf,
 }
 
 fn connect(path: &std::path::Path, signal: SignalKind) -> MioFrameReceiver {
-    MioFrameReceiver::new(frames::connect(path, &config(signal)).expect("connect"))
+    let cfg = FrameConfig::consumer()
+        .signal(signal)
+        .handshake_timeout(Duration::from_secs(10));
+    MioFrameReceiver::new(frames::connect(path, &cfg).expect("connect"))
 }
 
 /// Test 1: caps, events and frames from another process arrive in order and
