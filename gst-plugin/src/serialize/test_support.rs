@@ -42,14 +42,19 @@ pub(super) fn vp9_like_buffer() -> gst::Buffer {
 
 /// Attaches to `buf` the `GstVideoMeta` of [`vp9_like_buffer`].
 pub(super) fn add_vp9_video_meta(buf: &mut gst::Buffer) {
+    add_i420_66x50_meta(buf, &VP9_OFFSETS, &VP9_STRIDES);
+}
+
+/// Attaches to `buf` a `GstVideoMeta` of 66x50 I420 with these planes.
+pub(super) fn add_i420_66x50_meta(buf: &mut gst::Buffer, offsets: &[usize], strides: &[i32]) {
     gst_video::VideoMeta::add_full(
         buf.get_mut().expect("writable"),
         gst_video::VideoFrameFlags::empty(),
         gst_video::VideoFormat::I420,
         66,
         50,
-        &VP9_OFFSETS,
-        &VP9_STRIDES,
+        offsets,
+        strides,
     )
     .expect("video meta");
 }
@@ -85,7 +90,8 @@ pub(super) fn video_meta_string(
     )
 }
 
-pub(super) fn caps_cases() -> Vec<gst::Caps> {
+/// I420 caps with multiview flags (a `GstFlagSet` subtype).
+fn multiview_caps() -> gst::Caps {
     register_types();
     let mut multiview = i420_caps(64, 48);
     let t = glib::Type::from_name("GstVideoMultiviewFlagsSet").expect("type");
@@ -104,9 +110,14 @@ pub(super) fn caps_cases() -> Vec<gst::Caps> {
         .structure_mut(0)
         .expect("s")
         .set_value("multiview-flags", flags);
+    multiview
+}
+
+/// Caps of every kind the elements negotiate, ANY and EMPTY included.
+pub(super) fn caps_cases() -> Vec<gst::Caps> {
     vec![
         i420_caps(320, 240),
-        multiview,
+        multiview_caps(),
         gst::Caps::builder("video/x-h264")
             .field("stream-format", "avc")
             .field(

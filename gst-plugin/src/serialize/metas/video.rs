@@ -355,16 +355,7 @@ mod tests {
         init();
         // A video meta whose planes do not fit its buffer (an upstream bug).
         let mut buf = gst::Buffer::with_size(5200).expect("buffer");
-        gst_video::VideoMeta::add_full(
-            buf.get_mut().expect("writable"),
-            gst_video::VideoFrameFlags::empty(),
-            gst_video::VideoFormat::I420,
-            66,
-            50,
-            &[0, 3400, 5000],
-            &[68, 36, 36],
-        )
-        .expect("meta");
+        add_i420_66x50_meta(&mut buf, &[0, 3400, 5000], &[68, 36, 36]);
         assert_eq!(metas_to_string(&buf), None);
     }
 
