@@ -12,7 +12,7 @@ use super::{invalid, SerdeError};
 
 /// Caps as a string [`caps_from_string`] reads (GStreamer's caps syntax,
 /// features included); `None` if a value is of a type that is not carried
-/// (see the module docs) or the string would exceed [`MAX_STRING`].
+/// (see the module docs) or the string would exceed [`MAX_STRING`](super::MAX_STRING).
 pub(crate) fn caps_to_string(caps: &gst::CapsRef) -> Option<String> {
     if caps.is_any() {
         return Some("ANY".to_owned());

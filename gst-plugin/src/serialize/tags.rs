@@ -65,7 +65,7 @@ fn item_to_tags(it: &Item, scope: gst::TagScope) -> Result<gst::TagList, SerdeEr
 
 /// A tag list as a string [`tags_from_string`] reads (values of types that
 /// are not carried, such as images, left out); `None` if over
-/// [`MAX_STRING`].
+/// [`MAX_STRING`](super::MAX_STRING).
 pub(crate) fn tags_to_string(tags: &gst::TagListRef) -> Option<String> {
     bounded(print_items(&[item_from_tags(tags)]))
 }
