@@ -1,7 +1,7 @@
 //! The `shmringsrc` subclass of `GstPushSrc`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -11,11 +11,12 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 use shmring::frames::{
-    self, FrameConfig, FrameMeta, FrameReceiver, Received, SegmentInfo, UpstreamSender,
+    self, FrameConfig, FrameMeta, FrameReceiver, PlaneLayout, Received, SegmentInfo, UpstreamSender,
 };
 
 use crate::clock::{self, Timeline};
-use crate::convert::{self, clock, segment_of};
+use crate::convert::{self, clamp_time, clock, segment_of};
+use crate::util::{self, lock, DEFAULT_SPIN_US, DEFAULT_TIMEOUT_MS, STEP};
 use crate::{serialize, Error};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -26,11 +27,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_TIMEOUT_MS: u32 = 5000;
 const DEFAULT_LATENCY_MS: u32 = 10;
-const DEFAULT_SPIN_US: u32 = 50;
-/// Step of every wait, so that `unlock` is seen promptly.
-const STEP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -130,8 +127,9 @@ struct Stats {
     copied: AtomicU64,
     /// Times a new sink was joined after the previous one went away.
     reconnects: AtomicU64,
-    /// Frames the sink skipped for this consumer (as the sink reports).
-    drops: AtomicU64,
+    /// Frames the sink skipped for this consumer (as the sink reports;
+    /// `drops` in the stats).
+    missed: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -139,11 +137,6 @@ impl ObjectSubclass for ShmringSrc {
     const NAME: &'static str = "GstShmringSrc";
     type Type = super::ShmringSrc;
     type ParentType = gst_base::PushSrc;
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic in another callback; the data is plain.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ObjectImpl for ShmringSrc {
@@ -188,54 +181,40 @@ impl ObjectImpl for ShmringSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
-                glib::ParamSpecString::builder("socket-path")
-                    .nick("Socket path")
-                    .blurb("Unix socket path of the shmringsink to receive from")
-                    .mutable_ready()
-                    .build(),
+                util::socket_path_pspec("Unix socket path of the shmringsink"),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Milliseconds to keep trying to connect when starting (the sink may start later)")
+                    .blurb("Milliseconds to keep trying to connect at start")
                     .minimum(1)
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Is live")
-                    .blurb("Act as a live source: timestamps are mapped onto this pipeline's running time through the monotonic clock both processes share (or, with do-timestamp, replaced by the arrival time); else the sink's timestamps and segment are kept as they are")
+                    .blurb("Act as a live source on this pipeline's clock")
                     .default_value(false)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Latency")
-                    .blurb("Live mode: milliseconds added to the sink pipeline's latency in latency queries, for the transfer and scheduling")
+                    .blurb("Milliseconds added to the sink's latency (live)")
                     .default_value(DEFAULT_LATENCY_MS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("spin")
-                    .nick("Spin")
-                    .blurb("Most microseconds to busy-poll for the next frame before sleeping on the wake-up fd, while frames follow closely (a stream of small audio buffers: the sink then never has to wake this side); frames further apart than this are waited for asleep; 0 = never spin")
-                    .maximum(1_000_000)
-                    .default_value(DEFAULT_SPIN_US)
-                    .mutable_ready()
-                    .build(),
+                util::spin_pspec("Microseconds to busy-poll for the next frame (0: never)"),
                 glib::ParamSpecBoolean::builder("trusted")
                     .nick("Trusted")
-                    .blurb("Trust the sink: push every buffer without a copy, also those that downstream parses")
+                    .blurb("Trust the sink: never copy what downstream parses")
                     .default_value(false)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("reconnect")
                     .nick("Reconnect")
-                    .blurb("When the sink goes away, post a warning and wait for a new sink on socket-path (else post an error)")
+                    .blurb("Wait for a new sink when the sink goes away")
                     .default_value(false)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("Frames and bytes pushed (frames = zero-copy + copied; a copy when downstream holds half the slots), drops (frames the sink skipped for this consumer: slow-consumer policy, joining at a keyframe) and reconnects")
-                    .read_only()
-                    .build(),
+                util::stats_pspec("Frames, bytes, copies, drops and reconnects"),
             ]
         });
         PROPS.as_ref()
@@ -245,8 +224,8 @@ impl ObjectImpl for ShmringSrc {
         let mut s = lock(&self.settings);
         match pspec.name() {
             "socket-path" => {
-                let path: Option<String> = value.get().unwrap_or(None);
-                if let Some(Err(e)) = path.as_deref().map(convert::check_socket_path) {
+                let (path, problem) = util::socket_path_value(value);
+                if let Some(e) = problem {
                     gst::warning!(CAT, imp = self, "{e}");
                 }
                 s.socket_path = path;
@@ -282,7 +261,7 @@ impl ObjectImpl for ShmringSrc {
                     .field("zero-copy", frames - copied)
                     .field("copied", copied)
                     .field("reconnects", load(&self.stats.reconnects))
-                    .field("drops", load(&self.stats.drops))
+                    .field("drops", load(&self.stats.missed))
                     .build()
                     .to_value()
             }
@@ -308,23 +287,10 @@ impl ElementImpl for ShmringSrc {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &gst::Caps::new_any(),
-            )
-            // Not peer data: a constant template with ANY caps is always valid.
-            .expect("static pad template")]
-        });
+        static T: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![util::any_caps_pad_template("src", gst::PadDirection::Src)]);
         T.as_ref()
     }
-}
-
-fn clamp_time(t: i128) -> gst::ClockTime {
-    // ClockTime::MAX is the largest valid value (NONE is one above it).
-    gst::ClockTime::from_nseconds(t.clamp(0, i128::from(gst::ClockTime::MAX.nseconds())) as u64)
 }
 
 /// What a live src needs to map one frame's timestamps.
@@ -393,8 +359,33 @@ impl ShmringSrc {
         Some(clamp_time(ours))
     }
 
+    /// A frame of the sink's as a buffer: its bytes, plane layout and
+    /// metas, timestamps (mapped, see `map_time`), offsets and flags.
     fn frame(&self, f: frames::FrameRef) -> Result<gst::Buffer, gst::FlowError> {
         let m: FrameMeta = *f.meta();
+        let layout = f.layout().copied();
+        let is_live = lock(&self.settings).is_live;
+        let mut buffer = self.buffer_of(f);
+        let live = if is_live { self.live_clock() } else { None };
+        let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
+        let mut t = lock(&self.timing);
+        let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+        if let Err(e) = self.attach_extras(b, layout.as_ref(), &mut t) {
+            drop(t);
+            return Err(self.fail(&e));
+        }
+        if stamp {
+            b.set_pts(Self::map_time(&mut t, live.as_ref(), m.pts));
+            b.set_dts(Self::map_time(&mut t, live.as_ref(), m.dts));
+        }
+        // else the base class stamps the buffer with its arrival time.
+        convert::set_meta(b, &m, std::mem::take(&mut t.discont));
+        t.segment_pending = false;
+        Ok(buffer)
+    }
+
+    /// The frame's bytes as a buffer (counted): the slot itself, or a copy.
+    fn buffer_of(&self, f: frames::FrameRef) -> gst::Buffer {
         let (held, slots) = match lock(&self.rx).as_ref() {
             Some(rx) => (rx.frames_held(), rx.arena().slots() as usize),
             None => (0, 1),
@@ -410,59 +401,36 @@ impl ShmringSrc {
         // is trusted, they are copied out of the arena it can still write
         // (a sealed blob needs no copy). Raw audio and video are read
         // through their caps and layout only, so they stay zero copy.
-        let (is_live, trusted) = {
-            let s = lock(&self.settings);
-            (s.is_live, s.trusted)
-        };
+        let trusted = lock(&self.settings).trusted;
         let parsed = lock(&self.timing).parsed;
         let must_copy = parsed && !trusted && !f.is_immutable();
-        let layout = f.layout().copied();
-        let mut buffer = if must_copy || held * 2 > slots {
+        if must_copy || held * 2 > slots {
             self.stats.copied.fetch_add(1, Ordering::Relaxed);
             gst::Buffer::from_slice(f.bytes().to_vec())
         } else {
             gst::Buffer::from_slice(f)
+        }
+    }
+
+    /// Attaches the frame's plane layout, then the metas that came before
+    /// it, each checked against the current caps.
+    fn attach_extras(
+        &self,
+        b: &mut gst::BufferRef,
+        layout: Option<&PlaneLayout>,
+        t: &mut Timing,
+    ) -> Result<(), Error> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Shmring(shmring::Error::BadDescriptor(format!("{what}: {e}")))
         };
-        let live = if is_live { self.live_clock() } else { None };
-        let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
-        let mut t = lock(&self.timing);
-        let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
         let caps = self.obj().src_pad().current_caps();
-        if let Some(l) = &layout {
-            if let Err(e) = convert::attach_layout(b, l, caps.as_deref()) {
-                drop(t);
-                return Err(
-                    self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
-                        "plane layout: {e}"
-                    )))),
-                );
-            }
+        if let Some(l) = layout {
+            convert::attach_layout(b, l, caps.as_deref()).map_err(|e| bad("plane layout", &e))?;
         }
         if let Some(m) = t.metas.take() {
-            if let Err(e) = serialize::apply_metas(b, &m, caps.as_deref()) {
-                drop(t);
-                return Err(
-                    self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
-                        "metas: {e}"
-                    )))),
-                );
-            }
+            serialize::apply_metas(b, &m, caps.as_deref()).map_err(|e| bad("metas", &e))?;
         }
-        if stamp {
-            b.set_pts(Self::map_time(&mut t, live.as_ref(), m.pts));
-            b.set_dts(Self::map_time(&mut t, live.as_ref(), m.dts));
-        }
-        // else the base class stamps the buffer with its arrival time.
-        b.set_duration(clock(m.duration));
-        b.set_offset(m.offset);
-        b.set_offset_end(m.offset_end);
-        let mut flags = gst::BufferFlags::from_bits_truncate(m.flags);
-        if std::mem::take(&mut t.discont) {
-            flags |= gst::BufferFlags::DISCONT;
-        }
-        b.set_flags(flags);
-        t.segment_pending = false;
-        Ok(buffer)
+        Ok(())
     }
 
     fn segment(&self, info: &SegmentInfo) {
@@ -500,14 +468,7 @@ impl ShmringSrc {
 
     /// The sink's stream-start, with its flags and group.
     fn stream_start(&self, ss: &frames::StreamStart) {
-        let mut ev = gst::event::StreamStart::builder(&ss.id)
-            .flags(gst::StreamFlags::from_bits_truncate(ss.flags))
-            .build();
-        if let Some(g) = ss.group_id.filter(|&g| g != 0) {
-            // SAFETY: the event was just made (writable, one reference) and
-            // `g` is not GST_GROUP_ID_INVALID (0).
-            unsafe { gst::ffi::gst_event_set_group_id(ev.make_mut().as_mut_ptr(), g) };
-        }
+        let ev = convert::stream_start_event(ss);
         lock(&self.timing).stream_started = true;
         self.push_own(ev);
     }
@@ -672,11 +633,53 @@ impl ShmringSrc {
     }
 }
 
+impl ShmringSrc {
+    /// The next message from the sink; reconnects (with `reconnect`) when
+    /// the sink went away.
+    fn receive(&self) -> Result<Received, gst::FlowError> {
+        loop {
+            let mut guard = lock(&self.rx);
+            let rx = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            match rx.recv(Some(STEP)) {
+                Ok(m) => return Ok(m),
+                Err(shmring::Error::Timeout) => {
+                    if self.unlocked.load(Ordering::Acquire) {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                }
+                Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
+                    drop(guard);
+                    self.reconnect()?;
+                }
+                Err(e) => return Err(self.fail(&e.into())),
+            }
+        }
+    }
+
+    /// The sink's caps, set on the src pad (after a stream-start).
+    fn caps_from_sink(&self, s: &str) -> Result<(), gst::FlowError> {
+        let caps = convert::parse_caps(s)
+            .filter(|c| convert::system_memory_only(c))
+            .ok_or_else(|| self.fail(&Error::BadCaps(s.to_owned())))?;
+        lock(&self.timing).parsed = convert::is_parsed(&caps);
+        gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
+        self.ensure_stream_start();
+        if self.obj().set_caps(&caps).is_err() {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("downstream refused the sink's caps {caps}")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        Ok(())
+    }
+}
+
 impl BaseSrcImpl for ShmringSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let (path, cfg) = self.config();
-        convert::check_socket_path(&path)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
+        let path = util::socket_path_to_open(Some(path.as_str()))?;
         let rx = frames::connect(&path, &cfg).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenRead,
@@ -753,25 +756,7 @@ impl PushSrcImpl for ShmringSrc {
     ) -> Result<CreateSuccess, gst::FlowError> {
         self.push_pending();
         loop {
-            let msg = {
-                let mut guard = lock(&self.rx);
-                let rx = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-                match rx.recv(Some(STEP)) {
-                    Ok(m) => m,
-                    Err(shmring::Error::Timeout) => {
-                        if self.unlocked.load(Ordering::Acquire) {
-                            return Err(gst::FlowError::Flushing);
-                        }
-                        continue;
-                    }
-                    Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
-                        drop(guard);
-                        self.reconnect()?;
-                        continue;
-                    }
-                    Err(e) => return Err(self.fail(&e.into())),
-                }
-            };
+            let msg = self.receive()?;
             gst::trace!(CAT, imp = self, "received {msg:?}");
             match msg {
                 Received::Frame(f) => {
@@ -782,28 +767,11 @@ impl PushSrcImpl for ShmringSrc {
                             "the sink skipped {} frames for us",
                             f.missed()
                         );
-                        self.stats.drops.fetch_add(f.missed(), Ordering::Relaxed);
+                        self.stats.missed.fetch_add(f.missed(), Ordering::Relaxed);
                     }
                     return Ok(CreateSuccess::NewBuffer(self.frame(f)?));
                 }
-                Received::Caps(s) => {
-                    let caps = crate::peer::parse_caps(&s)
-                        .filter(|c| convert::system_memory_only(c))
-                        .ok_or_else(|| self.fail(&Error::BadCaps(s.clone())))?;
-                    lock(&self.timing).parsed = !caps
-                        .iter()
-                        .all(|st| st.name() == "video/x-raw" || st.name() == "audio/x-raw");
-                    gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
-                    self.ensure_stream_start();
-                    if self.obj().set_caps(&caps).is_err() {
-                        gst::element_imp_error!(
-                            self,
-                            gst::CoreError::Negotiation,
-                            ("downstream refused the sink's caps {caps}")
-                        );
-                        return Err(gst::FlowError::NotNegotiated);
-                    }
-                }
+                Received::Caps(s) => self.caps_from_sink(&s)?,
                 Received::Metas(m) => lock(&self.timing).metas = Some(m),
                 Received::Event(e) => self.event_from_sink(&e),
                 Received::Segment(info) => self.segment(&info),
