@@ -80,12 +80,18 @@ pub(crate) fn socket_path_to_open(path: Option<&str>) -> Result<String, gst::Err
     Ok(path.to_owned())
 }
 
-/// A new `socket-path` value, and why it cannot be a socket path, if so (the
-/// element logs it; `start` refuses it).
-pub(crate) fn socket_path_value(value: &glib::Value) -> (Option<String>, Option<String>) {
-    let path: Option<String> = value.get().unwrap_or(None);
-    let problem = path.as_deref().map(check_socket_path).and_then(Result::err);
-    (path, problem)
+/// Sets `socket-path` from `value`, with a warning (on `cat`, for `obj`)
+/// when it cannot be a socket path (`start` refuses it then).
+pub(crate) fn set_socket_path(
+    path: &mut Option<String>,
+    value: &glib::Value,
+    cat: gst::DebugCategory,
+    obj: &impl IsA<gst::Object>,
+) {
+    *path = value.get().unwrap_or(None);
+    if let Some(Err(e)) = path.as_deref().map(check_socket_path) {
+        gst::warning!(cat, obj = obj, "{e}");
+    }
 }
 
 /// The `socket-path` property.
@@ -116,6 +122,36 @@ pub(crate) fn stats_pspec(blurb: &str) -> glib::ParamSpec {
         .read_only()
         .build()
 }
+
+/// `impl GstObjectImpl` and `impl ElementImpl` of an element of this plugin:
+/// its metadata (long name, class, description) and its one pad template
+/// (always there, ANY caps).
+macro_rules! element_impls {
+    ($element:ty, $long_name:expr, $class:expr, $description:expr, $pad:expr, $direction:expr) => {
+        impl GstObjectImpl for $element {}
+
+        impl ElementImpl for $element {
+            fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+                static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+                    gst::subclass::ElementMetadata::new(
+                        $long_name,
+                        $class,
+                        $description,
+                        "shmring developers",
+                    )
+                });
+                Some(&*META)
+            }
+
+            fn pad_templates() -> &'static [gst::PadTemplate] {
+                static T: LazyLock<Vec<gst::PadTemplate>> =
+                    LazyLock::new(|| vec![$crate::util::any_caps_pad_template($pad, $direction)]);
+                T.as_ref()
+            }
+        }
+    };
+}
+pub(crate) use element_impls;
 
 /// The element's one pad template: `name`, always there, ANY caps.
 pub(crate) fn any_caps_pad_template(name: &str, direction: gst::PadDirection) -> gst::PadTemplate {

@@ -247,13 +247,7 @@ impl ObjectImpl for ShmringSink {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
         match pspec.name() {
-            "socket-path" => {
-                let (path, problem) = util::socket_path_value(value);
-                if let Some(e) = problem {
-                    gst::warning!(CAT, imp = self, "{e}");
-                }
-                s.socket_path = path;
-            }
+            "socket-path" => util::set_socket_path(&mut s.socket_path, value, *CAT, &*self.obj()),
             "perms" => s.perms = value.get().unwrap_or(DEFAULT_PERMS),
             "slots" => s.slots = value.get().unwrap_or(DEFAULT_SLOTS),
             "slot-size" => s.slot_size = value.get().unwrap_or(0),
@@ -290,27 +284,14 @@ impl ObjectImpl for ShmringSink {
     }
 }
 
-impl GstObjectImpl for ShmringSink {}
-
-impl ElementImpl for ShmringSink {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "shmring sink",
-                "Sink",
-                "Sends buffers, caps and events to another process through sealed memfd shared memory (zero-copy with its own pool)",
-                "shmring developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| vec![util::any_caps_pad_template("sink", gst::PadDirection::Sink)]);
-        T.as_ref()
-    }
-}
+util::element_impls!(
+    ShmringSink,
+    "shmring sink",
+    "Sink",
+    "Sends buffers, caps and events to another process through sealed memfd shared memory (zero-copy with its own pool)",
+    "sink",
+    gst::PadDirection::Sink
+);
 
 impl BaseSinkImpl for ShmringSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {

@@ -223,13 +223,7 @@ impl ObjectImpl for ShmringSrc {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
         match pspec.name() {
-            "socket-path" => {
-                let (path, problem) = util::socket_path_value(value);
-                if let Some(e) = problem {
-                    gst::warning!(CAT, imp = self, "{e}");
-                }
-                s.socket_path = path;
-            }
+            "socket-path" => util::set_socket_path(&mut s.socket_path, value, *CAT, &*self.obj()),
             "trusted" => s.trusted = value.get().unwrap_or(false),
             "timeout" => s.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
             "is-live" => {
@@ -271,27 +265,14 @@ impl ObjectImpl for ShmringSrc {
     }
 }
 
-impl GstObjectImpl for ShmringSrc {}
-
-impl ElementImpl for ShmringSrc {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "shmring source",
-                "Source",
-                "Receives buffers, caps and events from a shmringsink in another process; buffers wrap the shared memory (no copy)",
-                "shmring developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| vec![util::any_caps_pad_template("src", gst::PadDirection::Src)]);
-        T.as_ref()
-    }
-}
+util::element_impls!(
+    ShmringSrc,
+    "shmring source",
+    "Source",
+    "Receives buffers, caps and events from a shmringsink in another process; buffers wrap the shared memory (no copy)",
+    "src",
+    gst::PadDirection::Src
+);
 
 /// What a live src needs to map one frame's timestamps.
 struct LiveClock {
