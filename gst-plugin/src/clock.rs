@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
+use gst::tags::Tag;
 
 /// Tag: `CLOCK_MONOTONIC` time (ns) of the sender's running time 0.
 pub(crate) enum BaseTimeTag {}
@@ -62,7 +63,6 @@ impl gst::tags::CustomTag<'_> for LatencyTag {
 
 /// Registers the plugin's tags (once per process).
 pub(crate) fn register_tags() {
-    use gst::tags::Tag;
     if !gst::tags::tag_exists(BaseTimeTag::TAG_NAME) {
         gst::tags::register::<BaseTimeTag>();
     }
@@ -107,7 +107,6 @@ pub(crate) struct PeerTags {
 /// Parses a tag list's string form from the peer (`None` if it does not
 /// parse) and keeps only well-formed tags.
 pub(crate) fn parse_peer_tags(s: &str) -> Option<PeerTags> {
-    use gst::tags::Tag;
     let parsed = parse_tags(s)?;
     let mut tags = gst::TagList::new();
     let mut base_time = None;

@@ -1,7 +1,7 @@
 //! Buffers: timing, offsets and flags (`FrameMeta`), and plane layouts
 //! (`GstVideoMeta`, checked before it is attached).
 
-use gst::glib::translate::IntoGlib;
+use gst::glib::translate::{FromGlib, IntoGlib};
 use shmring::frames::{FrameMeta, PlaneLayout, MAX_PLANES, NONE};
 
 /// Frame metadata of a buffer.
@@ -124,7 +124,6 @@ trait FromGlibChecked: Sized {
 
 impl FromGlibChecked for gst_video::VideoFormat {
     fn from_glib_checked(v: u32) -> Option<Self> {
-        use gst::glib::translate::FromGlib;
         let v = i32::try_from(v).ok()?;
         // SAFETY: from_glib maps any integer to a variant (unknown values
         // become `__Unknown`), so no invalid enum value is made.

@@ -1,7 +1,7 @@
 //! Events: segments (in any format), stream-start, and the key under which
 //! a sticky event replaces its kind.
 
-use gst::glib::translate::IntoGlib;
+use gst::glib::translate::{from_glib_none, IntoGlib};
 use shmring::frames::{SegmentInfo, StreamStart};
 
 use super::clock;
@@ -50,7 +50,6 @@ pub(crate) fn segment_of(s: &SegmentInfo) -> Option<gst::FormattedSegment<gst::C
 /// The sink's segment in any format GStreamer knows (bytes, time, buffers,
 /// percent, default), as the sink had it; `None` for another format.
 pub(crate) fn generic_segment_of(s: &SegmentInfo) -> Option<gst::Segment> {
-    use gst::glib::translate::from_glib_none;
     if !(1..=5).contains(&s.format) || !s.rate.is_finite() || s.rate == 0.0 {
         return None;
     }

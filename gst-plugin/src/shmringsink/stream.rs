@@ -6,6 +6,7 @@
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst::EventView;
 use shmring::frames::{Arena, Blob, SlotLease, NONE};
 
 use super::imp::{ShmringSink, State, CAT};
@@ -248,7 +249,6 @@ impl ShmringSink {
     /// Sends a serialized event (but caps: `set_caps` sends them) to every
     /// consumer, and keeps the sticky ones for consumers that join later.
     pub(super) fn forward_event(&self, st: &mut State, event: &gst::Event) {
-        use gst::EventView;
         match event.view() {
             EventView::StreamStart(e) => {
                 let (id, flags, group) = convert::stream_start_of(event, e);
