@@ -1,4 +1,7 @@
-//! The `shmringsrc` subclass of `GstPushSrc`.
+//! The `shmringsrc` subclass of `GstPushSrc`: settings, state, the
+//! connection to the sink (with `reconnect`) and the GStreamer trait impls.
+//! Beside it: [`super::buffers`] (frames into buffers) and
+//! [`super::events`] (the sink's events pushed downstream in order).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
@@ -10,16 +13,14 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use shmring::frames::{
-    self, FrameConfig, FrameMeta, FrameReceiver, PlaneLayout, Received, SegmentInfo, UpstreamSender,
-};
+use shmring::frames::{self, FrameConfig, FrameReceiver, Received, UpstreamSender};
 
-use crate::clock::{self, Timeline};
-use crate::convert::{self, clamp_time, clock, segment_of};
+use crate::clock::Timeline;
+use crate::convert;
 use crate::util::{self, lock, DEFAULT_SPIN_US, DEFAULT_TIMEOUT_MS, STEP};
 use crate::{serialize, Error};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "shmringsrc",
         gst::DebugColorFlags::empty(),
@@ -30,16 +31,16 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_LATENCY_MS: u32 = 10;
 
 #[derive(Debug, Clone)]
-struct Settings {
-    socket_path: Option<String>,
-    timeout_ms: u32,
-    is_live: bool,
-    reconnect: bool,
-    latency_ms: u32,
-    spin_us: u32,
+pub(super) struct Settings {
+    pub(super) socket_path: Option<String>,
+    pub(super) timeout_ms: u32,
+    pub(super) is_live: bool,
+    pub(super) reconnect: bool,
+    pub(super) latency_ms: u32,
+    pub(super) spin_us: u32,
     /// The sink is trusted: even buffers downstream parses (encoded, muxed,
     /// anything but raw audio and video) wrap the shared slot.
-    trusted: bool,
+    pub(super) trusted: bool,
 }
 
 impl Default for Settings {
@@ -58,30 +59,30 @@ impl Default for Settings {
 
 /// How the sink's timestamps become ours (see `crate::clock`).
 #[derive(Debug)]
-struct Timing {
+pub(super) struct Timing {
     /// The sink's current segment.
-    segment: gst::FormattedSegment<gst::ClockTime>,
+    pub(super) segment: gst::FormattedSegment<gst::ClockTime>,
     /// The sink's timeline, once it sent one.
-    timeline: Option<Timeline>,
+    pub(super) timeline: Option<Timeline>,
     /// Live without a timeline: our running time minus the sink's, fixed at
     /// the first frame.
-    anchor: Option<i128>,
+    pub(super) anchor: Option<i128>,
     /// A segment was handed to the base class and not yet sent downstream
     /// (it goes with the next buffer).
-    segment_pending: bool,
+    pub(super) segment_pending: bool,
     /// Tags waiting for the stream to have a segment downstream.
-    pending_tags: Option<gst::TagList>,
+    pub(super) pending_tags: Option<gst::TagList>,
     /// The next buffer follows a reconnection.
-    discont: bool,
+    pub(super) discont: bool,
     /// Metas (as a string) for the next frame.
-    metas: Option<String>,
+    pub(super) metas: Option<String>,
     /// The caps are not raw audio or video: their bytes get parsed
     /// downstream, so they must not change under it (see `trusted`).
-    parsed: bool,
+    pub(super) parsed: bool,
     /// Events waiting for the stream to have caps and a segment downstream.
-    pending_events: Vec<gst::Event>,
+    pub(super) pending_events: Vec<gst::Event>,
     /// A stream-start went downstream (the sink's, or ours).
-    stream_started: bool,
+    pub(super) stream_started: bool,
 }
 
 impl Default for Timing {
@@ -103,33 +104,33 @@ impl Default for Timing {
 
 #[derive(Default)]
 pub struct ShmringSrc {
-    settings: Mutex<Settings>,
-    rx: Mutex<Option<FrameReceiver>>,
+    pub(super) settings: Mutex<Settings>,
+    pub(super) rx: Mutex<Option<FrameReceiver>>,
     /// Sends upstream events to the sink (without waiting for `rx`).
-    upstream: Mutex<Option<UpstreamSender>>,
-    timing: Mutex<Timing>,
-    unlocked: AtomicBool,
+    pub(super) upstream: Mutex<Option<UpstreamSender>>,
+    pub(super) timing: Mutex<Timing>,
+    pub(super) unlocked: AtomicBool,
     /// This element is pushing a stream-start or segment of the sink's: the
     /// probe lets it through (the base class's own ones are dropped, see
     /// `constructed`).
-    own_event: AtomicBool,
-    stats: Stats,
+    pub(super) own_event: AtomicBool,
+    pub(super) stats: Stats,
 }
 
 /// Counters behind the `stats` property.
 #[derive(Default)]
-struct Stats {
+pub(super) struct Stats {
     /// Frames pushed (zero-copy + copied).
-    frames: AtomicU64,
+    pub(super) frames: AtomicU64,
     /// Payload bytes pushed.
-    bytes: AtomicU64,
+    pub(super) bytes: AtomicU64,
     /// Frames pushed as a copy (downstream held too many slots).
-    copied: AtomicU64,
+    pub(super) copied: AtomicU64,
     /// Times a new sink was joined after the previous one went away.
-    reconnects: AtomicU64,
+    pub(super) reconnects: AtomicU64,
     /// Frames the sink skipped for this consumer (as the sink reports;
     /// `drops` in the stats).
-    missed: AtomicU64,
+    pub(super) missed: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -274,18 +275,8 @@ util::element_impls!(
     gst::PadDirection::Src
 );
 
-/// What a live src needs to map one frame's timestamps.
-struct LiveClock {
-    /// Our pipeline clock minus `CLOCK_MONOTONIC`.
-    clock_minus_monotonic: i128,
-    /// Our base time.
-    base_time: u64,
-    /// Our running time now.
-    now: i128,
-}
-
 impl ShmringSrc {
-    fn fail(&self, e: &Error) -> gst::FlowError {
+    pub(super) fn fail(&self, e: &Error) -> gst::FlowError {
         match e {
             Error::Shmring(shmring::Error::Disconnected) => {
                 gst::element_imp_error!(self, gst::ResourceError::Read, ("the sink went away"));
@@ -302,270 +293,6 @@ impl ShmringSrc {
             }
         }
         gst::FlowError::Error
-    }
-
-    fn live_clock(&self) -> Option<LiveClock> {
-        let obj = self.obj();
-        let clock = obj.clock()?;
-        let base_time = obj.base_time()?.nseconds();
-        let now = clock.time()?.nseconds();
-        Some(LiveClock {
-            clock_minus_monotonic: clock::clock_minus_monotonic(&clock),
-            base_time,
-            now: i128::from(now) - i128::from(base_time),
-        })
-    }
-
-    /// One of the sink's timestamps as one of ours.
-    fn map_time(t: &mut Timing, live: Option<&LiveClock>, ns: u64) -> Option<gst::ClockTime> {
-        let ts = clock(ns)?;
-        let Some(live) = live else {
-            // Not live: the sink's timestamps, in the sink's segment.
-            return Some(ts);
-        };
-        let rt = t.segment.to_running_time_full(ts)?;
-        let rt = match rt {
-            gst::Signed::Positive(v) => i128::from(v.nseconds()),
-            gst::Signed::Negative(v) => -i128::from(v.nseconds()),
-        };
-        let ours = match t.timeline {
-            Some(tl) => clock::map_running_time(
-                rt,
-                tl.base_time,
-                live.clock_minus_monotonic,
-                live.base_time,
-            ),
-            None => rt + *t.anchor.get_or_insert(live.now - rt),
-        };
-        Some(clamp_time(ours))
-    }
-
-    /// A frame of the sink's as a buffer: its bytes, plane layout and
-    /// metas, timestamps (mapped, see `map_time`), offsets and flags.
-    fn frame(&self, f: frames::FrameRef) -> Result<gst::Buffer, gst::FlowError> {
-        let m: FrameMeta = *f.meta();
-        let layout = f.layout().copied();
-        let is_live = lock(&self.settings).is_live;
-        let mut buffer = self.buffer_of(f);
-        let live = if is_live { self.live_clock() } else { None };
-        let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
-        let mut t = lock(&self.timing);
-        let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
-        if let Err(e) = self.attach_extras(b, layout.as_ref(), &mut t) {
-            drop(t);
-            return Err(self.fail(&e));
-        }
-        if stamp {
-            b.set_pts(Self::map_time(&mut t, live.as_ref(), m.pts));
-            b.set_dts(Self::map_time(&mut t, live.as_ref(), m.dts));
-        }
-        // else the base class stamps the buffer with its arrival time.
-        convert::set_meta(b, &m, std::mem::take(&mut t.discont));
-        t.segment_pending = false;
-        Ok(buffer)
-    }
-
-    /// The frame's bytes as a buffer (counted): the slot itself, or a copy.
-    fn buffer_of(&self, f: frames::FrameRef) -> gst::Buffer {
-        let (held, slots) = match lock(&self.rx).as_ref() {
-            Some(rx) => (rx.frames_held(), rx.arena().slots() as usize),
-            None => (0, 1),
-        };
-        // Zero copy, unless downstream keeps so many buffers (a filesink
-        // batching small ones, a deep queue) that the sink would run out of
-        // slots: then copy and return the slot at once.
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes
-            .fetch_add(f.bytes().len() as u64, Ordering::Relaxed);
-        // Bytes downstream parses must not change under it: unless the sink
-        // is trusted, they are copied out of the arena it can still write
-        // (a sealed blob needs no copy). Raw audio and video are read
-        // through their caps and layout only, so they stay zero copy.
-        let trusted = lock(&self.settings).trusted;
-        let parsed = lock(&self.timing).parsed;
-        let must_copy = parsed && !trusted && !f.is_immutable();
-        if must_copy || held * 2 > slots {
-            self.stats.copied.fetch_add(1, Ordering::Relaxed);
-            gst::Buffer::from_slice(f.bytes().to_vec())
-        } else {
-            gst::Buffer::from_slice(f)
-        }
-    }
-
-    /// Attaches the frame's plane layout, then the metas that came before
-    /// it, each checked against the current caps.
-    fn attach_extras(
-        &self,
-        b: &mut gst::BufferRef,
-        layout: Option<&PlaneLayout>,
-        t: &mut Timing,
-    ) -> Result<(), Error> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            Error::Shmring(shmring::Error::BadDescriptor(format!("{what}: {e}")))
-        };
-        let caps = self.obj().src_pad().current_caps();
-        if let Some(l) = layout {
-            convert::attach_layout(b, l, caps.as_deref()).map_err(|e| bad("plane layout", &e))?;
-        }
-        if let Some(m) = t.metas.take() {
-            serialize::apply_metas(b, &m, caps.as_deref()).map_err(|e| bad("metas", &e))?;
-        }
-        Ok(())
-    }
-
-    fn segment(&self, info: &SegmentInfo) {
-        let is_live = lock(&self.settings).is_live;
-        if let Some(seg) = segment_of(info) {
-            lock(&self.timing).segment = seg;
-        }
-        if is_live {
-            // Live: timestamps are mapped onto our own (the base class's)
-            // segment instead.
-            return;
-        }
-        let Some(seg) = convert::generic_segment_of(info) else {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "ignoring a segment that is not valid: {info:?}"
-            );
-            return;
-        };
-        gst::debug!(CAT, imp = self, "segment from the sink: {seg:?}");
-        self.ensure_stream_start();
-        self.push_own(gst::event::Segment::new(&seg));
-        self.push_pending();
-    }
-
-    /// Pushes an event of the sink's that the probe would drop if the base
-    /// class had made it.
-    fn push_own(&self, ev: gst::Event) -> bool {
-        self.own_event.store(true, Ordering::Release);
-        let ok = self.obj().src_pad().push_event(ev);
-        self.own_event.store(false, Ordering::Release);
-        ok
-    }
-
-    /// The sink's stream-start, with its flags and group.
-    fn stream_start(&self, ss: &frames::StreamStart) {
-        let ev = convert::stream_start_event(ss);
-        lock(&self.timing).stream_started = true;
-        self.push_own(ev);
-    }
-
-    /// A producer that sends no stream-start (a plain `frames` sender):
-    /// one of ours before the caps.
-    fn ensure_stream_start(&self) {
-        if lock(&self.timing).stream_started {
-            return;
-        }
-        let obj = self.obj();
-        let id = obj.src_pad().create_stream_id(&*obj, None::<&str>);
-        let ev = gst::event::StreamStart::builder(id.as_str())
-            .group_id(gst::GroupId::next())
-            .build();
-        lock(&self.timing).stream_started = true;
-        self.push_own(ev);
-    }
-
-    fn tags(&self, s: &str) {
-        let Some(peer) = clock::parse_peer_tags(s) else {
-            gst::warning!(CAT, imp = self, "ignoring tags that do not parse: {s:?}");
-            return;
-        };
-        let is_live = lock(&self.settings).is_live;
-        let mut t = lock(&self.timing);
-        if let Some(tl) = peer.timeline {
-            let old = t.timeline.replace(tl);
-            gst::debug!(CAT, imp = self, "sink timeline {tl:?}");
-            if is_live && old.map(|o| o.latency) != Some(tl.latency) {
-                drop(t);
-                let obj = self.obj();
-                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
-                t = lock(&self.timing);
-            }
-        }
-        if peer.tags.n_tags() > 0 {
-            match t.pending_tags.as_mut() {
-                Some(p) => p.make_mut().insert(&peer.tags, gst::TagMergeMode::Append),
-                None => t.pending_tags = Some(peer.tags),
-            }
-        }
-        drop(t);
-        self.push_pending();
-    }
-
-    /// Pushes the segment (if one is waiting) so that an event can follow it.
-    fn push_segment_now(&self, t: &mut Timing) {
-        if t.segment_pending {
-            let ev = gst::event::Segment::new(t.segment.upcast_ref());
-            if self.obj().src_pad().push_event(ev) {
-                t.segment_pending = false;
-            }
-        }
-    }
-
-    /// Whether events may be pushed: the stream has its caps and a segment.
-    fn stream_ready(&self) -> bool {
-        // Tags and other sticky events may precede the segment (decoders
-        // send them so); only stream-start, caps and segment are ordered.
-        let obj = self.obj();
-        let pad = obj.src_pad();
-        pad.sticky_event::<gst::event::Caps>(0).is_some()
-    }
-
-    fn push_pending(&self) {
-        if !self.stream_ready() {
-            return;
-        }
-        let tags = {
-            let mut t = lock(&self.timing);
-            self.push_segment_now(&mut t);
-            t.pending_tags.take()
-        };
-        if let Some(tags) = tags {
-            let _ = self.obj().src_pad().push_event(gst::event::Tag::new(tags));
-        }
-        let events = std::mem::take(&mut lock(&self.timing).pending_events);
-        for ev in events {
-            let _ = self.obj().src_pad().push_event(ev);
-        }
-    }
-
-    /// A serialized downstream event from the sink, pushed in order (once
-    /// the stream has caps and a segment).
-    fn event_from_sink(&self, s: &str) {
-        match serialize::downstream_event_from_string(s) {
-            Ok(ev) => {
-                lock(&self.timing).pending_events.push(ev);
-                self.push_pending();
-            }
-            Err(e) => gst::warning!(
-                CAT,
-                imp = self,
-                "ignoring an event that does not parse ({e}): {s:?}"
-            ),
-        }
-    }
-
-    fn gap(&self, pts: u64, duration: u64) {
-        let is_live = lock(&self.settings).is_live;
-        let live = if is_live { self.live_clock() } else { None };
-        let mut t = lock(&self.timing);
-        let Some(pts) = Self::map_time(&mut t, live.as_ref(), pts) else {
-            return;
-        };
-        if !self.stream_ready() {
-            gst::debug!(CAT, imp = self, "gap before the stream started: dropped");
-            return;
-        }
-        self.push_segment_now(&mut t);
-        drop(t);
-        let ev = gst::event::Gap::builder(pts)
-            .duration(clock(duration))
-            .build();
-        let _ = self.obj().src_pad().push_event(ev);
     }
 
     fn config(&self) -> (String, FrameConfig) {
