@@ -5,7 +5,7 @@
 //! frame stream), [`super::arena`] (the shared memory and the pool over it)
 //! and [`super::upstream`] (the consumers' upstream events).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -323,15 +323,13 @@ impl BaseSinkImpl for ShmringSink {
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.unlocked
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.unlocked.store(true, Ordering::Release);
         self.served.notify_all();
         Ok(())
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.unlocked
-            .store(false, std::sync::atomic::Ordering::Release);
+        self.unlocked.store(false, Ordering::Release);
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! the ones that are gone; the `stats` property.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -497,32 +497,38 @@ impl ShmringSink {
             None
         };
         let expire = |st: &mut State| {
-            for p in st.peers.iter_mut().filter(|p| p.owed) {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "consumer pid {} holds {} of {} slots and took nothing for {timeout:?}",
-                    p.pid,
-                    p.tx.in_flight(),
-                    p.tx.slots()
-                );
-                p.gone = Some(shmring::Error::Dropped(format!(
-                    "took nothing for {timeout:?} while holding {} of {} slots",
-                    p.tx.in_flight(),
-                    p.tx.slots()
-                )));
-            }
-            self.remove_gone(st);
+            self.drop_stalled(st, timeout);
             delivered.get()
         };
         let wait = |st: &mut State| wait_for_room(&mut st.peers, false);
         retry_until(st, deadline, &self.unlocked, attempt, expire, wait)
     }
 
+    /// The consumers the frame is still owed to took nothing for `timeout`:
+    /// they go.
+    fn drop_stalled(&self, st: &mut State, timeout: Duration) {
+        for p in st.peers.iter_mut().filter(|p| p.owed) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "consumer pid {} holds {} of {} slots and took nothing for {timeout:?}",
+                p.pid,
+                p.tx.in_flight(),
+                p.tx.slots()
+            );
+            p.gone = Some(shmring::Error::Dropped(format!(
+                "took nothing for {timeout:?} while holding {} of {} slots",
+                p.tx.in_flight(),
+                p.tx.slots()
+            )));
+        }
+        self.remove_gone(st);
+    }
+
     /// The consumers the frame is still owed to miss it (drop and disconnect
     /// policies); with `disconnect`, one that has missed every frame for
     /// `timeout` goes.
-    fn miss_frame(&self, st: &mut State, policy: SlowConsumer, timeout: std::time::Duration) {
+    fn miss_frame(&self, st: &mut State, policy: SlowConsumer, timeout: Duration) {
         let now = Instant::now();
         for p in st.peers.iter_mut().filter(|p| p.owed) {
             p.miss(now);

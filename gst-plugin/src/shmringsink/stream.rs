@@ -4,6 +4,8 @@
 //! the sticky state (stream-start, caps, segment, tags, other sticky events,
 //! header buffers) a consumer that joins later gets first.
 
+use std::time::Instant;
+
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst::EventView;
@@ -162,7 +164,7 @@ impl ShmringSink {
         arena: &Arena,
         data: &[u8],
     ) -> Result<Option<Copied>, gst::FlowError> {
-        let deadline = std::time::Instant::now() + self.timeout();
+        let deadline = Instant::now() + self.timeout();
         let attempt = |st: &mut State| {
             for p in st.peers.iter_mut() {
                 p.reclaim();
