@@ -25,8 +25,11 @@
 //! not a `shmringsink`), the first frame is anchored to its arrival and later
 //! ones keep their distance from it.
 
+use std::time::{Duration, Instant};
+
 use gst::glib;
 use gst::prelude::*;
+use gst::tags::Tag;
 
 /// Tag: `CLOCK_MONOTONIC` time (ns) of the sender's running time 0.
 pub(crate) enum BaseTimeTag {}
@@ -60,7 +63,6 @@ impl gst::tags::CustomTag<'_> for LatencyTag {
 
 /// Registers the plugin's tags (once per process).
 pub(crate) fn register_tags() {
-    use gst::tags::Tag;
     if !gst::tags::tag_exists(BaseTimeTag::TAG_NAME) {
         gst::tags::register::<BaseTimeTag>();
     }
@@ -105,7 +107,6 @@ pub(crate) struct PeerTags {
 /// Parses a tag list's string form from the peer (`None` if it does not
 /// parse) and keeps only well-formed tags.
 pub(crate) fn parse_peer_tags(s: &str) -> Option<PeerTags> {
-    use gst::tags::Tag;
     let parsed = parse_tags(s)?;
     let mut tags = gst::TagList::new();
     let mut base_time = None;
@@ -172,6 +173,46 @@ pub(crate) fn clock_minus_monotonic(clock: &gst::Clock) -> i128 {
     }
     let now = clock.time().map_or(0, |t| t.nseconds());
     i128::from(now) - i128::from(monotonic_now())
+}
+
+/// A pipeline clock's offset from `CLOCK_MONOTONIC`, cached: the clock (by
+/// address), the offset, and when it was sampled. Exact (0) for the
+/// monotonic system clock; resampled every 100 ms for another clock.
+#[derive(Debug, Default)]
+pub(crate) struct ClockOffset(Option<(usize, i128, Instant)>);
+
+impl ClockOffset {
+    /// The timeline of a sender whose pipeline runs on `clock` from `base`
+    /// with `latency`; `None` if its base time lies before the monotonic
+    /// clock's 0.
+    pub(crate) fn timeline(
+        &mut self,
+        clock: &gst::Clock,
+        base: gst::ClockTime,
+        latency: gst::ClockTime,
+    ) -> Option<Timeline> {
+        let key = clock.as_ptr() as usize;
+        // Once per clock (per 100 ms for a clock that is not the monotonic
+        // one): reading the clock's type is a GObject property lookup, too
+        // slow for every small audio buffer.
+        let offset = match self.0 {
+            Some((k, off, at))
+                if k == key && (off == 0 || at.elapsed() < Duration::from_millis(100)) =>
+            {
+                off
+            }
+            _ => {
+                let off = clock_minus_monotonic(clock);
+                self.0 = Some((key, off, Instant::now()));
+                off
+            }
+        };
+        let base_time = u64::try_from(i128::from(base.nseconds()) - offset).ok()?;
+        Some(Timeline {
+            base_time,
+            latency: latency.nseconds(),
+        })
+    }
 }
 
 /// Maps a time of the sender's running time onto the receiver's running time

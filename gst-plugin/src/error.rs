@@ -9,7 +9,4 @@ pub enum Error {
     /// A caps string from the peer does not parse.
     #[error("caps from the peer do not parse: {0:?}")]
     BadCaps(String),
-    /// A property holds a value the element cannot use.
-    #[error("invalid setting: {0}")]
-    Setting(String),
 }

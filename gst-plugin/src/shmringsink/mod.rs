@@ -19,16 +19,58 @@
 //! running (dropping buffers while nobody is connected) and serves the next.
 //! A return of a slot a consumer does not hold is ignored and counted.
 //!
-//! The `stats` property counts frames sent without a copy (`zero-copy`) and
-//! with one (`copied`), drops, bad returns, disconnects, and per consumer
-//! frames, bytes, drops and slots held. `GST_DEBUG=shmringsink:5` traces
-//! every decision.
+//! `GST_DEBUG=shmringsink:5` traces every decision.
+//!
+//! # Properties
+//!
+//! * `socket-path`: the Unix socket path on which consumers (`shmringsrc`)
+//!   connect; at most 107 bytes.
+//! * `perms`: the socket file's mode; 0600 (the default) lets only this user
+//!   connect.
+//! * `allowed-uid`: only a consumer running as this uid is served (checked
+//!   with `SO_PEERCRED`; others are refused and logged with their pid and
+//!   uid); -1 (the default): any that `perms` lets connect.
+//! * `slots`: frame slots in the shared arena (frames in flight plus the
+//!   pool); 0 (the default): as many as fit in 16 MiB, 8 to 64.
+//! * `slot-size`: bytes per slot; 0 (the default): from the caps (raw video:
+//!   one frame; raw audio: 200 ms; encoded video: half a byte per pixel;
+//!   else 1 MiB).
+//! * `wait-for-connection`: block the stream until the first consumer
+//!   connects (the default); else drop buffers until then.
+//! * `timeout`: milliseconds to wait for a consumer to return a slot or free
+//!   descriptor room before dropping that consumer (5000).
+//! * `spin`: most microseconds to busy-poll for a returned slot or
+//!   descriptor room before sleeping on the wake-up fd (50); it burns CPU,
+//!   but returns usually come back within tens of microseconds. Waits stop
+//!   spinning while recent spins ran out for nothing; 0: never spin.
+//! * `return-wait`: with slots of 1 MiB or more, the microseconds
+//!   upstream's buffer request waits for the slot in flight to come back, so
+//!   that it rewrites that (cache-hot) slot rather than a colder free one
+//!   (1000); 0: never wait.
+//! * `blob-budget`: most bytes of buffers bigger than a slot that one
+//!   consumer may hold at once (1 GiB); a single buffer bigger than that is
+//!   an error that names the property.
+//! * `max-consumers`: most consumers served at once, each costing two rings
+//!   and a few fds (64); more are refused with the reason and logged with
+//!   their pid and uid; 0: no limit.
+//! * `slow-consumer`: what to do with a consumer that cannot take a frame
+//!   ([`SlowConsumer`]).
+//! * `stats`: a `GstStructure` with `frames` (= `zero-copy` + `copied`),
+//!   `bytes`, `consumers` (connected), `consumers-served`, `dropped`
+//!   (buffers no consumer got), `drops` (frames single consumers missed),
+//!   `bad-returns`, `disconnects`, `refused`, `slots-in-flight`,
+//!   `leaked-slots`, and `peers`: one structure per consumer (`pid`, `uid`,
+//!   `frames`, `bytes`, `drops`, `held`, `bad-returns`).
 
 use gst::glib;
 use gst::prelude::*;
 
+mod arena;
 mod imp;
+mod intake;
 mod peers;
+mod stream;
+mod upstream;
 
 /// What `shmringsink` does with a consumer that cannot take a frame: its
 /// descriptor ring is full, or (with several consumers) it holds half the

@@ -1,7 +1,10 @@
-//! The `shmringsrc` subclass of `GstPushSrc`.
+//! The `shmringsrc` subclass of `GstPushSrc`: settings, state, the
+//! connection to the sink (with `reconnect`) and the GStreamer trait impls.
+//! Beside it: [`super::buffers`] (frames into buffers) and
+//! [`super::events`] (the sink's events pushed downstream in order).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -10,15 +13,14 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use shmring::frames::{
-    self, FrameConfig, FrameMeta, FrameReceiver, Received, SegmentInfo, UpstreamSender,
-};
+use shmring::frames::{self, FrameConfig, FrameReceiver, Received, UpstreamSender};
 
-use crate::clock::{self, Timeline};
-use crate::convert::{self, clock, segment_of};
+use crate::clock::Timeline;
+use crate::convert;
+use crate::util::{self, lock, DEFAULT_SPIN_US, DEFAULT_TIMEOUT_MS, STEP};
 use crate::{serialize, Error};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "shmringsrc",
         gst::DebugColorFlags::empty(),
@@ -26,23 +28,19 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_TIMEOUT_MS: u32 = 5000;
 const DEFAULT_LATENCY_MS: u32 = 10;
-const DEFAULT_SPIN_US: u32 = 50;
-/// Step of every wait, so that `unlock` is seen promptly.
-const STEP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
-struct Settings {
-    socket_path: Option<String>,
-    timeout_ms: u32,
-    is_live: bool,
-    reconnect: bool,
-    latency_ms: u32,
-    spin_us: u32,
+pub(super) struct Settings {
+    pub(super) socket_path: Option<String>,
+    pub(super) timeout_ms: u32,
+    pub(super) is_live: bool,
+    pub(super) reconnect: bool,
+    pub(super) latency_ms: u32,
+    pub(super) spin_us: u32,
     /// The sink is trusted: even buffers downstream parses (encoded, muxed,
     /// anything but raw audio and video) wrap the shared slot.
-    trusted: bool,
+    pub(super) trusted: bool,
 }
 
 impl Default for Settings {
@@ -61,30 +59,30 @@ impl Default for Settings {
 
 /// How the sink's timestamps become ours (see `crate::clock`).
 #[derive(Debug)]
-struct Timing {
+pub(super) struct Timing {
     /// The sink's current segment.
-    segment: gst::FormattedSegment<gst::ClockTime>,
+    pub(super) segment: gst::FormattedSegment<gst::ClockTime>,
     /// The sink's timeline, once it sent one.
-    timeline: Option<Timeline>,
+    pub(super) timeline: Option<Timeline>,
     /// Live without a timeline: our running time minus the sink's, fixed at
     /// the first frame.
-    anchor: Option<i128>,
+    pub(super) anchor: Option<i128>,
     /// A segment was handed to the base class and not yet sent downstream
     /// (it goes with the next buffer).
-    segment_pending: bool,
+    pub(super) segment_pending: bool,
     /// Tags waiting for the stream to have a segment downstream.
-    pending_tags: Option<gst::TagList>,
+    pub(super) pending_tags: Option<gst::TagList>,
     /// The next buffer follows a reconnection.
-    discont: bool,
+    pub(super) discont: bool,
     /// Metas (as a string) for the next frame.
-    metas: Option<String>,
+    pub(super) metas: Option<String>,
     /// The caps are not raw audio or video: their bytes get parsed
     /// downstream, so they must not change under it (see `trusted`).
-    parsed: bool,
+    pub(super) parsed: bool,
     /// Events waiting for the stream to have caps and a segment downstream.
-    pending_events: Vec<gst::Event>,
+    pub(super) pending_events: Vec<gst::Event>,
     /// A stream-start went downstream (the sink's, or ours).
-    stream_started: bool,
+    pub(super) stream_started: bool,
 }
 
 impl Default for Timing {
@@ -106,32 +104,33 @@ impl Default for Timing {
 
 #[derive(Default)]
 pub struct ShmringSrc {
-    settings: Mutex<Settings>,
-    rx: Mutex<Option<FrameReceiver>>,
+    pub(super) settings: Mutex<Settings>,
+    pub(super) rx: Mutex<Option<FrameReceiver>>,
     /// Sends upstream events to the sink (without waiting for `rx`).
-    upstream: Mutex<Option<UpstreamSender>>,
-    timing: Mutex<Timing>,
-    unlocked: AtomicBool,
+    pub(super) upstream: Mutex<Option<UpstreamSender>>,
+    pub(super) timing: Mutex<Timing>,
+    pub(super) unlocked: AtomicBool,
     /// This element is pushing a stream-start or segment of the sink's: the
     /// probe lets it through (the base class's own ones are dropped, see
     /// `constructed`).
-    own_event: AtomicBool,
-    stats: Stats,
+    pub(super) own_event: AtomicBool,
+    pub(super) stats: Stats,
 }
 
 /// Counters behind the `stats` property.
 #[derive(Default)]
-struct Stats {
+pub(super) struct Stats {
     /// Frames pushed (zero-copy + copied).
-    frames: AtomicU64,
+    pub(super) frames: AtomicU64,
     /// Payload bytes pushed.
-    bytes: AtomicU64,
+    pub(super) bytes: AtomicU64,
     /// Frames pushed as a copy (downstream held too many slots).
-    copied: AtomicU64,
+    pub(super) copied: AtomicU64,
     /// Times a new sink was joined after the previous one went away.
-    reconnects: AtomicU64,
-    /// Frames the sink skipped for this consumer (as the sink reports).
-    drops: AtomicU64,
+    pub(super) reconnects: AtomicU64,
+    /// Frames the sink skipped for this consumer (as the sink reports;
+    /// `drops` in the stats).
+    pub(super) missed: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -139,11 +138,6 @@ impl ObjectSubclass for ShmringSrc {
     const NAME: &'static str = "GstShmringSrc";
     type Type = super::ShmringSrc;
     type ParentType = gst_base::PushSrc;
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock means a panic in another callback; the data is plain.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ObjectImpl for ShmringSrc {
@@ -188,54 +182,40 @@ impl ObjectImpl for ShmringSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
-                glib::ParamSpecString::builder("socket-path")
-                    .nick("Socket path")
-                    .blurb("Unix socket path of the shmringsink to receive from")
-                    .mutable_ready()
-                    .build(),
+                util::socket_path_pspec("Unix socket path of the shmringsink"),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Milliseconds to keep trying to connect when starting (the sink may start later)")
+                    .blurb("Milliseconds to keep trying to connect at start")
                     .minimum(1)
                     .default_value(DEFAULT_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Is live")
-                    .blurb("Act as a live source: timestamps are mapped onto this pipeline's running time through the monotonic clock both processes share (or, with do-timestamp, replaced by the arrival time); else the sink's timestamps and segment are kept as they are")
+                    .blurb("Act as a live source on this pipeline's clock")
                     .default_value(false)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Latency")
-                    .blurb("Live mode: milliseconds added to the sink pipeline's latency in latency queries, for the transfer and scheduling")
+                    .blurb("Milliseconds added to the sink's latency (live)")
                     .default_value(DEFAULT_LATENCY_MS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("spin")
-                    .nick("Spin")
-                    .blurb("Most microseconds to busy-poll for the next frame before sleeping on the wake-up fd, while frames follow closely (a stream of small audio buffers: the sink then never has to wake this side); frames further apart than this are waited for asleep; 0 = never spin")
-                    .maximum(1_000_000)
-                    .default_value(DEFAULT_SPIN_US)
-                    .mutable_ready()
-                    .build(),
+                util::spin_pspec("Microseconds to busy-poll for the next frame (0: never)"),
                 glib::ParamSpecBoolean::builder("trusted")
                     .nick("Trusted")
-                    .blurb("Trust the sink: push every buffer without a copy, also those that downstream parses")
+                    .blurb("Trust the sink: never copy what downstream parses")
                     .default_value(false)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("reconnect")
                     .nick("Reconnect")
-                    .blurb("When the sink goes away, post a warning and wait for a new sink on socket-path (else post an error)")
+                    .blurb("Wait for a new sink when the sink goes away")
                     .default_value(false)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("Frames and bytes pushed (frames = zero-copy + copied; a copy when downstream holds half the slots), drops (frames the sink skipped for this consumer: slow-consumer policy, joining at a keyframe) and reconnects")
-                    .read_only()
-                    .build(),
+                util::stats_pspec("Frames, bytes, copies, drops and reconnects"),
             ]
         });
         PROPS.as_ref()
@@ -244,13 +224,7 @@ impl ObjectImpl for ShmringSrc {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
         match pspec.name() {
-            "socket-path" => {
-                let path: Option<String> = value.get().unwrap_or(None);
-                if let Some(Err(e)) = path.as_deref().map(convert::check_socket_path) {
-                    gst::warning!(CAT, imp = self, "{e}");
-                }
-                s.socket_path = path;
-            }
+            "socket-path" => util::set_socket_path(&mut s.socket_path, value, *CAT, &*self.obj()),
             "trusted" => s.trusted = value.get().unwrap_or(false),
             "timeout" => s.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
             "is-live" => {
@@ -282,7 +256,7 @@ impl ObjectImpl for ShmringSrc {
                     .field("zero-copy", frames - copied)
                     .field("copied", copied)
                     .field("reconnects", load(&self.stats.reconnects))
-                    .field("drops", load(&self.stats.drops))
+                    .field("drops", load(&self.stats.missed))
                     .build()
                     .to_value()
             }
@@ -292,53 +266,17 @@ impl ObjectImpl for ShmringSrc {
     }
 }
 
-impl GstObjectImpl for ShmringSrc {}
-
-impl ElementImpl for ShmringSrc {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "shmring source",
-                "Source",
-                "Receives buffers, caps and events from a shmringsink in another process; buffers wrap the shared memory (no copy)",
-                "shmring developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &gst::Caps::new_any(),
-            )
-            // Not peer data: a constant template with ANY caps is always valid.
-            .expect("static pad template")]
-        });
-        T.as_ref()
-    }
-}
-
-fn clamp_time(t: i128) -> gst::ClockTime {
-    // ClockTime::MAX is the largest valid value (NONE is one above it).
-    gst::ClockTime::from_nseconds(t.clamp(0, i128::from(gst::ClockTime::MAX.nseconds())) as u64)
-}
-
-/// What a live src needs to map one frame's timestamps.
-struct LiveClock {
-    /// Our pipeline clock minus `CLOCK_MONOTONIC`.
-    clock_minus_monotonic: i128,
-    /// Our base time.
-    base_time: u64,
-    /// Our running time now.
-    now: i128,
-}
+util::element_impls!(
+    ShmringSrc,
+    "shmring source",
+    "Source",
+    "Receives buffers, caps and events from a shmringsink in another process; buffers wrap the shared memory (no copy)",
+    "src",
+    gst::PadDirection::Src
+);
 
 impl ShmringSrc {
-    fn fail(&self, e: &Error) -> gst::FlowError {
+    pub(super) fn fail(&self, e: &Error) -> gst::FlowError {
         match e {
             Error::Shmring(shmring::Error::Disconnected) => {
                 gst::element_imp_error!(self, gst::ResourceError::Read, ("the sink went away"));
@@ -355,275 +293,6 @@ impl ShmringSrc {
             }
         }
         gst::FlowError::Error
-    }
-
-    fn live_clock(&self) -> Option<LiveClock> {
-        let obj = self.obj();
-        let clock = obj.clock()?;
-        let base_time = obj.base_time()?.nseconds();
-        let now = clock.time()?.nseconds();
-        Some(LiveClock {
-            clock_minus_monotonic: clock::clock_minus_monotonic(&clock),
-            base_time,
-            now: i128::from(now) - i128::from(base_time),
-        })
-    }
-
-    /// One of the sink's timestamps as one of ours.
-    fn map_time(t: &mut Timing, live: Option<&LiveClock>, ns: u64) -> Option<gst::ClockTime> {
-        let ts = clock(ns)?;
-        let Some(live) = live else {
-            // Not live: the sink's timestamps, in the sink's segment.
-            return Some(ts);
-        };
-        let rt = t.segment.to_running_time_full(ts)?;
-        let rt = match rt {
-            gst::Signed::Positive(v) => i128::from(v.nseconds()),
-            gst::Signed::Negative(v) => -i128::from(v.nseconds()),
-        };
-        let ours = match t.timeline {
-            Some(tl) => clock::map_running_time(
-                rt,
-                tl.base_time,
-                live.clock_minus_monotonic,
-                live.base_time,
-            ),
-            None => rt + *t.anchor.get_or_insert(live.now - rt),
-        };
-        Some(clamp_time(ours))
-    }
-
-    fn frame(&self, f: frames::FrameRef) -> Result<gst::Buffer, gst::FlowError> {
-        let m: FrameMeta = *f.meta();
-        let (held, slots) = match lock(&self.rx).as_ref() {
-            Some(rx) => (rx.frames_held(), rx.arena().slots() as usize),
-            None => (0, 1),
-        };
-        // Zero copy, unless downstream keeps so many buffers (a filesink
-        // batching small ones, a deep queue) that the sink would run out of
-        // slots: then copy and return the slot at once.
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes
-            .fetch_add(f.bytes().len() as u64, Ordering::Relaxed);
-        // Bytes downstream parses must not change under it: unless the sink
-        // is trusted, they are copied out of the arena it can still write
-        // (a sealed blob needs no copy). Raw audio and video are read
-        // through their caps and layout only, so they stay zero copy.
-        let (is_live, trusted) = {
-            let s = lock(&self.settings);
-            (s.is_live, s.trusted)
-        };
-        let parsed = lock(&self.timing).parsed;
-        let must_copy = parsed && !trusted && !f.is_immutable();
-        let layout = f.layout().copied();
-        let mut buffer = if must_copy || held * 2 > slots {
-            self.stats.copied.fetch_add(1, Ordering::Relaxed);
-            gst::Buffer::from_slice(f.bytes().to_vec())
-        } else {
-            gst::Buffer::from_slice(f)
-        };
-        let live = if is_live { self.live_clock() } else { None };
-        let stamp = !(is_live && self.obj().property::<bool>("do-timestamp"));
-        let mut t = lock(&self.timing);
-        let b = buffer.get_mut().ok_or(gst::FlowError::Error)?;
-        let caps = self.obj().src_pad().current_caps();
-        if let Some(l) = &layout {
-            if let Err(e) = convert::attach_layout(b, l, caps.as_deref()) {
-                drop(t);
-                return Err(
-                    self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
-                        "plane layout: {e}"
-                    )))),
-                );
-            }
-        }
-        if let Some(m) = t.metas.take() {
-            if let Err(e) = serialize::apply_metas(b, &m, caps.as_deref()) {
-                drop(t);
-                return Err(
-                    self.fail(&Error::Shmring(shmring::Error::BadDescriptor(format!(
-                        "metas: {e}"
-                    )))),
-                );
-            }
-        }
-        if stamp {
-            b.set_pts(Self::map_time(&mut t, live.as_ref(), m.pts));
-            b.set_dts(Self::map_time(&mut t, live.as_ref(), m.dts));
-        }
-        // else the base class stamps the buffer with its arrival time.
-        b.set_duration(clock(m.duration));
-        b.set_offset(m.offset);
-        b.set_offset_end(m.offset_end);
-        let mut flags = gst::BufferFlags::from_bits_truncate(m.flags);
-        if std::mem::take(&mut t.discont) {
-            flags |= gst::BufferFlags::DISCONT;
-        }
-        b.set_flags(flags);
-        t.segment_pending = false;
-        Ok(buffer)
-    }
-
-    fn segment(&self, info: &SegmentInfo) {
-        let is_live = lock(&self.settings).is_live;
-        if let Some(seg) = segment_of(info) {
-            lock(&self.timing).segment = seg;
-        }
-        if is_live {
-            // Live: timestamps are mapped onto our own (the base class's)
-            // segment instead.
-            return;
-        }
-        let Some(seg) = convert::generic_segment_of(info) else {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "ignoring a segment that is not valid: {info:?}"
-            );
-            return;
-        };
-        gst::debug!(CAT, imp = self, "segment from the sink: {seg:?}");
-        self.ensure_stream_start();
-        self.push_own(gst::event::Segment::new(&seg));
-        self.push_pending();
-    }
-
-    /// Pushes an event of the sink's that the probe would drop if the base
-    /// class had made it.
-    fn push_own(&self, ev: gst::Event) -> bool {
-        self.own_event.store(true, Ordering::Release);
-        let ok = self.obj().src_pad().push_event(ev);
-        self.own_event.store(false, Ordering::Release);
-        ok
-    }
-
-    /// The sink's stream-start, with its flags and group.
-    fn stream_start(&self, ss: &frames::StreamStart) {
-        let mut ev = gst::event::StreamStart::builder(&ss.id)
-            .flags(gst::StreamFlags::from_bits_truncate(ss.flags))
-            .build();
-        if let Some(g) = ss.group_id.filter(|&g| g != 0) {
-            // SAFETY: the event was just made (writable, one reference) and
-            // `g` is not GST_GROUP_ID_INVALID (0).
-            unsafe { gst::ffi::gst_event_set_group_id(ev.make_mut().as_mut_ptr(), g) };
-        }
-        lock(&self.timing).stream_started = true;
-        self.push_own(ev);
-    }
-
-    /// A producer that sends no stream-start (a plain `frames` sender):
-    /// one of ours before the caps.
-    fn ensure_stream_start(&self) {
-        if lock(&self.timing).stream_started {
-            return;
-        }
-        let obj = self.obj();
-        let id = obj.src_pad().create_stream_id(&*obj, None::<&str>);
-        let ev = gst::event::StreamStart::builder(id.as_str())
-            .group_id(gst::GroupId::next())
-            .build();
-        lock(&self.timing).stream_started = true;
-        self.push_own(ev);
-    }
-
-    fn tags(&self, s: &str) {
-        let Some(peer) = clock::parse_peer_tags(s) else {
-            gst::warning!(CAT, imp = self, "ignoring tags that do not parse: {s:?}");
-            return;
-        };
-        let is_live = lock(&self.settings).is_live;
-        let mut t = lock(&self.timing);
-        if let Some(tl) = peer.timeline {
-            let old = t.timeline.replace(tl);
-            gst::debug!(CAT, imp = self, "sink timeline {tl:?}");
-            if is_live && old.map(|o| o.latency) != Some(tl.latency) {
-                drop(t);
-                let obj = self.obj();
-                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
-                t = lock(&self.timing);
-            }
-        }
-        if peer.tags.n_tags() > 0 {
-            match t.pending_tags.as_mut() {
-                Some(p) => p.make_mut().insert(&peer.tags, gst::TagMergeMode::Append),
-                None => t.pending_tags = Some(peer.tags),
-            }
-        }
-        drop(t);
-        self.push_pending();
-    }
-
-    /// Pushes the segment (if one is waiting) so that an event can follow it.
-    fn push_segment_now(&self, t: &mut Timing) {
-        if t.segment_pending {
-            let ev = gst::event::Segment::new(t.segment.upcast_ref());
-            if self.obj().src_pad().push_event(ev) {
-                t.segment_pending = false;
-            }
-        }
-    }
-
-    /// Whether events may be pushed: the stream has its caps and a segment.
-    fn stream_ready(&self) -> bool {
-        // Tags and other sticky events may precede the segment (decoders
-        // send them so); only stream-start, caps and segment are ordered.
-        let obj = self.obj();
-        let pad = obj.src_pad();
-        pad.sticky_event::<gst::event::Caps>(0).is_some()
-    }
-
-    fn push_pending(&self) {
-        if !self.stream_ready() {
-            return;
-        }
-        let tags = {
-            let mut t = lock(&self.timing);
-            self.push_segment_now(&mut t);
-            t.pending_tags.take()
-        };
-        if let Some(tags) = tags {
-            let _ = self.obj().src_pad().push_event(gst::event::Tag::new(tags));
-        }
-        let events = std::mem::take(&mut lock(&self.timing).pending_events);
-        for ev in events {
-            let _ = self.obj().src_pad().push_event(ev);
-        }
-    }
-
-    /// A serialized downstream event from the sink, pushed in order (once
-    /// the stream has caps and a segment).
-    fn event_from_sink(&self, s: &str) {
-        match serialize::downstream_event_from_string(s) {
-            Ok(ev) => {
-                lock(&self.timing).pending_events.push(ev);
-                self.push_pending();
-            }
-            Err(e) => gst::warning!(
-                CAT,
-                imp = self,
-                "ignoring an event that does not parse ({e}): {s:?}"
-            ),
-        }
-    }
-
-    fn gap(&self, pts: u64, duration: u64) {
-        let is_live = lock(&self.settings).is_live;
-        let live = if is_live { self.live_clock() } else { None };
-        let mut t = lock(&self.timing);
-        let Some(pts) = Self::map_time(&mut t, live.as_ref(), pts) else {
-            return;
-        };
-        if !self.stream_ready() {
-            gst::debug!(CAT, imp = self, "gap before the stream started: dropped");
-            return;
-        }
-        self.push_segment_now(&mut t);
-        drop(t);
-        let ev = gst::event::Gap::builder(pts)
-            .duration(clock(duration))
-            .build();
-        let _ = self.obj().src_pad().push_event(ev);
     }
 
     fn config(&self) -> (String, FrameConfig) {
@@ -672,11 +341,53 @@ impl ShmringSrc {
     }
 }
 
+impl ShmringSrc {
+    /// The next message from the sink; reconnects (with `reconnect`) when
+    /// the sink went away.
+    fn receive(&self) -> Result<Received, gst::FlowError> {
+        loop {
+            let mut guard = lock(&self.rx);
+            let rx = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            match rx.recv(Some(STEP)) {
+                Ok(m) => return Ok(m),
+                Err(shmring::Error::Timeout) => {
+                    if self.unlocked.load(Ordering::Acquire) {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                }
+                Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
+                    drop(guard);
+                    self.reconnect()?;
+                }
+                Err(e) => return Err(self.fail(&e.into())),
+            }
+        }
+    }
+
+    /// The sink's caps, set on the src pad (after a stream-start).
+    fn caps_from_sink(&self, s: &str) -> Result<(), gst::FlowError> {
+        let caps = convert::parse_caps(s)
+            .filter(|c| convert::system_memory_only(c))
+            .ok_or_else(|| self.fail(&Error::BadCaps(s.to_owned())))?;
+        lock(&self.timing).parsed = convert::is_parsed(&caps);
+        gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
+        self.ensure_stream_start();
+        if self.obj().set_caps(&caps).is_err() {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("downstream refused the sink's caps {caps}")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        Ok(())
+    }
+}
+
 impl BaseSrcImpl for ShmringSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let (path, cfg) = self.config();
-        convert::check_socket_path(&path)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
+        let path = util::socket_path_to_open(Some(path.as_str()))?;
         let rx = frames::connect(&path, &cfg).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenRead,
@@ -753,25 +464,7 @@ impl PushSrcImpl for ShmringSrc {
     ) -> Result<CreateSuccess, gst::FlowError> {
         self.push_pending();
         loop {
-            let msg = {
-                let mut guard = lock(&self.rx);
-                let rx = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-                match rx.recv(Some(STEP)) {
-                    Ok(m) => m,
-                    Err(shmring::Error::Timeout) => {
-                        if self.unlocked.load(Ordering::Acquire) {
-                            return Err(gst::FlowError::Flushing);
-                        }
-                        continue;
-                    }
-                    Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
-                        drop(guard);
-                        self.reconnect()?;
-                        continue;
-                    }
-                    Err(e) => return Err(self.fail(&e.into())),
-                }
-            };
+            let msg = self.receive()?;
             gst::trace!(CAT, imp = self, "received {msg:?}");
             match msg {
                 Received::Frame(f) => {
@@ -782,28 +475,11 @@ impl PushSrcImpl for ShmringSrc {
                             "the sink skipped {} frames for us",
                             f.missed()
                         );
-                        self.stats.drops.fetch_add(f.missed(), Ordering::Relaxed);
+                        self.stats.missed.fetch_add(f.missed(), Ordering::Relaxed);
                     }
                     return Ok(CreateSuccess::NewBuffer(self.frame(f)?));
                 }
-                Received::Caps(s) => {
-                    let caps = crate::peer::parse_caps(&s)
-                        .filter(|c| convert::system_memory_only(c))
-                        .ok_or_else(|| self.fail(&Error::BadCaps(s.clone())))?;
-                    lock(&self.timing).parsed = !caps
-                        .iter()
-                        .all(|st| st.name() == "video/x-raw" || st.name() == "audio/x-raw");
-                    gst::debug!(CAT, imp = self, "caps from the sink: {caps}");
-                    self.ensure_stream_start();
-                    if self.obj().set_caps(&caps).is_err() {
-                        gst::element_imp_error!(
-                            self,
-                            gst::CoreError::Negotiation,
-                            ("downstream refused the sink's caps {caps}")
-                        );
-                        return Err(gst::FlowError::NotNegotiated);
-                    }
-                }
+                Received::Caps(s) => self.caps_from_sink(&s)?,
                 Received::Metas(m) => lock(&self.timing).metas = Some(m),
                 Received::Event(e) => self.event_from_sink(&e),
                 Received::Segment(info) => self.segment(&info),
