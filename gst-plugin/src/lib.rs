@@ -29,13 +29,6 @@ pub mod shmringsink;
 pub mod shmringsrc;
 mod util;
 
-/// The path `serialize`'s tests parse peer caps by (the parser lives in
-/// `convert::caps`).
-#[cfg(test)]
-mod peer {
-    pub(crate) use crate::convert::parse_caps;
-}
-
 pub use error::Error;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -105,7 +105,7 @@ mod tests {
             assert_eq!(caps_from_string(&ours).expect(&ours), caps, "{ours}");
             let theirs = caps.to_string();
             assert_eq!(caps_from_string(&theirs).expect(&theirs), caps, "{theirs}");
-            assert_eq!(crate::peer::parse_caps(&theirs), Some(caps));
+            assert_eq!(crate::convert::parse_caps(&theirs), Some(caps));
         }
         // Hand-written caps: types inferred as GStreamer infers them.
         for s in [
@@ -144,7 +144,7 @@ mod tests {
             "",
         ] {
             assert!(caps_from_string(s).is_err(), "{s:?}");
-            assert!(crate::peer::parse_caps(s).is_none(), "{s:?}");
+            assert!(crate::convert::parse_caps(s).is_none(), "{s:?}");
         }
     }
 }

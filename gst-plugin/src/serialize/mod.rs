@@ -15,7 +15,7 @@
 //!   ([`upstream_event_to_string`] / [`upstream_event_from_string`]), and
 //!   [`QosAggregate`], which decides which consumer's QoS goes upstream;
 //! * caps and tag lists ([`caps_to_string`] / [`caps_from_string`], used by
-//!   `peer::parse_caps`; [`tags_to_string`] / [`tags_from_string`], used by
+//!   `convert::parse_caps`; [`tags_to_string`] / [`tags_from_string`], used by
 //!   `clock::parse_peer_tags`), which GStreamer's parser would take with a
 //!   `g_critical` on a hostile string.
 //!
