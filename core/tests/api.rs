@@ -406,7 +406,7 @@ fn serve_one(
 fn a_consumer_insisting_on_another_shape_is_incompatible_and_the_producer_hears_why() {
     use shmring::frames::{self, FrameConfig};
     let (path, producer) = serve_one("shape-insist", 9, 3 << 20);
-    let err = frames::connect(&path, &FrameConfig::consumer()).expect_err("2x64 is not 9x3MiB");
+    let err = frames::connect(&path, &FrameConfig::new(2, 64)).expect_err("2x64 is not 9x3MiB");
     let Error::Incompatible { peer, reason } = &err else {
         panic!("{err:?}");
     };
