@@ -25,6 +25,7 @@ use std::ptr::NonNull;
 use memfd::{FileSeal, MemfdOptions};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
+use crate::sys::{self, syscall};
 use crate::{Error, Result};
 
 /// The seals every shared segment must carry.
@@ -115,14 +116,7 @@ impl Segment {
                 "memfd lacks the shrink/grow seals (seals {seals:#x})"
             )));
         }
-        // SAFETY: fstat writes into the zeroed struct we pass; the fd is open.
-        let st = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
-                return Err(Error::io("fstat segment", std::io::Error::last_os_error()));
-            }
-            st
-        };
+        let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat segment", e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::BadSegment(format!(
                 "not a regular file (mode {:o})",
@@ -226,19 +220,14 @@ fn memfd_err(e: memfd::Error) -> std::io::Error {
 
 fn seals_of(fd: BorrowedFd<'_>) -> Result<i32> {
     // SAFETY: F_GET_SEALS takes no pointer argument.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    if r < 0 {
-        return Err(Error::io("F_GET_SEALS", std::io::Error::last_os_error()));
-    }
-    Ok(r)
+    unsafe { syscall!(fcntl(fd.as_raw_fd(), libc::F_GET_SEALS)) }
+        .map_err(|e| Error::io("F_GET_SEALS", e))
 }
 
 pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<()> {
     // SAFETY: F_ADD_SEALS takes an int argument, no pointer.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
-    if r < 0 {
-        return Err(Error::io("F_ADD_SEALS", std::io::Error::last_os_error()));
-    }
+    unsafe { syscall!(fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals)) }
+        .map_err(|e| Error::io("F_ADD_SEALS", e))?;
     Ok(())
 }
 
