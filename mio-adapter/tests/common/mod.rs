@@ -212,7 +212,7 @@ fn child_flooder(args: &[String]) -> i32 {
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
     let config = config(signal, 1024);
-    let link = handshake::connect(path, Duration::from_secs(10)).unwrap();
+    let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
     let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
     handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
     let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
@@ -255,7 +255,7 @@ fn child_abuser(args: &[String]) -> i32 {
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
     let config = config(signal, 1024);
-    let link = handshake::connect(path, Duration::from_secs(10)).unwrap();
+    let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
     let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
     handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
     let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
