@@ -497,18 +497,9 @@ fn hostile_consumer_cannot_block_the_producer_through_its_signals() {
 fn abuse_consumer_child() {
     let path = std::env::var("SOCK").expect("SOCK");
     let link = raw_connect(Path::new(&path));
-    assert_eq!(
-        raw_send(&link, &raw_hello()) as usize,
-        std::mem::size_of::<Hello>()
-    );
-    let mut buf = [0u8; 512];
-    let (_, fds) = handshake::recv_with_fds(
-        link.as_fd(),
-        &mut buf,
-        handshake::MAX_FDS,
-        Instant::now() + Duration::from_secs(10),
-    )
-    .expect("welcome");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (_, fds) =
+        handshake::exchange_hello(link.as_fd(), &raw_hello(), deadline).expect("welcome");
     assert_eq!(fds.len(), 3, "segment, data end, space end");
     let ring = map_ring(&fds[0]);
     abuse_signal_fds(&fds[1..]);

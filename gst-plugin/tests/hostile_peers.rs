@@ -66,12 +66,10 @@ fn raw_hello() -> Vec<u8> {
 /// (arena, return ring, its data and space ends, message socket).
 fn raw_consumer(path: &Path) -> (OwnedFd, Vec<OwnedFd>, Vec<OwnedFd>) {
     let link = raw_connect(path);
-    assert!(raw_send(&link, &raw_hello()) > 0);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 512];
     let (_, welcome) =
-        handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
-            .expect("welcome");
+        handshake::exchange_hello(link.as_fd(), &raw_hello(), deadline).expect("welcome");
+    let mut buf = [0u8; 512];
     let (_, frames) =
         handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
             .expect("frames welcome");
@@ -221,11 +219,9 @@ fn child_entry() {
         }
         "stage-welcome" => {
             let link = raw_connect(path);
-            assert!(raw_send(&link, &raw_hello()) > 0);
-            let mut buf = [0u8; 512];
             let deadline = Instant::now() + Duration::from_secs(10);
-            let _w = handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
-                .expect("welcome");
+            let _w =
+                handshake::exchange_hello(link.as_fd(), &raw_hello(), deadline).expect("welcome");
             say("stage");
             park();
         }

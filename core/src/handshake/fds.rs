@@ -87,3 +87,24 @@ pub(super) fn wait_readable(sock: BorrowedFd<'_>, deadline: Instant) -> Result<(
         _ => Ok(()),
     }
 }
+
+/// For tests of hostile peers: the connecting side's first exchange with
+/// nothing checked. Sends `hello` (any bytes, no fds) on `link` and waits
+/// until `deadline` for the answer; returns its bytes (at most 512) and its
+/// fds (at most [`MAX_FDS`](super::MAX_FDS)), as they came.
+///
+/// # Errors
+///
+/// Those of [`send_with_fds`] and [`recv_with_fds`].
+#[cfg(feature = "test-support")]
+pub fn exchange_hello(
+    link: BorrowedFd<'_>,
+    hello: &[u8],
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    send_with_fds(link, hello, &[])?;
+    let mut buf = vec![0u8; 512];
+    let (len, fds) = recv_with_fds(link, &mut buf, super::MAX_FDS, deadline)?;
+    buf.truncate(len);
+    Ok((buf, fds))
+}

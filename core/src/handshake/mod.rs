@@ -34,16 +34,16 @@
 //!
 //! **What a connecting side is told.** [`connect_producer`] /
 //! [`connect_consumer`] retry while nothing listens at the path yet (every
-//! [`CONNECT_RETRY_EVERY`], for [`Config::connect_timeout`]), then fail with
+//! [`CONNECT_RETRY_EVERY`], for [`Config::connect_timeout`](crate::Config::connect_timeout)), then fail with
 //! [`Error::NotListening`] naming the path; a path whose directory does not
 //! exist, or that holds a file that is not a socket, fails at once with
 //! [`Error::BadPath`]. Once connected: [`Error::TypeMismatch`] with both
 //! sides' element types (name, size, alignment; see
-//! [`Config::type_name`]), [`Error::Incompatible`] for another shared
+//! [`Config::type_name`](crate::Config::type_name)), [`Error::Incompatible`] for another shared
 //! setting (both sides want one role, different signal kinds),
 //! [`Error::PeerRefused`] for the listener's policy (uid, number of peers)
 //! with its reason, [`Error::HandshakeTimeout`] for a listener that does not
-//! answer in [`Config::handshake_timeout`]. The listening side gets the same
+//! answer in [`Config::handshake_timeout`](crate::Config::handshake_timeout). The listening side gets the same
 //! variants, naming the peer by pid and uid.
 //!
 //! **Handshakes never block serving**: an [`Intake`] accepts every connection
@@ -97,7 +97,7 @@ pub(crate) use wire::read_exact_pod;
 /// which a test plays a peer that breaks the protocol (feature
 /// `test-support`).
 #[cfg(feature = "test-support")]
-pub use fds::{recv_with_fds, send_with_fds};
+pub use fds::{exchange_hello, recv_with_fds, send_with_fds};
 #[cfg(not(feature = "test-support"))]
 pub(crate) use fds::{recv_with_fds, send_with_fds};
 /// For tests of hostile peers: the wire messages, to build or parse them by

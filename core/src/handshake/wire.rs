@@ -113,18 +113,7 @@ impl Hello {
     /// role, signal kind, name length and encoding).
     pub fn parse(bytes: &[u8]) -> Result<HelloInfo> {
         let h: Hello = read_exact_pod(bytes, "hello")?;
-        if h.magic != HELLO_MAGIC {
-            return Err(Error::Protocol(format!(
-                "bad hello magic {:#018x}",
-                h.magic
-            )));
-        }
-        if h.version != PROTOCOL_VERSION {
-            return Err(Error::Protocol(format!(
-                "hello protocol version {} (this side speaks {PROTOCOL_VERSION})",
-                h.version
-            )));
-        }
+        check_magic_version("hello", (h.magic, HELLO_MAGIC), h.version)?;
         let role = Role::from_wire(h.role)
             .ok_or_else(|| Error::Protocol(format!("unknown role {}", h.role)))?;
         let signal = SignalKind::from_wire(h.signal)
@@ -252,18 +241,7 @@ impl Welcome {
         client: Option<(&Path, &ElemType)>,
     ) -> Result<WelcomeInfo> {
         let w: Welcome = read_exact_pod(bytes, "welcome")?;
-        if w.magic != WELCOME_MAGIC {
-            return Err(Error::Protocol(format!(
-                "bad welcome magic {:#018x}",
-                w.magic
-            )));
-        }
-        if w.version != PROTOCOL_VERSION {
-            return Err(Error::Protocol(format!(
-                "welcome protocol version {} (this side speaks {PROTOCOL_VERSION})",
-                w.version
-            )));
-        }
+        check_magic_version("welcome", (w.magic, WELCOME_MAGIC), w.version)?;
         let end = w.reason.iter().position(|&b| b == 0).unwrap_or(REASON_MAX);
         let reason = String::from_utf8_lossy(&w.reason[..end]).into_owned();
         match (w.status, client) {
@@ -322,6 +300,21 @@ impl Welcome {
     }
 }
 
+/// Checks a message's magic number (`(theirs, ours)`) and protocol version.
+fn check_magic_version(what: &str, (magic, ours): (u64, u64), version: u32) -> Result<()> {
+    if magic != ours {
+        return Err(Error::Protocol(format!("bad {what} magic {magic:#018x}")));
+    }
+    if version != PROTOCOL_VERSION {
+        return Err(Error::Protocol(format!(
+            "{what} protocol version {version} (this side speaks {PROTOCOL_VERSION})"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a `P` from a message that must be exactly its size (`what` names
+/// the message in the error).
 pub(crate) fn read_exact_pod<P: Pod>(bytes: &[u8], what: &str) -> Result<P> {
     if bytes.len() != std::mem::size_of::<P>() {
         return Err(Error::Protocol(format!(

@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
-use shmring::handshake::{self, Hello, Role, Welcome};
+use shmring::handshake::{self, Hello, Role, Welcome, WelcomeInfo};
 use shmring::{channel::ChannelFds, Config, SignalKind};
 use shmring_mio::{MioListener, Readiness, WakeStats};
 
@@ -204,6 +204,17 @@ fn child_bursty(args: &[String]) -> i32 {
     0
 }
 
+/// A producer's handshake with nothing checked: the link, the welcome and
+/// its fds.
+fn raw_producer(path: &str, config: &Config) -> (OwnedFd, WelcomeInfo, Vec<OwnedFd>) {
+    let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
+    let hello = Hello::new::<u64>(Role::Producer, config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (welcome, fds) =
+        handshake::exchange_hello(link.as_fd(), bytemuck::bytes_of(&hello), deadline).unwrap();
+    (link, Welcome::parse(&welcome).unwrap(), fds)
+}
+
 /// A hostile producer: raw handshake, then writes the consumer's wake-up fd
 /// (eventfd, or the pipe's write end) in a tight loop for `secs` seconds,
 /// committing nothing. Args: path, signal, seconds.
@@ -212,18 +223,7 @@ fn child_flooder(args: &[String]) -> i32 {
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
     let config = config(signal, 1024);
-    let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
-    let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
-    handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
-    let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
-    let (len, fds) = handshake::recv_with_fds(
-        link.as_fd(),
-        &mut buf,
-        handshake::MAX_FDS,
-        Instant::now() + Duration::from_secs(10),
-    )
-    .unwrap();
-    let info = Welcome::parse(&buf[..len]).unwrap();
+    let (link, info, fds) = raw_producer(path, &config);
     let ch = ChannelFds::from_wire(info.capacity, info.tag, info.signal, fds).unwrap();
     // eventfd: the one fd; pipe: [read end, write end].
     let data = ch.data.last().unwrap().as_raw_fd();
@@ -255,18 +255,7 @@ fn child_abuser(args: &[String]) -> i32 {
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
     let config = config(signal, 1024);
-    let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
-    let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
-    handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
-    let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
-    let (len, fds) = handshake::recv_with_fds(
-        link.as_fd(),
-        &mut buf,
-        handshake::MAX_FDS,
-        Instant::now() + Duration::from_secs(10),
-    )
-    .unwrap();
-    let info = Welcome::parse(&buf[..len]).unwrap();
+    let (link, info, fds) = raw_producer(path, &config);
     let max = 0xffff_ffff_ffff_fffe_u64.to_ne_bytes();
     for fd in &fds[1..] {
         let fd = fd.as_raw_fd();
