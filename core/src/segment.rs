@@ -62,6 +62,12 @@ impl Segment {
     /// Creates a memfd named `name` (shown in `/proc/PID/fd`) of at least `len`
     /// bytes, rounded up to a page, zero-filled, close-on-exec, and sealed against
     /// shrinking and growing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a length of zero (or one that
+    /// overflows when rounded up); [`Error::Io`] if `memfd_create`,
+    /// `ftruncate` or sealing fails (out of memory or fds, say).
     pub fn create(name: &str, len: usize) -> Result<Self> {
         if len == 0 {
             return Err(Error::InvalidArgument("segment of zero bytes".into()));
@@ -97,6 +103,12 @@ impl Segment {
     ///
     /// The returned segment's length is `expected_len`: a longer file is accepted
     /// but only the expected part is ever mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadSegment`] for an fd that is not a memfd, lacks the seals,
+    /// is not a regular file or is shorter than `expected_len`;
+    /// [`Error::InvalidArgument`] for an `expected_len` of zero.
     pub fn from_fd(fd: OwnedFd, expected_len: usize) -> Result<Self> {
         if expected_len == 0 {
             return Err(Error::InvalidArgument("expected length of zero".into()));
@@ -167,6 +179,12 @@ impl Segment {
     }
 
     /// Maps the first `len` bytes (at most [`len`](Self::len)) shared.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `len` is zero or beyond the segment;
+    /// [`Error::Io`] if `mmap` fails (read-write access to a segment sealed
+    /// with [`seal_future_write`](Self::seal_future_write), say).
     pub fn map(&self, len: usize, access: Access) -> Result<Mapping> {
         if len == 0 || len > self.len {
             return Err(Error::InvalidArgument(format!(

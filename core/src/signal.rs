@@ -140,6 +140,10 @@ pub struct Signal {
 
 impl Signal {
     /// Creates a signal of `kind` (close-on-exec, non-blocking).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the fds cannot be created (out of fds, say).
     pub fn new(kind: SignalKind) -> Result<Self> {
         match kind {
             SignalKind::EventFd => {
@@ -210,6 +214,11 @@ impl Signal {
     /// Rebuilds a signal from fds received from a peer, in the order of
     /// [`fds`](Self::fds), after checking that they are what `kind` says: an
     /// eventfd, or the read and write ends of one pipe.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] for the wrong number of fds or fds that are not
+    /// what `kind` says; [`Error::Io`] if inspecting them fails.
     pub fn from_fds(kind: SignalKind, mut fds: Vec<OwnedFd>) -> Result<Self> {
         if fds.len() != kind.fd_count() {
             return Err(Error::Protocol(format!(
@@ -348,6 +357,11 @@ impl Signal {
     /// flooded by the peer may stay readable; callers re-check their condition
     /// anyway. A socket signal whose peer closed its end reports
     /// [`Error::Disconnected`] (it would stay readable for good).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] as above; [`Error::Io`] if the read fails
+    /// otherwise.
     pub fn drain(&self) -> Result<()> {
         let mut buf = [0u8; 64];
         if self.kind == SignalKind::Socket {
@@ -389,6 +403,11 @@ impl Signal {
 
     /// Waits for the signal or for `extra` (typically the peer link, to notice a
     /// hang-up) to become readable, or for `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] if the signal fd reports an error (`POLLERR`,
+    /// `POLLNVAL`); [`Error::Io`] if `ppoll` fails.
     pub fn wait_with(
         &self,
         timeout: Option<Duration>,
