@@ -91,7 +91,7 @@ fn child(role: &str) {
         "shmring" => {
             let path = std::env::var("SOCK").expect("SOCK");
             let mut rx =
-                frames::connect(&path, &FrameConfig::new(1, 64).signal(signal())).expect("connect");
+                frames::connect(&path, &FrameConfig::consumer().signal(signal())).expect("connect");
             let mut n = 0;
             while n < count {
                 if let Received::Frame(f) = rx.recv(Some(Duration::from_secs(10))).expect("recv") {

@@ -97,14 +97,24 @@ pub const DEFAULT_MAX_ARENA: usize = 1 << 30;
 pub const DEFAULT_BLOB_BUDGET: usize = 1 << 30;
 
 /// Settings of a frame stream.
+///
+/// The stream's shape (`slots`, `slot_size`, `descriptors`) is the
+/// producer's choice. A consumer that does not care passes
+/// [`FrameConfig::consumer`], where they are 0 ("the producer's"); one that
+/// gives a shape gets exactly that shape or [`Error::Incompatible`] from
+/// [`connect`], naming both sides' values.
 #[derive(Debug, Clone)]
 pub struct FrameConfig {
-    /// Number of slots in the arena (the producer's choice; 2 to [`MAX_SLOTS`]).
-    /// The last one carries strings (caps, tags, stream id), the others frames.
+    /// Number of slots in the arena (2 to [`MAX_SLOTS`]). The last one
+    /// carries strings (caps, tags, stream id), the others frames. On
+    /// [`connect`]: 0 takes the producer's, any other value must be it.
     pub slots: u32,
-    /// Bytes per slot, rounded up to a multiple of 64 (the producer's choice).
+    /// Bytes per slot, rounded up to a multiple of 64. On [`connect`]: 0
+    /// takes the producer's, any other value must be it (after rounding).
     pub slot_size: usize,
-    /// Capacity of the descriptor ring (the producer's choice).
+    /// Capacity of the descriptor ring, rounded up to a power of two. On
+    /// [`connect`]: 0 takes the producer's, any other value must be it
+    /// (after rounding).
     pub descriptors: usize,
     /// Wake-up kind (the socket signal by default, which no peer can turn
     /// against us; see [`SignalKind`]); both sides must agree.
@@ -116,7 +126,8 @@ pub struct FrameConfig {
     /// Largest arena (bytes) the consumer agrees to map.
     pub max_arena: usize,
     /// Most bytes of [`Blob`]s (payloads that do not fit a slot) one consumer
-    /// may hold at once (the producer's choice): beyond it,
+    /// may hold at once (a limit of the producer's, not used by
+    /// [`connect`]): beyond it,
     /// [`FrameSender::send_blob`] is [`Error::Full`] until the consumer
     /// gives some back.
     pub blob_budget: usize,
@@ -143,12 +154,50 @@ impl FrameConfig {
         self
     }
 
-    /// Settings for [`connect`]: the stream's shape (slots, slot size,
-    /// descriptor ring, blob budget) is the producer's, so only this side's
-    /// settings are left: signal kind, spin, handshake timeout, largest
-    /// arena.
+    /// Settings for [`connect`] that take whatever shape the producer
+    /// chose (`slots`, `slot_size` and `descriptors` are 0); the rest are
+    /// this side's: signal kind, spin, handshake timeout, largest arena.
+    ///
+    /// ```
+    /// use shmring::frames::FrameConfig;
+    ///
+    /// let cfg = FrameConfig::consumer().max_arena(64 << 20);
+    /// assert_eq!((cfg.slots, cfg.slot_size, cfg.descriptors), (0, 0, 0));
+    /// ```
     pub fn consumer() -> Self {
-        FrameConfig::new(2, 64)
+        FrameConfig {
+            descriptors: 0,
+            ..FrameConfig::new(0, 0)
+        }
+    }
+
+    /// The shape a consumer asked for that the producer's differs from, as
+    /// "what: ours x, the producer's y" (none: it takes the stream).
+    fn shape_mismatch(&self, slots: u32, slot_size: usize, descriptors: usize) -> Option<String> {
+        let want = [
+            ("slots", self.slots as usize, slots as usize),
+            (
+                "slot size",
+                self.slot_size
+                    .checked_next_multiple_of(64)
+                    .unwrap_or(usize::MAX),
+                slot_size,
+            ),
+            (
+                "descriptors",
+                match self.descriptors {
+                    0 => 0,
+                    n => n.checked_next_power_of_two().unwrap_or(usize::MAX),
+                },
+                descriptors,
+            ),
+        ];
+        let diffs: Vec<String> = want
+            .iter()
+            .filter(|(_, ours, theirs)| *ours != 0 && ours != theirs)
+            .map(|(what, ours, theirs)| format!("{what}: ours {ours}, the producer's {theirs}"))
+            .collect();
+        (!diffs.is_empty()).then(|| diffs.join("; "))
     }
 
     /// Sets [`descriptors`](Self::descriptors).
@@ -238,9 +287,17 @@ struct FramesWelcome {
 /// Serves one consumer on an accepted connection (the listening side is the
 /// producer): creates the arena and both rings and sends their fds.
 ///
-/// Returns once the consumer checked everything and took the stream (or
-/// [`Error::Rejected`] with its reason, [`Error::Timeout`] after
-/// [`FrameConfig::handshake_timeout`]).
+/// Returns once the consumer checked everything and took the stream. The
+/// example at [`connect`] shows both ends.
+///
+/// # Errors
+///
+/// * [`Error::Rejected`]: the consumer refused the stream, with its reason
+///   (an arena over its [`FrameConfig::max_arena`], a shape it insists on);
+/// * [`Error::Incompatible`]: the consumer's signal kind differs;
+/// * [`Error::Timeout`] / [`Error::HandshakeTimeout`]: the consumer did not
+///   answer within [`FrameConfig::handshake_timeout`];
+/// * [`Error::InvalidArgument`]: `cfg`'s shape is not one an arena can have.
 pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
     let mut tx = serve_arena(conn, cfg, Arena::new(cfg)?)?;
     tx.wait_ready(cfg.handshake_timeout)?;
@@ -292,11 +349,51 @@ pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<
 /// [`FrameConfig::max_arena`]), then tells the producer it took the stream,
 /// or why not.
 ///
-/// The stream's shape (slots, slot size, descriptor ring, blob budget) is
-/// the producer's choice: `cfg`'s `slots`, `slot_size`, `descriptors` and
-/// `blob_budget` are not used here ([`FrameConfig::consumer`] leaves them
-/// out); `signal` must match the producer's, `spin`, `handshake_timeout` and
-/// `max_arena` are this side's.
+/// The stream's shape (slots, slot size, descriptor ring) is the
+/// producer's choice: pass [`FrameConfig::consumer`] to take any, or a
+/// shape to insist on it. `signal` must match the producer's; `spin`,
+/// `handshake_timeout` and `max_arena` are this side's; `blob_budget` is
+/// not used here.
+///
+/// # Errors
+///
+/// * [`Error::NotListening`] / [`Error::BadPath`]: nothing serves `path`;
+/// * [`Error::Incompatible`]: the stream's shape is not the one `cfg`
+///   insists on (both values in the message), or the producer's signal
+///   kind or element types differ; the producer hears why;
+/// * [`Error::Protocol`]: the producer sent something malformed (bad
+///   seals, a geometry over [`FrameConfig::max_arena`], wrong fds);
+/// * [`Error::HandshakeTimeout`]: the producer did not finish the
+///   handshake within [`FrameConfig::handshake_timeout`].
+///
+/// # Examples
+///
+/// ```
+/// use shmring::frames::{self, FrameConfig, Received};
+/// use shmring::handshake::{ListenOptions, Listener};
+///
+/// let path = std::env::temp_dir().join(format!("frames-doc-{}.sock", std::process::id()));
+/// let listener = Listener::bind(&path, &ListenOptions::default())?;
+/// let producer = std::thread::spawn(move || -> shmring::Result<()> {
+///     let cfg = FrameConfig::new(4, 4096);
+///     // The first consumer refuses this shape, and `serve` says so.
+///     let refused = frames::serve(listener.accept(None)?, &cfg);
+///     assert!(matches!(refused, Err(shmring::Error::Rejected(_))));
+///     let mut tx = frames::serve(listener.accept(None)?, &cfg)?;
+///     tx.send_caps("video/x-raw")?;
+///     tx.send_eos()
+/// });
+///
+/// // Insisting on another shape fails, with both sides' values...
+/// let err = frames::connect(&path, &FrameConfig::new(2, 64)).unwrap_err();
+/// assert!(matches!(err, shmring::Error::Incompatible { .. }), "{err}");
+/// // ...taking the producer's works.
+/// let mut rx = frames::connect(&path, &FrameConfig::consumer())?;
+/// assert!(matches!(rx.recv(None)?, Received::Caps(c) if c == "video/x-raw"));
+/// assert!(matches!(rx.recv(None)?, Received::Eos));
+/// producer.join().expect("producer thread")?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
 pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceiver> {
     let deadline = Instant::now() + cfg.handshake_timeout;
     let (desc_fds, link) =
@@ -353,6 +450,12 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
                 w.return_capacity, g.slots
             )))
         })?;
+    if let Some(reason) = cfg.shape_mismatch(g.slots, g.slot_size, desc_fds.capacity) {
+        return Err(refuse(Error::Incompatible {
+            peer: crate::error::Peer::Listener(path.as_ref().to_path_buf()),
+            reason,
+        }));
+    }
     let arena_fd = fds.remove(0);
     let view = ArenaView::open(arena_fd, g).map_err(refuse)?;
     let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)

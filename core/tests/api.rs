@@ -381,3 +381,112 @@ fn try_push_reports_a_killed_consumer_process_as_disconnected() {
     assert!(matches!(tx.check_peer(), Err(Error::Disconnected)));
     assert!(matches!(tx.try_push(0), Err(Error::Disconnected)));
 }
+
+/// Serves one frame stream of `slots` x `slot_size` on a fresh path; the
+/// thread returns what `serve` said.
+fn serve_one(
+    tag: &str,
+    slots: u32,
+    slot_size: usize,
+) -> (
+    std::path::PathBuf,
+    std::thread::JoinHandle<shmring::Result<shmring::frames::FrameSender>>,
+) {
+    use shmring::frames::{self, FrameConfig};
+    let path = common::sock_path(tag);
+    let listener = handshake::Listener::bind(&path, &ListenOptions::default()).expect("bind");
+    let producer = std::thread::spawn(move || {
+        let conn = listener.accept(Some(Duration::from_secs(10)))?;
+        frames::serve(conn, &FrameConfig::new(slots, slot_size))
+    });
+    (path, producer)
+}
+
+#[test]
+fn a_consumer_insisting_on_another_shape_is_incompatible_and_the_producer_hears_why() {
+    use shmring::frames::{self, FrameConfig};
+    let (path, producer) = serve_one("shape-insist", 9, 3 << 20);
+    let err = frames::connect(&path, &FrameConfig::consumer()).expect_err("2x64 is not 9x3MiB");
+    let Error::Incompatible { peer, reason } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*peer, Peer::Listener(path.clone()));
+    assert!(
+        reason.contains("slots: ours 2, the producer's 9"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("slot size: ours 64, the producer's {}", 3 << 20)),
+        "{reason}"
+    );
+    match producer.join().expect("producer thread") {
+        Err(Error::Rejected(why)) => assert!(why.contains("slots: ours 2"), "{why}"),
+        other => panic!("the producer must hear the refusal: {other:?}"),
+    }
+}
+
+#[test]
+fn a_consumer_takes_any_shape_or_exactly_the_one_it_names() {
+    use shmring::frames::{self, FrameConfig};
+    // `consumer()`: whatever the producer chose.
+    let (path, producer) = serve_one("shape-any", 9, 3 << 20);
+    let rx = frames::connect(&path, &FrameConfig::consumer()).expect("any shape");
+    assert_eq!((rx.arena().slots(), rx.arena().slot_size()), (9, 3 << 20));
+    producer.join().expect("producer thread").expect("served");
+    // The same shape named (slot size rounded up to 64, as the producer's
+    // is): accepted.
+    let (path, producer) = serve_one("shape-same", 4, 1000);
+    let rx = frames::connect(&path, &FrameConfig::new(4, 1000)).expect("same shape");
+    assert_eq!(rx.arena().slot_size(), 1024);
+    producer.join().expect("producer thread").expect("served");
+    // Another descriptor ring than the producer's: refused, naming it.
+    let (path, producer) = serve_one("shape-desc", 4, 1024);
+    let err = frames::connect(&path, &FrameConfig::new(4, 1024).descriptors(8))
+        .expect_err("8 descriptors is not 256");
+    assert!(
+        err.to_string()
+            .contains("descriptors: ours 8, the producer's 256"),
+        "{err}"
+    );
+    assert!(matches!(
+        producer.join().expect("producer thread"),
+        Err(Error::Rejected(_))
+    ));
+}
+
+#[test]
+fn a_frame_sender_learns_from_its_watch_that_the_consumer_died_with_the_ring_full() {
+    use shmring::frames::{self, FrameConfig, FrameMeta};
+    let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 64).descriptors(2)).expect("pair");
+    let watch = tx.peer_watch().expect("watch");
+    for _ in 0..2 {
+        let slot = tx.try_lease().expect("a free slot");
+        tx.send_lease(slot, 8, &FrameMeta::default()).expect("room");
+    }
+    drop(rx);
+    assert!(
+        matches!(tx.send_eos(), Err(Error::Full)),
+        "nobody looked yet"
+    );
+    assert!(!watch.is_gone());
+    assert!(!watch.check(), "the consumer is gone");
+    assert!(watch.is_gone());
+    assert!(matches!(tx.send_eos(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_frame_receiver_learns_from_its_watch_that_the_producer_left_with_a_reason() {
+    use shmring::frames::{self, FrameConfig, Received};
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 64)).expect("pair");
+    let watch = rx.peer_watch().expect("watch");
+    tx.send_eos().expect("eos");
+    tx.say_goodbye("too slow");
+    drop(tx);
+    assert!(matches!(rx.try_recv(), Ok(Some(Received::Eos))));
+    assert!(matches!(rx.try_recv(), Ok(None)), "nobody looked yet");
+    assert!(!watch.check(), "the producer is gone");
+    match rx.try_recv() {
+        Err(Error::Dropped(reason)) => assert_eq!(reason, "too slow"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -184,7 +184,7 @@ fn child_entry() {
     let Some(role) = common::role() else { return };
     let path = std::env::var("SOCK").unwrap_or_default();
     if role == "big-receiver" {
-        let mut rx = frames::connect(&path, &FrameConfig::new(2, 64)).expect("connect");
+        let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
         let mut sum = 0u64;
         let mut n = 0;
         loop {

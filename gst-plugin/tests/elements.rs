@@ -23,7 +23,7 @@ enum Seen {
 /// Collects what a consumer receives until EOS.
 fn consume(path: PathBuf) -> std::thread::JoinHandle<Vec<Seen>> {
     std::thread::spawn(move || {
-        let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+        let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
         let mut got = Vec::new();
         loop {
             match rx.recv(T) {
@@ -131,7 +131,7 @@ fn sink_drops_a_consumer_that_never_returns_slots() {
     .expect("a pipeline");
     let p = path.clone();
     let hoarder = std::thread::spawn(move || {
-        let mut rx = frames::connect(&p, &FrameConfig::new(1, 64)).expect("connect");
+        let mut rx = frames::connect(&p, &FrameConfig::consumer()).expect("connect");
         let mut kept = Vec::new();
         // Keep every frame: no slot ever goes back.
         let end = loop {
@@ -363,7 +363,7 @@ fn sink_serves_the_next_consumer_with_sticky_events_and_a_fresh_arena() {
 
     // The first consumer takes 10 frames and leaves.
     let first_arena = {
-        let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect 1");
+        let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect 1");
         let mut n = 0;
         loop {
             if let Received::Frame(f) = rx.recv(T).expect("recv 1") {
@@ -376,7 +376,7 @@ fn sink_serves_the_next_consumer_with_sticky_events_and_a_fresh_arena() {
     };
 
     // The next one starts with the stream's sticky events, from a new arena.
-    let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect 2");
+    let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect 2");
     let mut kinds = Vec::new();
     let mut arenas = std::collections::BTreeSet::new();
     let mut frames = 0;
@@ -516,7 +516,7 @@ fn sink_serves_only_the_allowed_uid() {
             path.display()
         ));
         let p = path.clone();
-        let consumer = std::thread::spawn(move || frames::connect(&p, &FrameConfig::new(1, 64)));
+        let consumer = std::thread::spawn(move || frames::connect(&p, &FrameConfig::consumer()));
         pipeline.set_state(gst::State::Playing).expect("playing");
         let result = consumer.join().expect("consumer");
         match (served, result) {
@@ -540,7 +540,7 @@ fn sink_tells_the_consumer_its_timeline() {
     ));
     let p = path.clone();
     let consumer = std::thread::spawn(move || {
-        let mut rx = frames::connect(&p, &FrameConfig::new(1, 64)).expect("connect");
+        let mut rx = frames::connect(&p, &FrameConfig::consumer()).expect("connect");
         let mut tags = Vec::new();
         loop {
             match rx.recv(T).expect("recv") {

@@ -341,7 +341,7 @@ fn a_joining_consumer_starts_at_a_keyframe() {
     wait_until("the first buffers", Duration::from_secs(5), || {
         stat(&sink, "dropped") == 3
     });
-    let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+    let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
     wait_until("the consumer is served", Duration::from_secs(5), || {
         stat(&sink, "consumers") == 1
     });
@@ -443,7 +443,7 @@ fn forged_returns_beside_an_honest_consumer(copied: bool) {
     let honest = {
         let path = path.clone();
         std::thread::spawn(move || {
-            let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+            let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
             let sum = |b: &[u8]| {
                 b.iter()
                     .fold(0u64, |h, &x| h.wrapping_mul(31) ^ u64::from(x))
@@ -472,7 +472,7 @@ fn forged_returns_beside_an_honest_consumer(copied: bool) {
     let hostile = {
         let path = path.clone();
         std::thread::spawn(move || {
-            let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+            let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
             let mut rng = Lcg(7);
             let end = Instant::now() + run;
             let mut forged = 0u64;
@@ -526,7 +526,7 @@ fn consumers_beyond_max_consumers_are_refused_with_the_reason() {
     init();
     let path = sock("fan-max");
     let (pipeline, sink) = sink_pipeline(&path, "max-consumers=2");
-    let cfg = FrameConfig::new(1, 64);
+    let cfg = FrameConfig::consumer();
     let first = frames::connect(&path, &cfg).expect("first");
     let second = frames::connect(&path, &cfg).expect("second");
     match frames::connect(&path, &cfg) {

@@ -33,7 +33,7 @@ fn harness_sink_delivers_buffers_meta_and_eos() {
     h.play();
     let p = path.clone();
     let consumer = std::thread::spawn(move || {
-        let mut rx = frames::connect(&p, &FrameConfig::new(1, 64)).expect("connect");
+        let mut rx = frames::connect(&p, &FrameConfig::consumer()).expect("connect");
         let mut out = Vec::new();
         loop {
             match rx.recv(T).expect("recv") {

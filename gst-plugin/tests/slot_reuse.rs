@@ -87,7 +87,7 @@ fn slot_recorder(
     returned: Option<Arc<(Mutex<u64>, Condvar)>>,
 ) -> std::thread::JoinHandle<Vec<u32>> {
     std::thread::spawn(move || {
-        let mut rx = frames::connect(&path, &FrameConfig::new(1, 64)).expect("connect");
+        let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
         let mut slots = Vec::new();
         let mut held = Vec::new();
         loop {

@@ -1,15 +1,10 @@
 //! [`MioConsumer`]: a [`Consumer`] as a [`mio::event::Source`].
 
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
-use std::time::Instant;
-
-use mio::{event, Interest, Registry, Token};
+use mio::Registry;
 use shmring::{Consumer, Pod};
 
-use crate::drive::{Deliver, Driver, Endpoint};
-use crate::reg::WakeStats;
+use crate::wakeup::{Deliver, Endpoint, WakeCycle};
+use crate::wrapper::endpoint_source;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// Default [`MioConsumer::set_budget`]: items delivered per call before the
@@ -25,7 +20,7 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// Registering it registers two fds under one token: the wake-up fd (readable
 /// when the producer committed items while we announced a sleep) and the link
 /// socket (hang-up when the producer is gone). Interests must include
-/// [`Interest::READABLE`]; nothing else is reported.
+/// [`Interest::READABLE`](mio::Interest::READABLE); nothing else is reported.
 ///
 /// Call [`drain_with`](Self::drain_with) once right after registering (until a
 /// sleep is announced the producer has no reason to write the wake-up fd, so
@@ -37,13 +32,59 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
 /// from the `Poll` anyway (see the crate docs for why that matters). What is
 /// registered are duplicates of the consumer's fds, owned by this wrapper:
-/// nothing done to the consumer through [`DerefMut`] or
+/// nothing done to the consumer through [`DerefMut`](std::ops::DerefMut) or
 /// [`get_mut`](Self::get_mut) can close them under the registration
 /// (replacing the consumer there leaves the registration on the old one's
 /// files, so deregister first).
+///
+/// # Errors
+///
+/// Registering fails with [`io::ErrorKind::InvalidInput`](std::io::ErrorKind)
+/// if the interests lack [`Interest::READABLE`](mio::Interest::READABLE), with `EEXIST` if it is
+/// registered already, or with what `epoll_ctl` or duplicating the fds
+/// reports; reregistering fails when it is not registered. For
+/// [`drain_with`](Self::drain_with), see there.
+///
+/// # Examples
+///
+/// Items that were queued before the consumer joined the `Poll` bring no
+/// event: the first [`drain_with`](Self::drain_with), right after
+/// registering, finds them and arms the wake-up.
+///
+/// ```
+/// use std::time::Duration;
+/// use mio::{Events, Interest, Poll, Token};
+/// use shmring::{channel, Config};
+/// use shmring_mio::{MioConsumer, Readiness};
+///
+/// let (mut tx, rx) = channel::pair::<u32>(&Config::new(16))?;
+/// tx.push_slice(&[1, 2, 3])?;
+///
+/// let mut poll = Poll::new()?;
+/// let mut rx = MioConsumer::new(rx);
+/// poll.registry().register(&mut rx, Token(7), Interest::READABLE)?;
+/// let mut got = Vec::new();
+/// let state = rx.drain_with(poll.registry(), |items| got.extend_from_slice(items))?;
+/// assert_eq!((got.as_slice(), state), (&[1, 2, 3][..], Readiness::Armed));
+///
+/// // The next commit wakes the armed consumer: its token fires.
+/// tx.try_push(4)?;
+/// let mut events = Events::with_capacity(4);
+/// poll.poll(&mut events, Some(Duration::from_secs(5)))?;
+/// assert!(events.iter().any(|e| e.token() == Token(7)));
+/// rx.drain_with(poll.registry(), |items| got.extend_from_slice(items))?;
+/// assert_eq!(got, [1, 2, 3, 4]);
+///
+/// // The producer leaves: the link hangs up and the consumer reports `Closed`.
+/// drop(tx);
+/// poll.poll(&mut events, Some(Duration::from_secs(5)))?;
+/// assert_eq!(rx.drain_with(poll.registry(), |_| {})?, Readiness::Closed);
+/// poll.registry().deregister(&mut rx)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MioConsumer<T: Pod> {
-    drive: Driver,
+    wake: WakeCycle,
     budget: usize,
     inner: Consumer<T>,
     /// Local copies of the items handed to `drain_with`'s callback.
@@ -59,7 +100,7 @@ impl<T: Pod> MioConsumer<T> {
     /// Wraps `consumer` with a flood policy of your choice.
     pub fn with_policy(consumer: Consumer<T>, policy: FloodPolicy) -> Self {
         MioConsumer {
-            drive: Driver::new(policy),
+            wake: WakeCycle::new(policy),
             budget: DEFAULT_BUDGET,
             inner: consumer,
             scratch: Vec::new(),
@@ -73,34 +114,12 @@ impl<T: Pod> MioConsumer<T> {
         self.budget = items.max(1);
     }
 
-    /// The wrapped consumer.
-    pub fn get_ref(&self) -> &Consumer<T> {
-        &self.inner
-    }
-
     /// The wrapped consumer. Popping through it is allowed, but a wake-up
     /// whose items you popped this way counts as empty for the [`FloodPolicy`];
     /// calling its `prepare_sleep`/`drain_signal` yourself bypasses the
     /// bookkeeping of [`drain_with`](Self::drain_with).
     pub fn get_mut(&mut self) -> &mut Consumer<T> {
         &mut self.inner
-    }
-
-    /// Unwraps the consumer, removing it from the `Poll` it was registered with.
-    pub fn into_inner(self) -> Consumer<T> {
-        let MioConsumer { drive, inner, .. } = self;
-        drop(drive);
-        inner
-    }
-
-    /// Counters of wake-ups, empty wake-ups and throttles.
-    pub fn wake_stats(&self) -> WakeStats {
-        self.drive.guard.stats
-    }
-
-    /// The instant until which the wake-up fd is paused, if it is.
-    pub fn throttled_until(&self) -> Option<Instant> {
-        self.drive.guard.paused_until
     }
 
     /// Delivers the items that are ready to `f` (in order, as slices of local
@@ -125,8 +144,14 @@ impl<T: Pod> MioConsumer<T> {
     ///   has been delivered (at most one ring's worth after it left: only a
     ///   hostile process could commit more). Deregister and drop this consumer.
     ///
-    /// An error ([`shmring::Error::Corrupt`] from a hostile producer, a
-    /// registry failure) is final for this consumer: deregister and drop it.
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`](crate::Error::NotRegistered) before the
+    /// consumer is registered; [`Error::Shmring`](crate::Error::Shmring) when
+    /// the ring or its wake-up fd fails ([`shmring::Error::Corrupt`] from a
+    /// hostile producer); [`Error::Registry`](crate::Error::Registry) when
+    /// pausing or resuming the wake-up fd fails. Each is final for this
+    /// consumer: deregister and drop it.
     ///
     /// The items are copied out of shared memory (volatile loads) into a
     /// buffer of this consumer, up to 64 KiB at a time, and released to the
@@ -139,7 +164,7 @@ impl<T: Pod> MioConsumer<T> {
             consumer: &mut self.inner,
             scratch: &mut self.scratch,
         };
-        self.drive.drain(registry, &mut ep, self.budget, &mut f)
+        self.wake.drain(registry, &mut ep, self.budget, &mut f)
     }
 }
 
@@ -191,41 +216,4 @@ impl<T: Pod, F: FnMut(&[T])> Deliver<F> for Copying<'_, T> {
     }
 }
 
-impl<T: Pod> Deref for MioConsumer<T> {
-    type Target = Consumer<T>;
-    fn deref(&self) -> &Consumer<T> {
-        &self.inner
-    }
-}
-
-impl<T: Pod> DerefMut for MioConsumer<T> {
-    fn deref_mut(&mut self) -> &mut Consumer<T> {
-        &mut self.inner
-    }
-}
-
-impl<T: Pod> event::Source for MioConsumer<T> {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
-        self.drive
-            .register(registry, token, interests, signal, link)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.drive.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.drive.deregister(registry)
-    }
-}
+endpoint_source!(MioConsumer<T>, Consumer<T>, "consumer");

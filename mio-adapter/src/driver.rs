@@ -127,7 +127,15 @@ struct Entry<T: Pod> {
 /// Across processes, [`listen`](Self::listen) on a socket path instead of
 /// [`add`](Self::add)ing consumers: producers that connect there (with
 /// [`shmring::handshake::connect_producer`]) arrive as
-/// [`DriverEvent::Connected`].
+/// [`DriverEvent::Connected`] (see the [crate docs](crate) for that loop).
+///
+/// # Errors
+///
+/// Only failures of the driver's own `Poll` or listener are errors of its
+/// methods ([`Error::Registry`], [`Error::Shmring`] from the listener); what
+/// goes wrong with one producer or one connecting peer comes to the callback
+/// of [`run_once`](Self::run_once) as [`DriverEvent::Failed`] or
+/// [`DriverEvent::Refused`], and the loop goes on.
 #[derive(Debug)]
 pub struct ConsumerDriver<T: Pod> {
     poll: Poll,
@@ -140,6 +148,10 @@ pub struct ConsumerDriver<T: Pod> {
 
 impl<T: Pod> ConsumerDriver<T> {
     /// A driver with its own [`Poll`] and no consumers yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Registry`] if the `Poll` cannot be created (out of fds).
     pub fn new() -> Result<Self> {
         let poll = Poll::new().map_err(|source| Error::Registry {
             context: "create a mio Poll",
@@ -163,7 +175,12 @@ impl<T: Pod> ConsumerDriver<T> {
     }
 
     /// Accepts producers from `listener` from now on, serving each a channel
-    /// made with `config`.
+    /// made with `config`. A listener given before is deregistered and dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Registry`] if the listener cannot be registered (the previous
+    /// one, if any, then stays).
     pub fn listen(&mut self, mut listener: MioListener, config: Config) -> Result<()> {
         self.poll
             .registry()
@@ -181,12 +198,22 @@ impl<T: Pod> ConsumerDriver<T> {
     /// Adds a consumer (from [`shmring::channel::pair`], a handshake, ...);
     /// returns its token. It is drained at the next
     /// [`run_once`](Self::run_once), whatever events come.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Registry`] if its fds cannot be registered (the consumer is
+    /// dropped).
     pub fn add(&mut self, consumer: Consumer<T>) -> Result<Token> {
         self.add_source(MioConsumer::new(consumer))
     }
 
     /// Like [`add`](Self::add), for a consumer already wrapped (with a flood
     /// policy or budget of your choice). It must not be registered.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Registry`] if it cannot be registered (it was registered
+    /// already, or `epoll_ctl` failed); the consumer is dropped.
     pub fn add_source(&mut self, mut rx: MioConsumer<T>) -> Result<Token> {
         let token = Token(self.next_token);
         self.next_token += 1;
@@ -250,9 +277,14 @@ impl<T: Pod> ConsumerDriver<T> {
     /// then serves everything that is due, calling `f` with what happened.
     /// Returns early when something was served; call it in a loop.
     ///
-    /// The error is a failure of the `Poll` or the listener; per-consumer
-    /// and per-handshake failures come as [`DriverEvent::Failed`] and
-    /// [`DriverEvent::Refused`].
+    /// # Errors
+    ///
+    /// A failure of the `Poll` ([`Error::Registry`]; an interrupted wait is
+    /// not one) or of the listener (see
+    /// [`MioListener::accept_consumers`]), or a consumer that connected but
+    /// could not be registered ([`Error::Registry`]). Per-consumer and
+    /// per-handshake failures come as [`DriverEvent::Failed`] and
+    /// [`DriverEvent::Refused`] instead.
     pub fn run_once<F>(&mut self, timeout: Option<Duration>, mut f: F) -> Result<()>
     where
         F: FnMut(DriverEvent<'_, T>),

@@ -1,16 +1,11 @@
 //! [`MioFrameReceiver`]: the receiving end of a frame stream
 //! ([`shmring::frames`]) as a [`mio::event::Source`].
 
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
-use std::time::Instant;
-
-use mio::{event, Interest, Registry, Token};
+use mio::Registry;
 use shmring::frames::{FrameReceiver, Received};
 
-use crate::drive::{Deliver, Driver, Endpoint};
-use crate::reg::WakeStats;
+use crate::wakeup::{Deliver, Endpoint, WakeCycle};
+use crate::wrapper::endpoint_source;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// Default [`MioFrameReceiver::set_budget`]: messages (frames and events)
@@ -24,7 +19,7 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 /// ([`Received`]) instead of items. Registering it registers two fds under one
 /// token: the descriptor ring's wake-up fd (readable when the producer sent
 /// something while we announced a sleep) and the link socket (hang-up when the
-/// producer is gone). Interests must include [`Interest::READABLE`]; nothing
+/// producer is gone). Interests must include [`Interest::READABLE`](mio::Interest::READABLE); nothing
 /// else is reported.
 ///
 /// Call [`drain_with`](Self::drain_with) once right after registering, then
@@ -39,6 +34,17 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 ///
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
 /// from the `Poll` anyway (see the crate docs for why that matters).
+///
+/// # Errors
+///
+/// Registering fails as for [`MioConsumer`](crate::MioConsumer) (interests
+/// without [`Interest::READABLE`](mio::Interest::READABLE), registered
+/// already, `epoll_ctl`); for [`drain_with`](Self::drain_with), see there.
+///
+/// # Examples
+///
+/// A sender thread streams 100 one-byte frames and an end of stream; the
+/// loop receives them, then sees the sender leave:
 ///
 /// ```
 /// use std::time::Duration;
@@ -91,8 +97,8 @@ pub const DEFAULT_FRAME_BUDGET: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct MioFrameReceiver {
-    // `drive` registers duplicates of the receiver's fds, which it owns.
-    drive: Driver,
+    // `wake` registers duplicates of the receiver's fds, which it owns.
+    wake: WakeCycle,
     budget: usize,
     inner: FrameReceiver,
 }
@@ -107,7 +113,7 @@ impl MioFrameReceiver {
     /// Wraps `receiver` with a flood policy of your choice.
     pub fn with_policy(receiver: FrameReceiver, policy: FloodPolicy) -> Self {
         MioFrameReceiver {
-            drive: Driver::new(policy),
+            wake: WakeCycle::new(policy),
             budget: DEFAULT_FRAME_BUDGET,
             inner: receiver,
         }
@@ -120,34 +126,12 @@ impl MioFrameReceiver {
         self.budget = messages.max(1);
     }
 
-    /// The wrapped receiver.
-    pub fn get_ref(&self) -> &FrameReceiver {
-        &self.inner
-    }
-
     /// The wrapped receiver. Receiving through it is allowed, but a wake-up
     /// whose messages you took this way counts as empty for the
     /// [`FloodPolicy`]; calling its `prepare_sleep`/`drain_signal` yourself
     /// bypasses the bookkeeping of [`drain_with`](Self::drain_with).
     pub fn get_mut(&mut self) -> &mut FrameReceiver {
         &mut self.inner
-    }
-
-    /// Unwraps the receiver, removing it from the `Poll` it was registered with.
-    pub fn into_inner(self) -> FrameReceiver {
-        let MioFrameReceiver { drive, inner, .. } = self;
-        drop(drive);
-        inner
-    }
-
-    /// Counters of wake-ups, empty wake-ups and throttles.
-    pub fn wake_stats(&self) -> WakeStats {
-        self.drive.guard.stats
-    }
-
-    /// The instant until which the wake-up fd is paused, if it is.
-    pub fn throttled_until(&self) -> Option<Instant> {
-        self.drive.guard.paused_until
     }
 
     /// Delivers the messages that are ready to `f`, in the order the producer
@@ -171,10 +155,15 @@ impl MioFrameReceiver {
     /// * [`Readiness::Closed`]: the producer is gone and every message it sent
     ///   has been delivered. Deregister and drop this receiver.
     ///
-    /// An error is final for this receiver: deregister and drop it. A producer
-    /// that breaks the protocol yields [`shmring::Error::BadDescriptor`]
-    /// (wrapped in [`Error::Shmring`](crate::Error::Shmring)); messages
-    /// delivered before the bad descriptor remain valid.
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`](crate::Error::NotRegistered) before the
+    /// receiver is registered; [`Error::Shmring`](crate::Error::Shmring) when
+    /// the stream or its wake-up fd fails: a producer that breaks the protocol
+    /// yields [`shmring::Error::BadDescriptor`] (messages delivered before the
+    /// bad descriptor remain valid); [`Error::Registry`](crate::Error::Registry)
+    /// when pausing or resuming the wake-up fd fails. Each is final for this
+    /// receiver: deregister and drop it.
     ///
     /// Frame bytes are in memory the producer can still write while `f` reads
     /// them: parse them as untrusted input.
@@ -182,7 +171,7 @@ impl MioFrameReceiver {
     where
         F: FnMut(Received),
     {
-        self.drive
+        self.wake
             .drain(registry, &mut self.inner, self.budget, &mut f)
     }
 }
@@ -228,41 +217,4 @@ impl<F: FnMut(Received)> Deliver<F> for FrameReceiver {
     }
 }
 
-impl Deref for MioFrameReceiver {
-    type Target = FrameReceiver;
-    fn deref(&self) -> &FrameReceiver {
-        &self.inner
-    }
-}
-
-impl DerefMut for MioFrameReceiver {
-    fn deref_mut(&mut self) -> &mut FrameReceiver {
-        &mut self.inner
-    }
-}
-
-impl event::Source for MioFrameReceiver {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
-        self.drive
-            .register(registry, token, interests, signal, link)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.drive.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.drive.deregister(registry)
-    }
-}
+endpoint_source!(MioFrameReceiver, FrameReceiver, "receiver");

@@ -102,11 +102,79 @@
 //! One enum, [`Error`]: it wraps [`shmring::Error`] and adds registry
 //! failures and the listener's per-peer outcomes.
 //!
-//! # Example
+//! # A loop over two producers
 //!
-//! One loop thread consuming a ring that another thread fills (across
-//! processes the endpoints come from [`MioListener`] or
-//! [`shmring::handshake`]; nothing else changes):
+//! With a [`ConsumerDriver`] the loop is the call, the match and the
+//! handling: the driver computes the `poll` timeout (zero while a consumer has
+//! items left over, the end of a flood pause, the listener's handshake
+//! deadlines), serves the tokens that fired or are due, and drains every new
+//! consumer once right after registering it. Here two producers connect
+//! through a socket, as two processes would (each is a thread here):
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::time::Duration;
+//! use shmring::{handshake, Config};
+//! use shmring_mio::{ConsumerDriver, DriverEvent, MioListener};
+//!
+//! let dir = std::env::temp_dir().join(format!("shmring-mio-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("two.sock");
+//! let config = Config::new(1024);
+//!
+//! let mut driver = ConsumerDriver::<u64>::new()?;
+//! driver.listen(MioListener::bind(&path, &Default::default())?, config.clone())?;
+//! let producers: Vec<_> = (0..2u64)
+//!     .map(|p| {
+//!         let (path, config) = (path.clone(), config.clone());
+//!         std::thread::spawn(move || -> shmring::Result<()> {
+//!             let mut tx = handshake::connect_producer::<u64>(&path, &config)?;
+//!             for i in 0..50_000 {
+//!                 tx.push_blocking(p * 1_000_000 + i, Some(Duration::from_secs(5)))?;
+//!             }
+//!             Ok(())
+//!         })
+//!     })
+//!     .collect();
+//!
+//! // Per producer: how many items, and whether they came in order.
+//! let mut seen: HashMap<mio::Token, (u64, bool)> = HashMap::new();
+//! let mut closed = 0;
+//! while closed < 2 {
+//!     driver.run_once(Some(Duration::from_secs(1)), |event| match event {
+//!         DriverEvent::Connected { token, .. } => {
+//!             seen.insert(token, (0, true));
+//!         }
+//!         DriverEvent::Items { token, items } => {
+//!             let (n, in_order) = seen.get_mut(&token).unwrap();
+//!             for &x in items {
+//!                 *in_order &= x % 1_000_000 == *n;
+//!                 *n += 1;
+//!             }
+//!         }
+//!         DriverEvent::Closed { .. } => closed += 1,
+//!         DriverEvent::Failed { token, error } => panic!("{token:?}: {error}"),
+//!         DriverEvent::Refused(e) => panic!("{e}"),
+//!         _ => {}
+//!     })?;
+//! }
+//! assert!(seen.values().all(|&s| s == (50_000, true)) && seen.len() == 2);
+//! for p in producers {
+//!     p.join().unwrap()?;
+//! }
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `examples/src/bin/mio_consumer.rs` is the same loop across processes,
+//! with rates and checksums.
+//!
+//! # Example by hand
+//!
+//! The parts the driver is made of, in a loop of your own: one loop thread
+//! consuming a ring that another thread fills (across processes the
+//! endpoints come from [`MioListener`] or [`shmring::handshake`]; nothing
+//! else changes):
 //!
 //! ```
 //! use std::time::Duration;
@@ -160,20 +228,22 @@ use std::time::{Duration, Instant};
 use shmring::handshake::PeerCred;
 
 mod consumer;
-mod drive;
 mod driver;
+mod flood;
 mod frames;
 mod listener;
 mod producer;
-mod reg;
+mod registration;
+mod wakeup;
+mod wrapper;
 
 pub use consumer::{MioConsumer, DEFAULT_BUDGET};
 pub use driver::{ConsumerDriver, DriverEvent, FIRST_DRIVER_TOKEN};
+pub use flood::WakeStats;
 pub use frames::{MioFrameReceiver, DEFAULT_FRAME_BUDGET};
 pub use listener::{Accepted, MioListener, DEFAULT_MAX_PENDING};
 pub use mio::Interest;
 pub use producer::MioProducer;
-pub use reg::WakeStats;
 
 /// What to do next with an endpoint, as returned by
 /// [`MioConsumer::drain_with`], [`MioFrameReceiver::drain_with`] and

@@ -47,6 +47,69 @@ struct Pending {
 /// timeout, never a blocked loop; at most
 /// [`max_pending`](Self::set_max_pending) such clients are held, later ones are
 /// dropped at once.
+///
+/// A loop that only consumes one type is shorter with
+/// [`ConsumerDriver::listen`](crate::ConsumerDriver::listen), which does the
+/// bookkeeping below.
+///
+/// # Errors
+///
+/// [`bind`](Self::bind) fails as [`Listener::bind`] does. The accept methods
+/// fail as a whole only when the listener is not registered or polling its
+/// pending connections fails; each peer that could not be served is an
+/// error of its own in the returned list (see
+/// [`accept_consumers`](Self::accept_consumers)).
+///
+/// # Examples
+///
+/// One producer connects from another thread (from another process it is
+/// the same call); the loop accepts it, registers the consumer it gets and
+/// drains it until the producer leaves:
+///
+/// ```
+/// use std::time::Duration;
+/// use mio::{Events, Interest, Poll, Token};
+/// use shmring::{handshake, Config};
+/// use shmring_mio::{MioListener, Readiness};
+///
+/// let dir = std::env::temp_dir().join(format!("shmring-mio-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("listener.sock");
+/// let config = Config::new(64);
+///
+/// let mut poll = Poll::new()?;
+/// let mut events = Events::with_capacity(8);
+/// let mut listener = MioListener::bind(&path, &Default::default())?;
+/// poll.registry().register(&mut listener, Token(0), Interest::READABLE)?;
+///
+/// let (p, c) = (path.clone(), config.clone());
+/// let producer = std::thread::spawn(move || -> shmring::Result<()> {
+///     let mut tx = handshake::connect_producer::<u64>(&p, &c)?;
+///     for i in 1..=100 {
+///         tx.push_blocking(i, Some(Duration::from_secs(5)))?;
+///     }
+///     Ok(())
+/// }); // dropping `tx` hangs up the link
+///
+/// let (mut rx, mut sum, mut state) = (None, 0u64, Readiness::Ready);
+/// while state != Readiness::Closed {
+///     poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+///     if rx.is_none() {
+///         for accepted in listener.accept_consumers::<u64>(poll.registry(), &config)? {
+///             let mut consumer = accepted?.endpoint;
+///             poll.registry().register(&mut consumer, Token(1), Interest::READABLE)?;
+///             rx = Some(consumer); // drained below, right after registering
+///         }
+///     }
+///     if let Some(rx) = rx.as_mut() {
+///         state = rx.drain_with(poll.registry(), |items| sum += items.iter().sum::<u64>())?;
+///     }
+/// }
+/// assert_eq!(sum, 5050);
+/// producer.join().unwrap()?;
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MioListener {
     pending: Vec<Pending>,
@@ -58,6 +121,11 @@ pub struct MioListener {
 
 impl MioListener {
     /// Binds a listener at `path` (see [`Listener::bind`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shmring`] with what [`Listener::bind`] reports (another live
+    /// listener on the path, a path too long for a socket address, ...).
     pub fn bind(path: impl AsRef<Path>, opts: &ListenOptions) -> Result<Self> {
         Ok(Self::from_listener(Listener::bind(path, opts)?))
     }
@@ -104,7 +172,17 @@ impl MioListener {
     /// Accepts peers that connect to *produce* `T`, and serves each a channel;
     /// returns our consuming ends (unregistered), and an error for every peer
     /// that failed (refused uid, bad hello, type mismatch, timeout, hung up).
-    /// The outer error is a failure of the listener or the registry.
+    ///
+    /// # Errors
+    ///
+    /// The outer error: [`Error::NotRegistered`] before the listener is
+    /// registered, [`Error::Registry`] when polling the pending connections
+    /// fails. Per peer, in the list: [`Error::TooManyPending`],
+    /// [`Error::HandshakeTimeout`], [`Error::Registry`] (its connection could
+    /// not be registered), and [`Error::Shmring`] for a failed accept or
+    /// handshake (refused uid, bad hello, type mismatch, hung up). A failed
+    /// `accept` itself (`EMFILE`, ...) ends the round; the next event or
+    /// deadline tries again.
     pub fn accept_consumers<T: Pod>(
         &mut self,
         registry: &Registry,
@@ -116,7 +194,10 @@ impl MioListener {
     }
 
     /// Accepts peers that connect to *consume* `T`; returns our producing ends.
-    /// See [`accept_consumers`](Self::accept_consumers).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept_consumers`](Self::accept_consumers).
     pub fn accept_producers<T: Pod>(
         &mut self,
         registry: &Registry,
@@ -129,6 +210,11 @@ impl MioListener {
 
     /// The general form: `serve` completes the handshake of a connection whose
     /// hello is readable (for instance with [`Connection::serve_consumer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept_consumers`](Self::accept_consumers); an error of `serve`
+    /// is the peer's [`Error::Shmring`] in the list.
     pub fn accept_with<E, F>(
         &mut self,
         registry: &Registry,
@@ -141,7 +227,24 @@ impl MioListener {
         let token = self.token.ok_or(Error::NotRegistered)?;
         let timeout = self.timeout.unwrap_or(config.handshake_timeout);
         let mut out = Vec::new();
-        // 1. Everything queued on the listening socket.
+        self.accept_queued(registry, token, timeout, &mut out);
+        if self.pending.is_empty() {
+            return Ok(out);
+        }
+        self.complete_pending(registry, &mut serve, &mut out)?;
+        Ok(out)
+    }
+
+    /// Step 1 of [`accept_with`](Self::accept_with): accepts everything queued
+    /// on the listening socket and registers each connection under `token`
+    /// until its hello arrives or `timeout` passes.
+    fn accept_queued<E>(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        timeout: Duration,
+        out: &mut Vec<Result<Accepted<E>>>,
+    ) {
         loop {
             match self.listener.try_accept() {
                 Ok(Some(conn)) => {
@@ -178,10 +281,20 @@ impl MioListener {
                 }
             }
         }
-        if self.pending.is_empty() {
-            return Ok(out);
-        }
-        // 2. Peers whose hello (or hang-up) is there: one poll(2) over all.
+    }
+
+    /// Step 2 of [`accept_with`](Self::accept_with): serves the pending peers
+    /// whose hello (or hang-up) is there, found with one poll(2) over all, and
+    /// drops those past their deadline.
+    fn complete_pending<E, F>(
+        &mut self,
+        registry: &Registry,
+        serve: &mut F,
+        out: &mut Vec<Result<Accepted<E>>>,
+    ) -> Result<()>
+    where
+        F: FnMut(Connection) -> shmring::Result<E>,
+    {
         let mut fds: Vec<libc::pollfd> = self
             .pending
             .iter()
@@ -224,7 +337,7 @@ impl MioListener {
                 out.push(Err(Error::HandshakeTimeout { peer }));
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -234,6 +347,30 @@ fn deregister(registry: &Registry, fd: RawFd) {
     let _ = registry.deregister(&mut SourceFd(&fd));
 }
 
+impl MioListener {
+    /// The listening socket and every pending connection: what goes into the
+    /// `Poll` under the listener's token.
+    fn raw_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        let listening = self.listener.as_fd().as_raw_fd();
+        let pending = self.pending.iter().map(|p| p.conn.fd().as_raw_fd());
+        std::iter::once(listening).chain(pending)
+    }
+
+    /// (Re)registers all of [`raw_fds`](Self::raw_fds) with `op` (a
+    /// [`Registry`] method), stopping at the first failure, and records `token`.
+    fn register_all(
+        &mut self,
+        op: impl Fn(&mut SourceFd<'_>) -> io::Result<()>,
+        token: Token,
+    ) -> io::Result<()> {
+        for fd in self.raw_fds() {
+            op(&mut SourceFd(&fd))?;
+        }
+        self.token = Some(token);
+        Ok(())
+    }
+}
+
 impl event::Source for MioListener {
     fn register(
         &mut self,
@@ -241,13 +378,7 @@ impl event::Source for MioListener {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        let raw = self.listener.as_fd().as_raw_fd();
-        registry.register(&mut SourceFd(&raw), token, interests)?;
-        for p in &self.pending {
-            registry.register(&mut SourceFd(&p.conn.fd().as_raw_fd()), token, interests)?;
-        }
-        self.token = Some(token);
-        Ok(())
+        self.register_all(|fd| registry.register(fd, token, interests), token)
     }
 
     fn reregister(
@@ -256,13 +387,7 @@ impl event::Source for MioListener {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        let raw = self.listener.as_fd().as_raw_fd();
-        registry.reregister(&mut SourceFd(&raw), token, interests)?;
-        for p in &self.pending {
-            registry.reregister(&mut SourceFd(&p.conn.fd().as_raw_fd()), token, interests)?;
-        }
-        self.token = Some(token);
-        Ok(())
+        self.register_all(|fd| registry.reregister(fd, token, interests), token)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {

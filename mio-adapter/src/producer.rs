@@ -1,16 +1,11 @@
 //! [`MioProducer`]: a [`Producer`] as a [`mio::event::Source`].
 
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::fd::AsFd;
-use std::time::Instant;
-
-use mio::{event, Interest, Registry, Token};
+use mio::Registry;
 use shmring::ring::WriteChunk;
 use shmring::{Pod, Producer};
 
-use crate::drive::{Driver, Endpoint, Last, Start};
-use crate::reg::WakeStats;
+use crate::wakeup::{Endpoint, Last, Start, WakeCycle};
+use crate::wrapper::endpoint_source;
 use crate::{FloodPolicy, Readiness, Result};
 
 /// A [`Producer`] that a mio [`Poll`](mio::Poll) can watch.
@@ -18,22 +13,70 @@ use crate::{FloodPolicy, Readiness, Result};
 /// Registering it registers two fds under one token: the wake-up fd (readable
 /// when the consumer freed slots while we announced a sleep) and the link
 /// socket (hang-up when the consumer is gone). Interests must include
-/// [`Interest::READABLE`] ("space may be free" is reported as readable).
+/// [`Interest::READABLE`](mio::Interest::READABLE) ("space may be free" is reported as readable).
 ///
 /// Push with [`try_push`](Self::try_push), [`push_slice`](Self::push_slice) or
 /// [`write_chunk`](Self::write_chunk) (the rest of [`Producer`] is reachable
-/// through [`Deref`]); when a push comes up short, and after every
+/// through [`Deref`](std::ops::Deref)); when a push comes up short, and after every
 /// event for the token, call [`poll_writable`](Self::poll_writable) (and at the
 /// instant of [`Readiness::Throttled`]).
 ///
 /// Deregister it before dropping it. If you do not, dropping it removes its fds
 /// from the `Poll` anyway. What is registered are duplicates of the producer's
 /// fds, owned by this wrapper: nothing done to the producer through
-/// [`DerefMut`] or [`get_mut`](Self::get_mut) can close them under the
-/// registration.
+/// [`DerefMut`](std::ops::DerefMut) or [`get_mut`](Self::get_mut) can close
+/// them under the registration.
+///
+/// # Errors
+///
+/// Registering fails as for [`MioConsumer`](crate::MioConsumer) (interests
+/// without [`Interest::READABLE`](mio::Interest::READABLE), registered
+/// already, `epoll_ctl`). The push methods fail as those of [`Producer`];
+/// for [`poll_writable`](Self::poll_writable), see there.
+///
+/// # Examples
+///
+/// A loop thread pushing 1,000 items through a 64-slot ring as fast as a
+/// consumer thread frees slots:
+///
+/// ```
+/// use std::time::Duration;
+/// use mio::{Events, Interest, Poll, Token};
+/// use shmring::{channel, Config};
+/// use shmring_mio::{MioProducer, Readiness};
+///
+/// let (tx, mut rx) = channel::pair::<u64>(&Config::new(64))?;
+/// let consumer = std::thread::spawn(move || {
+///     (0..1000).map(|_| rx.pop_blocking(Some(Duration::from_secs(5))).unwrap()).sum::<u64>()
+/// });
+///
+/// let mut poll = Poll::new()?;
+/// let mut events = Events::with_capacity(4);
+/// let mut tx = MioProducer::new(tx);
+/// poll.registry().register(&mut tx, Token(0), Interest::READABLE)?;
+/// let mut next = 0u64;
+/// while next < 1000 {
+///     match tx.poll_writable(poll.registry())? {
+///         // Push until the ring is full, then ask again.
+///         Readiness::Ready => {
+///             while next < 1000 && tx.try_push(next).is_ok() {
+///                 next += 1;
+///             }
+///         }
+///         // Full: the token fires when the consumer frees a slot.
+///         Readiness::Armed | Readiness::Throttled(_) => {
+///             poll.poll(&mut events, Some(Duration::from_millis(100)))?
+///         }
+///         Readiness::Closed => unreachable!("the consumer pops all 1,000"),
+///     }
+/// }
+/// poll.registry().deregister(&mut tx)?;
+/// assert_eq!(consumer.join().unwrap(), (0..1000).sum::<u64>());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MioProducer<T: Pod> {
-    drive: Driver,
+    wake: WakeCycle,
     /// A push was attempted since the last `poll_writable`.
     pushed: bool,
     inner: Producer<T>,
@@ -48,7 +91,7 @@ impl<T: Pod> MioProducer<T> {
     /// Wraps `producer` with a flood policy of your choice.
     pub fn with_policy(producer: Producer<T>, policy: FloodPolicy) -> Self {
         MioProducer {
-            drive: Driver::new(policy),
+            wake: WakeCycle::new(policy),
             pushed: false,
             inner: producer,
         }
@@ -76,34 +119,12 @@ impl<T: Pod> MioProducer<T> {
         self.inner.write_chunk(max)
     }
 
-    /// The wrapped producer.
-    pub fn get_ref(&self) -> &Producer<T> {
-        &self.inner
-    }
-
     /// The wrapped producer. Prefer the push methods of `MioProducer` itself
-    /// (which [`Deref`] does not hide): they tell
+    /// (which [`Deref`](std::ops::Deref) does not hide): they tell
     /// [`poll_writable`](Self::poll_writable) that the free slots it finds are
     /// progress, not a wake-up nobody asked for.
     pub fn get_mut(&mut self) -> &mut Producer<T> {
         &mut self.inner
-    }
-
-    /// Unwraps the producer, removing it from the `Poll` it was registered with.
-    pub fn into_inner(self) -> Producer<T> {
-        let MioProducer { drive, inner, .. } = self;
-        drop(drive);
-        inner
-    }
-
-    /// Counters of wake-ups, empty wake-ups and throttles.
-    pub fn wake_stats(&self) -> WakeStats {
-        self.drive.guard.stats
-    }
-
-    /// The instant until which the wake-up fd is paused, if it is.
-    pub fn throttled_until(&self) -> Option<Instant> {
-        self.drive.guard.paused_until
     }
 
     /// Finds out whether there is room, arming the wake-up if there is none.
@@ -119,17 +140,26 @@ impl<T: Pod> MioProducer<T> {
     /// * [`Readiness::Throttled`]: too many wake-ups brought nothing (see
     ///   [`FloodPolicy`]); call again at or after the given instant.
     /// * [`Readiness::Closed`]: the consumer is gone. Deregister and drop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`](crate::Error::NotRegistered) before the
+    /// producer is registered; [`Error::Shmring`](crate::Error::Shmring) when
+    /// the ring or its wake-up fd fails;
+    /// [`Error::Registry`](crate::Error::Registry) when pausing or resuming
+    /// the wake-up fd fails. Each is final for this producer: deregister and
+    /// drop it.
     pub fn poll_writable(&mut self, registry: &Registry) -> Result<Readiness> {
-        match self.drive.start(registry, &mut self.inner)? {
+        match self.wake.start(registry, &mut self.inner)? {
             Start::Go { .. } => {}
             Start::Return(r) => return Ok(r),
             Start::PeerGone => {
-                self.drive.last = Last::Closed;
+                self.wake.last = Last::Closed;
                 return Ok(Readiness::Closed);
             }
         }
         if !self.inner.is_peer_alive() {
-            self.drive.last = Last::Closed;
+            self.wake.last = Last::Closed;
             return Ok(Readiness::Closed);
         }
         let now = if self.inner.slots()? > 0 || !self.inner.prepare_sleep()? {
@@ -139,15 +169,15 @@ impl<T: Pod> MioProducer<T> {
         };
         // Woken with the ring still full, or called again while not asleep
         // without a push in between (a wake-up we never asked for): no progress.
-        let useless = match (self.drive.last, now) {
+        let useless = match (self.wake.last, now) {
             (Last::Armed, Last::Armed) => true,
             (Last::Ready, Last::Ready) => !self.pushed,
             _ => false,
         };
         self.pushed = false;
-        self.drive.last = now;
+        self.wake.last = now;
         if useless {
-            if let Some(until) = self.drive.empty(registry)? {
+            if let Some(until) = self.wake.empty(registry)? {
                 return Ok(Readiness::Throttled(until));
             }
         }
@@ -172,41 +202,4 @@ impl<T: Pod> Endpoint for Producer<T> {
     }
 }
 
-impl<T: Pod> Deref for MioProducer<T> {
-    type Target = Producer<T>;
-    fn deref(&self) -> &Producer<T> {
-        &self.inner
-    }
-}
-
-impl<T: Pod> DerefMut for MioProducer<T> {
-    fn deref_mut(&mut self) -> &mut Producer<T> {
-        &mut self.inner
-    }
-}
-
-impl<T: Pod> event::Source for MioProducer<T> {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        let (signal, link) = (self.inner.as_fd(), self.inner.link_fd());
-        self.drive
-            .register(registry, token, interests, signal, link)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.drive.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.drive.deregister(registry)
-    }
-}
+endpoint_source!(MioProducer<T>, Producer<T>, "producer");

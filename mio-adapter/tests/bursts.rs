@@ -19,21 +19,8 @@ fn run(signal: SignalKind, producers: u64, rounds: usize, max_burst: u64, capaci
     let children: Vec<_> = (0..producers)
         .map(|i| {
             let seed = 0x5eed_0000 + i * 7919 + capacity as u64;
-            let total: u64 = common::burst_plan(seed, rounds, max_burst)
-                .iter()
-                .map(|b| b.0)
-                .sum();
-            let c = common::spawn(
-                "bursty",
-                &[
-                    path.display().to_string(),
-                    common::signal_name(signal).into(),
-                    capacity.to_string(),
-                    seed.to_string(),
-                    rounds.to_string(),
-                    max_burst.to_string(),
-                ],
-            );
+            let (c, total) =
+                common::spawn_bursty(&path, signal, capacity, (seed, rounds, max_burst));
             expected.insert(c.id() as i32, total);
             c
         })

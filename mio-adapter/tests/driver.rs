@@ -1,7 +1,8 @@
 //! `ConsumerDriver` (issue 19): two producer processes through a listener,
 //! every item in order per token, both exits, a producer of another type
 //! refused with both types named; consumers added by hand are drained
-//! without any event.
+//! without any event; a producer that never idles does not starve another
+//! (the driver comes back to a consumer left `Ready` without an event).
 
 mod common;
 
@@ -25,10 +26,10 @@ fn two_producer_processes_through_the_listener_and_a_wrong_type_refused() {
     const ITEMS: u64 = 200_000;
     let children: Vec<_> = (0..2)
         .map(|_| {
-            common::spawn(
+            common::spawn_at(
                 "producer",
+                &path,
                 &[
-                    path.display().to_string(),
                     common::signal_name(SignalKind::Socket).into(),
                     ITEMS.to_string(),
                 ],
@@ -183,4 +184,80 @@ fn a_flooding_producer_is_reported_throttled_once_and_still_delivered() {
             .unwrap();
     }
     assert_eq!(got, [42]);
+}
+
+/// Two producers on one driver, one of them never idle: with a budget of 8
+/// items per drain its consumer always has items left (`Ready`), so the
+/// driver must come back to it without an event, and still serve the other
+/// to its end. The busy producer's `push_blocking` fails if the driver ever
+/// stops draining it for 5 s.
+#[test]
+fn a_busy_producer_and_a_finite_one_are_both_served() {
+    use shmring_mio::MioConsumer;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const FINITE: u64 = 20_000;
+    let mut driver = ConsumerDriver::<u64>::new().unwrap();
+    let (mut busy_tx, busy_rx) = channel::pair::<u64>(&Config::new(1024)).unwrap();
+    let (mut finite_tx, finite_rx) = channel::pair::<u64>(&Config::new(64)).unwrap();
+    let mut busy_rx = MioConsumer::new(busy_rx);
+    busy_rx.set_budget(8);
+    let busy = driver.add_source(busy_rx).unwrap();
+    let finite = driver.add(finite_rx).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy_thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> shmring::Result<u64> {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                busy_tx.push_blocking(i, Some(Duration::from_secs(5)))?;
+                i += 1;
+            }
+            Ok(i)
+        })
+    };
+    let finite_thread = std::thread::spawn(move || -> shmring::Result<()> {
+        for i in 0..FINITE {
+            finite_tx.push_blocking(i, Some(Duration::from_secs(5)))?;
+        }
+        Ok(())
+    });
+
+    // Next expected item per token, and which tokens closed.
+    let mut next: HashMap<Token, u64> = HashMap::from([(busy, 0), (finite, 0)]);
+    let mut closed: Vec<Token> = Vec::new();
+    let mut serve = |driver: &mut ConsumerDriver<u64>, closed: &mut Vec<Token>| {
+        driver
+            .run_once(Some(Duration::from_secs(1)), |ev| match ev {
+                DriverEvent::Items { token, items } => {
+                    let n = next.get_mut(&token).unwrap();
+                    for &x in items {
+                        assert_eq!(x, *n, "{token:?}: items in order");
+                        *n += 1;
+                    }
+                }
+                DriverEvent::Closed { token, .. } => closed.push(token),
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+    };
+    while closed.is_empty() {
+        serve(&mut driver, &mut closed);
+    }
+    // The finite producer ended while the busy one still pushes.
+    assert_eq!(closed, [finite]);
+    finite_thread.join().unwrap().unwrap();
+    // Keep serving while the busy producer stops: joining it first would
+    // leave it blocked on a full ring.
+    stop.store(true, Ordering::Relaxed);
+    while closed.len() < 2 {
+        serve(&mut driver, &mut closed);
+    }
+    let pushed = busy_thread.join().unwrap().expect("busy producer served");
+    assert_eq!(closed, [finite, busy]);
+    assert_eq!(next[&finite], FINITE);
+    assert_eq!(next[&busy], pushed);
+    assert!(driver.is_empty());
 }

@@ -41,31 +41,13 @@ fn flooding_producer_process(signal: SignalKind) {
     let (dir, path) = common::temp_socket("flood");
     let config = common::config(signal, 1024);
     let mut listener = common::bind(&path);
-    let flooder = common::spawn(
+    let flooder = common::spawn_at(
         "flooder",
-        &[
-            path.display().to_string(),
-            common::signal_name(signal).into(),
-            FLOOD_SECS.to_string(),
-        ],
+        &path,
+        &[common::signal_name(signal).into(), FLOOD_SECS.to_string()],
     );
     // An honest producer on the same loop meanwhile: ~2.5 s of bursts and gaps.
-    let (seed, rounds, max_burst) = (42u64, 1800usize, 200u64);
-    let honest_total: u64 = common::burst_plan(seed, rounds, max_burst)
-        .iter()
-        .map(|b| b.0)
-        .sum();
-    let honest = common::spawn(
-        "bursty",
-        &[
-            path.display().to_string(),
-            common::signal_name(signal).into(),
-            "1024".into(),
-            seed.to_string(),
-            rounds.to_string(),
-            max_burst.to_string(),
-        ],
-    );
+    let (honest, honest_total) = common::spawn_bursty(&path, signal, 1024, (42, 1800, 200));
     let (flooder_pid, honest_pid) = (flooder.id() as i32, honest.id() as i32);
 
     let rss_before = common::rss();

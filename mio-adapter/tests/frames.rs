@@ -8,6 +8,8 @@
 mod common;
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -452,8 +454,19 @@ impl Stream {
     }
 }
 
+/// A fresh socket path in a temp dir (named after `socket`) and the child
+/// `role` serving a frame stream there, with `args` after the path.
+fn spawn_server(socket: &str, role: &str, args: &[String]) -> (PathBuf, PathBuf, Child) {
+    let (dir, path) = common::temp_socket(socket);
+    let child = common::spawn_at(role, &path, args);
+    (dir, path, child)
+}
+
 fn connect(path: &std::path::Path, signal: SignalKind) -> MioFrameReceiver {
-    MioFrameReceiver::new(frames::connect(path, &config(signal)).expect("connect"))
+    let cfg = FrameConfig::consumer()
+        .signal(signal)
+        .handshake_timeout(Duration::from_secs(10));
+    MioFrameReceiver::new(frames::connect(path, &cfg).expect("connect"))
 }
 
 /// Test 1: caps, events and frames from another process arrive in order and
@@ -462,16 +475,10 @@ fn connect(path: &std::path::Path, signal: SignalKind) -> MioFrameReceiver {
 fn frames_from_another_process() {
     let _serial = common::serial();
     const N: u64 = 500;
-    let (dir, path) = common::temp_socket("frames");
-    let child = common::spawn(
+    let (dir, path, child) = spawn_server(
+        "frames",
         "sender",
-        &[
-            path.display().to_string(),
-            "eventfd".into(),
-            "0".into(),
-            "0".into(),
-            N.to_string(),
-        ],
+        &["eventfd".into(), "0".into(), "0".into(), N.to_string()],
     );
     let mut rx = connect(&path, SignalKind::EventFd);
     let mut stream = Stream::default();
@@ -505,11 +512,10 @@ fn bursts(signal: SignalKind, rounds: usize, max_burst: u64, budget: usize) {
     let _serial = common::serial();
     let seed = 0xf4a3e5 + rounds as u64;
     let total: u64 = plan(seed, rounds, max_burst).iter().map(|b| b.0).sum();
-    let (dir, path) = common::temp_socket("frame-bursts");
-    let child = common::spawn(
+    let (dir, path, child) = spawn_server(
+        "frame-bursts",
         "sender",
         &[
-            path.display().to_string(),
             common::signal_name(signal).into(),
             seed.to_string(),
             rounds.to_string(),
@@ -558,11 +564,8 @@ fn single_frame_bursts() {
 fn leftovers_of_an_exited_producer_are_delivered() {
     let _serial = common::serial();
     const GAPS: u64 = 1000;
-    let (dir, path) = common::temp_socket("frame-leaver");
-    let child = common::spawn(
-        "leaver",
-        &[path.display().to_string(), "pipe".into(), GAPS.to_string()],
-    );
+    let (dir, path, child) =
+        spawn_server("frame-leaver", "leaver", &["pipe".into(), GAPS.to_string()]);
     let mut rx = connect(&path, SignalKind::Pipe);
     common::wait_ok(child, "leaving frame sender");
     rx.set_budget(64);
@@ -598,8 +601,7 @@ fn leftovers_of_an_exited_producer_are_delivered() {
 #[test]
 fn hostile_producer_descriptors_are_errors() {
     let _serial = common::serial();
-    let (dir, path) = common::temp_socket("frame-hostile");
-    let child = common::spawn("hostile", &[path.display().to_string(), "eventfd".into()]);
+    let (dir, path, child) = spawn_server("frame-hostile", "hostile", &["eventfd".into()]);
     let mut variant = 0;
     while let Some((what, _)) = bad_descriptor(variant) {
         let mut rx = connect(&path, SignalKind::EventFd);

@@ -67,30 +67,12 @@ fn hostile_producer_process_cannot_block_the_loop() {
     let (dir, path) = common::temp_socket("abuse");
     let config = common::config(signal, 1024);
     let mut listener = common::bind(&path);
-    let abuser = common::spawn(
+    let abuser = common::spawn_at(
         "abuser",
-        &[
-            path.display().to_string(),
-            common::signal_name(signal).into(),
-            "2".into(),
-        ],
+        &path,
+        &[common::signal_name(signal).into(), "2".into()],
     );
-    let (seed, rounds, max_burst) = (7u64, 600usize, 200u64);
-    let honest_total: u64 = common::burst_plan(seed, rounds, max_burst)
-        .iter()
-        .map(|b| b.0)
-        .sum();
-    let honest = common::spawn(
-        "bursty",
-        &[
-            path.display().to_string(),
-            common::signal_name(signal).into(),
-            "1024".into(),
-            seed.to_string(),
-            rounds.to_string(),
-            max_burst.to_string(),
-        ],
-    );
+    let (honest, honest_total) = common::spawn_bursty(&path, signal, 1024, (7, 600, 200));
     let (abuser_pid, honest_pid) = (abuser.id() as i32, honest.id() as i32);
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {

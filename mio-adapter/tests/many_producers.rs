@@ -19,13 +19,10 @@ fn run(signal: SignalKind, producers: usize, items: u64) {
 
     let children: Vec<_> = (0..producers)
         .map(|_| {
-            common::spawn(
+            common::spawn_at(
                 "producer",
-                &[
-                    path.display().to_string(),
-                    common::signal_name(signal).into(),
-                    items.to_string(),
-                ],
+                &path,
+                &[common::signal_name(signal).into(), items.to_string()],
             )
         })
         .collect();

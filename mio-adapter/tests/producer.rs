@@ -112,13 +112,10 @@ fn run(signal: SignalKind) {
         .unwrap();
     let fds_before = common::fd_count();
     let n = 100_000u64;
-    let child = common::spawn(
+    let child = common::spawn_at(
         "slow_consumer",
-        &[
-            path.display().to_string(),
-            common::signal_name(signal).into(),
-            n.to_string(),
-        ],
+        &path,
+        &[common::signal_name(signal).into(), n.to_string()],
     );
     let mut tx = accept_one(&mut poll, &mut listener, &config);
     let (pushed, armed) = push_until_closed(&mut poll, &mut tx, Some(n), None);
@@ -157,13 +154,10 @@ fn killed_consumer_is_closed() {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .unwrap();
-    let mut child = common::spawn(
+    let mut child = common::spawn_at(
         "slow_consumer",
-        &[
-            path.display().to_string(),
-            "eventfd".into(),
-            u64::MAX.to_string(),
-        ],
+        &path,
+        &["eventfd".into(), u64::MAX.to_string()],
     );
     let mut tx = accept_one(&mut poll, &mut listener, &config);
     let mut killed = false;

@@ -10,7 +10,7 @@ use super::blob::BlobView;
 use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
 use super::messages::{self, Message};
 use super::sender::{BLOB_RETURN, MAX_BLOBS};
-use crate::{Consumer, Error, Producer, Result};
+use crate::{Consumer, Error, PeerWatch, Producer, Result};
 
 /// What the producer sent, in order.
 #[derive(Debug)]
@@ -248,13 +248,22 @@ impl FrameReceiver {
         self.returner.held_count.load(Ordering::Relaxed)
     }
 
-    /// The next message if one is ready. A descriptor that breaks the rules is
-    /// an [`Error::BadDescriptor`].
+    /// The next message if one is ready (`Ok(None)`: none yet).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::BadDescriptor`]: the producer wrote a descriptor that
+    ///   breaks the rules (a hostile or broken producer; the stream is over);
+    /// * [`Error::Disconnected`]: the producer is known to be gone (a wait,
+    ///   a liveness check or a [`PeerWatch`] saw it) and everything it sent
+    ///   was received; [`Error::Dropped`] instead when it said why it
+    ///   dropped this consumer;
+    /// * [`Error::Protocol`]: an announced blob did not arrive as announced.
     pub fn try_recv(&mut self) -> Result<Option<Received>> {
         let d = match self.desc.try_pop() {
             Ok(d) => d,
             Err(Error::Empty) => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(self.why(e)),
         };
         // `d` is our copy: check it, then use only it.
         self.decode(d).map(Some)
@@ -266,6 +275,11 @@ impl FrameReceiver {
     ///
     /// When the producer said why it dropped this consumer before it hung
     /// up, the error is [`Error::Dropped`] with its reason.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`try_recv`](Self::try_recv), and [`Error::Timeout`] when
+    /// nothing came within `timeout`.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Received> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -296,6 +310,15 @@ impl FrameReceiver {
     /// `true` unless the producer is known to be gone.
     pub fn is_peer_alive(&mut self) -> bool {
         self.desc.is_peer_alive()
+    }
+
+    /// A [`PeerWatch`] of the producer for another thread (see
+    /// [`Consumer::peer_watch`]): once it saw the producer go,
+    /// [`try_recv`](Self::try_recv) on an empty ring returns
+    /// [`Error::Disconnected`] (or [`Error::Dropped`] with the producer's
+    /// reason) instead of `Ok(None)`, with no system call of its own.
+    pub fn peer_watch(&self) -> Result<PeerWatch> {
+        self.desc.peer_watch()
     }
 
     /// The socket that hangs up when the producer goes away (for pollers).

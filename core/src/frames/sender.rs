@@ -10,7 +10,7 @@ use super::arena::{Arena, SlotLease};
 use super::blob::Blob;
 use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
 use super::messages::{self, Message};
-use crate::{Consumer, Error, Producer, Result};
+use crate::{Consumer, Error, PeerWatch, Producer, Result};
 
 /// A return-ring entry with this bit set gives back blob `entry & !BLOB_RETURN`
 /// (without it, the entry is a slot number).
@@ -114,8 +114,15 @@ impl FrameSender {
     }
 
     /// A free slot to write, taking the consumer's returns and waiting up to
-    /// `timeout` (`None`: forever) for one. [`Error::Timeout`] when none came
-    /// back in time, [`Error::Disconnected`] when the consumer is gone.
+    /// `timeout` (`None`: forever) for one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no slot came back in time,
+    /// [`Error::Disconnected`] when the consumer is gone. (A return of a
+    /// slot it does not hold is no error: see [`reclaim`](Self::reclaim).)
+    ///
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
@@ -149,6 +156,15 @@ impl FrameSender {
     /// (`None`: forever) for room: copied into a slot when it fits one, else
     /// into a [`Blob`] of its own. The simplest way to send; zero copy needs
     /// [`lease`](Self::lease) and [`send_lease`](Self::send_lease).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no room came in time (nothing was sent);
+    /// [`Error::InvalidArgument`] for a payload over
+    /// [`FrameConfig::blob_budget`](super::FrameConfig::blob_budget);
+    /// [`Error::Disconnected`] when the consumer is gone.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
@@ -635,6 +651,34 @@ impl FrameSender {
     /// `true` unless the consumer is known to be gone.
     pub fn is_peer_alive(&mut self) -> bool {
         self.desc.is_peer_alive()
+    }
+
+    /// A [`PeerWatch`] of the consumer for another thread (a control
+    /// thread, an event loop; see [`Producer::peer_watch`]): once it saw the
+    /// consumer go, every send that finds the descriptor ring full returns
+    /// [`Error::Disconnected`] instead of [`Error::Full`], with no system
+    /// call of its own. A real-time producer whose [`try_lease`](Self::try_lease)
+    /// finds no free slot asks [`PeerWatch::is_gone`] (no system call) whether
+    /// the consumer died holding them.
+    ///
+    /// ```
+    /// use shmring::frames::{self, FrameConfig, FrameMeta};
+    ///
+    /// let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 64).descriptors(2))?;
+    /// let watch = tx.peer_watch()?;
+    /// for _ in 0..2 {
+    ///     let slot = tx.try_lease().expect("a free slot");
+    ///     tx.send_lease(slot, 8, &FrameMeta::default())?;
+    /// }
+    /// drop(rx); // the consumer dies, its ring full
+    /// assert!(matches!(tx.send_eos(), Err(shmring::Error::Full))); // nobody looked yet
+    /// assert!(!watch.check()); // the control thread looks: gone
+    /// assert!(watch.is_gone());
+    /// assert!(matches!(tx.send_eos(), Err(shmring::Error::Disconnected)));
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn peer_watch(&self) -> Result<PeerWatch> {
+        self.desc.peer_watch()
     }
 
     /// Lets go of every slot this consumer holds (call after it disconnected;

@@ -36,7 +36,7 @@ fn checksum(sum: u64, bytes: &[u8]) -> u64 {
 }
 
 fn consumer(path: &str) -> shmring::Result<()> {
-    let mut rx = frames::connect(path, &FrameConfig::new(2, 64))?;
+    let mut rx = frames::connect(path, &FrameConfig::consumer())?;
     let (mut n, mut bytes, mut blobs, mut sum) = (0u64, 0u64, 0u64, CHECKSUM_INIT);
     let mut caps = String::new();
     loop {

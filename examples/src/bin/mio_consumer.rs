@@ -57,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// What the loop knows of one connected producer.
 struct Peer {
     pid: i32,
     items: u64,
@@ -64,6 +65,45 @@ struct Peer {
     in_order: bool,
     since_report: u64,
     started: Instant,
+}
+
+impl Peer {
+    fn new(pid: i32) -> Self {
+        Peer {
+            pid,
+            items: 0,
+            checksum: CHECKSUM_INIT,
+            in_order: true,
+            since_report: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts and checks the next items of this producer (0, 1, 2, ...).
+    fn take(&mut self, items: &[u64]) {
+        for &x in items {
+            self.in_order &= x == self.items;
+            self.checksum = checksum_step(self.checksum, x);
+            self.items += 1;
+        }
+        self.since_report += items.len() as u64;
+    }
+}
+
+/// Prints each producer's rate over the last `elapsed`, and starts a new
+/// period.
+fn report(peers: &mut HashMap<Token, Peer>, elapsed: Duration) {
+    let mut list: Vec<_> = peers.values_mut().collect();
+    list.sort_by_key(|p| p.pid);
+    for p in list {
+        println!(
+            "  pid {:>7}: {:>12.0} items/s ({} total)",
+            p.pid,
+            p.since_report as f64 / elapsed.as_secs_f64(),
+            p.items
+        );
+        p.since_report = 0;
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,28 +145,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         driver.run_once(Some(until_report), |event| match event {
             DriverEvent::Connected { token, peer } => {
                 println!("producer pid {} connected", peer.pid);
-                peers.insert(
-                    token,
-                    Peer {
-                        pid: peer.pid,
-                        items: 0,
-                        checksum: CHECKSUM_INIT,
-                        in_order: true,
-                        since_report: 0,
-                        started: Instant::now(),
-                    },
-                );
+                peers.insert(token, Peer::new(peer.pid));
             }
             DriverEvent::Items { token, items } => {
-                let Some(p) = peers.get_mut(&token) else {
-                    return;
-                };
-                for &x in items {
-                    p.in_order &= x == p.items;
-                    p.checksum = checksum_step(p.checksum, x);
-                    p.items += 1;
+                if let Some(p) = peers.get_mut(&token) {
+                    p.take(items);
                 }
-                p.since_report += items.len() as u64;
             }
             DriverEvent::Closed { token, stats } => {
                 if let Some(p) = peers.remove(&token) {
@@ -160,17 +184,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
         let elapsed = last_report.elapsed();
         if elapsed >= REPORT_EVERY {
-            let mut list: Vec<_> = peers.values_mut().collect();
-            list.sort_by_key(|p| p.pid);
-            for p in list {
-                println!(
-                    "  pid {:>7}: {:>12.0} items/s ({} total)",
-                    p.pid,
-                    p.since_report as f64 / elapsed.as_secs_f64(),
-                    p.items
-                );
-                p.since_report = 0;
-            }
+            report(&mut peers, elapsed);
             last_report = Instant::now();
         }
     }

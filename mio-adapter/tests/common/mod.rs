@@ -85,6 +85,40 @@ pub fn spawn(role: &str, args: &[String]) -> Child {
         .unwrap()
 }
 
+/// Spawns a `bursty` child (the honest producer of `burst_plan(seed, rounds,
+/// max_burst)`) that connects to `path` for a ring of `capacity`; returns it
+/// and the number of items it will send.
+pub fn spawn_bursty(
+    path: &Path,
+    signal: SignalKind,
+    capacity: usize,
+    (seed, rounds, max_burst): (u64, usize, u64),
+) -> (Child, u64) {
+    let total = burst_plan(seed, rounds, max_burst)
+        .iter()
+        .map(|b| b.0)
+        .sum();
+    let child = spawn_at(
+        "bursty",
+        path,
+        &[
+            signal_name(signal).into(),
+            capacity.to_string(),
+            seed.to_string(),
+            rounds.to_string(),
+            max_burst.to_string(),
+        ],
+    );
+    (child, total)
+}
+
+/// [`spawn`] with the socket `path` as the first argument.
+pub fn spawn_at(role: &str, path: &Path, args: &[String]) -> Child {
+    let mut all = vec![path.display().to_string()];
+    all.extend_from_slice(args);
+    spawn(role, &all)
+}
+
 pub fn wait_ok(mut c: Child, what: &str) {
     let st = c.wait().unwrap();
     assert!(st.success(), "{what} exited with {st}");
@@ -204,11 +238,13 @@ fn child_bursty(args: &[String]) -> i32 {
     0
 }
 
-/// A producer's handshake with nothing checked: the link, the welcome and
-/// its fds.
-fn raw_producer(path: &str, config: &Config) -> (OwnedFd, WelcomeInfo, Vec<OwnedFd>) {
+/// The producer's side of the handshake written against the wire protocol
+/// (for the hostile children): connects to `path`, sends a hello for `u64`
+/// items, and returns the link, the welcome and the fds that came with it.
+fn raw_producer_hello(path: &str, signal: SignalKind) -> (OwnedFd, WelcomeInfo, Vec<OwnedFd>) {
+    let config = config(signal, 1024);
     let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
-    let hello = Hello::new::<u64>(Role::Producer, config).unwrap();
+    let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let (welcome, fds) =
         handshake::exchange_hello(link.as_fd(), bytemuck::bytes_of(&hello), deadline).unwrap();
@@ -222,8 +258,7 @@ fn child_flooder(args: &[String]) -> i32 {
     let path = &args[0];
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
-    let config = config(signal, 1024);
-    let (link, info, fds) = raw_producer(path, &config);
+    let (link, info, fds) = raw_producer_hello(path, signal);
     let ch = ChannelFds::from_wire(info.capacity, info.tag, info.signal, fds).unwrap();
     // eventfd: the one fd; pipe: [read end, write end].
     let data = ch.data.last().unwrap().as_raw_fd();
@@ -254,8 +289,7 @@ fn child_abuser(args: &[String]) -> i32 {
     let path = &args[0];
     let signal = parse_signal(&args[1]);
     let secs: f64 = args[2].parse().unwrap();
-    let config = config(signal, 1024);
-    let (link, info, fds) = raw_producer(path, &config);
+    let (link, info, fds) = raw_producer_hello(path, signal);
     let max = 0xffff_ffff_ffff_fffe_u64.to_ne_bytes();
     for fd in &fds[1..] {
         let fd = fd.as_raw_fd();

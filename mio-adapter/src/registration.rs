@@ -1,15 +1,15 @@
-//! Registration bookkeeping shared by the sources of this crate (through
-//! [`Driver`](crate::drive::Driver)): two fds under one token, pausing the
-//! wake-up fd while a flood is throttled, and the drop-time safety net.
+//! [`Registration`]: which of a source's two fds are in a mio `Registry`
+//! (through [`WakeCycle`](crate::wakeup::WakeCycle)): two fds under one
+//! token, pausing the wake-up fd while a flood is throttled, and the
+//! drop-time safety net.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::{Error, FloodPolicy, Result};
+use crate::{Error, Result};
 
 /// Which of an endpoint's two fds are in a `Registry`, and under what token.
 ///
@@ -20,7 +20,7 @@ use crate::{Error, FloodPolicy, Result};
 /// passes to `epoll_ctl` is always the file it registered (never a number
 /// the process reused for something else).
 #[derive(Debug)]
-pub(crate) struct Reg {
+pub(crate) struct Registration {
     /// Our duplicates of the wake-up fd (eventfd, or the read end of a pipe)
     /// and of the link socket, while registered.
     fds: Option<(OwnedFd, OwnedFd)>,
@@ -31,9 +31,9 @@ pub(crate) struct Reg {
     link_on: bool,
 }
 
-impl Reg {
+impl Registration {
     pub(crate) fn new() -> Self {
-        Reg {
+        Registration {
             fds: None,
             epfd: -1,
             token: None,
@@ -55,16 +55,15 @@ impl Reg {
     }
 
     /// Registers duplicates of `signal` (the wake-up fd) and `link` under
-    /// `token`. Fails with `EEXIST` if this source is registered already.
+    /// `token`, both [`Interest::READABLE`]. Fails with `EEXIST` if this
+    /// source is registered already.
     pub(crate) fn register(
         &mut self,
         registry: &Registry,
         token: Token,
-        interests: Interest,
         signal: BorrowedFd<'_>,
         link: BorrowedFd<'_>,
     ) -> io::Result<()> {
-        check_interests(interests)?;
         if self.fds.is_some() {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
@@ -91,13 +90,7 @@ impl Reg {
 
     /// Reregisters under a new token. A paused wake-up fd stays paused; it is
     /// registered under the new token when it resumes.
-    pub(crate) fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        check_interests(interests)?;
+    pub(crate) fn reregister(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let (signal, link) = self.raw()?;
         if self.signal_on {
             registry.reregister(&mut SourceFd(&signal), token, Interest::READABLE)?;
@@ -133,16 +126,9 @@ impl Reg {
     /// is still reported).
     pub(crate) fn pause(&mut self, registry: &Registry) -> Result<()> {
         if self.signal_on {
-            let (signal, _) = self.raw().map_err(|source| Error::Registry {
-                context: "pause wake-up fd",
-                source,
+            self.with_signal("pause wake-up fd", |fd| {
+                registry.deregister(&mut SourceFd(&fd))
             })?;
-            registry
-                .deregister(&mut SourceFd(&signal))
-                .map_err(|source| Error::Registry {
-                    context: "pause wake-up fd",
-                    source,
-                })?;
             self.signal_on = false;
         }
         Ok(())
@@ -152,23 +138,28 @@ impl Reg {
     pub(crate) fn resume(&mut self, registry: &Registry) -> Result<()> {
         let token = self.token()?;
         if !self.signal_on {
-            let (signal, _) = self.raw().map_err(|source| Error::Registry {
-                context: "resume wake-up fd",
-                source,
+            self.with_signal("resume wake-up fd", |fd| {
+                registry.register(&mut SourceFd(&fd), token, Interest::READABLE)
             })?;
-            registry
-                .register(&mut SourceFd(&signal), token, Interest::READABLE)
-                .map_err(|source| Error::Registry {
-                    context: "resume wake-up fd",
-                    source,
-                })?;
             self.signal_on = true;
         }
         Ok(())
     }
+
+    /// Runs `op` on the registered wake-up fd; a failure is a
+    /// [`Error::Registry`] with `context`.
+    fn with_signal(
+        &self,
+        context: &'static str,
+        op: impl FnOnce(RawFd) -> io::Result<()>,
+    ) -> Result<()> {
+        self.raw()
+            .and_then(|(signal, _)| op(signal))
+            .map_err(|source| Error::Registry { context, source })
+    }
 }
 
-impl Drop for Reg {
+impl Drop for Registration {
     /// Safety net for an endpoint dropped while still registered.
     ///
     /// Closing an fd removes it from an epoll set only once *every* fd of the
@@ -200,7 +191,9 @@ impl Drop for Reg {
     }
 }
 
-fn check_interests(interests: Interest) -> io::Result<()> {
+/// Refuses interests without [`Interest::READABLE`]: the only readiness a
+/// source of this crate reports.
+pub(crate) fn check_interests(interests: Interest) -> io::Result<()> {
     if interests.is_readable() {
         Ok(())
     } else {
@@ -208,74 +201,5 @@ fn check_interests(interests: Interest) -> io::Result<()> {
             io::ErrorKind::InvalidInput,
             "shmring endpoints only report READABLE readiness",
         ))
-    }
-}
-
-/// Rate limiter of wake-ups that brought nothing (see [`FloodPolicy`]).
-#[derive(Debug)]
-pub(crate) struct Guard {
-    policy: FloodPolicy,
-    window_start: Option<Instant>,
-    empties: u32,
-    triggered: bool,
-    pause: Duration,
-    pub(crate) paused_until: Option<Instant>,
-    pub(crate) stats: WakeStats,
-}
-
-/// Counters of the wake-up handling of one endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WakeStats {
-    /// Calls that followed an armed sleep (wake-ups).
-    pub wakeups: u64,
-    /// Wake-ups that found nothing to do (no item, no free slot): spurious
-    /// races, or a peer flooding the wake-up fd.
-    pub empty_wakeups: u64,
-    /// Times the wake-up fd was paused because of too many empty wake-ups.
-    pub throttles: u64,
-}
-
-impl Guard {
-    pub(crate) fn new(policy: FloodPolicy) -> Self {
-        Guard {
-            pause: policy.pause,
-            policy,
-            window_start: None,
-            empties: 0,
-            triggered: false,
-            paused_until: None,
-            stats: WakeStats::default(),
-        }
-    }
-
-    pub(crate) fn wakeup(&mut self) {
-        self.stats.wakeups += 1;
-    }
-
-    /// Records an empty wake-up at `now`; returns the instant until which the
-    /// wake-up fd must stay paused if this one crossed the limit.
-    pub(crate) fn empty(&mut self, now: Instant) -> Option<Instant> {
-        self.stats.empty_wakeups += 1;
-        let start = *self.window_start.get_or_insert(now);
-        if now.saturating_duration_since(start) >= self.policy.window {
-            if !self.triggered {
-                self.pause = self.policy.pause;
-            }
-            self.triggered = false;
-            self.window_start = Some(now);
-            self.empties = 0;
-        }
-        self.empties += 1;
-        if self.empties <= self.policy.max_empty_wakeups {
-            return None;
-        }
-        let until = now + self.pause;
-        self.pause = (self.pause * 2).min(self.policy.max_pause.max(self.policy.pause));
-        self.empties = 0;
-        self.triggered = true;
-        self.window_start = Some(until);
-        self.stats.throttles += 1;
-        self.paused_until = Some(until);
-        Some(until)
     }
 }

@@ -1,9 +1,11 @@
-//! The wake-up state machine shared by [`MioConsumer`](crate::MioConsumer),
-//! [`MioProducer`](crate::MioProducer) and
-//! [`MioFrameReceiver`](crate::MioFrameReceiver): which call follows an armed
-//! sleep, pausing the wake-up fd after a flood, the drain loop of the receiving
-//! sources (drain the signal, deliver, `prepare_sleep`, liveness), and the
-//! delivery of what a departed peer left behind.
+//! [`WakeCycle`]: the wake-up state machine of *one* source, shared by
+//! [`MioConsumer`](crate::MioConsumer), [`MioProducer`](crate::MioProducer)
+//! and [`MioFrameReceiver`](crate::MioFrameReceiver): which call follows an
+//! armed sleep, pausing the wake-up fd after a flood, the drain loop of the
+//! receiving sources (drain the signal, deliver, `prepare_sleep`, liveness),
+//! and the delivery of what a departed peer left behind. (The loop over
+//! *many* sources is [`ConsumerDriver`](crate::ConsumerDriver), in
+//! `driver.rs`.)
 //!
 //! The endpoints plug in through two small traits: [`Endpoint`] (the wake-up
 //! fd and the link) and [`Deliver`] (hand up to N units to a callback).
@@ -14,7 +16,8 @@ use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
 
-use crate::reg::{Guard, Reg};
+use crate::flood::FloodLimiter;
+use crate::registration::{check_interests, Registration};
 use crate::{FloodPolicy, Readiness, Result};
 
 /// An endpoint with a wake-up fd and a link to its peer.
@@ -55,7 +58,7 @@ pub(crate) enum Last {
     Closed,
 }
 
-/// Outcome of [`Driver::start`].
+/// Outcome of [`WakeCycle::start`].
 pub(crate) enum Start {
     /// Go on; `woken`: this call follows an armed sleep.
     Go { woken: bool },
@@ -65,22 +68,22 @@ pub(crate) enum Start {
     PeerGone,
 }
 
-/// Registration, flood guard and state of one source. It registers its own
+/// Registration, flood limiter and state of one source. It registers its own
 /// duplicates of the endpoint's fds, so nothing done to the endpoint can close
 /// them under it.
 #[derive(Debug)]
-pub(crate) struct Driver {
-    pub(crate) reg: Reg,
-    pub(crate) guard: Guard,
+pub(crate) struct WakeCycle {
+    pub(crate) registration: Registration,
+    pub(crate) limiter: FloodLimiter,
     pub(crate) last: Last,
 }
 
-impl Driver {
+impl WakeCycle {
     /// A source that is not registered yet.
     pub(crate) fn new(policy: FloodPolicy) -> Self {
-        Driver {
-            reg: Reg::new(),
-            guard: Guard::new(policy),
+        WakeCycle {
+            registration: Registration::new(),
+            limiter: FloodLimiter::new(policy),
             last: Last::Fresh,
         }
     }
@@ -94,8 +97,8 @@ impl Driver {
             Last::Closing { .. } => return Ok(Start::PeerGone),
             _ => {}
         }
-        self.reg.token()?;
-        if let Some(until) = self.guard.paused_until {
+        self.registration.token()?;
+        if let Some(until) = self.limiter.paused_until {
             if Instant::now() < until {
                 // Woken by the link (the wake-up fd is out of the Poll): the peer
                 // hung up, or sent something it must not send.
@@ -104,14 +107,14 @@ impl Driver {
                 }
                 return Ok(Start::Return(Readiness::Throttled(until)));
             }
-            self.reg.resume(registry)?;
-            self.guard.paused_until = None;
+            self.registration.resume(registry)?;
+            self.limiter.paused_until = None;
             // Not a wake-up: we come back on our own.
             self.last = Last::Fresh;
         }
         let woken = self.last == Last::Armed;
         if woken {
-            self.guard.wakeup();
+            self.limiter.wakeup();
         }
         match ep.drain_signal() {
             // A socket signal whose peer closed its end: the peer is gone
@@ -125,9 +128,9 @@ impl Driver {
     /// Records a wake-up that brought nothing; if that crossed the limit of the
     /// [`FloodPolicy`], pauses the wake-up fd and returns until when.
     pub(crate) fn empty(&mut self, registry: &Registry) -> Result<Option<Instant>> {
-        match self.guard.empty(Instant::now()) {
+        match self.limiter.empty(Instant::now()) {
             Some(until) => {
-                self.reg.pause(registry)?;
+                self.registration.pause(registry)?;
                 Ok(Some(until))
             }
             None => Ok(None),
@@ -199,20 +202,20 @@ impl Driver {
         Ok(Readiness::Closed)
     }
 
-    /// [`mio::event::Source::register`] of the source: `signal` is the
-    /// endpoint's wake-up fd, `link` its link socket (duplicates of both go
-    /// into the registry).
+    /// [`mio::event::Source::register`] of the source: `fds` are the
+    /// endpoint's wake-up fd and its link socket (duplicates of both go into
+    /// the registry).
     pub(crate) fn register(
         &mut self,
         registry: &Registry,
         token: Token,
         interests: Interest,
-        signal: BorrowedFd<'_>,
-        link: BorrowedFd<'_>,
+        fds: (BorrowedFd<'_>, BorrowedFd<'_>),
     ) -> io::Result<()> {
-        self.reg
-            .register(registry, token, interests, signal, link)?;
-        self.guard.paused_until = None;
+        check_interests(interests)?;
+        let (signal, link) = fds;
+        self.registration.register(registry, token, signal, link)?;
+        self.limiter.paused_until = None;
         if matches!(self.last, Last::Armed | Last::Ready) {
             self.last = Last::Fresh;
         }
@@ -226,12 +229,13 @@ impl Driver {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.reg.reregister(registry, token, interests)
+        check_interests(interests)?;
+        self.registration.reregister(registry, token)
     }
 
     /// [`mio::event::Source::deregister`] of the source.
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.guard.paused_until = None;
-        self.reg.deregister(registry)
+        self.limiter.paused_until = None;
+        self.registration.deregister(registry)
     }
 }
