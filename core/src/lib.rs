@@ -90,10 +90,11 @@
 
 mod error;
 mod sync;
+mod sys;
 
 pub mod channel;
 pub mod frames;
-#[doc(hidden)]
+#[cfg(feature = "test-support")]
 pub mod fuzzing;
 pub mod handshake;
 pub mod ring;

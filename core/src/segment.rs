@@ -25,6 +25,7 @@ use std::ptr::NonNull;
 use memfd::{FileSeal, MemfdOptions};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
+use crate::sys::{self, syscall};
 use crate::{Error, Result};
 
 /// The seals every shared segment must carry.
@@ -61,6 +62,12 @@ impl Segment {
     /// Creates a memfd named `name` (shown in `/proc/PID/fd`) of at least `len`
     /// bytes, rounded up to a page, zero-filled, close-on-exec, and sealed against
     /// shrinking and growing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a length of zero (or one that
+    /// overflows when rounded up); [`Error::Io`] if `memfd_create`,
+    /// `ftruncate` or sealing fails (out of memory or fds, say).
     pub fn create(name: &str, len: usize) -> Result<Self> {
         if len == 0 {
             return Err(Error::InvalidArgument("segment of zero bytes".into()));
@@ -96,6 +103,12 @@ impl Segment {
     ///
     /// The returned segment's length is `expected_len`: a longer file is accepted
     /// but only the expected part is ever mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadSegment`] for an fd that is not a memfd, lacks the seals,
+    /// is not a regular file or is shorter than `expected_len`;
+    /// [`Error::InvalidArgument`] for an `expected_len` of zero.
     pub fn from_fd(fd: OwnedFd, expected_len: usize) -> Result<Self> {
         if expected_len == 0 {
             return Err(Error::InvalidArgument("expected length of zero".into()));
@@ -115,14 +128,7 @@ impl Segment {
                 "memfd lacks the shrink/grow seals (seals {seals:#x})"
             )));
         }
-        // SAFETY: fstat writes into the zeroed struct we pass; the fd is open.
-        let st = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
-                return Err(Error::io("fstat segment", std::io::Error::last_os_error()));
-            }
-            st
-        };
+        let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat segment", e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::BadSegment(format!(
                 "not a regular file (mode {:o})",
@@ -173,6 +179,12 @@ impl Segment {
     }
 
     /// Maps the first `len` bytes (at most [`len`](Self::len)) shared.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `len` is zero or beyond the segment;
+    /// [`Error::Io`] if `mmap` fails (read-write access to a segment sealed
+    /// with [`seal_future_write`](Self::seal_future_write), say).
     pub fn map(&self, len: usize, access: Access) -> Result<Mapping> {
         if len == 0 || len > self.len {
             return Err(Error::InvalidArgument(format!(
@@ -226,19 +238,14 @@ fn memfd_err(e: memfd::Error) -> std::io::Error {
 
 fn seals_of(fd: BorrowedFd<'_>) -> Result<i32> {
     // SAFETY: F_GET_SEALS takes no pointer argument.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    if r < 0 {
-        return Err(Error::io("F_GET_SEALS", std::io::Error::last_os_error()));
-    }
-    Ok(r)
+    unsafe { syscall!(fcntl(fd.as_raw_fd(), libc::F_GET_SEALS)) }
+        .map_err(|e| Error::io("F_GET_SEALS", e))
 }
 
 pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: i32) -> Result<()> {
     // SAFETY: F_ADD_SEALS takes an int argument, no pointer.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
-    if r < 0 {
-        return Err(Error::io("F_ADD_SEALS", std::io::Error::last_os_error()));
-    }
+    unsafe { syscall!(fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals)) }
+        .map_err(|e| Error::io("F_ADD_SEALS", e))?;
     Ok(())
 }
 

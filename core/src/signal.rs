@@ -53,6 +53,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::sys::{self, set_nonblocking, syscall};
 use crate::{Error, Result};
 
 /// Which kind of fd carries wake-ups (see the module docs for what a hostile
@@ -139,14 +140,16 @@ pub struct Signal {
 
 impl Signal {
     /// Creates a signal of `kind` (close-on-exec, non-blocking).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the fds cannot be created (out of fds, say).
     pub fn new(kind: SignalKind) -> Result<Self> {
         match kind {
             SignalKind::EventFd => {
                 // SAFETY: eventfd takes no pointers; we own the fd it returns.
-                let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-                if fd < 0 {
-                    return Err(Error::io("eventfd", std::io::Error::last_os_error()));
-                }
+                let fd = unsafe { syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)) }
+                    .map_err(|e| Error::io("eventfd", e))?;
                 // SAFETY: `fd` is a fresh fd that nothing else owns.
                 let rx = unsafe { OwnedFd::from_raw_fd(fd) };
                 Ok(Self::assemble(kind, rx, None))
@@ -154,11 +157,8 @@ impl Signal {
             SignalKind::Pipe => {
                 let mut fds = [0 as RawFd; 2];
                 // SAFETY: `fds` has room for the two fds pipe2 writes.
-                let r =
-                    unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
-                if r != 0 {
-                    return Err(Error::io("pipe2", std::io::Error::last_os_error()));
-                }
+                unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)) }
+                    .map_err(|e| Error::io("pipe2", e))?;
                 // SAFETY: both are fresh fds that nothing else owns.
                 let (rx, tx) =
                     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -214,6 +214,11 @@ impl Signal {
     /// Rebuilds a signal from fds received from a peer, in the order of
     /// [`fds`](Self::fds), after checking that they are what `kind` says: an
     /// eventfd, or the read and write ends of one pipe.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] for the wrong number of fds or fds that are not
+    /// what `kind` says; [`Error::Io`] if inspecting them fails.
     pub fn from_fds(kind: SignalKind, mut fds: Vec<OwnedFd>) -> Result<Self> {
         if fds.len() != kind.fd_count() {
             return Err(Error::Protocol(format!(
@@ -319,19 +324,14 @@ impl Signal {
                 let fd = tx.as_ref().unwrap_or(&self.rx);
                 // SAFETY: sends one byte from a live local; the fd is open.
                 let r = unsafe {
-                    libc::send(
+                    syscall!(send(
                         fd.as_raw_fd(),
                         (&byte as *const u8).cast(),
                         1,
                         libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    )
+                    ))
                 };
-                if r < 0
-                    && matches!(
-                        std::io::Error::last_os_error().raw_os_error(),
-                        Some(libc::EPIPE | libc::ECONNRESET)
-                    )
-                {
+                if r.is_err_and(|e| sys::is(&e, libc::EPIPE) || sys::is(&e, libc::ECONNRESET)) {
                     self.peer_gone.store(true, Ordering::Relaxed);
                 }
             }
@@ -357,29 +357,31 @@ impl Signal {
     /// flooded by the peer may stay readable; callers re-check their condition
     /// anyway. A socket signal whose peer closed its end reports
     /// [`Error::Disconnected`] (it would stay readable for good).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] as above; [`Error::Io`] if the read fails
+    /// otherwise.
     pub fn drain(&self) -> Result<()> {
         let mut buf = [0u8; 64];
         if self.kind == SignalKind::Socket {
             // SAFETY: receives at most `buf.len()` bytes into the live buffer.
             let r = unsafe {
-                libc::recv(
+                syscall!(recv(
                     self.rx.as_raw_fd(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     libc::MSG_DONTWAIT,
-                )
+                ))
             };
             return match r {
-                0 => Err(Error::Disconnected),
-                r if r > 0 => Ok(()),
-                _ => {
-                    let e = std::io::Error::last_os_error();
-                    match e.raw_os_error() {
-                        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(()),
-                        Some(libc::ECONNRESET) => Err(Error::Disconnected),
-                        _ => Err(Error::io("drain signal", e)),
-                    }
-                }
+                Ok(0) => Err(Error::Disconnected),
+                Ok(_) => Ok(()),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(()),
+                    Some(libc::ECONNRESET) => Err(Error::Disconnected),
+                    _ => Err(Error::io("drain signal", e)),
+                },
             };
         }
         let want = match self.kind {
@@ -401,56 +403,35 @@ impl Signal {
 
     /// Waits for the signal or for `extra` (typically the peer link, to notice a
     /// hang-up) to become readable, or for `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] if the signal fd reports an error (`POLLERR`,
+    /// `POLLNVAL`); [`Error::Io`] if `ppoll` fails.
     pub fn wait_with(
         &self,
         timeout: Option<Duration>,
         extra: Option<BorrowedFd<'_>>,
     ) -> Result<Woken> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.rx.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: extra.map_or(-1, |f| f.as_raw_fd()),
-                    events: libc::POLLIN | libc::POLLRDHUP,
-                    revents: 0,
-                },
-            ];
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ts = remaining.map(|r| libc::timespec {
-                tv_sec: r.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: r.subsec_nanos() as libc::c_long,
-            });
-            let tsp = ts
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-            // SAFETY: `fds` and `ts` are live locals; poll reads/writes only them.
-            // An fd of -1 is ignored by ppoll.
-            let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(Error::io("ppoll", e));
-            }
-            if fds[1].revents != 0 {
-                return Ok(Woken::Extra);
-            }
-            if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-                return Err(Error::Protocol("signal fd reported an error".into()));
-            }
-            if fds[0].revents != 0 {
-                return Ok(Woken::Signalled);
-            }
-            if r == 0 {
-                return Ok(Woken::Timeout);
-            }
+        let mut fds = [
+            sys::pollfd(self.rx.as_raw_fd(), libc::POLLIN),
+            sys::pollfd(
+                extra.map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN | libc::POLLRDHUP,
+            ),
+        ];
+        sys::ppoll_until(&mut fds, deadline)?;
+        if fds[1].revents != 0 {
+            return Ok(Woken::Extra);
         }
+        if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Err(Error::Protocol("signal fd reported an error".into()));
+        }
+        if fds[0].revents != 0 {
+            return Ok(Woken::Signalled);
+        }
+        Ok(Woken::Timeout)
     }
 }
 
@@ -475,21 +456,13 @@ fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
         iov_len: buf.len(),
     };
     // SAFETY: one iovec over a live, writable buffer; offset -1 = current position.
-    let r = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
-    if r >= 0 {
-        return Ok(r as usize);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-        return Err(e);
+    match unsafe { syscall!(preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT)) } {
+        Err(e) if sys::is(&e, libc::EOPNOTSUPP) => {}
+        r => return r.map(|n| n as usize),
     }
     // SAFETY: as above, plain read into the live buffer.
-    let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    unsafe { syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) }
+        .map(|n| n as usize)
 }
 
 /// A `write` that does not block whatever the file's flags, where supported.
@@ -499,91 +472,41 @@ fn write_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> std::io::Result<usize> {
         iov_len: buf.len(),
     };
     // SAFETY: one iovec over a live buffer that the kernel only reads.
-    let r = unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
-    if r >= 0 {
-        return Ok(r as usize);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-        return Err(e);
+    match unsafe { syscall!(pwritev2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT)) } {
+        Err(e) if sys::is(&e, libc::EOPNOTSUPP) => {}
+        r => return r.map(|n| n as usize),
     }
     // SAFETY: as above, plain write from the live buffer.
-    let r = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    unsafe { syscall!(write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len())) }.map(|n| n as usize)
 }
 
 fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
-    // SAFETY: fstat fills the zeroed struct; the fd is open.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
-            return Err(Error::io("fstat", std::io::Error::last_os_error()));
-        }
-        Ok(st)
-    }
+    sys::fstat(fd).map_err(|e| Error::io("fstat", e))
 }
 
 fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> Result<libc::c_int> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into the live int.
-    let r = unsafe {
-        libc::getsockopt(
+    unsafe {
+        syscall!(getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
             opt,
             (&mut v as *mut libc::c_int).cast(),
             &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(Error::Protocol(format!(
-            "signal fd is not a socket ({})",
-            std::io::Error::last_os_error()
-        )));
+        ))
     }
+    .map_err(|e| Error::Protocol(format!("signal fd is not a socket ({e})")))?;
     Ok(v)
 }
 
 /// A connected Unix stream socket pair (close-on-exec, non-blocking).
 pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` has room for the two fds socketpair writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(Error::io("socketpair", std::io::Error::last_os_error()));
-    }
-    // SAFETY: two fresh fds that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    sys::socketpair(libc::SOCK_STREAM | libc::SOCK_NONBLOCK)
 }
 
 fn access_mode(fd: BorrowedFd<'_>) -> Result<i32> {
-    // SAFETY: F_GETFL takes no argument.
-    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if fl < 0 {
-        return Err(Error::io("F_GETFL", std::io::Error::last_os_error()));
-    }
+    let fl = sys::file_flags(fd).map_err(|e| Error::io("F_GETFL", e))?;
     Ok(fl & libc::O_ACCMODE)
-}
-
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
-    // SAFETY: F_GETFL/F_SETFL take an int argument, no pointer.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if fl < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
-            return Err(Error::io("set O_NONBLOCK", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }

@@ -469,7 +469,7 @@ fn capacity_over_the_clients_limit_is_refused() {
 fn garbage_hello_is_refused_with_a_reason() {
     let path = common::sock_path("hello");
     let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
-    let sock = handshake::connect(&path, Duration::from_secs(5)).expect("connect");
+    let sock = handshake::connect_socket(&path, Duration::from_secs(5)).expect("connect");
     handshake::send_with_fds(sock.as_fd(), &[0x42; 96], &[]).expect("send");
     let conn = listener
         .accept(Some(Duration::from_secs(5)))
@@ -549,7 +549,7 @@ fn type_mismatch_is_refused_on_both_sides() {
 fn silent_client_times_out_the_handshake() {
     let path = common::sock_path("silent");
     let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
-    let _sock = handshake::connect(&path, Duration::from_secs(5)).expect("connect");
+    let _sock = handshake::connect_socket(&path, Duration::from_secs(5)).expect("connect");
     let conn = listener
         .accept(Some(Duration::from_secs(5)))
         .expect("accept");
@@ -568,7 +568,7 @@ fn hello_fds_case() {
     let baseline = common::fd_count();
     let path = common::sock_path("hellofds");
     let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
-    let sock = handshake::connect(&path, Duration::from_secs(5)).expect("connect");
+    let sock = handshake::connect_socket(&path, Duration::from_secs(5)).expect("connect");
     let hello = Hello::new::<u64>(handshake::Role::Consumer, &cfg()).expect("hello");
     let extra = memfd(4096, &[]);
     handshake::send_with_fds(sock.as_fd(), bytemuck::bytes_of(&hello), &[extra.as_fd()])

@@ -6,8 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -73,28 +72,9 @@ fn line_of(out: &mut impl BufRead, prefixes: &[&str]) -> String {
     }
 }
 
+/// A socket connected to `path` (one attempt), before any handshake.
 fn raw_connect(path: &Path) -> OwnedFd {
-    // SAFETY: socket(2) takes no pointers; we own the fd it returns.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket");
-    // SAFETY: a fresh fd nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain data; zeroed is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: `addr` is a live, filled sockaddr_un of the size we pass.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
-    fd
+    handshake::connect_socket(path, Duration::ZERO).expect("connect")
 }
 
 /// A hello for a consumer of `u64` named as in [`cfg`], built field by field.
@@ -332,7 +312,7 @@ fn socket_path_too_long_fails_with_the_limit() {
         matches!(e, Error::InvalidArgument(ref m) if m.contains("107")),
         "{e}"
     );
-    let e = handshake::connect(&long, Duration::from_millis(10)).expect_err("connected");
+    let e = handshake::connect_socket(&long, Duration::from_millis(10)).expect_err("connected");
     assert!(
         matches!(e, Error::InvalidArgument(ref m) if m.contains("107")),
         "{e}"
@@ -517,18 +497,9 @@ fn hostile_consumer_cannot_block_the_producer_through_its_signals() {
 fn abuse_consumer_child() {
     let path = std::env::var("SOCK").expect("SOCK");
     let link = raw_connect(Path::new(&path));
-    assert_eq!(
-        raw_send(&link, &raw_hello()) as usize,
-        std::mem::size_of::<Hello>()
-    );
-    let mut buf = [0u8; 512];
-    let (_, fds) = handshake::recv_with_fds(
-        link.as_fd(),
-        &mut buf,
-        handshake::MAX_FDS,
-        Instant::now() + Duration::from_secs(10),
-    )
-    .expect("welcome");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (_, fds) =
+        handshake::exchange_hello(link.as_fd(), &raw_hello(), deadline).expect("welcome");
     assert_eq!(fds.len(), 3, "segment, data end, space end");
     let ring = map_ring(&fds[0]);
     abuse_signal_fds(&fds[1..]);

@@ -8,7 +8,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,28 +27,9 @@ const RETURN_TYPE: &str = "shmring-frame-return-v2";
 
 // ---- The hostile side's tools: raw sockets, raw messages, raw memory. ----
 
+/// A socket connected to `path` (one attempt), before any handshake.
 fn raw_connect(path: &Path) -> OwnedFd {
-    // SAFETY: socket(2) takes no pointers; we own the fd it returns.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket");
-    // SAFETY: a fresh fd nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain data; zeroed is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: `addr` is a live, filled sockaddr_un of the size we pass.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
-    fd
+    handshake::connect_socket(path, Duration::ZERO).expect("connect")
 }
 
 fn raw_send(fd: &OwnedFd, bytes: &[u8]) -> isize {
@@ -86,12 +66,10 @@ fn raw_hello() -> Vec<u8> {
 /// (arena, return ring, its data and space ends, message socket).
 fn raw_consumer(path: &Path) -> (OwnedFd, Vec<OwnedFd>, Vec<OwnedFd>) {
     let link = raw_connect(path);
-    assert!(raw_send(&link, &raw_hello()) > 0);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 512];
     let (_, welcome) =
-        handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
-            .expect("welcome");
+        handshake::exchange_hello(link.as_fd(), &raw_hello(), deadline).expect("welcome");
+    let mut buf = [0u8; 512];
     let (_, frames) =
         handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
             .expect("frames welcome");
@@ -241,11 +219,9 @@ fn child_entry() {
         }
         "stage-welcome" => {
             let link = raw_connect(path);
-            assert!(raw_send(&link, &raw_hello()) > 0);
-            let mut buf = [0u8; 512];
             let deadline = Instant::now() + Duration::from_secs(10);
-            let _w = handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)
-                .expect("welcome");
+            let _w =
+                handshake::exchange_hello(link.as_fd(), &raw_hello(), deadline).expect("welcome");
             say("stage");
             park();
         }

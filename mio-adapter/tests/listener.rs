@@ -137,7 +137,7 @@ fn silent_client_does_not_block_the_loop() {
     let p = path.clone();
     let before_silent = Instant::now();
     let silent = std::thread::spawn(move || {
-        let fd = handshake::connect(&p, Duration::from_secs(5)).unwrap();
+        let fd = handshake::connect_socket(&p, Duration::from_secs(5)).unwrap();
         told.recv().unwrap();
         drop(fd);
     });
@@ -204,7 +204,7 @@ fn pending_handshakes_are_bounded() {
         .register(&mut listener, LISTENER, Interest::READABLE)
         .unwrap();
     let clients: Vec<_> = (0..5)
-        .map(|_| handshake::connect(&path, Duration::from_secs(5)).unwrap())
+        .map(|_| handshake::connect_socket(&path, Duration::from_secs(5)).unwrap())
         .collect();
     let mut events = Events::with_capacity(16);
     let mut too_many = 0;

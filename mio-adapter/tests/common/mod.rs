@@ -243,19 +243,12 @@ fn child_bursty(args: &[String]) -> i32 {
 /// items, and returns the link, the welcome and the fds that came with it.
 fn raw_producer_hello(path: &str, signal: SignalKind) -> (OwnedFd, WelcomeInfo, Vec<OwnedFd>) {
     let config = config(signal, 1024);
-    let link = handshake::connect(path, Duration::from_secs(10)).unwrap();
+    let link = handshake::connect_socket(path, Duration::from_secs(10)).unwrap();
     let hello = Hello::new::<u64>(Role::Producer, &config).unwrap();
-    handshake::send_with_fds(link.as_fd(), bytemuck::bytes_of(&hello), &[]).unwrap();
-    let mut buf = [0u8; std::mem::size_of::<Welcome>() + 1];
-    let (len, fds) = handshake::recv_with_fds(
-        link.as_fd(),
-        &mut buf,
-        handshake::MAX_FDS,
-        Instant::now() + Duration::from_secs(10),
-    )
-    .unwrap();
-    let info = Welcome::parse(&buf[..len]).unwrap();
-    (link, info, fds)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (welcome, fds) =
+        handshake::exchange_hello(link.as_fd(), bytemuck::bytes_of(&hello), deadline).unwrap();
+    (link, Welcome::parse(&welcome).unwrap(), fds)
 }
 
 /// A hostile producer: raw handshake, then writes the consumer's wake-up fd
