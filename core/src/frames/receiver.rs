@@ -338,16 +338,17 @@ impl FrameReceiver {
     }
 
     /// This consumer's end of the message socket, for tests of producers
-    /// against a consumer that writes anything on it. Not part of the stable
-    /// API.
-    #[doc(hidden)]
+    /// against a consumer that writes anything on it (with the
+    /// `test-support` feature only).
+    #[cfg(feature = "test-support")]
     pub fn message_fd(&self) -> BorrowedFd<'_> {
         self.msgs.as_fd()
     }
 
     /// Puts `slot` on the return ring exactly as given, unchecked: for tests of
-    /// producers against a hostile consumer. Not part of the stable API.
-    #[doc(hidden)]
+    /// producers against a hostile consumer (with the `test-support`
+    /// feature only).
+    #[cfg(feature = "test-support")]
     pub fn return_raw(&self, slot: u32) -> Result<()> {
         match self.returner.ring.lock() {
             Ok(mut ring) => ring.try_push(slot),

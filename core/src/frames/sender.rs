@@ -701,8 +701,8 @@ impl FrameSender {
     }
 
     /// Sends a descriptor exactly as given, unchecked: for tests of consumers
-    /// against a hostile producer. Not part of the stable API.
-    #[doc(hidden)]
+    /// against a hostile producer (with the `test-support` feature only).
+    #[cfg(feature = "test-support")]
     pub fn send_raw(&mut self, d: Descriptor) -> Result<()> {
         self.desc.try_push(d)
     }
