@@ -65,8 +65,8 @@ pub fn register_static() -> Result<(), glib::BoolError> {
 
 /// Fuzzing entry point: what the elements do with a string the peer sent
 /// as caps, tags, metas or an event (parse it; filter the tags). Must not panic or
-/// abort on any input. Not part of the stable API.
-#[doc(hidden)]
+/// abort on any input. With the `test-support` feature only.
+#[cfg(feature = "test-support")]
 pub fn fuzz_peer_string(data: &[u8]) {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
