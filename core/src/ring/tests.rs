@@ -2,7 +2,16 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 
+use std::mem::size_of;
+use std::ptr;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use super::header::{ConsumerLine, Header, ProducerLine, CONSUMER_OFFSET, PRODUCER_OFFSET};
 use super::*;
+use crate::sync::Ordering;
+use crate::Error;
 
 fn ring<T: Pod>(capacity: usize) -> (Writer<T>, Reader<T>, Arc<HeapRegion>) {
     let layout = RingLayout::new::<T>(capacity, TypeTag::of::<T>("test")).expect("layout");
