@@ -15,7 +15,8 @@
 //! | `region` | [`Region`] and [`HeapRegion`] |
 //! | `slots` | pointers into the region and the volatile copies in and out of the slots |
 //! | `wake` | the sleep/wake protocol, written once for both ends, and [`Notify`] |
-//! | `writer`, `reader` | [`Writer`] and [`Reader`] |
+//! | `end` | what both ends hold and do alike (indices, poisoning, sleeping) |
+//! | `writer`, `reader` | [`Writer`] and [`Reader`]: what differs between the ends |
 //! | `chunks` | [`WriteChunk`], [`ReadChunk`], [`ReadChunkIter`] |
 //!
 //! # Memory layout
@@ -167,6 +168,7 @@
 
 mod chunks;
 mod claim;
+mod end;
 mod header;
 mod layout;
 mod reader;

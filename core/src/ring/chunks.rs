@@ -58,8 +58,9 @@ impl<'a, T: Pod> WriteChunk<'a, T> {
         // published; the checked range is a part of them.
         unsafe {
             self.writer
+                .end
                 .shared
-                .store_run(self.writer.write + offset as u64, src)
+                .store_run(self.writer.write() + offset as u64, src)
         };
     }
 
@@ -77,7 +78,7 @@ impl<'a, T: Pod> WriteChunk<'a, T> {
     /// with [`commit`](Self::commit)).
     #[inline]
     pub fn fill_from_iter<I: IntoIterator<Item = T>>(&mut self, iter: I) -> usize {
-        let (p0, n0, p1, n1) = self.writer.shared.runs(self.writer.write, self.n);
+        let (p0, n0, p1, n1) = self.writer.end.shared.runs(self.writer.write(), self.n);
         let mut iter = iter.into_iter();
         let mut done = 0;
         for (p, len) in [(p0, n0), (p1, n1)] {
@@ -106,7 +107,7 @@ impl<'a, T: Pod> WriteChunk<'a, T> {
     /// otherwise.
     #[inline]
     pub unsafe fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
-        let (p0, n0, p1, n1) = self.writer.shared.runs(self.writer.write, self.n);
+        let (p0, n0, p1, n1) = self.writer.end.shared.runs(self.writer.write(), self.n);
         // SAFETY: the `n` slots from `write` are free and inside the slots array
         // as two disjoint runs; the `&mut self` borrow makes them exclusive on
         // this side, and the caller promises the consumer does not touch them.
@@ -181,8 +182,9 @@ impl<'a, T: Pod> ReadChunk<'a, T> {
         // and are not released; the checked range is a part of them.
         unsafe {
             self.reader
+                .end
                 .shared
-                .load_run(self.reader.read + offset as u64, dst)
+                .load_run(self.reader.read() + offset as u64, dst)
         };
     }
 
@@ -200,7 +202,7 @@ impl<'a, T: Pod> ReadChunk<'a, T> {
     /// Copies of the items, oldest first.
     #[inline]
     pub fn iter(&self) -> ReadChunkIter<'_, T> {
-        let (p0, n0, p1, n1) = self.reader.shared.runs(self.reader.read, self.n);
+        let (p0, n0, p1, n1) = self.reader.end.shared.runs(self.reader.read(), self.n);
         ReadChunkIter {
             ptr: p0,
             left: n0,
@@ -221,7 +223,7 @@ impl<'a, T: Pod> ReadChunk<'a, T> {
     /// next time). Use the copying methods otherwise.
     #[inline]
     pub unsafe fn as_slices(&self) -> (&[T], &[T]) {
-        let (p0, n0, p1, n1) = self.reader.shared.runs(self.reader.read, self.n);
+        let (p0, n0, p1, n1) = self.reader.end.shared.runs(self.reader.read(), self.n);
         // SAFETY: the `n` items from `read` were published (validated against the
         // producer's index) and lie inside the slots array; the caller promises
         // the producer does not write them while the slices live.

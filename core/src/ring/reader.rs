@@ -1,29 +1,22 @@
 //! [`Reader`]: the consuming end of a ring, the mirror image of
-//! [`Writer`](super::Writer). It owns the read index (a private copy and the
-//! shared one it releases), a cached copy of the producer's write index
-//! that it refreshes and validates only when the cache says empty, and its
-//! half of the sleep/wake protocol ([`wake`](super::wake)).
+//! [`Writer`](super::Writer). Its [`EndState`] holds the read index and a
+//! cached copy of the producer's write index, which it refreshes and
+//! validates only when the cache says empty; this module adds what is the
+//! reader's own: ready items, popping, and the [`ReadChunk`] it hands out.
 
 use std::sync::Arc;
 
 use bytemuck::Pod;
 
 use super::chunks::ReadChunk;
-use super::claim::End;
+use super::end::{EndState, ReaderState};
 use super::slots::{load_items, Shared};
-use super::wake::{Notify, Wake};
-use crate::sync::Ordering;
+use super::wake::Notify;
 use crate::{Error, Result};
 
 /// The consuming end of a ring.
 pub struct Reader<T> {
-    pub(super) shared: Shared<T>,
-    /// Our read index: items released so far.
-    pub(super) read: u64,
-    /// The producer's write index as last read (and validated).
-    write_cache: u64,
-    poisoned: bool,
-    wake: Wake,
+    pub(super) end: ReaderState<T>,
 }
 
 // SAFETY: the ring is single-producer single-consumer: a `Reader` is owned by
@@ -32,12 +25,7 @@ unsafe impl<T: Send> Send for Reader<T> {}
 
 impl<T> std::fmt::Debug for Reader<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("capacity", &self.shared.capacity)
-            .field("read", &self.read)
-            .field("write_cache", &self.write_cache)
-            .field("poisoned", &self.poisoned)
-            .finish()
+        self.end.debug(f, "Reader", "read", "write_cache")
     }
 }
 
@@ -45,29 +33,31 @@ impl<T> Reader<T> {
     /// An end over `shared` at the indices found (and validated) at attach.
     pub(super) fn new(shared: Shared<T>, read: u64, write: u64) -> Self {
         Reader {
-            shared,
-            read,
-            write_cache: write,
-            poisoned: false,
-            wake: Wake::default(),
+            end: EndState::new(shared, read, write),
         }
+    }
+
+    /// Our read index: items released so far.
+    #[inline]
+    pub(super) fn read(&self) -> u64 {
+        self.end.own
     }
 }
 
 impl<T: Pod> Reader<T> {
     /// Sets the hook called when a release finds the producer asleep.
     pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
-        self.wake.set_notify(notify);
+        self.end.set_notify(notify);
     }
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.shared.capacity as usize
+        self.end.capacity() as usize
     }
 
     /// `true` once the peer corrupted an index; every call then fails.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.end.is_poisoned()
     }
 
     /// Items ready to read right now (reads the producer's index).
@@ -76,36 +66,8 @@ impl<T: Pod> Reader<T> {
     /// [`Error::Corrupt`] if the producer's index is out of range (the
     /// reader is poisoned from then on).
     pub fn slots(&mut self) -> Result<usize> {
-        self.refresh()?;
-        Ok((self.write_cache - self.read) as usize)
-    }
-
-    #[inline]
-    fn refresh(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
-        }
-        let write = self.shared.prod().write.load(Ordering::Acquire);
-        // The producer's index may only move forward, at most `capacity` past ours.
-        if write < self.write_cache || write - self.read > self.shared.capacity {
-            self.poisoned = true;
-            return Err(Error::Corrupt("producer index out of range"));
-        }
-        self.write_cache = write;
-        Ok(())
-    }
-
-    #[inline]
-    fn available(&mut self, want: usize) -> Result<usize> {
-        if self.poisoned {
-            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
-        }
-        let ready = (self.write_cache - self.read) as usize;
-        if ready >= want {
-            return Ok(ready);
-        }
-        self.refresh()?;
-        Ok((self.write_cache - self.read) as usize)
+        self.end.refresh()?;
+        Ok(self.end.cached_ready())
     }
 
     /// Up to `max` items to read (fewer if fewer are ready; possibly none), by
@@ -136,7 +98,7 @@ impl<T: Pod> Reader<T> {
     /// ```
     #[inline]
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, T>> {
-        let n = self.available(max)?.min(max);
+        let n = self.end.ready(max)?.min(max);
         Ok(ReadChunk::new(self, n))
     }
 
@@ -148,7 +110,7 @@ impl<T: Pod> Reader<T> {
     /// on).
     #[inline]
     pub fn pop(&mut self) -> Result<T> {
-        if self.available(1)? == 0 {
+        if self.end.ready(1)? == 0 {
             return Err(Error::Empty);
         }
         let mut value = T::zeroed();
@@ -156,7 +118,7 @@ impl<T: Pod> Reader<T> {
         // validated) and lies inside the slots array. A volatile copy into a
         // local: whatever bytes a hostile producer writes concurrently, `T: Pod`
         // makes them a valid `T`, and the copy cannot change afterwards.
-        unsafe { load_items(self.shared.slot(self.read), &mut value, 1) };
+        unsafe { load_items(self.end.shared.slot(self.read()), &mut value, 1) };
         self.retire(1);
         Ok(value)
     }
@@ -180,8 +142,7 @@ impl<T: Pod> Reader<T> {
     /// Frees `n` read slots and wakes the producer if it sleeps.
     #[inline]
     pub(super) fn retire(&mut self, n: usize) {
-        self.read += n as u64;
-        self.wake.publish(self.shared.words(End::Reader), self.read);
+        self.end.advance(n);
     }
 
     /// Announces that the consumer is about to sleep because the ring is empty.
@@ -196,15 +157,13 @@ impl<T: Pod> Reader<T> {
     /// [`Error::Corrupt`] if the producer's index is out of range (the
     /// reader is poisoned from then on; the announcement stands).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.wake.announce(self.shared.words(End::Reader));
-        let ready = self.available(1)?;
-        Ok(self
-            .wake
-            .sleep_unless(self.shared.words(End::Reader), ready))
+        self.end.announce_sleep();
+        let ready = self.end.ready(1)?;
+        Ok(self.end.sleep_unless(ready))
     }
 
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
     pub fn cancel_sleep(&mut self) {
-        self.wake.withdraw(self.shared.words(End::Reader));
+        self.end.cancel_sleep();
     }
 }

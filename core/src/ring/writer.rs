@@ -1,29 +1,22 @@
-//! [`Writer`]: the producing end of a ring. It owns the write index (a
-//! private copy and the shared one it publishes), a cached copy of the
-//! consumer's read index that it refreshes and validates only when the
-//! cache says full, and its half of the sleep/wake protocol
-//! ([`wake`](super::wake)).
+//! [`Writer`]: the producing end of a ring. Its [`EndState`] holds the write
+//! index and a cached copy of the consumer's read index, which it refreshes
+//! and validates only when the cache says full; this module adds what is
+//! the writer's own: free slots, pushing, and the [`WriteChunk`] it hands
+//! out.
 
 use std::sync::Arc;
 
 use bytemuck::Pod;
 
 use super::chunks::WriteChunk;
-use super::claim::End;
+use super::end::{EndState, WriterState};
 use super::slots::{store_items, Shared};
-use super::wake::{Notify, Wake};
-use crate::sync::Ordering;
+use super::wake::Notify;
 use crate::{Error, Result};
 
 /// The producing end of a ring.
 pub struct Writer<T> {
-    pub(super) shared: Shared<T>,
-    /// Our write index: items published so far.
-    pub(super) write: u64,
-    /// The consumer's read index as last read (and validated).
-    read_cache: u64,
-    poisoned: bool,
-    wake: Wake,
+    pub(super) end: WriterState<T>,
 }
 
 // SAFETY: the ring is single-producer single-consumer: a `Writer` is owned by
@@ -32,12 +25,7 @@ unsafe impl<T: Send> Send for Writer<T> {}
 
 impl<T> std::fmt::Debug for Writer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer")
-            .field("capacity", &self.shared.capacity)
-            .field("write", &self.write)
-            .field("read_cache", &self.read_cache)
-            .field("poisoned", &self.poisoned)
-            .finish()
+        self.end.debug(f, "Writer", "write", "read_cache")
     }
 }
 
@@ -45,29 +33,31 @@ impl<T> Writer<T> {
     /// An end over `shared` at the indices found (and validated) at attach.
     pub(super) fn new(shared: Shared<T>, write: u64, read: u64) -> Self {
         Writer {
-            shared,
-            write,
-            read_cache: read,
-            poisoned: false,
-            wake: Wake::default(),
+            end: EndState::new(shared, write, read),
         }
+    }
+
+    /// Our write index: items published so far.
+    #[inline]
+    pub(super) fn write(&self) -> u64 {
+        self.end.own
     }
 }
 
 impl<T: Pod> Writer<T> {
     /// Sets the hook called when a commit finds the consumer asleep.
     pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
-        self.wake.set_notify(notify);
+        self.end.set_notify(notify);
     }
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.shared.capacity as usize
+        self.end.capacity() as usize
     }
 
     /// `true` once the peer corrupted an index; every call then fails.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.end.is_poisoned()
     }
 
     /// Free slots right now (reads the consumer's index).
@@ -76,36 +66,8 @@ impl<T: Pod> Writer<T> {
     /// [`Error::Corrupt`] if the consumer's index is out of range (the
     /// writer is poisoned from then on).
     pub fn slots(&mut self) -> Result<usize> {
-        self.refresh()?;
-        Ok((self.shared.capacity - (self.write - self.read_cache)) as usize)
-    }
-
-    #[inline]
-    fn refresh(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
-        }
-        let read = self.shared.cons().read.load(Ordering::Acquire);
-        // The consumer's index may only move forward, up to our write index.
-        if read < self.read_cache || read > self.write {
-            self.poisoned = true;
-            return Err(Error::Corrupt("consumer index out of range"));
-        }
-        self.read_cache = read;
-        Ok(())
-    }
-
-    #[inline]
-    fn free(&mut self, want: usize) -> Result<usize> {
-        if self.poisoned {
-            return Err(Error::Corrupt("endpoint poisoned by an earlier corruption"));
-        }
-        let free = (self.shared.capacity - (self.write - self.read_cache)) as usize;
-        if free >= want {
-            return Ok(free);
-        }
-        self.refresh()?;
-        Ok((self.shared.capacity - (self.write - self.read_cache)) as usize)
+        self.end.refresh()?;
+        Ok(self.end.cached_ready())
     }
 
     /// Up to `max` free slots to fill (fewer if the ring has fewer free;
@@ -137,7 +99,7 @@ impl<T: Pod> Writer<T> {
     /// ```
     #[inline]
     pub fn write_chunk(&mut self, max: usize) -> Result<WriteChunk<'_, T>> {
-        let n = self.free(max)?.min(max);
+        let n = self.end.ready(max)?.min(max);
         Ok(WriteChunk::new(self, n))
     }
 
@@ -149,7 +111,7 @@ impl<T: Pod> Writer<T> {
     /// on).
     #[inline]
     pub fn push(&mut self, value: T) -> Result<()> {
-        if self.free(1)? == 0 {
+        if self.end.ready(1)? == 0 {
             return Err(Error::Full);
         }
         // SAFETY: the slot at `write` lies in the slots array and is free
@@ -157,7 +119,7 @@ impl<T: Pod> Writer<T> {
         // we publish it below; a hostile one racing us sees some bytes of a
         // `Pod` item. A volatile store from a local value: no reference into
         // the slot.
-        unsafe { store_items(self.shared.slot(self.write), &value, 1) };
+        unsafe { store_items(self.end.shared.slot(self.write()), &value, 1) };
         self.publish(1);
         Ok(())
     }
@@ -181,9 +143,7 @@ impl<T: Pod> Writer<T> {
     /// Publishes `n` filled slots and wakes the consumer if it sleeps.
     #[inline]
     pub(super) fn publish(&mut self, n: usize) {
-        self.write += n as u64;
-        self.wake
-            .publish(self.shared.words(End::Writer), self.write);
+        self.end.advance(n);
     }
 
     /// Announces that the producer is about to sleep because the ring is full.
@@ -198,13 +158,13 @@ impl<T: Pod> Writer<T> {
     /// [`Error::Corrupt`] if the consumer's index is out of range (the
     /// writer is poisoned from then on; the announcement stands).
     pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.wake.announce(self.shared.words(End::Writer));
-        let free = self.free(1)?;
-        Ok(self.wake.sleep_unless(self.shared.words(End::Writer), free))
+        self.end.announce_sleep();
+        let free = self.end.ready(1)?;
+        Ok(self.end.sleep_unless(free))
     }
 
     /// Withdraws the sleep announcement (after waking up, for whatever reason).
     pub fn cancel_sleep(&mut self) {
-        self.wake.withdraw(self.shared.words(End::Writer));
+        self.end.cancel_sleep();
     }
 }
