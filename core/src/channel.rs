@@ -4,7 +4,8 @@
 //! * Non-blocking calls ([`Producer::try_push`], [`Consumer::try_pop`], the chunk
 //!   API) make no system call, except the one write that wakes a sleeping peer.
 //! * Blocking calls take a timeout. They spin for [`Config::spin`] first (so a
-//!   stream with short gaps never pays the ~50 µs of a real sleep), then announce
+//!   stream with short gaps never pays for a real sleep and wake-up, which
+//!   costs far more than a spin), then announce
 //!   the sleep in shared memory and wait on the signal fd and the link together:
 //!   a peer that disappears ends the wait with [`Error::Disconnected`] at once.
 //!   The spin adapts: once most recent spins ran out without the ring getting
@@ -372,8 +373,8 @@ impl ChannelFds {
         space.restrict(Direction::Notify);
         Ok(Consumer::assemble(
             layout.reader(map)?,
-            data,
             space,
+            data,
             link,
             spin,
         ))
@@ -411,19 +412,26 @@ pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// State shared by both ends: the link to the peer and the wait loop.
+/// The waiting half of an endpoint, the same for both: the two wake-up
+/// signals, the link socket to the peer, the spin-then-sleep wait
+/// ([`wait_until`](Self::wait_until)) and what this end knows of the peer's
+/// liveness (which ends a wait, and turns `Full`/`Empty` into
+/// [`Error::Disconnected`]).
 #[derive(Debug)]
-struct Link {
+struct Waiter {
     /// The signal this end notifies.
     notify: Arc<Signal>,
     /// The signal this end waits on.
     wait: Signal,
+    /// The link to the peer: its hang-up means the peer is gone.
     socket: OwnedFd,
+    /// Longest spin before a sleep ([`Config::spin`]).
     spin: Duration,
     /// How often the spin paid off lately, see [`SpinOdds`].
     odds: SpinOdds,
     /// A wake-up is left in `wait` to be drained before the next sleep.
     drain_pending: bool,
+    /// The peer is known to be gone.
     gone: bool,
     /// Set by a [`PeerWatch`] (on another thread) that saw the peer go.
     watched_gone: Arc<AtomicBool>,
@@ -450,9 +458,8 @@ impl SpinOdds {
     /// One wait in this many spins whatever the odds.
     const PROBE: u32 = 64;
 
-    /// Fewest and most pauses between two looks at the ring (a pause takes
-    /// from a few to ~40 ns depending on the CPU; ~25 ns on the AMD EPYC of
-    /// the benchmarks).
+    /// Fewest and most pauses between two looks at the ring (how long a
+    /// pause takes depends on the CPU; see the README's benchmark section).
     const POLL_MIN: u32 = 8;
     const POLL_MAX: u32 = 512;
     /// Largest batch worth letting pile up between two looks, bytes.
@@ -472,11 +479,10 @@ impl SpinOdds {
     /// `batch` is the most items worth letting pile up. Found at the first
     /// or second look: items come as fast as we look or faster, and every
     /// look pulls the cache line the peer writes its index to away from it,
-    /// which slows a dense stream down a lot (64-byte messages: 0.35 GB/s
-    /// looking every 8 pauses, 1.6 every 64, 5.5 every 512): look less
-    /// often, so that items come in batches, until a batch reaches `batch`
-    /// (32 KiB or an eighth of the ring: bigger ones make this side fall
-    /// behind; 4 KiB messages slow down past eight). Found one item after
+    /// which slows a dense stream down a lot (the figures are in the
+    /// README's benchmark section): look less often, so that items come in
+    /// batches, until a batch reaches `batch` (32 KiB or an eighth of the
+    /// ring: bigger ones make this side fall behind). Found one item after
     /// many looks: a hand-over (a returned slot, a frame), which the sooner
     /// we see the sooner the peer gets an answer: look more often.
     fn found(&mut self, ready: usize, looks: u32, batch: usize) {
@@ -552,7 +558,32 @@ impl<T: Pod> Ready for Reader<T> {
     }
 }
 
-impl Link {
+/// `Ok` if `ring` is ready after all (what arrived before a timeout or the
+/// peer's exit is still delivered), else `err`.
+fn ready_or<R: Ready>(ring: &mut R, err: Error) -> Result<()> {
+    if ring.ready()? > 0 {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+impl Waiter {
+    /// A waiter that notifies `notify`, waits on `wait` and watches the link
+    /// `socket`.
+    fn new(notify: Arc<Signal>, wait: Signal, socket: OwnedFd, spin: Duration) -> Self {
+        Waiter {
+            notify,
+            wait,
+            socket,
+            spin,
+            odds: SpinOdds::new(),
+            drain_pending: false,
+            gone: false,
+            watched_gone: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Spins, then sleeps, until `ring.ready()`, the timeout, or the peer's exit.
     fn wait_until<R: Ready>(&mut self, ring: &mut R, timeout: Option<Duration>) -> Result<()> {
         if ring.ready()? > 0 {
@@ -564,40 +595,58 @@ impl Link {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         let spin = timeout.map_or(self.spin, |t| t.min(self.spin));
-        if !spin.is_zero() && self.odds.spin_next() {
-            let mut since_clock = 0u32;
-            let mut looks = 0u32;
-            let poll_every = if R::ADAPTS {
-                self.odds.poll_every
-            } else {
-                SpinOdds::POLL_FIXED
-            };
-            loop {
-                for _ in 0..poll_every {
-                    std::hint::spin_loop();
+        if !spin.is_zero() && self.odds.spin_next() && self.spin_for(ring, start, spin)? {
+            return Ok(());
+        }
+        self.sleep(ring, deadline)
+    }
+
+    /// Busy-polls `ring` until it is ready (`Ok(true)`) or `window` since
+    /// `start` is spent (`Ok(false)`), and records how the spin went in
+    /// [`SpinOdds`].
+    fn spin_for<R: Ready>(
+        &mut self,
+        ring: &mut R,
+        start: Instant,
+        window: Duration,
+    ) -> Result<bool> {
+        let mut since_clock = 0u32;
+        let mut looks = 0u32;
+        let poll_every = if R::ADAPTS {
+            self.odds.poll_every
+        } else {
+            SpinOdds::POLL_FIXED
+        };
+        loop {
+            for _ in 0..poll_every {
+                std::hint::spin_loop();
+            }
+            let ready = ring.ready()?;
+            looks = looks.saturating_add(1);
+            if ready > 0 {
+                self.odds.record(true);
+                if R::ADAPTS {
+                    let batch = (ring.capacity() / 8).min(SpinOdds::BATCH_BYTES / R::ITEM.max(1));
+                    self.odds.found(ready, looks, batch);
                 }
-                let ready = ring.ready()?;
-                looks = looks.saturating_add(1);
-                if ready > 0 {
-                    self.odds.record(true);
-                    if R::ADAPTS {
-                        let batch =
-                            (ring.capacity() / 8).min(SpinOdds::BATCH_BYTES / R::ITEM.max(1));
-                        self.odds.found(ready, looks, batch);
-                    }
-                    return Ok(());
-                }
-                // Read the clock every 1024 pauses only: cheap, not free.
-                since_clock += poll_every;
-                if since_clock >= 1024 {
-                    since_clock = 0;
-                    if start.elapsed() >= spin {
-                        self.odds.record(false);
-                        break;
-                    }
+                return Ok(true);
+            }
+            // Read the clock every 1024 pauses only: cheap, not free.
+            since_clock += poll_every;
+            if since_clock >= 1024 {
+                since_clock = 0;
+                if start.elapsed() >= window {
+                    self.odds.record(false);
+                    return Ok(false);
                 }
             }
         }
+    }
+
+    /// Announces a sleep and waits on the signal and the link, again after
+    /// each wake-up that found the ring still not ready, until it is, the
+    /// `deadline` passes or the peer goes.
+    fn sleep<R: Ready>(&mut self, ring: &mut R, deadline: Option<Instant>) -> Result<()> {
         // The wake-up that ended the last sleep, left in the fd so that the
         // caller got its item one `read` sooner: consume it before sleeping
         // again (the peer writes at most one per announced sleep, and none
@@ -622,25 +671,12 @@ impl Link {
                 }
                 Woken::Extra => {
                     self.check_link()?;
-                    if ring.ready()? > 0 {
-                        return Ok(());
-                    }
-                    return Err(Error::Disconnected);
+                    return ready_or(ring, Error::Disconnected);
                 }
-                Woken::Timeout => {
-                    return if ring.ready()? > 0 {
-                        Ok(())
-                    } else {
-                        Err(Error::Timeout)
-                    };
-                }
+                Woken::Timeout => return ready_or(ring, Error::Timeout),
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return if ring.ready()? > 0 {
-                    Ok(())
-                } else {
-                    Err(Error::Timeout)
-                };
+                return ready_or(ring, Error::Timeout);
             }
         }
     }
@@ -685,7 +721,7 @@ impl Link {
         would_block
     }
 
-    /// A watch of this link for another thread, see [`PeerWatch`].
+    /// A watch of the link for another thread, see [`PeerWatch`].
     fn watch(&self) -> Result<PeerWatch> {
         Ok(PeerWatch {
             socket: Arc::new(
@@ -785,51 +821,142 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Producer<T> {
     ring: Writer<T>,
-    link: Link,
+    waiter: Waiter,
 }
 
 /// The consuming end of a channel.
 #[derive(Debug)]
 pub struct Consumer<T> {
     ring: Reader<T>,
-    link: Link,
+    waiter: Waiter,
 }
 
-impl<T: Pod> Producer<T> {
-    fn assemble(
-        mut ring: Writer<T>,
-        data: Signal,
-        space: Signal,
-        socket: OwnedFd,
-        spin: Duration,
-    ) -> Self {
-        let notify = Arc::new(data);
-        ring.set_notify(Some(notify.clone()));
-        Producer {
-            ring,
-            link: Link {
-                notify,
-                wait: space,
-                socket,
-                spin,
-                odds: SpinOdds::new(),
-                drain_pending: false,
-                gone: false,
-                watched_gone: Arc::new(AtomicBool::new(false)),
-            },
+/// What [`Producer`] and [`Consumer`] have alike, written once: building
+/// the end, the peer's liveness, the fds and counters, and the event-loop
+/// calls. `$peer` names the other end in the docs; `$slots`, `$sleep` and
+/// `$readable` are the docs that differ.
+macro_rules! endpoint_common {
+    (
+        $End:ident($Ring:ident),
+        peer: $peer:literal,
+        slots: $slots:literal,
+        sleep: $sleep:literal,
+        readable: $readable:literal $(,)?
+    ) => {
+        impl<T: Pod> $End<T> {
+            /// The end over `ring`: it wakes the peer through `notify`,
+            /// sleeps on `wait`, and watches the link `socket`.
+            fn assemble(
+                mut ring: $Ring<T>,
+                notify: Signal,
+                wait: Signal,
+                socket: OwnedFd,
+                spin: Duration,
+            ) -> Self {
+                let notify = Arc::new(notify);
+                ring.set_notify(Some(notify.clone()));
+                $End {
+                    ring,
+                    waiter: Waiter::new(notify, wait, socket, spin),
+                }
+            }
+
+            /// Number of slots.
+            pub fn capacity(&self) -> usize {
+                self.ring.capacity()
+            }
+
+            #[doc = $slots]
+            ///
+            /// # Errors
+            /// [`Error::Corrupt`] if the peer corrupted the ring's indices.
+            pub fn slots(&mut self) -> Result<usize> {
+                self.ring.slots()
+            }
+
+            #[doc = concat!("`true` unless the ", $peer, " is gone: it hung up (exited, was")]
+            /// killed, closed the link) or broke the protocol by sending on
+            /// the link. Costs one `poll` with no timeout.
+            pub fn is_peer_alive(&mut self) -> bool {
+                self.waiter.peer_alive()
+            }
+
+            /// Like [`is_peer_alive`](Self::is_peer_alive), with the reason.
+            ///
+            /// # Errors
+            /// [`Error::Disconnected`] for a hang-up, [`Error::Protocol`]
+            /// the first time for a peer that sent bytes on the link.
+            pub fn check_peer(&mut self) -> Result<()> {
+                self.waiter.check_peer()
+            }
+
+            #[doc = concat!("The link socket: it reports a hang-up when the ", $peer, " goes away.")]
+            pub fn link_fd(&self) -> BorrowedFd<'_> {
+                self.waiter.socket.as_fd()
+            }
+
+            /// Counters.
+            pub fn stats(&self) -> Stats {
+                Stats {
+                    wakeups_sent: self.waiter.notify.notify_count(),
+                }
+            }
+
+            #[doc = $sleep]
+            ///
+            /// # Errors
+            /// [`Error::Corrupt`] if the peer corrupted the ring's indices.
+            pub fn prepare_sleep(&mut self) -> Result<bool> {
+                self.ring.prepare_sleep()
+            }
+
+            /// Consumes pending wake-ups on [`AsFd::as_fd`] (one `read`).
+            ///
+            /// # Errors
+            /// [`Error::Disconnected`] if the peer closed its end of a
+            /// socket signal; [`Error::Io`] if the `read` fails otherwise
+            /// (an empty signal is not an error).
+            pub fn drain_signal(&self) -> Result<()> {
+                self.waiter.wait.drain()
+            }
         }
-    }
 
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.ring.capacity()
-    }
+        impl<T> AsFd for $End<T> {
+            #[doc = $readable]
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.waiter.wait.as_fd()
+            }
+        }
 
-    /// Free slots right now.
-    pub fn slots(&mut self) -> Result<usize> {
-        self.ring.slots()
-    }
+        impl<T> AsRawFd for $End<T> {
+            fn as_raw_fd(&self) -> RawFd {
+                self.waiter.wait.as_raw_fd()
+            }
+        }
+    };
+}
 
+endpoint_common!(
+    Producer(Writer),
+    peer: "consumer",
+    slots: "Free slots right now.",
+    sleep: "Announces a sleep (for event loops): `Ok(true)` means the ring is still \
+            full and the consumer will signal [`AsFd::as_fd`] when it frees a slot.",
+    readable: "The signal fd that becomes readable when the consumer frees slots while \
+               this end sleeps.",
+);
+
+endpoint_common!(
+    Consumer(Reader),
+    peer: "producer",
+    slots: "Items ready right now.",
+    sleep: "Announces a sleep (for event loops): `Ok(true)` means the ring is still \
+            empty and the producer will signal [`AsFd::as_fd`] on its next commit.",
+    readable: "The signal fd that becomes readable when the producer commits items while \
+               this end sleeps.",
+);
+
+impl<T: Pod> Producer<T> {
     /// Appends one item without blocking: [`Error::Full`] if there is no
     /// room, [`Error::Disconnected`] instead once the consumer is known to
     /// be gone. No system call unless the consumer sleeps (then one
@@ -843,15 +970,38 @@ impl<T: Pod> Producer<T> {
     /// consumer that died while busy leaves nothing this call can see
     /// without a system call: a producer that keeps getting `Full` calls
     /// [`is_peer_alive`](Self::is_peer_alive) (one `poll`) now and then.
+    ///
+    /// # Errors
+    /// [`Error::Full`] if no slot is free; [`Error::Disconnected`] instead
+    /// once the consumer is known to be gone; [`Error::Corrupt`] if the
+    /// consumer corrupted the ring's indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::{channel, Config, Error};
+    ///
+    /// let (mut tx, mut rx) = channel::pair::<u32>(&Config::new(2))?;
+    /// tx.try_push(1)?;
+    /// tx.try_push(2)?;
+    /// assert!(matches!(tx.try_push(3), Err(Error::Full)));
+    /// assert_eq!(rx.try_pop()?, 1);
+    /// tx.try_push(3)?; // room again
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<()> {
         match self.ring.push(value) {
-            Err(Error::Full) => Err(self.link.stalled(Error::Full)),
+            Err(Error::Full) => Err(self.waiter.stalled(Error::Full)),
             r => r,
         }
     }
 
     /// Appends as many items of `src` as fit, without blocking; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the consumer corrupted the ring's indices. A
+    /// full ring is not an error: `0`.
     #[inline]
     pub fn push_slice(&mut self, src: &[T]) -> Result<usize> {
         self.ring.push_slice(src)
@@ -859,17 +1009,65 @@ impl<T: Pod> Producer<T> {
 
     /// Up to `max` free slots to fill (by copies); see [`ring::WriteChunk`]. Its
     /// commit wakes the consumer if it sleeps.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the consumer corrupted the ring's indices. A
+    /// full ring is not an error: the chunk is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::{channel, Config};
+    ///
+    /// let (mut tx, mut rx) = channel::pair::<u32>(&Config::new(8))?;
+    /// let mut chunk = tx.write_chunk(3)?;
+    /// chunk.write(0, &[1, 2, 3]);
+    /// chunk.commit_all();
+    /// let mut out = [0; 8];
+    /// assert_eq!(rx.pop_slice(&mut out)?, 3);
+    /// assert_eq!(out[..3], [1, 2, 3]);
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     #[inline]
     pub fn write_chunk(&mut self, max: usize) -> Result<ring::WriteChunk<'_, T>> {
         self.ring.write_chunk(max)
     }
 
     /// Waits until at least one slot is free (`None`: no timeout).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if none was free in time; [`Error::Disconnected`]
+    /// once the consumer is gone; [`Error::Protocol`] if it sent bytes on
+    /// the link; [`Error::Corrupt`] if it corrupted the ring's indices;
+    /// [`Error::Io`] if waiting on the signal failed.
     pub fn wait_writable(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.link.wait_until(&mut self.ring, timeout)
+        self.waiter.wait_until(&mut self.ring, timeout)
     }
 
-    /// Appends one item, waiting for room up to `timeout`.
+    /// Appends one item, waiting for room up to `timeout` (`None`: no
+    /// timeout). Spins for [`Config::spin`] before it sleeps.
+    ///
+    /// # Errors
+    /// As [`wait_writable`](Self::wait_writable): [`Error::Timeout`],
+    /// [`Error::Disconnected`], [`Error::Protocol`], [`Error::Corrupt`],
+    /// [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::{channel, Config, Error};
+    ///
+    /// let (mut tx, rx) = channel::pair::<u32>(&Config::new(1))?;
+    /// tx.push_blocking(1, Some(Duration::from_secs(5)))?;
+    /// // Full, and nobody pops: the wait ends with the timeout.
+    /// let r = tx.push_blocking(2, Some(Duration::from_millis(10)));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// drop(rx); // the consumer goes: the wait ends at once
+    /// let r = tx.push_blocking(2, None);
+    /// assert!(matches!(r, Err(Error::Disconnected)));
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     pub fn push_blocking(&mut self, value: T, timeout: Option<Duration>) -> Result<()> {
         match self.ring.push(value) {
             Err(Error::Full) => {
@@ -881,6 +1079,10 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Appends all of `src`, waiting for room up to `timeout` in all.
+    ///
+    /// # Errors
+    /// As [`wait_writable`](Self::wait_writable); the items before the
+    /// failure were sent.
     pub fn push_all(&mut self, mut src: &[T], timeout: Option<Duration>) -> Result<()> {
         let deadline = timeout.map(|t| Instant::now() + t);
         while !src.is_empty() {
@@ -894,26 +1096,17 @@ impl<T: Pod> Producer<T> {
         Ok(())
     }
 
-    /// `true` unless the consumer is gone: it hung up (exited, was killed,
-    /// closed the link) or broke the protocol by sending on the link. Costs
-    /// one `poll` with no timeout.
-    pub fn is_peer_alive(&mut self) -> bool {
-        self.link.peer_alive()
-    }
-
-    /// Like [`is_peer_alive`](Self::is_peer_alive), with the reason:
-    /// [`Error::Disconnected`] for a hang-up, [`Error::Protocol`] the first
-    /// time for a peer that sent bytes on the link.
-    pub fn check_peer(&mut self) -> Result<()> {
-        self.link.check_peer()
-    }
-
     /// A [`PeerWatch`] of the consumer, for another thread: once it saw the
     /// consumer go, [`try_push`](Self::try_push) on a full ring returns
     /// [`Error::Disconnected`] instead of [`Error::Full`], with no system
     /// call of its own. How a real-time producer learns that a consumer died
     /// while the ring was full (no wake-up write, which would have told it,
     /// happens then).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the link cannot be duplicated.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use shmring::{channel, Config, Error};
@@ -929,78 +1122,39 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     pub fn peer_watch(&self) -> Result<PeerWatch> {
-        self.link.watch()
-    }
-
-    /// The link socket: it reports a hang-up when the consumer goes away.
-    pub fn link_fd(&self) -> BorrowedFd<'_> {
-        self.link.socket.as_fd()
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            wakeups_sent: self.link.notify.notify_count(),
-        }
-    }
-
-    /// Announces a sleep (for event loops): `Ok(true)` means the ring is still
-    /// full and the consumer will signal [`AsFd::as_fd`] when it frees a slot.
-    pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.ring.prepare_sleep()
-    }
-
-    /// Consumes pending wake-ups on [`AsFd::as_fd`] (one `read`).
-    pub fn drain_signal(&self) -> Result<()> {
-        self.link.wait.drain()
+        self.waiter.watch()
     }
 }
 
 impl<T: Pod> Consumer<T> {
-    fn assemble(
-        mut ring: Reader<T>,
-        data: Signal,
-        space: Signal,
-        socket: OwnedFd,
-        spin: Duration,
-    ) -> Self {
-        let notify = Arc::new(space);
-        ring.set_notify(Some(notify.clone()));
-        Consumer {
-            ring,
-            link: Link {
-                notify,
-                wait: data,
-                socket,
-                spin,
-                odds: SpinOdds::new(),
-                drain_pending: false,
-                gone: false,
-                watched_gone: Arc::new(AtomicBool::new(false)),
-            },
-        }
-    }
-
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.ring.capacity()
-    }
-
-    /// Items ready right now.
-    pub fn slots(&mut self) -> Result<usize> {
-        self.ring.slots()
-    }
-
     /// Removes the oldest item without blocking: [`Error::Empty`] if none,
     /// [`Error::Disconnected`] instead once the producer is known to be gone
     /// (as for [`Producer::try_push`]: a failed wake-up of a producer
     /// waiting for room, or a liveness check or wait that saw it go) and
     /// every item it committed was popped. No system call unless the
     /// producer sleeps (then one `write`), whatever the outcome.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] if no item is ready; [`Error::Disconnected`]
+    /// instead once the producer is known to be gone and its items were
+    /// popped; [`Error::Corrupt`] if the producer corrupted the ring's
+    /// indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::{channel, Config, Error};
+    ///
+    /// let (mut tx, mut rx) = channel::pair::<u32>(&Config::new(4))?;
+    /// assert!(matches!(rx.try_pop(), Err(Error::Empty)));
+    /// tx.try_push(7)?;
+    /// assert_eq!(rx.try_pop()?, 7);
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     #[inline]
     pub fn try_pop(&mut self) -> Result<T> {
         match self.ring.pop() {
-            Err(Error::Empty) => match self.link.stalled(Error::Empty) {
+            Err(Error::Empty) => match self.waiter.stalled(Error::Empty) {
                 // What the producer committed before it left comes first.
                 Error::Disconnected => match self.ring.pop() {
                     Err(Error::Empty) => Err(Error::Disconnected),
@@ -1013,6 +1167,10 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Removes up to `dst.len()` items without blocking; returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the producer corrupted the ring's indices. An
+    /// empty ring is not an error: `0`.
     #[inline]
     pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize> {
         self.ring.pop_slice(dst)
@@ -1020,6 +1178,25 @@ impl<T: Pod> Consumer<T> {
 
     /// Up to `max` items to read (by copies); see [`ring::ReadChunk`]. Its release
     /// wakes the producer if it sleeps.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the producer corrupted the ring's indices. An
+    /// empty ring is not an error: the chunk is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::{channel, Config};
+    ///
+    /// let (mut tx, mut rx) = channel::pair::<u32>(&Config::new(8))?;
+    /// tx.push_slice(&[1, 2, 3])?;
+    /// let chunk = rx.read_chunk(8)?;
+    /// assert_eq!(chunk.len(), 3);
+    /// assert_eq!(chunk.get(2), 3);
+    /// chunk.release_all();
+    /// assert_eq!(rx.slots()?, 0);
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     #[inline]
     pub fn read_chunk(&mut self, max: usize) -> Result<ring::ReadChunk<'_, T>> {
         self.ring.read_chunk(max)
@@ -1028,11 +1205,39 @@ impl<T: Pod> Consumer<T> {
     /// Waits until at least one item is ready (`None`: no timeout). Items the
     /// producer committed before it went away are still delivered; after them
     /// this returns [`Error::Disconnected`].
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if none was ready in time; [`Error::Disconnected`]
+    /// once the producer is gone and its items were taken;
+    /// [`Error::Protocol`] if it sent bytes on the link; [`Error::Corrupt`]
+    /// if it corrupted the ring's indices; [`Error::Io`] if waiting on the
+    /// signal failed.
     pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.link.wait_until(&mut self.ring, timeout)
+        self.waiter.wait_until(&mut self.ring, timeout)
     }
 
-    /// Removes the oldest item, waiting up to `timeout` for one.
+    /// Removes the oldest item, waiting up to `timeout` for one (`None`: no
+    /// timeout). Spins for [`Config::spin`] before it sleeps.
+    ///
+    /// # Errors
+    /// As [`wait_readable`](Self::wait_readable): [`Error::Timeout`],
+    /// [`Error::Disconnected`], [`Error::Protocol`], [`Error::Corrupt`],
+    /// [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmring::{channel, Config, Error};
+    ///
+    /// let (mut tx, mut rx) = channel::pair::<u32>(&Config::new(4))?;
+    /// tx.try_push(5)?;
+    /// drop(tx); // the producer goes: what it committed still arrives
+    /// assert_eq!(rx.pop_blocking(Some(Duration::from_secs(5)))?, 5);
+    /// let r = rx.pop_blocking(Some(Duration::from_secs(5)));
+    /// assert!(matches!(r, Err(Error::Disconnected)));
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     pub fn pop_blocking(&mut self, timeout: Option<Duration>) -> Result<T> {
         match self.ring.pop() {
             Err(Error::Empty) => {
@@ -1045,6 +1250,9 @@ impl<T: Pod> Consumer<T> {
 
     /// Removes between 1 and `dst.len()` items, waiting up to `timeout` for the
     /// first; returns how many.
+    ///
+    /// # Errors
+    /// As [`wait_readable`](Self::wait_readable).
     pub fn pop_slice_blocking(
         &mut self,
         dst: &mut [T],
@@ -1061,75 +1269,15 @@ impl<T: Pod> Consumer<T> {
         self.ring.pop_slice(dst)
     }
 
-    /// `true` unless the producer is gone (see
-    /// [`Producer::is_peer_alive`]). Costs one `poll` with no timeout.
-    pub fn is_peer_alive(&mut self) -> bool {
-        self.link.peer_alive()
-    }
-
-    /// Like [`is_peer_alive`](Self::is_peer_alive), with the reason (see
-    /// [`Producer::check_peer`]).
-    pub fn check_peer(&mut self) -> Result<()> {
-        self.link.check_peer()
-    }
-
     /// A [`PeerWatch`] of the producer for another thread (see
     /// [`Producer::peer_watch`]): once it saw the producer go,
     /// [`try_pop`](Self::try_pop) on an empty ring returns
     /// [`Error::Disconnected`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the link cannot be duplicated.
     pub fn peer_watch(&self) -> Result<PeerWatch> {
-        self.link.watch()
-    }
-
-    /// The link socket: it reports a hang-up when the producer goes away.
-    pub fn link_fd(&self) -> BorrowedFd<'_> {
-        self.link.socket.as_fd()
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            wakeups_sent: self.link.notify.notify_count(),
-        }
-    }
-
-    /// Announces a sleep (for event loops): `Ok(true)` means the ring is still
-    /// empty and the producer will signal [`AsFd::as_fd`] on its next commit.
-    pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.ring.prepare_sleep()
-    }
-
-    /// Consumes pending wake-ups on [`AsFd::as_fd`] (one `read`).
-    pub fn drain_signal(&self) -> Result<()> {
-        self.link.wait.drain()
-    }
-}
-
-impl<T> AsFd for Producer<T> {
-    /// The signal fd that becomes readable when the consumer frees slots while
-    /// this end sleeps.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.link.wait.as_fd()
-    }
-}
-
-impl<T> AsRawFd for Producer<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.link.wait.as_raw_fd()
-    }
-}
-
-impl<T> AsFd for Consumer<T> {
-    /// The signal fd that becomes readable when the producer commits items while
-    /// this end sleeps.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.link.wait.as_fd()
-    }
-}
-
-impl<T> AsRawFd for Consumer<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.link.wait.as_raw_fd()
+        self.waiter.watch()
     }
 }
 
