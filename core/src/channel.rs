@@ -384,6 +384,31 @@ impl ChannelFds {
 /// Both ends of a channel in one process, joined by a socket pair so that
 /// dropping one end makes the other's blocking calls return
 /// [`Error::Disconnected`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a capacity or element type the ring does
+/// not support (see [`RingLayout::new`]); [`Error::Io`] if a memfd, a
+/// mapping, a signal or the socket pair cannot be made (out of fds or
+/// memory, say).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmring::{channel, Config};
+///
+/// let (mut tx, mut rx) = channel::pair::<f32>(&Config::new(256))?;
+/// let t = std::thread::spawn(move || -> shmring::Result<()> {
+///     tx.push_all(&[0.5; 1000], Some(Duration::from_secs(5)))
+/// });
+/// let mut got = 0;
+/// let mut buf = [0.0; 64];
+/// while got < 1000 {
+///     got += rx.pop_slice_blocking(&mut buf, Some(Duration::from_secs(5)))?;
+/// }
+/// t.join().unwrap()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
 pub fn pair<T: Pod>(config: &Config) -> Result<(Producer<T>, Consumer<T>)> {
     let fds = ChannelFds::create::<T>(config)?;
     let (a, b) = socket_pair()?;

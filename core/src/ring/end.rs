@@ -175,3 +175,103 @@ impl<T, const WRITER: bool> EndState<T, WRITER> {
             .finish()
     }
 }
+
+/// What [`Writer`](super::Writer) and [`Reader`](super::Reader) have alike,
+/// written once: the struct over its [`EndState`], `Send`, `Debug`, the
+/// constructor, and the public calls that only forward to the state.
+/// `$own`/`$peer` name the indices in `Debug`; `$other` names the other
+/// end, `$moves` what it does to wake this one, `$stall` what this end
+/// waits out (full, empty) and `$slots` what it counts, in the docs.
+macro_rules! ring_end {
+    (
+        $(#[$doc:meta])*
+        $End:ident($State:ident),
+        own: $own:literal,
+        peer: $peer:literal,
+        other: $other:literal,
+        moves: $moves:literal,
+        stall: $stall:literal,
+        slots: $slots:literal $(,)?
+    ) => {
+        $(#[$doc])*
+        pub struct $End<T> {
+            pub(super) end: $State<T>,
+        }
+
+        // SAFETY: the ring is single-producer single-consumer: an end is owned
+        // by one thread at a time, and the region it points into is
+        // `Send + Sync`.
+        unsafe impl<T: Send> Send for $End<T> {}
+
+        impl<T> std::fmt::Debug for $End<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.end.debug(f, stringify!($End), $own, $peer)
+            }
+        }
+
+        impl<T> $End<T> {
+            #[doc = concat!("An end over `shared` with its own index (`", $own, "`) and the")]
+            /// other end's as found (and validated) at attach.
+            pub(super) fn new(shared: Shared<T>, own: u64, peer: u64) -> Self {
+                $End {
+                    end: EndState::new(shared, own, peer),
+                }
+            }
+        }
+
+        impl<T: Pod> $End<T> {
+            #[doc = concat!("Sets the hook called when this end moves its index while the ", $other)]
+            /// sleeps.
+            pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
+                self.end.set_notify(notify);
+            }
+
+            /// Number of slots.
+            pub fn capacity(&self) -> usize {
+                self.end.capacity() as usize
+            }
+
+            /// `true` once the peer corrupted an index; every call then fails.
+            pub fn is_poisoned(&self) -> bool {
+                self.end.is_poisoned()
+            }
+
+            #[doc = concat!($slots, " right now (reads the ", $other, "'s index).")]
+            ///
+            /// # Errors
+            #[doc = concat!("[`Error::Corrupt`] if the ", $other, "'s index is out of range (this end is")]
+            /// poisoned from then on).
+            pub fn slots(&mut self) -> Result<usize> {
+                self.end.refresh()?;
+                Ok(self.end.cached_ready())
+            }
+
+            #[doc = concat!("Announces that this end is about to sleep because the ring is ", $stall, ".")]
+            #[doc = concat!("Returns `Ok(true)` if it is still ", $stall, " after the announcement")]
+            #[doc = concat!("(go to sleep: the ", $other, " will notify after its next ", $moves, "),")]
+            /// `Ok(false)` if that changed meanwhile (the announcement is
+            /// withdrawn; do not sleep).
+            ///
+            /// Every call announces a new sleep, so calling it again after a
+            /// wake-up without [`cancel_sleep`](Self::cancel_sleep) is safe
+            /// (event loops do).
+            ///
+            /// # Errors
+            #[doc = concat!("[`Error::Corrupt`] if the ", $other, "'s index is out of range (this end is")]
+            /// poisoned from then on; the announcement stands).
+            pub fn prepare_sleep(&mut self) -> Result<bool> {
+                self.end.announce_sleep();
+                let ready = self.end.ready(1)?;
+                Ok(self.end.sleep_unless(ready))
+            }
+
+            /// Withdraws the sleep announcement (after waking up, for
+            /// whatever reason).
+            pub fn cancel_sleep(&mut self) {
+                self.end.cancel_sleep();
+            }
+        }
+    };
+}
+
+pub(super) use ring_end;

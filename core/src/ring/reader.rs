@@ -9,34 +9,23 @@ use std::sync::Arc;
 use bytemuck::Pod;
 
 use super::chunks::ReadChunk;
-use super::end::{EndState, ReaderState};
+use super::end::{ring_end, EndState, ReaderState};
 use super::slots::{load_items, Shared};
 use super::wake::Notify;
 use crate::{Error, Result};
 
-/// The consuming end of a ring.
-pub struct Reader<T> {
-    pub(super) end: ReaderState<T>,
-}
-
-// SAFETY: the ring is single-producer single-consumer: a `Reader` is owned by
-// one thread at a time, and the region it points into is `Send + Sync`.
-unsafe impl<T: Send> Send for Reader<T> {}
-
-impl<T> std::fmt::Debug for Reader<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.end.debug(f, "Reader", "read", "write_cache")
-    }
-}
+ring_end!(
+    /// The consuming end of a ring.
+    Reader(ReaderState),
+    own: "read",
+    peer: "write_cache",
+    other: "producer",
+    moves: "commit",
+    stall: "empty",
+    slots: "Items ready to read",
+);
 
 impl<T> Reader<T> {
-    /// An end over `shared` at the indices found (and validated) at attach.
-    pub(super) fn new(shared: Shared<T>, read: u64, write: u64) -> Self {
-        Reader {
-            end: EndState::new(shared, read, write),
-        }
-    }
-
     /// Our read index: items released so far.
     #[inline]
     pub(super) fn read(&self) -> u64 {
@@ -45,31 +34,6 @@ impl<T> Reader<T> {
 }
 
 impl<T: Pod> Reader<T> {
-    /// Sets the hook called when a release finds the producer asleep.
-    pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
-        self.end.set_notify(notify);
-    }
-
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.end.capacity() as usize
-    }
-
-    /// `true` once the peer corrupted an index; every call then fails.
-    pub fn is_poisoned(&self) -> bool {
-        self.end.is_poisoned()
-    }
-
-    /// Items ready to read right now (reads the producer's index).
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] if the producer's index is out of range (the
-    /// reader is poisoned from then on).
-    pub fn slots(&mut self) -> Result<usize> {
-        self.end.refresh()?;
-        Ok(self.end.cached_ready())
-    }
-
     /// Up to `max` items to read (fewer if fewer are ready; possibly none), by
     /// copies ([`ReadChunk::read`], [`ReadChunk::get`], [`ReadChunk::iter`])
     /// or, from a trusted producer, in place ([`ReadChunk::as_slices`]). They
@@ -143,27 +107,5 @@ impl<T: Pod> Reader<T> {
     #[inline]
     pub(super) fn retire(&mut self, n: usize) {
         self.end.advance(n);
-    }
-
-    /// Announces that the consumer is about to sleep because the ring is empty.
-    /// Returns `Ok(true)` if it is still empty after the announcement (go to
-    /// sleep: the producer will notify after its next commit), `Ok(false)` if items
-    /// arrived meanwhile (the announcement is withdrawn; do not sleep).
-    ///
-    /// Every call announces a new sleep, so calling it again after a wake-up
-    /// without [`cancel_sleep`](Self::cancel_sleep) is safe (event loops do).
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] if the producer's index is out of range (the
-    /// reader is poisoned from then on; the announcement stands).
-    pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.end.announce_sleep();
-        let ready = self.end.ready(1)?;
-        Ok(self.end.sleep_unless(ready))
-    }
-
-    /// Withdraws the sleep announcement (after waking up, for whatever reason).
-    pub fn cancel_sleep(&mut self) {
-        self.end.cancel_sleep();
     }
 }

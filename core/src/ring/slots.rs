@@ -192,20 +192,8 @@ impl<T> Unit<T> {
 /// not shared with any other process.
 #[inline(always)]
 pub(super) unsafe fn load_items<T: Pod>(src: *const T, dst: *mut T, n: usize) {
-    let bytes = n * size_of::<T>();
-    #[cfg(loom)]
-    super::model::touch(src.cast(), bytes, false);
-    let (s, d) = (src.cast::<u8>(), dst.cast::<u8>());
-    // SAFETY: forwarded from the caller; `Unit::<T>::BYTES` divides the size and
-    // alignment of `T`, so `s` is aligned for the unit and `bytes` a multiple of it.
-    unsafe {
-        match Unit::<T>::BYTES {
-            8 => load_bytes::<u64>(s, d, bytes),
-            4 => load_bytes::<u32>(s, d, bytes),
-            2 => load_bytes::<u16>(s, d, bytes),
-            _ => load_bytes::<u8>(s, d, bytes),
-        }
-    }
+    // SAFETY: the caller's contract is `copy_items`' for a `Load`.
+    unsafe { copy_items::<T, Load>(src, dst, n) }
 }
 
 /// Copies `n` items from local memory at `src` into the slots at `dst` with
@@ -216,114 +204,127 @@ pub(super) unsafe fn load_items<T: Pod>(src: *const T, dst: *mut T, n: usize) {
 /// process may access them meanwhile); `src` valid for reads of `n` items.
 #[inline(always)]
 pub(super) unsafe fn store_items<T: Pod>(dst: *mut T, src: *const T, n: usize) {
+    // SAFETY: the caller's contract is `copy_items`' for a `Store`.
+    unsafe { copy_items::<T, Store>(src, dst, n) }
+}
+
+/// Which way a copy goes: the side in the slots (shared memory) gets
+/// aligned volatile accesses, the local side plain unaligned ones.
+trait Way {
+    /// `true` if the source is in the slots (a load), `false` if the
+    /// destination is (a store).
+    const FROM_SLOTS: bool;
+
+    /// Copies one `V` from `s + i` to `d + i`.
+    ///
+    /// # Safety
+    /// Both valid for `size_of::<V>()` bytes at `i`; the shared one (see
+    /// [`FROM_SLOTS`](Self::FROM_SLOTS)) aligned for `V`; the local source
+    /// of a store initialised.
+    unsafe fn step<V>(s: *const u8, d: *mut u8, i: usize);
+}
+
+/// From the slots into local memory.
+struct Load;
+/// From local memory into the slots.
+struct Store;
+
+impl Way for Load {
+    const FROM_SLOTS: bool = true;
+
+    #[inline(always)]
+    unsafe fn step<V>(s: *const u8, d: *mut u8, i: usize) {
+        // SAFETY: the caller's contract; `s` is the shared, aligned side.
+        unsafe {
+            let v = ptr::read_volatile(s.add(i).cast::<V>());
+            ptr::write_unaligned(d.add(i).cast::<V>(), v);
+        }
+    }
+}
+
+impl Way for Store {
+    const FROM_SLOTS: bool = false;
+
+    #[inline(always)]
+    unsafe fn step<V>(s: *const u8, d: *mut u8, i: usize) {
+        // SAFETY: the caller's contract; `d` is the shared, aligned side.
+        unsafe {
+            let v = ptr::read_unaligned(s.add(i).cast::<V>());
+            ptr::write_volatile(d.add(i).cast::<V>(), v);
+        }
+    }
+}
+
+/// Copies `n` items from `src` to `dst` the way `W` says (see
+/// [`load_items`] for how).
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `n` items; the side in the
+/// slots aligned for `T` (another process may access it meanwhile), the
+/// local side not shared with any other process.
+#[inline(always)]
+unsafe fn copy_items<T: Pod, W: Way>(src: *const T, dst: *mut T, n: usize) {
     let bytes = n * size_of::<T>();
+    let (s, d) = (src.cast::<u8>(), dst.cast::<u8>());
+    let shared = if W::FROM_SLOTS { s } else { d.cast_const() };
     #[cfg(loom)]
-    super::model::touch(dst.cast(), bytes, true);
-    let (d, s) = (dst.cast::<u8>(), src.cast::<u8>());
-    // SAFETY: as in `load_items`.
+    super::model::touch(shared, bytes, !W::FROM_SLOTS);
+    // SAFETY: forwarded from the caller; `Unit::<T>::BYTES` divides the size and
+    // alignment of `T`, so the shared side is aligned for the unit and `bytes`
+    // a multiple of it.
     unsafe {
         match Unit::<T>::BYTES {
-            8 => store_bytes::<u64>(d, s, bytes),
-            4 => store_bytes::<u32>(d, s, bytes),
-            2 => store_bytes::<u16>(d, s, bytes),
-            _ => store_bytes::<u8>(d, s, bytes),
+            8 => copy_bytes::<u64, W>(s, d, shared as usize, bytes),
+            4 => copy_bytes::<u32, W>(s, d, shared as usize, bytes),
+            2 => copy_bytes::<u16, W>(s, d, shared as usize, bytes),
+            _ => copy_bytes::<u8, W>(s, d, shared as usize, bytes),
         }
     }
 }
 
 /// # Safety
-/// `s` (shared) valid for reads of `bytes` bytes and aligned for `U`; `d`
-/// (local) valid for writes of `bytes` bytes; `bytes` a multiple of the size
-/// of `U`, which is 1, 2, 4 or 8.
+/// `s` valid for reads and `d` for writes of `bytes` bytes; `shared` the
+/// address of whichever of them is in the slots (see [`Way`]), aligned for
+/// `U`; `bytes` a multiple of the size of `U`, which is 1, 2, 4 or 8; the
+/// local source of a store initialised.
 #[inline(always)]
-unsafe fn load_bytes<U: Copy>(s: *const u8, d: *mut u8, bytes: usize) {
+unsafe fn copy_bytes<U: Copy, W: Way>(s: *const u8, d: *mut u8, shared: usize, bytes: usize) {
     let u = size_of::<U>();
     let mut i = 0;
     // SAFETY: every access lies in `[0, bytes)` of both buffers (`i` steps by
-    // the width it accesses and stops before `bytes`). Shared loads are aligned:
-    // `s + i` is a multiple of `u` throughout, of 8 from the first 8-aligned
-    // byte on (`bytes - i` stays a multiple of `u`, so the unit loop never
-    // overruns), of 16 in the vector loop. Local stores are unaligned.
+    // the width it accesses and stops before `bytes`). Shared accesses are
+    // aligned: `shared + i` is a multiple of `u` throughout, of 8 from the
+    // first 8-aligned byte on (`bytes - i` stays a multiple of `u`, so the
+    // unit loop never overruns), of 16 in the vector loop. Local accesses are
+    // unaligned. The local bytes of a store are initialised: they are the
+    // bytes of `Pod` items, which have no padding.
     unsafe {
         if u < 8 {
-            let head = ((8 - (s as usize) % 8) % 8).min(bytes);
+            let head = ((8 - shared % 8) % 8).min(bytes);
             while i < head {
-                let v = ptr::read_volatile(s.add(i).cast::<U>());
-                ptr::write_unaligned(d.add(i).cast::<U>(), v);
+                W::step::<U>(s, d, i);
                 i += u;
             }
         }
-        // `s + i` is 8-aligned here (or `i == bytes`).
+        // `shared + i` is 8-aligned here (or `i == bytes`).
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::__m128i;
-            if (s as usize + i) % 16 != 0 && i + 8 <= bytes {
-                let v = ptr::read_volatile(s.add(i).cast::<u64>());
-                ptr::write_unaligned(d.add(i).cast::<u64>(), v);
+            if (shared + i) % 16 != 0 && i + 8 <= bytes {
+                W::step::<u64>(s, d, i);
                 i += 8;
             }
             while i + 16 <= bytes {
-                let v = ptr::read_volatile(s.add(i).cast::<__m128i>());
-                ptr::write_unaligned(d.add(i).cast::<__m128i>(), v);
+                W::step::<__m128i>(s, d, i);
                 i += 16;
             }
         }
         while i + 8 <= bytes {
-            let v = ptr::read_volatile(s.add(i).cast::<u64>());
-            ptr::write_unaligned(d.add(i).cast::<u64>(), v);
+            W::step::<u64>(s, d, i);
             i += 8;
         }
         while i < bytes {
-            let v = ptr::read_volatile(s.add(i).cast::<U>());
-            ptr::write_unaligned(d.add(i).cast::<U>(), v);
-            i += u;
-        }
-    }
-}
-
-/// # Safety
-/// `d` (shared) valid for writes of `bytes` bytes and aligned for `U`; `s`
-/// (local) valid for reads of `bytes` initialised bytes; `bytes` a multiple of
-/// the size of `U`, which is 1, 2, 4 or 8.
-#[inline(always)]
-unsafe fn store_bytes<U: Copy>(d: *mut u8, s: *const u8, bytes: usize) {
-    let u = size_of::<U>();
-    let mut i = 0;
-    // SAFETY: as in `load_bytes`, with the roles of the buffers swapped. The
-    // local bytes are initialised: they are the bytes of `Pod` items, which
-    // have no padding.
-    unsafe {
-        if u < 8 {
-            let head = ((8 - (d as usize) % 8) % 8).min(bytes);
-            while i < head {
-                let v = ptr::read_unaligned(s.add(i).cast::<U>());
-                ptr::write_volatile(d.add(i).cast::<U>(), v);
-                i += u;
-            }
-        }
-        // `d + i` is 8-aligned here (or `i == bytes`).
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::__m128i;
-            if (d as usize + i) % 16 != 0 && i + 8 <= bytes {
-                let v = ptr::read_unaligned(s.add(i).cast::<u64>());
-                ptr::write_volatile(d.add(i).cast::<u64>(), v);
-                i += 8;
-            }
-            while i + 16 <= bytes {
-                let v = ptr::read_unaligned(s.add(i).cast::<__m128i>());
-                ptr::write_volatile(d.add(i).cast::<__m128i>(), v);
-                i += 16;
-            }
-        }
-        while i + 8 <= bytes {
-            let v = ptr::read_unaligned(s.add(i).cast::<u64>());
-            ptr::write_volatile(d.add(i).cast::<u64>(), v);
-            i += 8;
-        }
-        while i < bytes {
-            let v = ptr::read_unaligned(s.add(i).cast::<U>());
-            ptr::write_volatile(d.add(i).cast::<U>(), v);
+            W::step::<U>(s, d, i);
             i += u;
         }
     }

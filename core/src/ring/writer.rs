@@ -9,34 +9,23 @@ use std::sync::Arc;
 use bytemuck::Pod;
 
 use super::chunks::WriteChunk;
-use super::end::{EndState, WriterState};
+use super::end::{ring_end, EndState, WriterState};
 use super::slots::{store_items, Shared};
 use super::wake::Notify;
 use crate::{Error, Result};
 
-/// The producing end of a ring.
-pub struct Writer<T> {
-    pub(super) end: WriterState<T>,
-}
-
-// SAFETY: the ring is single-producer single-consumer: a `Writer` is owned by
-// one thread at a time, and the region it points into is `Send + Sync`.
-unsafe impl<T: Send> Send for Writer<T> {}
-
-impl<T> std::fmt::Debug for Writer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.end.debug(f, "Writer", "write", "read_cache")
-    }
-}
+ring_end!(
+    /// The producing end of a ring.
+    Writer(WriterState),
+    own: "write",
+    peer: "read_cache",
+    other: "consumer",
+    moves: "release",
+    stall: "full",
+    slots: "Free slots",
+);
 
 impl<T> Writer<T> {
-    /// An end over `shared` at the indices found (and validated) at attach.
-    pub(super) fn new(shared: Shared<T>, write: u64, read: u64) -> Self {
-        Writer {
-            end: EndState::new(shared, write, read),
-        }
-    }
-
     /// Our write index: items published so far.
     #[inline]
     pub(super) fn write(&self) -> u64 {
@@ -45,31 +34,6 @@ impl<T> Writer<T> {
 }
 
 impl<T: Pod> Writer<T> {
-    /// Sets the hook called when a commit finds the consumer asleep.
-    pub fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
-        self.end.set_notify(notify);
-    }
-
-    /// Number of slots.
-    pub fn capacity(&self) -> usize {
-        self.end.capacity() as usize
-    }
-
-    /// `true` once the peer corrupted an index; every call then fails.
-    pub fn is_poisoned(&self) -> bool {
-        self.end.is_poisoned()
-    }
-
-    /// Free slots right now (reads the consumer's index).
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] if the consumer's index is out of range (the
-    /// writer is poisoned from then on).
-    pub fn slots(&mut self) -> Result<usize> {
-        self.end.refresh()?;
-        Ok(self.end.cached_ready())
-    }
-
     /// Up to `max` free slots to fill (fewer if the ring has fewer free;
     /// possibly none), by copies ([`WriteChunk::write`],
     /// [`WriteChunk::fill_from_iter`]) or, for a trusted consumer, in place
@@ -144,27 +108,5 @@ impl<T: Pod> Writer<T> {
     #[inline]
     pub(super) fn publish(&mut self, n: usize) {
         self.end.advance(n);
-    }
-
-    /// Announces that the producer is about to sleep because the ring is full.
-    /// Returns `Ok(true)` if it is still full after the announcement (go to sleep:
-    /// the consumer will notify after its next release), `Ok(false)` if space
-    /// appeared meanwhile (the announcement is withdrawn; do not sleep).
-    ///
-    /// Every call announces a new sleep, so calling it again after a wake-up
-    /// without [`cancel_sleep`](Self::cancel_sleep) is safe (event loops do).
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] if the consumer's index is out of range (the
-    /// writer is poisoned from then on; the announcement stands).
-    pub fn prepare_sleep(&mut self) -> Result<bool> {
-        self.end.announce_sleep();
-        let free = self.end.ready(1)?;
-        Ok(self.end.sleep_unless(free))
-    }
-
-    /// Withdraws the sleep announcement (after waking up, for whatever reason).
-    pub fn cancel_sleep(&mut self) {
-        self.end.cancel_sleep();
     }
 }
