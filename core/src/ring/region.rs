@@ -19,7 +19,7 @@ use super::header::MAX_ALIGN;
 /// pointer while a ring is attached must do the same: no references into the
 /// region, no plain reads or writes. The memory must not overlap that of any
 /// other `Region` alive in this process unless both start at the same address
-/// (the rings' claims tell those apart; see the [module docs](self)).
+/// (the rings' claims tell those apart; see the [module docs](crate::ring)).
 pub unsafe trait Region: Send + Sync + 'static {
     /// Start of the region.
     fn as_ptr(&self) -> *mut u8;
