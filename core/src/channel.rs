@@ -727,7 +727,7 @@ impl Waiter {
         if self.gone {
             return false;
         }
-        if link_events(self.socket.as_fd()).is_some_and(|ev| ev != 0) {
+        if link_stirred(self.socket.as_fd()) {
             self.gone = true;
         }
         !self.gone
@@ -792,7 +792,7 @@ impl PeerWatch {
         if self.gone.load(Ordering::Acquire) {
             return false;
         }
-        if link_events(self.socket.as_fd()).is_some_and(|ev| ev != 0) {
+        if link_stirred(self.socket.as_fd()) {
             self.gone.store(true, Ordering::Release);
         }
         !self.gone.load(Ordering::Acquire)
@@ -816,7 +816,16 @@ impl AsFd for PeerWatch {
 /// with our data unread (`POLLERR`: reset).
 const HANG_UP: libc::c_short = libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL;
 
-/// The link's poll events right now (`None` if poll failed).
+/// Whether anything happened on the link: a hang-up, or a byte from the
+/// peer (a protocol violation after the handshake). Either way the peer is
+/// gone for good.
+fn link_stirred(fd: BorrowedFd<'_>) -> bool {
+    link_events(fd).is_some_and(|ev| ev != 0)
+}
+
+/// The link's poll events right now (`None` if poll failed): one `poll`
+/// with no timeout, the only way this module looks at the link without
+/// waiting.
 fn link_events(fd: BorrowedFd<'_>) -> Option<libc::c_short> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),

@@ -37,9 +37,22 @@ impl RingLayout {
     /// The layout of a ring of at least `capacity` items of `T` (rounded up to a
     /// power of two).
     ///
-    /// Fails for a zero-sized `T`, a zero capacity, an alignment above
-    /// [`MAX_ALIGN`], a capacity above [`MAX_CAPACITY`] or a region above
-    /// [`MAX_REGION_SIZE`], or a `tag` that does not describe `T`.
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero-sized `T`, a zero capacity, an
+    /// alignment above [`MAX_ALIGN`], a capacity above [`MAX_CAPACITY`] or a
+    /// region above [`MAX_REGION_SIZE`], or a `tag` that does not describe
+    /// `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::ring::{RingLayout, TypeTag};
+    ///
+    /// let layout = RingLayout::new::<u64>(1000, TypeTag::of::<u64>("ticks"))?;
+    /// assert_eq!(layout.capacity(), 1024);
+    /// assert!(RingLayout::new::<u64>(0, TypeTag::of::<u64>("ticks")).is_err());
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
     pub fn new<T: Pod>(capacity: usize, tag: TypeTag) -> Result<Self> {
         if tag.size as usize != size_of::<T>() || tag.align as usize != align_of::<T>() {
             return Err(Error::InvalidArgument(format!(
@@ -54,6 +67,9 @@ impl RingLayout {
     }
 
     /// The layout for a tag alone (used when validating what a peer announces).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), except the check of the tag against a type.
     pub fn from_tag(capacity: usize, tag: TypeTag) -> Result<Self> {
         let size = tag.size as usize;
         let align = tag.align as usize;
@@ -121,9 +137,12 @@ impl RingLayout {
     /// the ring (for use in one process, or to keep one end and let another
     /// process [`attach`](Self::writer) the other).
     ///
-    /// Fails with [`Error::InvalidArgument`] if an end of a ring over this
-    /// region is attached in this process (see the [module docs](crate::ring)); the
-    /// region is then left untouched.
+    /// # Errors
+    /// [`Error::InvalidArgument`] if an end of a ring over this region is
+    /// attached in this process (see the [module docs](crate::ring)); the
+    /// region is then left untouched. Also if the layout was made for
+    /// another element type or the region is not aligned to 128 bytes and
+    /// the element's alignment; [`Error::BadSegment`] if it is too short.
     pub fn init<T: Pod>(&self, region: Arc<dyn Region>) -> Result<(Writer<T>, Reader<T>)> {
         self.check_region::<T>(&*region)?;
         let base = region.as_ptr();
@@ -155,8 +174,13 @@ impl RingLayout {
     /// (possibly by another process). The header is copied out and compared with
     /// this layout; indices are validated.
     ///
-    /// Fails with [`Error::InvalidArgument`] while a writer of this region is
-    /// attached in this process (see the [module docs](crate::ring)).
+    /// # Errors
+    /// [`Error::InvalidArgument`] while a writer of this region is attached
+    /// in this process (see the [module docs](crate::ring)), and for the
+    /// region checks of [`init`](Self::init); [`Error::BadSegment`] for a
+    /// short region; [`Error::HeaderMismatch`] if the header found differs
+    /// from this layout's; [`Error::Corrupt`] if the indices found are
+    /// inconsistent.
     pub fn writer<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Writer<T>> {
         self.check_region::<T>(&*region)?;
         let claim = Claim::take(region.as_ptr(), End::Writer, self)?;
@@ -164,6 +188,9 @@ impl RingLayout {
     }
 
     /// Attaches the consuming end, as [`writer`](Self::writer) does the producing one.
+    ///
+    /// # Errors
+    /// As [`writer`](Self::writer), for a reader.
     pub fn reader<T: Pod>(&self, region: Arc<dyn Region>) -> Result<Reader<T>> {
         self.check_region::<T>(&*region)?;
         let claim = Claim::take(region.as_ptr(), End::Reader, self)?;
