@@ -3,13 +3,16 @@
 //! released), each at most two runs of slots when it wraps around the end
 //! of the ring, and [`ReadChunkIter`]. The items are copied with volatile
 //! loads and stores; the in-place views are `unsafe fn`s (see the
-//! [module docs](crate::ring)). `push_slice` and `pop_slice` are built on
-//! them.
+//! [module docs](crate::ring)). The copies themselves are
+//! `Shared::store_run` and `Shared::load_run`, which `push_slice` and
+//! `pop_slice` use too.
 
 use std::marker::PhantomData;
 
 use bytemuck::Pod;
 
+#[cfg(doc)]
+use super::slots::Shared;
 use super::slots::{load_items, store_items};
 use super::{Reader, Writer};
 

@@ -87,19 +87,22 @@ impl<T: Pod> Reader<T> {
         Ok(value)
     }
 
-    /// Removes up to `dst.len()` items into `dst`; returns how many (a chunk
-    /// of them, read and released). The items are copied out of the slots
-    /// with volatile loads.
+    /// Removes up to `dst.len()` items into `dst`; returns how many. The items
+    /// are copied out of the slots with volatile loads (as
+    /// [`ReadChunk::read`] does, without the chunk).
     ///
     /// # Errors
     /// [`Error::Corrupt`] if the producer's index is out of range (the
     /// reader is poisoned from then on). An empty ring is not an error: `0`.
     #[inline]
     pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize> {
-        let chunk = self.read_chunk(dst.len())?;
-        let n = chunk.len();
-        chunk.read(0, &mut dst[..n]);
-        chunk.release(n);
+        let n = self.end.ready(dst.len())?.min(dst.len());
+        // SAFETY: the `n` items from `read` were published (at most the ready
+        // items `ready` counted, validated) and are not released.
+        unsafe { self.end.shared.load_run(self.read(), &mut dst[..n]) };
+        if n > 0 {
+            self.retire(n);
+        }
         Ok(n)
     }
 

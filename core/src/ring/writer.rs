@@ -88,19 +88,23 @@ impl<T: Pod> Writer<T> {
         Ok(())
     }
 
-    /// Appends as many items of `src` as fit; returns how many (a chunk of
-    /// them, written and committed). The items are copied into the slots
-    /// with volatile stores.
+    /// Appends as many items of `src` as fit; returns how many. The items are
+    /// copied into the slots with volatile stores (as
+    /// [`WriteChunk::write`] does, without the chunk: measurably faster for
+    /// short slices).
     ///
     /// # Errors
     /// [`Error::Corrupt`] if the consumer's index is out of range (the
     /// writer is poisoned from then on). A full ring is not an error: `0`.
     #[inline]
     pub fn push_slice(&mut self, src: &[T]) -> Result<usize> {
-        let mut chunk = self.write_chunk(src.len())?;
-        let n = chunk.len();
-        chunk.write(0, &src[..n]);
-        chunk.commit(n);
+        let n = self.end.ready(src.len())?.min(src.len());
+        // SAFETY: the `n` slots from `write` are free (at most the free slots
+        // `ready` counted) and not yet published.
+        unsafe { self.end.shared.store_run(self.write(), &src[..n]) };
+        if n > 0 {
+            self.publish(n);
+        }
         Ok(n)
     }
 
