@@ -20,12 +20,16 @@
 //! (3-8 s of models on 2 busy cores, 45 s with a clean release build;
 //! unbounded preemptions take tens of minutes). Checked that each model fails for its reason, with
 //! one bug planted at a time in a scratch copy:
-//! - without the SeqCst fence in `Writer::publish`, every ring model (wake-up
-//!   and chunk) fails with a loom deadlock (a lost wake-up);
-//! - `Relaxed` for `Release` on the write index in `Writer::publish`: every
-//!   ring model fails with a causality violation on a slot (without the slot
-//!   shadows, all of them passed); the same on the read index in
-//!   `Reader::retire`: the models where the producer reuses a slot fail so;
+//! - without the SeqCst fence in `Wake::publish` (`ring/wake.rs`, which
+//!   `Writer::publish` and `Reader::retire` both go through), every ring
+//!   model (wake-up and chunk) fails with a loom deadlock (a lost wake-up;
+//!   rechecked after the ring was split into modules);
+//! - `Relaxed` for `Release` on the write index (the store in
+//!   `Wake::publish`, for the writer): every ring model fails with a
+//!   causality violation on a slot (without the slot shadows, all of them
+//!   passed); the same on the read index (that store, for the reader): the
+//!   models where the producer reuses a slot fail so (both checked before
+//!   the split, when the writer and the reader each had their own store);
 //! - `ReadChunk::release` freeing the whole chunk instead of `k`, or
 //!   `WriteChunk::commit` publishing it all (the poisoned slots): every chunk
 //!   model fails on the items it checks;

@@ -2,7 +2,16 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 
+use std::mem::size_of;
+use std::ptr;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use super::header::{ConsumerLine, Header, ProducerLine, CONSUMER_OFFSET, PRODUCER_OFFSET};
 use super::*;
+use crate::sync::Ordering;
+use crate::Error;
 
 fn ring<T: Pod>(capacity: usize) -> (Writer<T>, Reader<T>, Arc<HeapRegion>) {
     let layout = RingLayout::new::<T>(capacity, TypeTag::of::<T>("test")).expect("layout");
@@ -269,7 +278,7 @@ fn consumer_index_backwards_is_corrupt() {
     r.pop().expect("pop");
     w.slots().expect("refresh read cache");
     // A hostile consumer moves its index backwards.
-    r.shared.cons().read.store(0, Ordering::Relaxed);
+    r.end.shared.cons().read.store(0, Ordering::Relaxed);
     assert!(matches!(w.slots(), Err(Error::Corrupt(_))));
     assert!(w.is_poisoned());
     assert!(matches!(w.push(4), Err(Error::Corrupt(_))));
@@ -279,7 +288,7 @@ fn consumer_index_backwards_is_corrupt() {
 fn consumer_index_beyond_write_is_corrupt() {
     let (mut w, r, _m) = ring::<u64>(8);
     w.push(1).expect("push");
-    r.shared.cons().read.store(5, Ordering::Relaxed);
+    r.end.shared.cons().read.store(5, Ordering::Relaxed);
     assert!(matches!(w.slots(), Err(Error::Corrupt(_))));
 }
 
@@ -287,7 +296,7 @@ fn consumer_index_beyond_write_is_corrupt() {
 fn producer_index_beyond_capacity_is_corrupt() {
     for bad in [9u64, 1 << 40, u64::MAX] {
         let (w, mut r, _m) = ring::<u64>(8);
-        w.shared.prod().write.store(bad, Ordering::Relaxed);
+        w.end.shared.prod().write.store(bad, Ordering::Relaxed);
         assert!(matches!(r.pop(), Err(Error::Corrupt(_))), "index {bad}");
         assert!(r.is_poisoned());
         let mut buf = [0u64; 4];
@@ -300,7 +309,7 @@ fn producer_index_backwards_is_corrupt() {
     let (mut w, mut r, _m) = ring::<u64>(8);
     w.push_slice(&[1, 2, 3, 4]).expect("push");
     assert_eq!(r.pop().expect("pop"), 1);
-    w.shared.prod().write.store(2, Ordering::Relaxed);
+    w.end.shared.prod().write.store(2, Ordering::Relaxed);
     assert!(matches!(r.slots(), Err(Error::Corrupt(_))));
 }
 
@@ -341,7 +350,7 @@ fn attach_rejects_inconsistent_indices_and_short_regions() {
     let layout = RingLayout::new::<u64>(8, TypeTag::of::<u64>("t")).expect("layout");
     let region = Arc::new(HeapRegion::new(layout.total_size()));
     let (w, r) = layout.init::<u64>(region.clone()).expect("init");
-    w.shared.prod().write.store(100, Ordering::Relaxed);
+    w.end.shared.prod().write.store(100, Ordering::Relaxed);
     drop((w, r));
     assert!(matches!(
         layout.reader::<u64>(region.clone()),
@@ -465,7 +474,7 @@ fn sleep_flags_follow_the_protocol() {
     // Announcing sleep with items present withdraws at once.
     assert!(!r.prepare_sleep().expect("no sleep"));
     assert_eq!(
-        r.shared.prod().consumer_sleep.load(Ordering::Relaxed) % 2,
+        r.end.shared.prod().consumer_sleep.load(Ordering::Relaxed) % 2,
         0
     );
     // An event loop announces a new sleep without cancelling the old one: the
