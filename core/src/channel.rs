@@ -34,7 +34,7 @@
 //! | `fds` | [`ChannelFds`]: creating, moving and validating a channel's fds |
 //! | `waiter` | the waiting half of an endpoint (spin, sleep, the peer's liveness) and [`PeerWatch`] |
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,22 +91,9 @@ pub fn pair<T: Pod>(config: &Config) -> Result<(Producer<T>, Consumer<T>)> {
     ))
 }
 
+/// The link of a channel: a connected `SOCK_SEQPACKET` pair.
 pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` has room for the two fds socketpair writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(Error::io("socketpair", std::io::Error::last_os_error()));
-    }
-    // SAFETY: two fresh fds that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    crate::sys::socketpair(libc::SOCK_SEQPACKET)
 }
 
 /// Counters of one endpoint.

@@ -474,17 +474,14 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
 /// The producer's message socket must be a Unix `SOCK_SEQPACKET` socket;
 /// ours is made non-blocking (only our end: the flag is per open file).
 fn check_message_socket(fd: &std::os::fd::OwnedFd) -> Result<()> {
-    use nix::sys::socket::{getsockopt, sockopt};
-    use std::os::fd::AsRawFd;
-    let ty = getsockopt(fd, sockopt::SockType)
+    let ty = crate::sys::socket_option(fd.as_fd(), libc::SO_TYPE)
         .map_err(|_| Error::Protocol("message fd is not a socket".into()))?;
-    if ty != nix::sys::socket::SockType::SeqPacket {
-        return Err(Error::Protocol(format!("message socket of type {ty:?}")));
+    let domain = crate::sys::socket_option(fd.as_fd(), libc::SO_DOMAIN)
+        .map_err(|e| Error::io("SO_DOMAIN", e))?;
+    if ty != libc::SOCK_SEQPACKET || domain != libc::AF_UNIX {
+        return Err(Error::Protocol(format!(
+            "message socket of type {ty}, domain {domain}: a Unix SOCK_SEQPACKET expected"
+        )));
     }
-    let fl = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
-        .map_err(|e| Error::errno("F_GETFL", e))?;
-    let fl = nix::fcntl::OFlag::from_bits_truncate(fl) | nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(fl))
-        .map_err(|e| Error::errno("F_SETFL", e))?;
-    Ok(())
+    crate::sys::set_nonblocking(fd.as_fd())
 }

@@ -485,20 +485,8 @@ fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
 }
 
 fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> Result<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into the live int.
-    unsafe {
-        syscall!(getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        ))
-    }
-    .map_err(|e| Error::Protocol(format!("signal fd is not a socket ({e})")))?;
-    Ok(v)
+    sys::socket_option(fd, opt)
+        .map_err(|e| Error::Protocol(format!("signal fd is not a socket ({e})")))
 }
 
 /// A connected Unix stream socket pair (close-on-exec, non-blocking).

@@ -140,6 +140,24 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
+/// An integer `SOL_SOCKET` option of a socket (`SO_TYPE`, `SO_DOMAIN`, ...);
+/// an error for an fd that is not a socket.
+pub(crate) fn socket_option(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the live int.
+    unsafe {
+        syscall!(getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        ))
+    }?;
+    Ok(v)
+}
+
 /// A connected pair of Unix sockets of `ty` (`SOCK_STREAM`,
 /// `SOCK_SEQPACKET`, or'ed with `SOCK_NONBLOCK` if wanted), close-on-exec.
 pub(crate) fn socketpair(ty: libc::c_int) -> Result<(OwnedFd, OwnedFd)> {

@@ -3,7 +3,7 @@
 //! liveness), with [`SpinOdds`], which adapts the spin, and [`PeerWatch`],
 //! which lets another thread tell the endpoint that the peer went.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -408,21 +408,7 @@ fn link_stirred(fd: BorrowedFd<'_>) -> bool {
 /// with no timeout, the only way this module looks at the link without
 /// waiting.
 fn link_events(fd: BorrowedFd<'_>) -> Option<libc::c_short> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN | libc::POLLRDHUP,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one live pollfd; a zero timeout never sleeps.
-        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if r >= 0 {
-            return Some(pfd.revents);
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return None;
-        }
-    }
+    crate::sys::peek_events(fd, libc::POLLIN | libc::POLLRDHUP).ok()
 }
 
 #[cfg(test)]

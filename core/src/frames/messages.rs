@@ -64,14 +64,7 @@ pub(crate) enum Message {
 
 /// A socketpair: (producer's end, consumer's end).
 pub(crate) fn pair() -> Result<(OwnedFd, OwnedFd)> {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-    )
-    .map_err(|e| Error::errno("socketpair", e))
+    crate::sys::socketpair(libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK)
 }
 
 fn send(
@@ -152,14 +145,11 @@ pub(crate) fn recv_until(sock: BorrowedFd<'_>, deadline: Instant) -> Result<Mess
         if left.is_zero() {
             return Err(Error::Timeout);
         }
-        let mut pfd = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: one live pollfd; poll writes only its revents.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        let mut pfd = [crate::sys::pollfd(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::POLLIN,
+        )];
+        crate::sys::ppoll_until(&mut pfd, Some(deadline))?;
     }
 }
 
