@@ -48,6 +48,7 @@ mod config;
 mod fds;
 mod waiter;
 
+pub(crate) use config::link_setters;
 pub use config::{Config, DEFAULT_MAX_SEGMENT, DEFAULT_SPIN};
 pub use fds::ChannelFds;
 pub use waiter::PeerWatch;

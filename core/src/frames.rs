@@ -123,6 +123,10 @@ pub struct FrameConfig {
     pub spin: Duration,
     /// Limit on the whole handshake.
     pub handshake_timeout: Duration,
+    /// How long [`connect`] retries while nothing listens at the path yet
+    /// (see [`Config::connect_timeout`]); `None`: as long as
+    /// [`handshake_timeout`](Self::handshake_timeout).
+    pub connect_timeout: Option<Duration>,
     /// Largest arena (bytes) the consumer agrees to map.
     pub max_arena: usize,
     /// Most bytes of [`Blob`]s (payloads that do not fit a slot) one consumer
@@ -143,6 +147,7 @@ impl FrameConfig {
             signal: SignalKind::Socket,
             spin: DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(5),
+            connect_timeout: None,
             max_arena: DEFAULT_MAX_ARENA,
             blob_budget: DEFAULT_BLOB_BUDGET,
         }
@@ -206,23 +211,7 @@ impl FrameConfig {
         self
     }
 
-    /// Sets [`signal`](Self::signal).
-    pub fn signal(mut self, kind: SignalKind) -> Self {
-        self.signal = kind;
-        self
-    }
-
-    /// Sets [`spin`](Self::spin).
-    pub fn spin(mut self, spin: Duration) -> Self {
-        self.spin = spin;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    pub fn handshake_timeout(mut self, t: Duration) -> Self {
-        self.handshake_timeout = t;
-        self
-    }
+    crate::channel::link_setters!();
 
     /// Sets [`max_arena`](Self::max_arena).
     pub fn max_arena(mut self, bytes: usize) -> Self {
@@ -231,11 +220,14 @@ impl FrameConfig {
     }
 
     fn ring_config(&self, capacity: usize, name: &str) -> Config {
-        Config::new(capacity)
-            .type_name(name)
-            .signal(self.signal)
-            .spin(self.spin)
-            .handshake_timeout(self.handshake_timeout)
+        Config {
+            type_name: Some(name.into()),
+            signal: self.signal,
+            spin: self.spin,
+            handshake_timeout: self.handshake_timeout,
+            connect_timeout: self.connect_timeout,
+            ..Config::new(capacity)
+        }
     }
 
     fn desc_config(&self) -> Config {

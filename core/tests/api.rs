@@ -490,3 +490,20 @@ fn a_frame_receiver_learns_from_its_watch_that_the_producer_left_with_a_reason()
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_frame_consumer_retries_as_long_as_its_connect_timeout_says() {
+    use shmring::frames::{self, FrameConfig};
+    let path = common::sock_path("frames-nobody");
+    let wait = Duration::from_millis(50);
+    let e = frames::connect(&path, &FrameConfig::consumer().connect_timeout(wait))
+        .map(|_| ())
+        .expect_err("connected to nothing");
+    match &e {
+        Error::NotListening { path: p, waited } => {
+            assert_eq!(p, &path);
+            assert!(*waited >= wait, "gave up after {waited:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -14,6 +14,38 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// Default largest segment a connecting side accepts from a listener.
 pub const DEFAULT_MAX_SEGMENT: usize = 1 << 30;
 
+/// The setters of the settings every connection has (`signal`, `spin`,
+/// `handshake_timeout`, `connect_timeout`), for [`Config`] and
+/// [`FrameConfig`](crate::frames::FrameConfig), which both have these fields.
+macro_rules! link_setters {
+    () => {
+        /// Sets [`signal`](Self::signal).
+        pub fn signal(mut self, kind: $crate::signal::SignalKind) -> Self {
+            self.signal = kind;
+            self
+        }
+
+        /// Sets [`spin`](Self::spin).
+        pub fn spin(mut self, spin: std::time::Duration) -> Self {
+            self.spin = spin;
+            self
+        }
+
+        /// Sets [`handshake_timeout`](Self::handshake_timeout).
+        pub fn handshake_timeout(mut self, t: std::time::Duration) -> Self {
+            self.handshake_timeout = t;
+            self
+        }
+
+        /// Sets [`connect_timeout`](Self::connect_timeout).
+        pub fn connect_timeout(mut self, t: std::time::Duration) -> Self {
+            self.connect_timeout = Some(t);
+            self
+        }
+    };
+}
+pub(crate) use link_setters;
+
 /// Settings of a channel, for both ends.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -99,29 +131,7 @@ impl Config {
         TypeTag::of::<T>(&self.type_name_for::<T>())
     }
 
-    /// Sets [`signal`](Self::signal).
-    pub fn signal(mut self, kind: SignalKind) -> Self {
-        self.signal = kind;
-        self
-    }
-
-    /// Sets [`spin`](Self::spin).
-    pub fn spin(mut self, spin: Duration) -> Self {
-        self.spin = spin;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    pub fn handshake_timeout(mut self, t: Duration) -> Self {
-        self.handshake_timeout = t;
-        self
-    }
-
-    /// Sets [`connect_timeout`](Self::connect_timeout).
-    pub fn connect_timeout(mut self, t: Duration) -> Self {
-        self.connect_timeout = Some(t);
-        self
-    }
+    link_setters!();
 
     pub(crate) fn connect_timeout_or_default(&self) -> Duration {
         self.connect_timeout.unwrap_or(self.handshake_timeout)
