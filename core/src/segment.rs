@@ -289,3 +289,34 @@ impl Drop for Mapping {
 
 #[cfg(test)]
 mod tests;
+
+/// Maps the whole file behind `fd` shared and read-write, whatever its seals
+/// say (`F_SEAL_FUTURE_WRITE` makes this fail), and never unmaps it: what a
+/// hostile peer does with a ring segment it was sent, for tests of the side
+/// that sent it (with the `test-support` feature only). Returns the base and
+/// the length.
+///
+/// # Errors
+///
+/// [`Error::Io`] when `fstat` or `mmap` fails.
+#[cfg(feature = "test-support")]
+pub fn map_writable_forever(fd: BorrowedFd<'_>) -> Result<(*mut u8, usize)> {
+    let len = usize::try_from(sys::fstat(fd).map_err(|e| Error::io("fstat", e))?.st_size)
+        .map_err(|_| Error::InvalidArgument("negative file size".into()))?;
+    // SAFETY: a fresh shared mapping of `len` bytes at an address the kernel
+    // picks; it aliases no Rust object, and nothing unmaps it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::io("mmap", std::io::Error::last_os_error()));
+    }
+    Ok((p.cast(), len))
+}

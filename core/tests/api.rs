@@ -163,13 +163,7 @@ fn a_missing_directory_fails_at_once_without_retrying() {
     let e = handshake::connect_consumer::<u64>(&path, &config)
         .map(|_| ())
         .expect_err("connected");
-    match &e {
-        Error::BadPath { path: p, why } => {
-            assert_eq!(p, &path);
-            assert!(why.contains("directory"), "{why}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_bad_path(&e, &path, "directory");
 }
 
 #[test]
@@ -180,10 +174,15 @@ fn a_file_that_is_not_a_socket_fails_at_once_without_retrying() {
     let e = handshake::connect_producer::<u64>(&path, &config)
         .map(|_| ())
         .expect_err("connected");
-    match &e {
-        Error::BadPath { path: p, why } => {
-            assert_eq!(p, &path);
-            assert!(why.contains("not a socket"), "{why}");
+    assert_bad_path(&e, &path, "not a socket");
+}
+
+/// `e` is a [`Error::BadPath`] for `path` whose reason mentions `why`.
+fn assert_bad_path(e: &Error, path: &std::path::Path, why: &str) {
+    match e {
+        Error::BadPath { path: p, why: w } => {
+            assert_eq!(p, path);
+            assert!(w.contains(why), "{w}");
         }
         other => panic!("{other:?}"),
     }

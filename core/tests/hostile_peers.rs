@@ -425,26 +425,11 @@ fn abuse_signal_fds(fds: &[OwnedFd]) {
     }
 }
 
-/// Maps a ring segment read-write and returns its base.
+/// Maps a ring segment read-write, as a hostile peer does.
 fn map_ring(fd: &OwnedFd) -> *mut u8 {
-    // SAFETY: fstat fills a zeroed struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above, on an fd we own.
-    assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
-    // SAFETY: a fresh shared mapping of the whole memfd; never unmapped (the
-    // process ends with it).
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            st.st_size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p.cast()
+    shmring::segment::map_writable_forever(fd.as_fd())
+        .expect("map the segment")
+        .0
 }
 
 /// A hostile consumer (raw hello, raw fds) abuses every signal fd it was

@@ -77,25 +77,11 @@ fn raw_consumer(path: &Path) -> (OwnedFd, Vec<OwnedFd>, Vec<OwnedFd>) {
     (link, welcome, frames)
 }
 
-/// Maps a ring segment read-write (never unmapped: the process ends with it).
+/// Maps a ring segment read-write, as a hostile peer does.
 fn map_ring(fd: &OwnedFd) -> *mut u8 {
-    // SAFETY: fstat fills a zeroed struct, on an fd we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }, 0);
-    // SAFETY: a fresh shared mapping of the whole memfd.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            st.st_size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p.cast()
+    shmring::segment::map_writable_forever(fd.as_fd())
+        .expect("map the segment")
+        .0
 }
 
 /// The 8-byte word at `offset` of a mapped ring (136: the consumer's sleep
