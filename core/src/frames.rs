@@ -65,7 +65,7 @@ mod messages;
 mod receiver;
 mod sender;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -390,9 +390,44 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
     let deadline = Instant::now() + cfg.handshake_timeout;
     let (desc_fds, link) =
         handshake::client::<Descriptor>(path.as_ref(), Role::Consumer, &cfg.desc_config())?;
+    let (w, mut fds, msgs) = recv_frames_welcome(link.as_fd(), cfg, deadline)?;
+    // From here on the producer hears why we refuse, if we do.
+    let refuse = |e: Error| {
+        messages::send_refuse(msgs.as_fd(), &e.to_string());
+        e
+    };
+    let (g, capacity) = check_geometry(&w, cfg).map_err(refuse)?;
+    if let Some(reason) = cfg.shape_mismatch(g.slots, g.slot_size, desc_fds.capacity) {
+        return Err(refuse(Error::Incompatible {
+            peer: crate::error::Peer::Listener(path.as_ref().to_path_buf()),
+            reason,
+        }));
+    }
+    let arena_fd = fds.remove(0);
+    let view = ArenaView::open(arena_fd, g).map_err(refuse)?;
+    let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)
+        .map_err(refuse)?;
+    let link2 = link
+        .try_clone()
+        .map_err(|e| refuse(Error::io("dup link", e)))?;
+    let desc = desc_fds
+        .into_consumer::<Descriptor>(link, cfg.spin)
+        .map_err(refuse)?;
+    let returns = ret.into_producer::<u32>(link2, cfg.spin).map_err(refuse)?;
+    messages::send_ready(msgs.as_fd())?;
+    Ok(FrameReceiver::new(view, desc, returns, msgs))
+}
+
+/// Receives the [`FramesWelcome`] on `link` and checks its header and fds:
+/// the welcome, the fds before the message socket (arena, return ring), and
+/// the message socket, checked.
+fn recv_frames_welcome(
+    link: BorrowedFd<'_>,
+    cfg: &FrameConfig,
+    deadline: Instant,
+) -> Result<(FramesWelcome, Vec<OwnedFd>, OwnedFd)> {
     let mut buf = [0u8; std::mem::size_of::<FramesWelcome>() + 1];
-    let (len, mut fds) =
-        handshake::recv_with_fds(link.as_fd(), &mut buf, handshake::MAX_FDS, deadline)?;
+    let (len, mut fds) = handshake::recv_with_fds(link, &mut buf, handshake::MAX_FDS, deadline)?;
     let w: FramesWelcome = handshake::read_exact_pod(&buf[..len], "frames welcome")?;
     if w.magic != FRAMES_MAGIC || w.version != FRAMES_VERSION {
         return Err(Error::Protocol(format!(
@@ -419,48 +454,31 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
         .pop()
         .ok_or_else(|| Error::Protocol("frames welcome without its message socket".into()))?;
     check_message_socket(&msgs)?;
-    // From here on the producer hears why we refuse, if we do.
-    let refuse = |e: Error| {
-        messages::send_refuse(msgs.as_fd(), &e.to_string());
-        e
-    };
+    Ok((w, fds, msgs))
+}
+
+/// The arena geometry and return ring capacity the welcome announces,
+/// checked against this side's limits.
+fn check_geometry(w: &FramesWelcome, cfg: &FrameConfig) -> Result<(Geometry, usize)> {
     let slot_size = usize::try_from(w.slot_size)
-        .map_err(|_| refuse(Error::Protocol(format!("slot size {}", w.slot_size))))?;
+        .map_err(|_| Error::Protocol(format!("slot size {}", w.slot_size)))?;
     let g = Geometry::new(w.slots, slot_size, cfg.max_arena)
-        .map_err(|e| refuse(Error::Protocol(format!("arena geometry: {e}"))))?;
+        .map_err(|e| Error::Protocol(format!("arena geometry: {e}")))?;
     if g.slot_size != slot_size {
-        return Err(refuse(Error::Protocol(format!(
+        return Err(Error::Protocol(format!(
             "slot size {slot_size} is not a multiple of 64"
-        ))));
+        )));
     }
     let capacity = usize::try_from(w.return_capacity)
         .ok()
         .filter(|&c| c == return_capacity(g.slots))
         .ok_or_else(|| {
-            refuse(Error::Protocol(format!(
+            Error::Protocol(format!(
                 "return ring of {} for {} slots",
                 w.return_capacity, g.slots
-            )))
+            ))
         })?;
-    if let Some(reason) = cfg.shape_mismatch(g.slots, g.slot_size, desc_fds.capacity) {
-        return Err(refuse(Error::Incompatible {
-            peer: crate::error::Peer::Listener(path.as_ref().to_path_buf()),
-            reason,
-        }));
-    }
-    let arena_fd = fds.remove(0);
-    let view = ArenaView::open(arena_fd, g).map_err(refuse)?;
-    let ret = ChannelFds::from_wire(capacity, TypeTag::of::<u32>(RETURN_TYPE), cfg.signal, fds)
-        .map_err(refuse)?;
-    let link2 = link
-        .try_clone()
-        .map_err(|e| refuse(Error::io("dup link", e)))?;
-    let desc = desc_fds
-        .into_consumer::<Descriptor>(link, cfg.spin)
-        .map_err(refuse)?;
-    let returns = ret.into_producer::<u32>(link2, cfg.spin).map_err(refuse)?;
-    messages::send_ready(msgs.as_fd())?;
-    Ok(FrameReceiver::new(view, desc, returns, msgs))
+    Ok((g, capacity))
 }
 
 /// The producer's message socket must be a Unix `SOCK_SEQPACKET` socket;

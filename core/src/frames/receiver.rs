@@ -356,6 +356,7 @@ impl FrameReceiver {
         }
     }
 
+    /// Checks descriptor `d` (our copy) and turns it into what it announces.
     fn decode(&mut self, d: Descriptor) -> Result<Received> {
         let bad = |m: String| Error::BadDescriptor(m);
         if d.seq != self.next_seq {
@@ -368,34 +369,11 @@ impl FrameReceiver {
         let kind = d
             .check(self.arena.slots(), self.arena.slot_size())
             .map_err(bad)?;
-        let layout = if kind == Kind::Frame {
-            d.layout().map_err(bad)?
+        let frame = if kind.has_payload() {
+            Some(self.frame_of(&d, kind)?)
         } else {
             None
         };
-        let mut payload = None;
-        if kind.has_payload() && d.storage == STORAGE_BLOB {
-            payload = Some(Payload::Blob(self.take_blob(&d)?));
-        } else if kind.has_payload() {
-            let held = &self.returner.held[d.slot as usize];
-            if held.swap(true, Ordering::AcqRel) {
-                return Err(bad(format!("slot {} sent again while we hold it", d.slot)));
-            }
-            self.returner.held_count.fetch_add(1, Ordering::Relaxed);
-            payload = Some(Payload::Slot {
-                arena: self.arena.clone(),
-                offset: d.offset,
-            });
-        }
-        let frame = payload.map(|payload| FrameRef {
-            payload,
-            returner: self.returner.clone(),
-            slot: d.slot,
-            size: d.size,
-            meta: d.meta(),
-            layout,
-            missed: d.args[0],
-        });
         let take = |f: Option<FrameRef>, what: &str| {
             f.ok_or_else(|| bad(format!("{what} without a payload")))
         };
@@ -430,6 +408,40 @@ impl FrameReceiver {
 }
 
 impl FrameReceiver {
+    /// The payload of checked descriptor `d` of `kind`, taken: a blob's fd
+    /// from the message socket, or the slot, marked held (a slot we hold
+    /// already is a bad descriptor).
+    fn frame_of(&mut self, d: &Descriptor, kind: Kind) -> Result<FrameRef> {
+        let bad = |m: String| Error::BadDescriptor(m);
+        let layout = if kind == Kind::Frame {
+            d.layout().map_err(bad)?
+        } else {
+            None
+        };
+        let payload = if d.storage == STORAGE_BLOB {
+            Payload::Blob(self.take_blob(d)?)
+        } else {
+            let held = &self.returner.held[d.slot as usize];
+            if held.swap(true, Ordering::AcqRel) {
+                return Err(bad(format!("slot {} sent again while we hold it", d.slot)));
+            }
+            self.returner.held_count.fetch_add(1, Ordering::Relaxed);
+            Payload::Slot {
+                arena: self.arena.clone(),
+                offset: d.offset,
+            }
+        };
+        Ok(FrameRef {
+            payload,
+            returner: self.returner.clone(),
+            slot: d.slot,
+            size: d.size,
+            meta: d.meta(),
+            layout,
+            missed: d.args[0],
+        })
+    }
+
     /// The blob `d` announces: the next message on the message socket must be
     /// its fd (the producer sends it before the descriptor).
     fn take_blob(&mut self, d: &Descriptor) -> Result<BlobView> {
