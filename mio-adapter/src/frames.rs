@@ -153,7 +153,9 @@ impl MioFrameReceiver {
     ///   [`FloodPolicy`]); the wake-up fd is out of the `Poll` until the given
     ///   instant: call again at or after it. A hang-up still fires the token.
     /// * [`Readiness::Closed`]: the producer is gone and every message it sent
-    ///   has been delivered. Deregister and drop this receiver.
+    ///   has been delivered; [`FrameReceiver::goodbye`] says why when it
+    ///   dropped this consumer with a reason. Deregister and drop this
+    ///   receiver.
     ///
     /// # Errors
     ///
@@ -198,9 +200,10 @@ impl<F: FnMut(Received)> Deliver<F> for FrameReceiver {
             match self.try_recv() {
                 Ok(Some(m)) => f(m),
                 Ok(None) => break,
-                // The producer is gone and everything it sent was received:
-                // the liveness check that follows reports it.
-                Err(shmring::Error::Disconnected) => break,
+                // The producer is gone (with a reason: `goodbye()`) and
+                // everything it sent was received: the liveness check that
+                // follows reports it.
+                Err(shmring::Error::Disconnected | shmring::Error::Dropped(_)) => break,
                 Err(e) => return Err(e.into()),
             }
             done += 1;

@@ -723,3 +723,42 @@ fn leftovers_after_a_hang_up_while_throttled() {
     assert_eq!(next, 300);
     poll.registry().deregister(&mut rx).unwrap();
 }
+
+/// A producer that drops this consumer with a reason (a sink's slow-consumer
+/// policy) ends the stream as `Closed`, after everything it sent, and the
+/// reason stays readable; for every signal kind.
+#[test]
+fn a_goodbye_with_a_reason_is_closed_and_keeps_the_reason() {
+    for signal in [SignalKind::Socket, SignalKind::Pipe, SignalKind::EventFd] {
+        let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 256).signal(signal)).unwrap();
+        let mut rx = MioFrameReceiver::new(rx);
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        poll.registry()
+            .register(&mut rx, TOKEN, Interest::READABLE)
+            .unwrap();
+        assert_eq!(
+            rx.drain_with(poll.registry(), |m| panic!("{m:?}")).unwrap(),
+            Readiness::Armed
+        );
+        tx.send_caps("audio/x-raw").unwrap();
+        tx.say_goodbye("too slow");
+        drop(tx);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            let state = rx
+                .drain_with(poll.registry(), |m| got.push(format!("{m:?}")))
+                .unwrap_or_else(|e| panic!("{signal:?}: {e}"));
+            if state == Readiness::Closed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{signal:?}: never closed");
+        }
+        assert_eq!(got.len(), 1, "{signal:?}: {got:?}");
+        assert!(got[0].contains("audio/x-raw"), "{got:?}");
+        assert_eq!(rx.goodbye(), Some("too slow"), "{signal:?}");
+    }
+}

@@ -204,6 +204,8 @@ pub struct FrameReceiver {
     /// The consumer's end of the message socket.
     msgs: Arc<OwnedFd>,
     next_blob: u32,
+    /// The producer's reason for dropping us, once read.
+    goodbye: Option<String>,
 }
 
 impl FrameReceiver {
@@ -226,6 +228,7 @@ impl FrameReceiver {
             next_seq: 0,
             msgs: Arc::new(msgs),
             next_blob: 0,
+            goodbye: None,
         }
     }
 
@@ -283,28 +286,46 @@ impl FrameReceiver {
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Received> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if let Some(m) = self.try_recv().map_err(|e| self.why(e))? {
+            if let Some(m) = self.try_recv()? {
                 return Ok(m);
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            self.desc.wait_readable(left).map_err(|e| self.why(e))?;
+            if let Err(e) = self.desc.wait_readable(left) {
+                return Err(self.why(e));
+            }
         }
     }
 
-    /// `Disconnected` becomes `Dropped` when the producer left a reason.
-    fn why(&self, e: Error) -> Error {
+    /// `Disconnected` becomes `Dropped` when the producer left a reason
+    /// (kept: see [`goodbye`](Self::goodbye)).
+    fn why(&mut self, e: Error) -> Error {
         if !matches!(e, Error::Disconnected) {
             return e;
         }
-        // Blobs nobody announced may precede the goodbye: skip them.
-        for _ in 0..=MAX_BLOBS {
-            match messages::try_recv(self.msgs.as_fd()) {
-                Ok(Some(Message::Bye(reason))) => return Error::Dropped(reason),
-                Ok(Some(_)) => continue,
-                _ => break,
+        if self.goodbye.is_none() {
+            // Blobs nobody announced may precede the goodbye: skip them.
+            for _ in 0..=MAX_BLOBS {
+                match messages::try_recv(self.msgs.as_fd()) {
+                    Ok(Some(Message::Bye(reason))) => {
+                        self.goodbye = Some(reason);
+                        break;
+                    }
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
             }
         }
-        e
+        match &self.goodbye {
+            Some(reason) => Error::Dropped(reason.clone()),
+            None => e,
+        }
+    }
+
+    /// Why the producer dropped this consumer, once a receive returned
+    /// [`Error::Dropped`] (`None` while connected, or when it left without
+    /// a word: [`Error::Disconnected`]).
+    pub fn goodbye(&self) -> Option<&str> {
+        self.goodbye.as_deref()
     }
 
     /// `true` unless the producer is known to be gone.
