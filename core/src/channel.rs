@@ -371,7 +371,7 @@ impl<T: Pod> Producer<T> {
     /// As [`wait_writable`](Self::wait_writable); the items before the
     /// failure were sent.
     pub fn push_all(&mut self, mut src: &[T], timeout: Option<Duration>) -> Result<()> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         while !src.is_empty() {
             let n = self.ring.push_slice(src)?;
             src = &src[n..];

@@ -387,7 +387,7 @@ pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<
 /// # Ok::<(), shmring::Error>(())
 /// ```
 pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceiver> {
-    let deadline = Instant::now() + cfg.handshake_timeout;
+    let deadline = crate::sys::deadline_in(cfg.handshake_timeout);
     let (desc_fds, link) =
         handshake::client::<Descriptor>(path.as_ref(), Role::Consumer, &cfg.desc_config())?;
     let (w, mut fds, msgs) = recv_frames_welcome(link.as_fd(), cfg, deadline)?;

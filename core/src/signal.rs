@@ -413,7 +413,7 @@ impl Signal {
         timeout: Option<Duration>,
         extra: Option<BorrowedFd<'_>>,
     ) -> Result<Woken> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut fds = [
             sys::pollfd(self.rx.as_raw_fd(), libc::POLLIN),
             sys::pollfd(

@@ -58,6 +58,14 @@ fn timespec(d: Duration) -> libc::timespec {
     }
 }
 
+/// The instant `t` from now, or one year from now for a `t` too long to
+/// add (a caller's `Duration::MAX` means "as long as it takes", not a panic).
+pub(crate) fn deadline_in(t: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(t)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 /// A `pollfd` for `fd` (a negative fd is ignored by the kernel).
 pub(crate) fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {

@@ -506,3 +506,28 @@ fn a_frame_consumer_retries_as_long_as_its_connect_timeout_says() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_timeout_too_long_for_an_instant_waits_instead_of_panicking() {
+    use shmring::handshake::{Arrival, Intake, IntakeOptions, Listener};
+    let (mut tx, mut rx) = channel::pair::<u64>(&Config::new(4)).expect("pair");
+    tx.push_blocking(1, Some(Duration::MAX)).expect("push");
+    assert_eq!(rx.pop_blocking(Some(Duration::MAX)).expect("pop"), 1);
+
+    let path = common::sock_path("api-max");
+    let listener = Listener::bind(&path, &ListenOptions::default()).expect("bind");
+    let mut intake = Intake::new(listener, IntakeOptions::default());
+    let p = path.clone();
+    let client = std::thread::spawn(move || handshake::connect_consumer::<u64>(&p, &cfg()));
+    let conn = loop {
+        match intake.poll(Duration::MAX).expect("poll").pop() {
+            Some(Arrival::Ready(c)) => break c,
+            Some(Arrival::Refused { reason, .. }) => panic!("{reason:?}"),
+            None => {}
+        }
+    };
+    let mut tx = conn.serve_producer::<u64>(&cfg()).expect("serve");
+    let mut rx = client.join().expect("client thread").expect("connect");
+    tx.push_blocking(7, Some(Duration::MAX)).expect("push");
+    assert_eq!(rx.pop_blocking(Some(Duration::MAX)).expect("pop"), 7);
+}

@@ -284,7 +284,7 @@ impl FrameReceiver {
     /// Those of [`try_recv`](Self::try_recv), and [`Error::Timeout`] when
     /// nothing came within `timeout`.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Received> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if let Some(m) = self.try_recv()? {
                 return Ok(m);

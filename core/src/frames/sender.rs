@@ -135,7 +135,7 @@ impl FrameSender {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     pub fn lease(&mut self, timeout: Option<Duration>) -> Result<SlotLease> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             self.reclaim(|_| {})?;
             if let Some(l) = self.arena.try_lease() {
@@ -188,7 +188,7 @@ impl FrameSender {
         meta: &FrameMeta,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let blob = if data.len() > self.slot_size() {
             Some(Blob::copy_of(data)?)
         } else {
@@ -245,7 +245,7 @@ impl FrameSender {
     /// clean end of a stream. Dropping the sender then is safe for the
     /// consumer, which has read everything.
     pub fn finish(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let left = || deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
         loop {
             match self.send_eos() {
@@ -389,7 +389,7 @@ impl FrameSender {
     /// serves with [`serve_arena`](super::serve_arena) may call it, or learn
     /// the same later from its next wait.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::sys::deadline_in(timeout);
         let mut buf = Vec::new();
         loop {
             match messages::recv_until(self.msgs.as_fd(), deadline)? {

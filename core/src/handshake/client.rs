@@ -97,7 +97,7 @@ pub(crate) fn client<T: Pod>(
     config: &Config,
 ) -> Result<(ChannelFds, OwnedFd)> {
     let fd = connect_socket(path, config.connect_timeout_or_default())?;
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = crate::sys::deadline_in(config.handshake_timeout);
     let ours = config.tag::<T>();
     let our_type = ElemType {
         name: config.type_name_for::<T>().into_owned(),

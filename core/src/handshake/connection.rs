@@ -150,7 +150,7 @@ impl Connection {
     /// The hello, read now if an [`Intake`](super::Intake) did not, and
     /// parsed; a malformed one is refused.
     fn take_hello(&mut self, config: &Config) -> Result<HelloInfo> {
-        match self.read_hello(Instant::now() + config.handshake_timeout) {
+        match self.read_hello(crate::sys::deadline_in(config.handshake_timeout)) {
             Err(Error::Timeout) => {
                 return Err(Error::HandshakeTimeout {
                     peer: self.peer_id(),

@@ -186,10 +186,14 @@ impl Intake {
     /// [`Error::Io`] if `ppoll` fails. What goes wrong with one connection
     /// (including a failed `accept`) is an [`Arrival::Refused`] instead.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Arrival>> {
-        let mut wait = Instant::now() + timeout;
-        if let Some(d) = self.pending.iter().map(|p| p.deadline).min() {
-            wait = wait.min(d);
-        }
+        // A timeout too long for an `Instant` waits for an event alone.
+        let wait = [
+            Instant::now().checked_add(timeout),
+            self.pending.iter().map(|p| p.deadline).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let mut pfds = Vec::with_capacity(1 + self.pending.len());
         pfds.push(sys::pollfd(self.listener.as_fd().as_raw_fd(), libc::POLLIN));
         pfds.extend(
@@ -197,7 +201,7 @@ impl Intake {
                 .iter()
                 .map(|p| sys::pollfd(p.conn.fd().as_raw_fd(), libc::POLLIN | libc::POLLRDHUP)),
         );
-        sys::ppoll_until(&mut pfds, Some(wait))?;
+        sys::ppoll_until(&mut pfds, wait)?;
         let mut out = Vec::new();
         self.read_hellos(&pfds[1..], &mut out);
         self.accept_new(&mut out);
@@ -250,7 +254,7 @@ impl Intake {
                     self.stats.accepted += 1;
                     self.pending.push_back(Pending {
                         conn,
-                        deadline: Instant::now() + self.opts.hello_timeout,
+                        deadline: crate::sys::deadline_in(self.opts.hello_timeout),
                     });
                     while self.pending.len() > self.opts.max_pending.max(1) {
                         if let Some(old) = self.pending.pop_front() {

@@ -247,7 +247,7 @@ impl Listener {
     /// peer whose uid is not allowed ([`ListenOptions::allowed_uids`]);
     /// [`Error::Io`] if `accept` fails (out of fds, say).
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Connection> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if let Some(c) = self.try_accept()? {
                 return Ok(c);
