@@ -582,3 +582,26 @@ fn receiver_sees_a_dead_sender_within_a_second() {
     );
     let _ = common::finish(child);
 }
+
+/// A stream id (or caps, tags, metas, event) with a NUL byte inside is a bad
+/// descriptor: GStreamer aborts on a C string holding one.
+#[test]
+fn hostile_producer_strings_with_a_nul_byte_are_errors() {
+    for kind in [
+        Kind::StreamStart,
+        Kind::Caps,
+        Kind::Tags,
+        Kind::Metas,
+        Kind::Event,
+    ] {
+        let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 1024)).expect("pair");
+        let mut lease = tx.try_lease().expect("lease");
+        lease.as_mut()[..5].copy_from_slice(b"ab\0cd");
+        let d = raw(kind as u32, lease.index(), 0, 5);
+        tx.send_raw(d).expect("raw");
+        match rx.try_recv() {
+            Err(Error::BadDescriptor(m)) => assert!(m.contains("NUL"), "{kind:?}: {m}"),
+            other => panic!("{kind:?}: {other:?}"),
+        }
+    }
+}

@@ -401,7 +401,14 @@ impl FrameReceiver {
         let string = |f: Option<FrameRef>, what: &str| -> Result<String> {
             // Copy out, then return the slot at once (the FrameRef drops here).
             let f = take(f, what)?;
-            String::from_utf8(f.bytes().to_vec()).map_err(|_| bad(format!("{what} is not UTF-8")))
+            let s = String::from_utf8(f.bytes().to_vec())
+                .map_err(|_| bad(format!("{what} is not UTF-8")))?;
+            // No C string may hold a NUL: GStreamer would refuse (or abort
+            // on) any of these strings with one.
+            if s.contains('\0') {
+                return Err(bad(format!("{what} holds a NUL byte")));
+            }
+            Ok(s)
         };
         Ok(match kind {
             Kind::Frame => Received::Frame(take(frame, "frame")?),
