@@ -189,14 +189,14 @@ impl ObjectImpl for ShmringSink {
                     .build(),
                 glib::ParamSpecUInt::builder("slots")
                     .nick("Slots")
-                    .blurb("Frame slots in the shared arena (0: automatic)")
+                    .blurb("Frame slots in the shared arena (0: as many as fit in 16 MiB, 8 to 64)")
                     .maximum(frames::MAX_SLOTS)
                     .default_value(DEFAULT_SLOTS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("slot-size")
                     .nick("Slot size")
-                    .blurb("Bytes per slot (0: from the caps)")
+                    .blurb("Bytes per slot (0: from the caps: a video frame, 200 ms of audio, else 4 MiB)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("wait-for-connection")
@@ -215,7 +215,7 @@ impl ObjectImpl for ShmringSink {
                 util::spin_pspec("Microseconds to busy-poll for a returned slot (0: never)"),
                 glib::ParamSpecUInt::builder("return-wait")
                     .nick("Return wait")
-                    .blurb("Microseconds to wait for the slot in flight (0: never)")
+                    .blurb("Microseconds a buffer request waits for the cache-hot slot in flight (0: never)")
                     .maximum(1_000_000)
                     .default_value(DEFAULT_RETURN_WAIT_US)
                     .mutable_playing()
