@@ -351,6 +351,67 @@ fn src_with_reconnect_waits_for_the_next_sink() {
     pipeline.set_state(gst::State::Null).expect("null");
 }
 
+/// A sink that drops this consumer with a reason (its slow-consumer policy)
+/// and goes on listening: with `reconnect=true` the src posts a warning with
+/// that reason and connects again to the same sink; without, it posts an
+/// error with the reason.
+#[test]
+fn src_with_reconnect_connects_again_after_being_dropped() {
+    init();
+    for reconnect in [true, false] {
+        let path = sock(if reconnect {
+            "dropped-again"
+        } else {
+            "dropped-end"
+        });
+        let server = serve(&path);
+        let (pipeline, out) = src_pipeline(&path, &format!("reconnect={reconnect}"));
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let (listener, mut tx) = server.join().expect("server");
+        tx.send_caps("application/x-test,n=(int)1").expect("caps");
+        tx.send_segment(&time_segment(0, 0)).expect("segment");
+        send(&mut tx, 1, 8, 0);
+        let first = pull(&out);
+        tx.say_goodbye("took nothing back for 5 s");
+        drop(tx);
+        let bus = pipeline.bus().expect("bus");
+        let message = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(10),
+                &[gst::MessageType::Error, gst::MessageType::Warning],
+            )
+            .expect("a warning or an error");
+        let text = match message.view() {
+            gst::MessageView::Warning(w) if reconnect => w.error().to_string(),
+            gst::MessageView::Error(e) if !reconnect => e.error().to_string(),
+            other => panic!("reconnect={reconnect}: {other:?}"),
+        };
+        assert!(text.contains("took nothing back for 5 s"), "{text}");
+        if reconnect {
+            // The same sink serves the src again.
+            let conn = listener.accept(Some(std::time::Duration::from_secs(10)));
+            let mut tx = shmring::frames::serve(
+                conn.expect("the src connects again"),
+                &shmring::frames::FrameConfig::new(32, 4096),
+            )
+            .expect("serve");
+            tx.send_caps("application/x-test,n=(int)2").expect("caps");
+            tx.send_segment(&time_segment(0, 0)).expect("segment");
+            send(&mut tx, 2, 8, 0);
+            let second = pull(&out);
+            let byte =
+                |s: &gst::Sample| s.buffer().expect("buffer").map_readable().expect("map")[0];
+            assert_eq!([byte(&first), byte(&second)], [1, 2]);
+            let stats = pipeline
+                .by_name("src")
+                .expect("src")
+                .property::<gst::Structure>("stats");
+            assert_eq!(stats.get::<u64>("reconnects"), Ok(1), "{stats}");
+        }
+        pipeline.set_state(gst::State::Null).expect("null");
+    }
+}
+
 /// Frames the sink skipped for this consumer (it reports them on the next
 /// frame) are counted in the src's `drops`.
 #[test]

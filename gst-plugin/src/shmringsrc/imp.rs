@@ -211,7 +211,7 @@ impl ObjectImpl for ShmringSrc {
                     .build(),
                 glib::ParamSpecBoolean::builder("reconnect")
                     .nick("Reconnect")
-                    .blurb("Wait for a new sink when the sink goes away")
+                    .blurb("Connect again when the sink goes away or drops this consumer")
                     .default_value(false)
                     .mutable_playing()
                     .build(),
@@ -304,12 +304,21 @@ impl ShmringSrc {
     }
 
     /// The sink went away and `reconnect` is set: waits for the next one.
-    fn reconnect(&self) -> Result<(), gst::FlowError> {
-        gst::element_imp_warning!(
-            self,
-            gst::ResourceError::Read,
-            ("the sink went away; waiting for a new one (reconnect=true)")
-        );
+    /// With `reconnect`: the sink went away, or dropped this consumer
+    /// (`dropped`: its reason); waits for a sink on the same path.
+    fn reconnect(&self, dropped: Option<&str>) -> Result<(), gst::FlowError> {
+        match dropped {
+            None => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                ("the sink went away; waiting for a new one (reconnect=true)")
+            ),
+            Some(why) => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                ("the sink dropped this consumer ({why}); connecting again (reconnect=true)")
+            ),
+        }
         // Buffers downstream still hold the old arena's mapping alive.
         *lock(&self.rx) = None;
         {
@@ -357,7 +366,11 @@ impl ShmringSrc {
                 }
                 Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
                     drop(guard);
-                    self.reconnect()?;
+                    self.reconnect(None)?;
+                }
+                Err(shmring::Error::Dropped(why)) if lock(&self.settings).reconnect => {
+                    drop(guard);
+                    self.reconnect(Some(&why))?;
                 }
                 Err(e) => return Err(self.fail(&e.into())),
             }

@@ -29,8 +29,9 @@
 //!   that downstream parses (encoded, muxed: anything but raw audio and
 //!   video), which are otherwise copied out of the arena the sink can still
 //!   write unless they came as a sealed blob (off).
-//! * `reconnect`: when the sink goes away, post a warning and wait for a new
-//!   sink on `socket-path` (else, the default, post an error).
+//! * `reconnect`: when the sink goes away or drops this consumer, post a
+//!   warning (with the sink's reason) and connect again to `socket-path`,
+//!   waiting for a sink there (else, the default, post an error).
 //! * `stats`: a `GstStructure` with `frames` and `bytes` pushed, `zero-copy`
 //!   and `copied` (a copy when downstream holds half the slots, or parses the
 //!   bytes), `drops` (frames the sink skipped for this consumer: slow-consumer
