@@ -153,6 +153,16 @@ macro_rules! endpoint_common {
                 self.ring.capacity()
             }
 
+            /// [`Error::Disconnected`] stays itself when the peer dropped
+            /// its end (it marks the ring), else becomes [`Error::PeerDied`].
+            #[cold]
+            fn gone(&self, e: Error) -> Error {
+                match e {
+                    Error::Disconnected if !self.ring.peer_closed() => Error::PeerDied,
+                    e => e,
+                }
+            }
+
             #[doc = $slots]
             ///
             /// # Errors
@@ -174,7 +184,8 @@ macro_rules! endpoint_common {
             /// [`Error::Disconnected`] for a hang-up, [`Error::Protocol`]
             /// the first time for a peer that sent bytes on the link.
             pub fn check_peer(&mut self) -> Result<()> {
-                self.waiter.check_peer()
+                let r = self.waiter.check_peer();
+                r.map_err(|e| self.gone(e))
             }
 
             #[doc = concat!("The link socket: it reports a hang-up when the ", $peer, " goes away.")]
@@ -204,7 +215,15 @@ macro_rules! endpoint_common {
             /// socket signal; [`Error::Io`] if the `read` fails otherwise
             /// (an empty signal is not an error).
             pub fn drain_signal(&self) -> Result<()> {
-                self.waiter.wait.drain()
+                self.waiter.wait.drain().map_err(|e| self.gone(e))
+            }
+        }
+
+        impl<T> Drop for $End<T> {
+            /// Marks the ring closed before the link closes, so that the
+            /// peer tells this close from a death ([`Error::PeerDied`]).
+            fn drop(&mut self) {
+                self.ring.mark_closed();
             }
         }
 
@@ -279,7 +298,10 @@ impl<T: Pod> Producer<T> {
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<()> {
         match self.ring.push(value) {
-            Err(Error::Full) => Err(self.waiter.stalled(Error::Full)),
+            Err(Error::Full) => {
+                let e = self.waiter.stalled(Error::Full);
+                Err(self.gone(e))
+            }
             r => r,
         }
     }
@@ -328,7 +350,8 @@ impl<T: Pod> Producer<T> {
     /// the link; [`Error::Corrupt`] if it corrupted the ring's indices;
     /// [`Error::Io`] if waiting on the signal failed.
     pub fn wait_writable(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.waiter.wait_until(&mut self.ring, timeout)
+        let r = self.waiter.wait_until(&mut self.ring, timeout);
+        r.map_err(|e| self.gone(e))
     }
 
     /// Appends one item, waiting for room up to `timeout` (`None`: no
@@ -444,7 +467,7 @@ impl<T: Pod> Consumer<T> {
             Err(Error::Empty) => match self.waiter.stalled(Error::Empty) {
                 // What the producer committed before it left comes first.
                 Error::Disconnected => match self.ring.pop() {
-                    Err(Error::Empty) => Err(Error::Disconnected),
+                    Err(Error::Empty) => Err(self.gone(Error::Disconnected)),
                     r => r,
                 },
                 e => Err(e),
@@ -500,7 +523,8 @@ impl<T: Pod> Consumer<T> {
     /// if it corrupted the ring's indices; [`Error::Io`] if waiting on the
     /// signal failed.
     pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.waiter.wait_until(&mut self.ring, timeout)
+        let r = self.waiter.wait_until(&mut self.ring, timeout);
+        r.map_err(|e| self.gone(e))
     }
 
     /// Removes the oldest item, waiting up to `timeout` for one (`None`: no

@@ -19,16 +19,25 @@ pub enum Error {
     /// A blocking call reached its timeout.
     #[error("timed out")]
     Timeout,
-    /// The peer is gone: it closed its end of the link, or died. The link
-    /// cannot tell the two apart (the kernel closes a dead process's fds as
-    /// it would have); a stream that must know sends an end marker of its
-    /// own before closing (a frame stream's EOS). Items the peer committed
+    /// The peer is gone after closing its end: a channel's or frame
+    /// stream's peer dropped its endpoint (where nothing tells a close from
+    /// a death, e.g. a bare socket, any hang-up). Items the peer committed
     /// before going away are still delivered before this is returned.
     /// [`Producer::try_push`](crate::Producer::try_push) and
     /// [`Consumer::try_pop`](crate::Consumer::try_pop) return it instead of
     /// `Full` (`Empty`) once the peer is known to be gone (see there).
+    /// [`Error::is_peer_gone`] matches this, [`Error::PeerDied`] and
+    /// [`Error::Dropped`].
     #[error("peer disconnected")]
     Disconnected,
+    /// The peer is gone without closing its end: its process was killed,
+    /// crashed, or exited without dropping its endpoint (a channel's ends
+    /// mark the ring when they are dropped; the kernel's hang-up alone
+    /// cannot tell). Otherwise as [`Error::Disconnected`]: what it committed
+    /// first is still delivered. A report of the peer's shared memory,
+    /// which a hostile peer can fake either way.
+    #[error("peer died: it went away without closing its end")]
+    PeerDied,
     /// A value read from shared memory broke the ring's invariants (for example
     /// the peer's index moved backwards or ran more than `capacity` ahead). The
     /// endpoint is poisoned: every later call returns this error again.
@@ -139,6 +148,16 @@ impl Error {
     /// call may succeed later; everything else is final for this endpoint.
     pub fn is_would_block(&self) -> bool {
         matches!(self, Error::Full | Error::Empty | Error::Timeout)
+    }
+
+    /// `true` when the peer is gone, however it went: [`Error::Disconnected`]
+    /// (it closed its end), [`Error::PeerDied`] (it did not) or
+    /// [`Error::Dropped`] (it ended the stream for us, saying why).
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(
+            self,
+            Error::Disconnected | Error::PeerDied | Error::Dropped(_)
+        )
     }
 
     pub(crate) fn io(context: &'static str, source: impl Into<io::Error>) -> Self {

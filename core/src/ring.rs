@@ -23,8 +23,8 @@
 //!
 //! ```text
 //! offset   0  Header        magic, layout version, capacity, element size/align, type tag
-//! offset 128  producer line write index; consumer's sleep sequence
-//! offset 256  consumer line read index;  producer's sleep sequence
+//! offset 128  producer line write index; consumer's sleep sequence; consumer closed
+//! offset 256  consumer line read index;  producer's sleep sequence; producer closed
 //! offset 384  slots         capacity x T (offset rounded up to T's alignment)
 //! ```
 //!
@@ -34,6 +34,14 @@
 //! shared index of the other side when its cache says full (producer) or empty
 //! (consumer). Indices count up monotonically and are reduced modulo the capacity
 //! (a power of two) to find a slot.
+//!
+//! An end marks itself closed ([`Writer::mark_closed`]; a channel's
+//! endpoints do when they are dropped) so that the other side can tell a
+//! close from a death ([`Writer::peer_closed`]): a process that is killed
+//! never marks. The flag is a report, not a trust boundary: a hostile peer
+//! sets it or not as it likes, which only changes which of
+//! [`Error::Disconnected`](crate::Error::Disconnected) and
+//! [`Error::PeerDied`](crate::Error::PeerDied) we report.
 //!
 //! # Trust
 //!

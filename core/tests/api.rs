@@ -345,40 +345,75 @@ fn try_pop_reports_a_producer_that_waited_for_room_and_left() {
 /// to be killed.
 #[test]
 fn child_entry_api() {
-    if common::role().as_deref() != Some("sleepy-consumer") {
+    let role = common::role();
+    if !matches!(
+        role.as_deref(),
+        Some("sleepy-consumer" | "closing-consumer")
+    ) {
         return;
     }
     let path = std::env::var("SHMRING_TEST_PATH").expect("path");
-    let _rx = handshake::connect_consumer::<u64>(&path, &cfg()).expect("connect");
+    let rx = handshake::connect_consumer::<u64>(&path, &cfg()).expect("connect");
     println!("connected");
+    if role.as_deref() == Some("closing-consumer") {
+        drop(rx); // a clean close, then the process exits
+        return;
+    }
     std::thread::sleep(Duration::from_secs(60));
 }
 
-#[test]
-fn try_push_reports_a_killed_consumer_process_as_disconnected() {
-    if common::role().is_some() {
-        return;
-    }
-    let path = common::sock_path("api-killed");
+/// A producer serving one consumer process in `role`, which it then
+/// waits for (killed first when `kill`); fills the ring and returns what
+/// `try_push` and `check_peer` then report.
+fn consumer_process_end(role: &str, kill: bool) -> (Error, Error, Error) {
+    let path = common::sock_path(role);
     let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
     let mut child = common::spawn_child(
         "child_entry_api",
-        "sleepy-consumer",
+        role,
         &[("SHMRING_TEST_PATH", path.display().to_string())],
     );
     let mut tx = listener.accept_producer::<u64>(&cfg()).expect("serve");
-    child.kill().expect("kill");
+    if kill {
+        child.kill().expect("kill");
+    }
     child.wait().expect("wait");
-    // Fill the ring; a check of the link sees the death, and `try_push`
+    // Fill the ring; a check of the link sees the end, and `try_push`
     // reports it from then on.
-    let e = loop {
+    let first = loop {
         if let Err(e) = tx.try_push(0) {
             break e;
         }
     };
-    assert!(matches!(e, Error::Full | Error::Disconnected), "{e}");
-    assert!(matches!(tx.check_peer(), Err(Error::Disconnected)));
-    assert!(matches!(tx.try_push(0), Err(Error::Disconnected)));
+    let checked = tx.check_peer().expect_err("the consumer is gone");
+    let then = tx.try_push(0).expect_err("the consumer is gone");
+    (first, checked, then)
+}
+
+#[test]
+fn try_push_reports_a_killed_consumer_process_as_died() {
+    if common::role().is_some() {
+        return;
+    }
+    let (first, checked, then) = consumer_process_end("sleepy-consumer", true);
+    assert!(matches!(first, Error::Full | Error::PeerDied), "{first}");
+    assert!(matches!(checked, Error::PeerDied), "{checked}");
+    assert!(matches!(then, Error::PeerDied), "{then}");
+    assert!(then.is_peer_gone());
+}
+
+#[test]
+fn try_push_reports_a_consumer_process_that_closed_its_end_as_disconnected() {
+    if common::role().is_some() {
+        return;
+    }
+    let (first, checked, then) = consumer_process_end("closing-consumer", false);
+    assert!(
+        matches!(first, Error::Full | Error::Disconnected),
+        "{first}"
+    );
+    assert!(matches!(checked, Error::Disconnected), "{checked}");
+    assert!(matches!(then, Error::Disconnected), "{then}");
 }
 
 /// Serves one frame stream of `slots` x `slot_size` on a fresh path; the

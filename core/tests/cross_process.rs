@@ -200,11 +200,11 @@ fn thread_state(tid: i32) -> char {
 }
 
 /// A producer asleep in `push_blocking` (the ring full, its consumer stuck)
-/// when the consumer process is killed wakes up with `Disconnected`, not
+/// when the consumer process is killed wakes up with `PeerDied`, not
 /// `Timeout`. The kill comes once the producer thread is seen asleep, and
 /// the child is checked to have died of that SIGKILL.
 #[test]
-fn consumer_killed_while_producer_blocks_is_disconnected() {
+fn consumer_killed_while_producer_blocks_is_reported_dead() {
     use std::os::unix::process::ExitStatusExt as _;
     let path = common::sock_path("kill");
     let listener = handshake::Listener::bind(&path, &Default::default()).expect("bind");
@@ -238,7 +238,7 @@ fn consumer_killed_while_producer_blocks_is_disconnected() {
     });
     let r = tx.push_blocking(n, Some(Duration::from_secs(60)));
     killer.join().expect("killer");
-    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(matches!(r, Err(Error::PeerDied)), "{r:?}");
     let status = child.wait().expect("wait child");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
 }

@@ -294,6 +294,79 @@ fn reconnecting_src_survives_ten_sink_restarts() {
     src.set_state(gst::State::Null).expect("null");
 }
 
+/// A sink process SIGKILLed: the src's error says the sink died; one that
+/// stops (SIGINT: gst-launch sets it to NULL and exits) went away. The src
+/// tells the two apart by whether the sink marked its rings closed.
+#[test]
+fn src_tells_a_killed_sink_from_one_that_stopped() {
+    init();
+    let _serial = serial();
+    for kill in [true, false] {
+        let path = sock(if kill { "fan-killed" } else { "fan-stopped" });
+        let mut kids = Children::default();
+        let c = gst_launch(&format!(
+            "-e {SOURCE} ! shmringsink socket-path={}",
+            path.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("sink gst-launch");
+        let pid = c.id();
+        kids.0.push(c);
+        wait_until("the sink listens", Duration::from_secs(10), || {
+            path.exists()
+        });
+        let src = pipeline(&format!(
+            "shmringsrc socket-path={} ! fakesink name=out sync=false",
+            path.display()
+        ));
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        src.by_name("out")
+            .expect("out")
+            .static_pad("sink")
+            .expect("pad")
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                c.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        src.set_state(gst::State::Playing).expect("playing");
+        wait_until("frames", Duration::from_secs(10), || {
+            count.load(Ordering::Relaxed) >= 10
+        });
+        if kill {
+            kill_checked(&mut kids, pid);
+        } else {
+            // SAFETY: a signal to our own child process.
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+        }
+        let bus = src.bus().expect("bus");
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(10),
+                &[gst::MessageType::Error, gst::MessageType::Eos],
+            )
+            .expect("an error or EOS on the bus");
+        match (kill, msg.view()) {
+            (true, gst::MessageView::Error(e)) => {
+                let text = e.error().to_string();
+                assert!(text.contains("died"), "{text}");
+            }
+            // `-e`: the stopping sink sends EOS first; an error after it
+            // would be the sink going away.
+            (false, gst::MessageView::Eos(_)) => {}
+            (false, gst::MessageView::Error(e)) => {
+                let text = e.error().to_string();
+                assert!(text.contains("went away"), "{text}");
+            }
+            (_, other) => panic!("kill={kill}: {other:?}"),
+        }
+        src.set_state(gst::State::Null).expect("null");
+    }
+}
+
 /// A consumer that joins a stream of delta frames gets, after the sticky
 /// events, the next keyframe first; the sink asks upstream for one and
 /// counts the delta frames it skipped for that consumer.

@@ -203,7 +203,7 @@ impl<F: FnMut(Received)> Deliver<F> for FrameReceiver {
                 // The producer is gone (with a reason: `goodbye()`) and
                 // everything it sent was received: the liveness check that
                 // follows reports it.
-                Err(shmring::Error::Disconnected | shmring::Error::Dropped(_)) => break,
+                Err(e) if e.is_peer_gone() => break,
                 Err(e) => return Err(e.into()),
             }
             done += 1;

@@ -119,7 +119,9 @@ impl WakeCycle {
         match ep.drain_signal() {
             // A socket signal whose peer closed its end: the peer is gone
             // (or broke the protocol); what it committed is still delivered.
-            Err(shmring::Error::Disconnected) => return Ok(Start::PeerGone),
+            Err(shmring::Error::Disconnected | shmring::Error::PeerDied) => {
+                return Ok(Start::PeerGone)
+            }
             r => r?,
         }
         Ok(Start::Go { woken })

@@ -99,7 +99,7 @@ fn shmring_run(n: u64, batch: usize) -> (Duration, u64) {
         if chunk.is_empty() {
             match rx.wait_readable(WAIT) {
                 Ok(()) => continue,
-                Err(Error::Disconnected) => break,
+                Err(Error::Disconnected | Error::PeerDied) => break,
                 Err(e) => panic!("{e}"),
             }
         }

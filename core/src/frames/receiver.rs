@@ -296,10 +296,10 @@ impl FrameReceiver {
         }
     }
 
-    /// `Disconnected` becomes `Dropped` when the producer left a reason
-    /// (kept: see [`goodbye`](Self::goodbye)).
+    /// `Disconnected` (or `PeerDied`) becomes `Dropped` when the producer
+    /// left a reason (kept: see [`goodbye`](Self::goodbye)).
     fn why(&mut self, e: Error) -> Error {
-        if !matches!(e, Error::Disconnected) {
+        if !matches!(e, Error::Disconnected | Error::PeerDied) {
             return e;
         }
         if self.goodbye.is_none() {
@@ -321,10 +321,20 @@ impl FrameReceiver {
         }
     }
 
-    /// Why the producer dropped this consumer, once a receive returned
-    /// [`Error::Dropped`] (`None` while connected, or when it left without
-    /// a word: [`Error::Disconnected`]).
-    pub fn goodbye(&self) -> Option<&str> {
+    /// Why the producer dropped this consumer, once it is gone and every
+    /// message it sent was received (`None` while it is there, or when it
+    /// left without a word). A receive that ended with [`Error::Dropped`]
+    /// already told; this also serves who learned of the end otherwise (a
+    /// liveness check, an event loop's `Closed`). Costs a `poll` and a
+    /// `recvmsg` or two until it knows.
+    pub fn goodbye(&mut self) -> Option<&str> {
+        if self.goodbye.is_none()
+            && !self.desc.is_peer_alive()
+            && self.desc.slots().is_ok_and(|n| n == 0)
+        {
+            // Everything was received: no blob is still to come.
+            let _ = self.why(Error::Disconnected);
+        }
         self.goodbye.as_deref()
     }
 

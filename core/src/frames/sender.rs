@@ -260,8 +260,8 @@ impl FrameSender {
             }
             match self.returns.wait_readable(left()) {
                 Ok(()) => {}
-                // The consumer left after reading everything: nothing to wait for.
-                Err(Error::Disconnected) => return Ok(()),
+                // The consumer left (or died): nothing to wait for.
+                Err(Error::Disconnected | Error::PeerDied) => return Ok(()),
                 Err(e) => return Err(e),
             }
         }

@@ -63,6 +63,17 @@ impl<T, const WRITER: bool> EndState<T, WRITER> {
         self.poisoned
     }
 
+    /// `true` once the other end said it closed (rather than died). Only a
+    /// report: a hostile peer may set or clear it at will.
+    pub(super) fn peer_closed(&self) -> bool {
+        self.words().peer_closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Tells the other end this one closes (see [`peer_closed`](Self::peer_closed)).
+    pub(super) fn mark_closed(&self) {
+        self.words().own_closed.store(1, Ordering::Release);
+    }
+
     /// Sets the hook called when a move of our index finds the other end
     /// asleep.
     pub(super) fn set_notify(&mut self, notify: Option<Arc<dyn Notify>>) {
@@ -216,6 +227,20 @@ macro_rules! ring_end {
                 $End {
                     end: EndState::new(shared, own, peer),
                 }
+            }
+
+            #[doc = concat!("`true` once the ", $other, " said it closes the ring ([`mark_closed`](Self::mark_closed)),")]
+            /// rather than dying with it (a process killed or crashed never
+            /// says so). A report of the other side's, which may lie.
+            pub fn peer_closed(&self) -> bool {
+                self.end.peer_closed()
+            }
+
+            #[doc = concat!("Tells the ", $other, " that this end closes the ring for good (a channel's")]
+            /// endpoints do when they are dropped), so that it can tell a close
+            /// from a death: one store into the region.
+            pub fn mark_closed(&self) {
+                self.end.mark_closed()
             }
         }
 

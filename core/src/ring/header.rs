@@ -79,11 +79,14 @@ pub(super) struct Header {
 /// The producer's cache line. Every word has exactly one writer: the producer
 /// writes `write`; the consumer writes `consumer_sleep`, its sleep sequence (odd
 /// while it announces a sleep, a new odd value for every sleep), which the
-/// producer only reads, right after each commit.
+/// producer only reads, right after each commit, and `consumer_closed`
+/// (non-zero once the consumer dropped its end: it closed rather than died),
+/// which the producer reads only once the consumer is gone.
 #[repr(C)]
 pub(crate) struct ProducerLine {
     pub(crate) write: AtomicU64,
     pub(crate) consumer_sleep: AtomicU64,
+    pub(crate) consumer_closed: AtomicU64,
 }
 
 /// The consumer's cache line, mirror image of [`ProducerLine`].
@@ -91,6 +94,7 @@ pub(crate) struct ProducerLine {
 pub(crate) struct ConsumerLine {
     pub(crate) read: AtomicU64,
     pub(crate) producer_sleep: AtomicU64,
+    pub(crate) producer_closed: AtomicU64,
 }
 
 #[cfg(not(loom))]

@@ -159,9 +159,11 @@ impl RingLayout {
             let prod = &*base.add(PRODUCER_OFFSET).cast::<ProducerLine>();
             prod.write.store(0, Ordering::Relaxed);
             prod.consumer_sleep.store(0, Ordering::Relaxed);
+            prod.consumer_closed.store(0, Ordering::Relaxed);
             let cons = &*base.add(CONSUMER_OFFSET).cast::<ConsumerLine>();
             cons.read.store(0, Ordering::Relaxed);
             cons.producer_sleep.store(0, Ordering::Relaxed);
+            cons.producer_closed.store(0, Ordering::Relaxed);
         }
         fence(Ordering::Release);
         Ok((

@@ -75,10 +75,12 @@ impl ModelRing {
             prod: Box::new(ProducerLine {
                 write: AtomicU64::new(0),
                 consumer_sleep: AtomicU64::new(0),
+                consumer_closed: AtomicU64::new(0),
             }),
             cons: Box::new(ConsumerLine {
                 read: AtomicU64::new(0),
                 producer_sleep: AtomicU64::new(0),
+                producer_closed: AtomicU64::new(0),
             }),
             slots: (0..capacity)
                 .map(|_| std::cell::UnsafeCell::new(0))

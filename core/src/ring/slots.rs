@@ -67,12 +67,16 @@ impl<T> Shared<T> {
                 peer_index: &cons.read,
                 own_sleep: &cons.producer_sleep,
                 peer_sleep: &prod.consumer_sleep,
+                own_closed: &cons.producer_closed,
+                peer_closed: &prod.consumer_closed,
             },
             End::Reader => Words {
                 index: &cons.read,
                 peer_index: &prod.write,
                 own_sleep: &prod.consumer_sleep,
                 peer_sleep: &cons.producer_sleep,
+                own_closed: &prod.consumer_closed,
+                peer_closed: &cons.producer_closed,
             },
         }
     }

@@ -38,6 +38,10 @@ pub(super) struct Words<'a> {
     pub(super) own_sleep: &'a AtomicU64,
     /// Where the other end announces its sleeps (a word of this end's line).
     pub(super) peer_sleep: &'a AtomicU64,
+    /// Set when this end is dropped (a word of the other end's line).
+    pub(super) own_closed: &'a AtomicU64,
+    /// Set when the other end is dropped (a word of this end's line).
+    pub(super) peer_closed: &'a AtomicU64,
 }
 
 /// One side's half of the sleep/wake protocol: its own sleep sequence (it is the

@@ -129,7 +129,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     },
                     Ok(Received::Eos) => break Ok(()),
                     Ok(_) | Err(shmring::Error::Timeout) => {}
-                    Err(shmring::Error::Disconnected) => {
+                    Err(shmring::Error::Disconnected | shmring::Error::PeerDied) => {
                         break Err("the sink went away".into());
                     }
                     Err(e) => break Err(e.to_string()),

@@ -85,7 +85,7 @@ fn read(
                 }
             }
             Err(shmring::Error::Timeout) => {}
-            Err(shmring::Error::Disconnected) => break,
+            Err(shmring::Error::Disconnected | shmring::Error::PeerDied) => break,
             Err(e) => return Err(e.into()),
         }
         if start.elapsed().as_secs() >= second {

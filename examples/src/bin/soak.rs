@@ -89,7 +89,7 @@ fn child_producer(sock: &str, committed: &str) -> Result<(), Box<dyn std::error:
         }
         match tx.push_all(&batch, Some(Duration::from_secs(5))) {
             Ok(()) => {}
-            Err(Error::Disconnected) => return Ok(()),
+            Err(Error::Disconnected | Error::PeerDied) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
         next += BATCH as u64;
@@ -113,7 +113,7 @@ fn child_consumer(sock: &str) -> Result<(), Box<dyn std::error::Error>> {
                     want += 1;
                 }
             }
-            Err(Error::Disconnected) => return Ok(()),
+            Err(Error::Disconnected | Error::PeerDied) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }
@@ -271,7 +271,7 @@ fn consume_and_kill(
                 }
             }
             Err(Error::Timeout) => {}
-            Err(Error::Disconnected) if victim.killed() => break,
+            Err(Error::PeerDied) if victim.killed() => break,
             Err(e) => return Err(format!("consumer: {e}").into()),
         }
         if victim.overdue() {
@@ -320,7 +320,7 @@ fn produce_and_kill(
         match tx.push_all(&batch, Some(Duration::from_millis(20))) {
             Ok(()) => next += BATCH as u64,
             Err(Error::Timeout) => {}
-            Err(Error::Disconnected) if victim.killed() => break,
+            Err(Error::PeerDied) if victim.killed() => break,
             Err(e) => return Err(format!("producer: {e}").into()),
         }
         if victim.overdue() {

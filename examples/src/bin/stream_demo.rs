@@ -184,7 +184,7 @@ fn consumer(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         if chunk.is_empty() {
             match rx.wait_readable(Some(TIMEOUT)) {
                 Ok(()) => continue,
-                Err(Error::Disconnected) => break,
+                Err(Error::Disconnected | Error::PeerDied) => break,
                 Err(e) => return Err(e.into()),
             }
         }

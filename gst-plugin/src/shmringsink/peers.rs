@@ -612,7 +612,7 @@ impl ShmringSink {
             );
             // Tell it why, unless it left by itself.
             match why {
-                shmring::Error::Disconnected => {}
+                shmring::Error::Disconnected | shmring::Error::PeerDied => {}
                 shmring::Error::Dropped(reason) => p.tx.say_goodbye(reason),
                 e => p.tx.say_goodbye(&e.to_string()),
             }

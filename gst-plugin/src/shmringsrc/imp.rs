@@ -281,6 +281,13 @@ impl ShmringSrc {
             Error::Shmring(shmring::Error::Disconnected) => {
                 gst::element_imp_error!(self, gst::ResourceError::Read, ("the sink went away"));
             }
+            Error::Shmring(shmring::Error::PeerDied) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("the sink's process died (it went away without closing its end)")
+                );
+            }
             Error::Shmring(shmring::Error::Dropped(why)) => {
                 gst::element_imp_error!(
                     self,
@@ -364,7 +371,9 @@ impl ShmringSrc {
                         return Err(gst::FlowError::Flushing);
                     }
                 }
-                Err(shmring::Error::Disconnected) if lock(&self.settings).reconnect => {
+                Err(shmring::Error::Disconnected | shmring::Error::PeerDied)
+                    if lock(&self.settings).reconnect =>
+                {
                     drop(guard);
                     self.reconnect(None)?;
                 }
