@@ -134,13 +134,7 @@ fn nothing_listening_is_reported_with_the_path_after_the_configured_retry() {
     let e = handshake::connect_consumer::<u64>(&path, &cfg().connect_timeout(wait))
         .map(|_| ())
         .expect_err("connected to nothing");
-    match &e {
-        Error::NotListening { path: p, waited } => {
-            assert_eq!(p, &path);
-            assert!(*waited >= wait, "gave up after {waited:?}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_not_listening(&e, &path, wait);
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 
     // A stale socket file nobody accepts on is the same situation.
@@ -175,6 +169,17 @@ fn a_file_that_is_not_a_socket_fails_at_once_without_retrying() {
         .map(|_| ())
         .expect_err("connected");
     assert_bad_path(&e, &path, "not a socket");
+}
+
+/// `e` is a [`Error::NotListening`] for `path`, after at least `wait`.
+fn assert_not_listening(e: &Error, path: &std::path::Path, wait: Duration) {
+    match e {
+        Error::NotListening { path: p, waited } => {
+            assert_eq!(p, path);
+            assert!(*waited >= wait, "gave up after {waited:?}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// `e` is a [`Error::BadPath`] for `path` whose reason mentions `why`.
@@ -533,13 +538,7 @@ fn a_frame_consumer_retries_as_long_as_its_connect_timeout_says() {
     let e = frames::connect(&path, &FrameConfig::consumer().connect_timeout(wait))
         .map(|_| ())
         .expect_err("connected to nothing");
-    match &e {
-        Error::NotListening { path: p, waited } => {
-            assert_eq!(p, &path);
-            assert!(*waited >= wait, "gave up after {waited:?}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_not_listening(&e, &path, wait);
 }
 
 #[test]

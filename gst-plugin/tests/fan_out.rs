@@ -226,34 +226,25 @@ fn kill_checked(kids: &mut Children, pid: u32) {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
 }
 
-/// A sink process SIGKILLed (checked to have died of it) and restarted 10
-/// times under a `reconnect=true` src: the src pipeline stays PLAYING
-/// without an error, and frames arrive after every restart.
-#[test]
-fn reconnecting_src_survives_ten_sink_restarts() {
-    init();
-    let _serial = serial();
-    let path = sock("fan-restart");
-    let sink_cmd = format!("{SOURCE} ! shmringsink socket-path={}", path.display());
-    let mut kids = Children::default();
-    let start_sink = |kids: &mut Children| {
-        let c = gst_launch(&sink_cmd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("sink gst-launch");
-        let pid = c.id();
-        kids.0.push(c);
-        pid
-    };
-    let mut sink_pid = start_sink(&mut kids);
-    wait_until("the sink listens", Duration::from_secs(10), || {
-        path.exists()
-    });
+/// Starts `gst-launch-1.0 <args>` (a sink) as a child in its own process
+/// group; returns its pid.
+fn start_sink(kids: &mut Children, args: &str) -> u32 {
+    let c = gst_launch(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("sink gst-launch");
+    let pid = c.id();
+    kids.0.push(c);
+    pid
+}
 
+/// `shmringsrc socket-path=<path> <props> ! fakesink name=out` and the
+/// count of buffers that reached the fakesink.
+fn counting_src(path: &std::path::Path, props: &str) -> (gst::Pipeline, Arc<AtomicU64>) {
     let src = pipeline(&format!(
-        "shmringsrc name=src socket-path={} reconnect=true ! fakesink name=out sync=false",
+        "shmringsrc name=src socket-path={} {props} ! fakesink name=out sync=false",
         path.display()
     ));
     let count = Arc::new(AtomicU64::new(0));
@@ -266,6 +257,25 @@ fn reconnecting_src_survives_ten_sink_restarts() {
             c.fetch_add(1, Ordering::Relaxed);
             gst::PadProbeReturn::Ok
         });
+    (src, count)
+}
+
+/// A sink process SIGKILLed (checked to have died of it) and restarted 10
+/// times under a `reconnect=true` src: the src pipeline stays PLAYING
+/// without an error, and frames arrive after every restart.
+#[test]
+fn reconnecting_src_survives_ten_sink_restarts() {
+    init();
+    let _serial = serial();
+    let path = sock("fan-restart");
+    let sink_cmd = format!("{SOURCE} ! shmringsink socket-path={}", path.display());
+    let mut kids = Children::default();
+    let mut sink_pid = start_sink(&mut kids, &sink_cmd);
+    wait_until("the sink listens", Duration::from_secs(10), || {
+        path.exists()
+    });
+
+    let (src, count) = counting_src(&path, "reconnect=true");
     src.set_state(gst::State::Playing).expect("playing");
     let bus = src.bus().expect("bus");
     for restart in 0..=10 {
@@ -283,7 +293,7 @@ fn reconnecting_src_survives_ten_sink_restarts() {
         }
         if restart < 10 {
             kill_checked(&mut kids, sink_pid);
-            sink_pid = start_sink(&mut kids);
+            sink_pid = start_sink(&mut kids, &sink_cmd);
         }
     }
     let stats = src
@@ -304,34 +314,14 @@ fn src_tells_a_killed_sink_from_one_that_stopped() {
     for kill in [true, false] {
         let path = sock(if kill { "fan-killed" } else { "fan-stopped" });
         let mut kids = Children::default();
-        let c = gst_launch(&format!(
-            "-e {SOURCE} ! shmringsink socket-path={}",
-            path.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("sink gst-launch");
-        let pid = c.id();
-        kids.0.push(c);
+        let pid = start_sink(
+            &mut kids,
+            &format!("-e {SOURCE} ! shmringsink socket-path={}", path.display()),
+        );
         wait_until("the sink listens", Duration::from_secs(10), || {
             path.exists()
         });
-        let src = pipeline(&format!(
-            "shmringsrc socket-path={} ! fakesink name=out sync=false",
-            path.display()
-        ));
-        let count = Arc::new(AtomicU64::new(0));
-        let c = count.clone();
-        src.by_name("out")
-            .expect("out")
-            .static_pad("sink")
-            .expect("pad")
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                c.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
+        let (src, count) = counting_src(&path, "");
         src.set_state(gst::State::Playing).expect("playing");
         wait_until("frames", Duration::from_secs(10), || {
             count.load(Ordering::Relaxed) >= 10

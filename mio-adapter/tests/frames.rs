@@ -682,15 +682,7 @@ fn leftovers_after_a_hang_up_while_throttled() {
     .unwrap();
     let mut rx = MioFrameReceiver::with_policy(rx, strict_policy());
     rx.set_budget(100);
-    let mut poll = Poll::new().unwrap();
-    let mut events = Events::with_capacity(8);
-    poll.registry()
-        .register(&mut rx, TOKEN, Interest::READABLE)
-        .unwrap();
-    assert_eq!(
-        rx.drain_with(poll.registry(), |m| panic!("{m:?}")).unwrap(),
-        Readiness::Armed
-    );
+    let (mut poll, mut events) = registered_and_armed(&mut rx);
     flood_until_throttled(&mut rx, &poll);
     assert_eq!(rx.wake_stats().throttles, 1);
     assert!(rx.throttled_until().is_some());
@@ -724,6 +716,20 @@ fn leftovers_after_a_hang_up_while_throttled() {
     poll.registry().deregister(&mut rx).unwrap();
 }
 
+/// A `Poll` with `rx` registered under [`TOKEN`] and drained once (nothing
+/// there yet: `Armed`), and room for its events.
+fn registered_and_armed(rx: &mut MioFrameReceiver) -> (Poll, Events) {
+    let poll = Poll::new().unwrap();
+    poll.registry()
+        .register(rx, TOKEN, Interest::READABLE)
+        .unwrap();
+    assert_eq!(
+        rx.drain_with(poll.registry(), |m| panic!("{m:?}")).unwrap(),
+        Readiness::Armed
+    );
+    (poll, Events::with_capacity(8))
+}
+
 /// A producer that drops this consumer with a reason (a sink's slow-consumer
 /// policy) ends the stream as `Closed`, after everything it sent, and the
 /// reason stays readable; for every signal kind.
@@ -732,15 +738,7 @@ fn a_goodbye_with_a_reason_is_closed_and_keeps_the_reason() {
     for signal in [SignalKind::Socket, SignalKind::Pipe, SignalKind::EventFd] {
         let (mut tx, rx) = frames::pair(&FrameConfig::new(4, 256).signal(signal)).unwrap();
         let mut rx = MioFrameReceiver::new(rx);
-        let mut poll = Poll::new().unwrap();
-        let mut events = Events::with_capacity(8);
-        poll.registry()
-            .register(&mut rx, TOKEN, Interest::READABLE)
-            .unwrap();
-        assert_eq!(
-            rx.drain_with(poll.registry(), |m| panic!("{m:?}")).unwrap(),
-            Readiness::Armed
-        );
+        let (mut poll, mut events) = registered_and_armed(&mut rx);
         tx.send_caps("audio/x-raw").unwrap();
         tx.say_goodbye("too slow");
         drop(tx);
