@@ -349,7 +349,7 @@ fn consumer_killed_with_bytes_unread_is_seen_gone() {
         Duration::from_secs(10),
         || !tx.is_peer_alive(),
     );
-    assert!(matches!(tx.check_peer(), Err(Error::Disconnected)));
+    assert!(matches!(tx.check_peer(), Err(Error::PeerDied)));
 }
 
 fn zombie_child() {

@@ -172,7 +172,7 @@ fn all_returned(tx: &mut FrameSender) -> shmring::Result<bool> {
         }
         match tx.wait_returns(Some(Duration::from_millis(100))) {
             Ok(()) | Err(shmring::Error::Timeout) => {}
-            Err(shmring::Error::Disconnected) => {
+            Err(shmring::Error::Disconnected | shmring::Error::PeerDied) => {
                 tx.reclaim(|_| {})?;
                 return Ok(tx.in_flight() == 0);
             }
