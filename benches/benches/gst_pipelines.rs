@@ -833,7 +833,7 @@ fn main() {
         out.push_str(&fan_out_table(&rows));
     }
     out.push_str(
-        "\nTargets (issue 4): shmring ≥ 0.90x the one-process frames/s, ≤ 1.10x its CPU per frame.\n",
+        "\nTargets (DESIGN.md): shmring ≥ 0.90x the one-process frames/s, ≤ 1.10x its CPU per frame.\n",
     );
     flush(&out);
     write_report("bench-gst.md", &out);
