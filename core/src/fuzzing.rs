@@ -217,8 +217,14 @@ fn switch_geometry(d: &Descriptor, slots: u32, slot_size: u32) {
     };
     assert!(g.slots <= max_slots, "{} slots of {max_slots}", g.slots);
     assert_eq!(g.slot_size % 64, 0, "slot size {}", g.slot_size);
-    assert_eq!((u64::from(g.slots), g.slot_size as u64), (d.args[0], d.args[1]));
-    assert!(g.bytes().is_some_and(|b| b <= max_arena), "{g:?} over {max_arena}");
+    assert_eq!(
+        (u64::from(g.slots), g.slot_size as u64),
+        (d.args[0], d.args[1])
+    );
+    assert!(
+        g.bytes().is_some_and(|b| b <= max_arena),
+        "{g:?} over {max_arena}"
+    );
 }
 
 /// A ring of 64 `u64` whose shared memory (header, indices, slots) holds what

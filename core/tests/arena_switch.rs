@@ -178,7 +178,10 @@ fn frames_cross_an_arena_switch_to_another_process() {
         if tx.switch_arena(&big).expect("switch") {
             break;
         }
-        assert!(Instant::now() < deadline, "the consumer never drained the old arena");
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never drained the old arena"
+        );
         let _ = tx.wait_returns(Some(Duration::from_millis(10)));
     }
     assert!(tx.is_on(&big));
@@ -204,7 +207,10 @@ fn frames_cross_an_arena_switch_to_another_process() {
     assert_eq!(tx.blobs_in_flight(), 0, "the blob came back");
     assert_eq!(tx.bad_returns(), 0);
     assert_eq!(reclaimed.len() as u64, AFTER, "returns after the switch");
-    assert!(reclaimed.iter().all(|&s| s < 3), "{reclaimed:?}: new-arena frame slots");
+    assert!(
+        reclaimed.iter().all(|&s| s < 3),
+        "{reclaimed:?}: new-arena frame slots"
+    );
     drop(tx);
     let out = common::finish(child);
     assert!(
@@ -247,7 +253,8 @@ fn many_switches() {
         let fd = seg.try_clone_fd().expect("dup");
         announce(&tx, 4, 4096, Some(fd.as_fd()));
         // 200 honest rounds sent a switch and a frame each.
-        tx.send_raw(switch_descriptor(400 + i, 4, 4096)).expect("raw");
+        tx.send_raw(switch_descriptor(400 + i, 4, 4096))
+            .expect("raw");
         assert!(matches!(rx.try_recv(), Ok(None)), "switch {i}");
     }
     drop(seg);
@@ -285,7 +292,12 @@ fn arena_message(slots: u64, slot_size: u64) -> Vec<u8> {
 }
 
 /// Sends an arena message with `fd` (or none) on the producer's end.
-fn announce(tx: &frames::FrameSender, slots: u64, slot_size: u64, fd: Option<std::os::fd::BorrowedFd<'_>>) {
+fn announce(
+    tx: &frames::FrameSender,
+    slots: u64,
+    slot_size: u64,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) {
     let fds: Vec<_> = fd.into_iter().collect();
     handshake::send_with_fds(tx.message_fd(), &arena_message(slots, slot_size), &fds)
         .expect("arena message");
@@ -339,12 +351,42 @@ fn hostile_switches_are_clean_errors() {
             switch_descriptor(0, 8, 8192),
             bad_segment,
         ),
-        ("over max_arena", sealed(), switch_descriptor(0, 8, 1 << 20), bad_descriptor),
-        ("more slots than the return ring holds", sealed(), switch_descriptor(0, 4096, 64), bad_descriptor),
-        ("one slot", sealed(), switch_descriptor(0, 1, 8192), bad_descriptor),
-        ("slot size 0", sealed(), switch_descriptor(0, 8, 0), bad_descriptor),
-        ("slot size not a multiple of 64", sealed(), switch_descriptor(0, 8, 8100), bad_descriptor),
-        ("u64::MAX slots", sealed(), switch_descriptor(0, u64::MAX, u64::MAX), bad_descriptor),
+        (
+            "over max_arena",
+            sealed(),
+            switch_descriptor(0, 8, 1 << 20),
+            bad_descriptor,
+        ),
+        (
+            "more slots than the return ring holds",
+            sealed(),
+            switch_descriptor(0, 4096, 64),
+            bad_descriptor,
+        ),
+        (
+            "one slot",
+            sealed(),
+            switch_descriptor(0, 1, 8192),
+            bad_descriptor,
+        ),
+        (
+            "slot size 0",
+            sealed(),
+            switch_descriptor(0, 8, 0),
+            bad_descriptor,
+        ),
+        (
+            "slot size not a multiple of 64",
+            sealed(),
+            switch_descriptor(0, 8, 8100),
+            bad_descriptor,
+        ),
+        (
+            "u64::MAX slots",
+            sealed(),
+            switch_descriptor(0, u64::MAX, u64::MAX),
+            bad_descriptor,
+        ),
     ];
     for (what, fd, d, check) in cases {
         let e = hostile_switch(fd, d, &cfg);
@@ -366,8 +408,7 @@ fn a_switch_whose_message_disagrees_or_is_not_an_arena_is_an_error() {
     let mut blob_message = arena_message(0, 100);
     blob_message[4..8].copy_from_slice(&1u32.to_le_bytes());
     let seg = sealed_arena(8 * 8192);
-    handshake::send_with_fds(tx.message_fd(), &blob_message, &[seg.as_fd()])
-        .expect("blob message");
+    handshake::send_with_fds(tx.message_fd(), &blob_message, &[seg.as_fd()]).expect("blob message");
     tx.send_raw(switch_descriptor(0, 8, 8192)).expect("raw");
     assert!(matches!(rx.recv(T), Err(Error::BadDescriptor(_))));
 }
@@ -385,7 +426,10 @@ fn a_switch_while_the_consumer_holds_old_slots_is_an_error() {
     announce(&tx, 4, 8192, Some(seg.as_fd()));
     tx.send_raw(switch_descriptor(1, 4, 8192)).expect("raw");
     let e = rx.recv(T).expect_err("switched under a held slot");
-    assert!(matches!(e, Error::BadDescriptor(ref m) if m.contains("holds 1")), "{e}");
+    assert!(
+        matches!(e, Error::BadDescriptor(ref m) if m.contains("holds 1")),
+        "{e}"
+    );
     // The frame held stays readable.
     assert!(held.bytes() == pattern(0, 100).as_slice());
 }
@@ -396,7 +440,10 @@ fn the_sender_refuses_an_arena_its_consumer_cannot_return() {
     // A return ring for 4 slots and 64 blobs has room for 128 entries.
     assert_eq!(tx.max_arena_slots(), 64);
     let many = Arena::new(&FrameConfig::new(65, 4096)).expect("arena");
-    assert!(matches!(tx.switch_arena(&many), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        tx.switch_arena(&many),
+        Err(Error::InvalidArgument(_))
+    ));
     let ok = Arena::new(&FrameConfig::new(64, 4096)).expect("arena");
     assert!(tx.switch_arena(&ok).expect("switch"));
     assert!(tx.switch_arena(&ok).expect("again: a no-op"));

@@ -58,7 +58,11 @@ const HEADER: usize = std::mem::size_of::<Header>();
 /// A message as received.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Blob { id: u32, size: usize, fd: OwnedFd },
+    Blob {
+        id: u32,
+        size: usize,
+        fd: OwnedFd,
+    },
     Arena {
         slots: u64,
         slot_size: u64,

@@ -40,7 +40,12 @@ pub(crate) fn max_slots(return_capacity: usize, slots: u32) -> u32 {
 /// out on the message socket `msgs` ([`Error::Full`] when the socket has no
 /// room: nothing was sent).
 pub(crate) fn announce(msgs: BorrowedFd<'_>, arena: &Arena) -> Result<Descriptor> {
-    messages::send_arena(msgs, arena.slots(), arena.slot_size(), arena.segment().as_fd())?;
+    messages::send_arena(
+        msgs,
+        arena.slots(),
+        arena.slot_size(),
+        arena.segment().as_fd(),
+    )?;
     let mut d = Descriptor::event(Kind::Arena);
     d.args[0] = u64::from(arena.slots());
     d.args[1] = arena.slot_size() as u64;
@@ -59,7 +64,9 @@ pub(crate) fn check_geometry(
     let n = u32::try_from(slots)
         .ok()
         .filter(|&n| n <= max_slots)
-        .ok_or_else(|| format!("an arena of {slots} slots (this stream takes at most {max_slots})"))?;
+        .ok_or_else(|| {
+            format!("an arena of {slots} slots (this stream takes at most {max_slots})")
+        })?;
     let size = usize::try_from(slot_size).map_err(|_| format!("slot size {slot_size}"))?;
     let g = Geometry::new(n, size, max_arena).map_err(|e| format!("arena geometry: {e}"))?;
     if g.slot_size != size {
