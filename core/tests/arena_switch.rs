@@ -111,6 +111,7 @@ fn child_entry() {
     match role.as_str() {
         "switch-receiver" => switch_receiver(&path),
         "many-switches" => many_switches(),
+        "hostile-switcher" => hostile_switcher(&path),
         other => panic!("unknown role {other}"),
     }
 }
@@ -280,6 +281,53 @@ fn many_switches_leak_no_fd_and_no_mapping() {
 }
 
 // ------------------------------------------------------------ hostile producer
+
+/// A producer process that serves honestly, sends a frame, and once it came
+/// back switches its consumer to a memfd it still maps writable.
+fn hostile_switcher(path: &str) {
+    use shmring::segment::Access;
+    let listener = Listener::bind(path, &Default::default()).expect("bind");
+    let conn = listener.accept(T).expect("accept");
+    let mut tx = frames::serve(conn, &FrameConfig::new(4, 4096)).expect("serve");
+    send_slot(&mut tx, 0, 100);
+    let seg = Segment::create("test-arena", 4 * 8192).expect("memfd");
+    let map = seg.map(4 * 8192, Access::ReadWrite).expect("map");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tx.in_flight() > 0 && Instant::now() < deadline {
+        let _ = tx.wait_returns(Some(Duration::from_millis(10)));
+        tx.reclaim(|_| {}).expect("reclaim");
+    }
+    announce(&tx, 4, 8192, Some(seg.as_fd()));
+    tx.send_raw(switch_descriptor(1, 4, 8192)).expect("raw");
+    // It would rewrite frames under the consumer from here on.
+    // SAFETY: the mapping is live (`map`) and 4 * 8192 bytes long.
+    unsafe { std::ptr::write_bytes(map.as_ptr(), 0xee, 4 * 8192) };
+    while tx.is_peer_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("consumer gone={}", !tx.is_peer_alive());
+}
+
+#[test]
+fn a_producer_process_switching_to_a_writable_arena_is_refused() {
+    let path = common::sock_path("hostile-switch");
+    let child = common::spawn_child(
+        "child_entry",
+        "hostile-switcher",
+        &[("SOCK", path.display().to_string())],
+    );
+    let mut rx = frames::connect(&path, &FrameConfig::consumer()).expect("connect");
+    drop(expect_frame(&mut rx, 0, 100));
+    let e = rx.recv(T).expect_err("took a writable arena");
+    assert!(
+        matches!(e, Error::BadSegment(ref m) if m.contains("FUTURE_WRITE")),
+        "{e}"
+    );
+    assert_eq!(rx.arena_switches(), 0);
+    drop(rx);
+    let out = common::finish(child);
+    assert!(out.contains("consumer gone=true"), "{out}");
+}
 
 /// The message header (magic "SRMS", kind 6: an arena, slots, slot size).
 fn arena_message(slots: u64, slot_size: u64) -> Vec<u8> {
