@@ -82,12 +82,7 @@ impl ShmringSink {
             self.post_error_message(e);
             gst::FlowError::Error
         })?;
-        // Consumers that still read an older arena move to this one if they
-        // hold none of its slots; the others get a sealed copy of slots.
-        for p in st.peers.iter_mut() {
-            p.follow(&arena);
-        }
-        let behind = st.peers.iter().any(|p| !p.tx.is_on(&arena));
+        let behind = follow_arena(st, &arena);
         let meta = meta_of(buffer);
         let layout = convert::layout_of(buffer);
         // The metas that cross as a string (all but `GstVideoMeta`, which
@@ -122,14 +117,12 @@ impl ShmringSink {
         } else {
             self.copy_slot(st, &arena, &map)?
         };
+        let fallback = match &copied {
+            Some(Copied::Lease(_) | Copied::Buffer(..)) => self.fallback_of(behind, buffer)?,
+            Some(Copied::Blob(_)) | None => None,
+        };
         let n = match &copied {
-            Some(c @ Copied::Blob(_)) => {
-                self.deliver(st, &out(c.payload(&arena), map.size(), None))?
-            }
-            Some(c) => {
-                let fallback = self.fallback_of(behind, buffer)?;
-                self.deliver(st, &out(c.payload(&arena), map.size(), fallback))?
-            }
+            Some(c) => self.deliver(st, &out(c.payload(&arena), map.size(), fallback))?,
             None => 0,
         };
         self.count(n, map.size(), true);
@@ -338,6 +331,16 @@ impl ShmringSink {
         }
         self.send_event(st, false, |tx| tx.send_event_string(&s));
     }
+}
+
+/// Moves the consumers that still read an older arena to `arena` where they
+/// hold none of its slots; `true` if some remain behind (they get sealed
+/// copies of what is sent in slots of `arena`).
+fn follow_arena(st: &mut State, arena: &Arena) -> bool {
+    for p in st.peers.iter_mut() {
+        p.follow(arena);
+    }
+    st.peers.iter().any(|p| !p.tx.is_on(arena))
 }
 
 /// Where `buffer` lies in `arena` (slot, offset, size), if it is one memory
