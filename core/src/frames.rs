@@ -309,7 +309,9 @@ pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
 /// several consumers at once from one arena (fan-out: see [`FrameSender`]).
 /// Every consumer served from one arena can read every frame written to it
 /// while it keeps its mapping, even after it disconnected: use a new arena
-/// where that matters (`shmringsink` does once all consumers have left).
+/// where that matters (`shmringsink` does once all consumers have left). A
+/// consumer can be moved to another arena later: see
+/// [`FrameSender::switch_arena`].
 pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<FrameSender> {
     let g = arena.geometry();
     let (desc_fds, link) = conn.serve::<Descriptor>(Role::Consumer, &cfg.desc_config())?;
