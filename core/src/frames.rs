@@ -11,6 +11,10 @@
 //!   (caps, segment, EOS, flush, gap, stream-start, tags) in one order;
 //! * a **return ring** of slot numbers the consumer is done with.
 //!
+//! The producer may move a consumer to a new arena while it stays connected
+//! (bigger slots after the format grew): see
+//! [`FrameSender::switch_arena`].
+//!
 //! Strings (caps, tags, stream id) travel in the arena's last slot, kept for
 //! them, so a consumer that holds every frame slot cannot hold up a caps change
 //! (while a consumer holds that slot, a free frame slot carries the string). The
@@ -64,6 +68,7 @@ mod descriptor;
 mod messages;
 mod receiver;
 mod sender;
+pub(crate) mod switch;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -127,7 +132,8 @@ pub struct FrameConfig {
     /// (see [`Config::connect_timeout`]); `None`: as long as
     /// [`handshake_timeout`](Self::handshake_timeout).
     pub connect_timeout: Option<Duration>,
-    /// Largest arena (bytes) the consumer agrees to map.
+    /// Largest arena (bytes) the consumer agrees to map, at connect and at
+    /// every arena switch.
     pub max_arena: usize,
     /// Most bytes of [`Blob`]s (payloads that do not fit a slot) one consumer
     /// may hold at once (a limit of the producer's, not used by
@@ -254,12 +260,13 @@ pub fn pair(cfg: &FrameConfig) -> Result<(FrameSender, FrameReceiver)> {
     let (mine, theirs) = messages::pair()?;
     Ok((
         FrameSender::new(arena, dtx, rrx, mine, cfg.blob_budget),
-        FrameReceiver::new(view, drx, rtx, theirs),
+        FrameReceiver::new(view, drx, rtx, theirs, cfg.max_arena),
     ))
 }
 
 const FRAMES_MAGIC: u64 = u64::from_le_bytes(*b"SHMRFRAM");
-const FRAMES_VERSION: u32 = 2;
+/// 3: arena switches ([`Kind::Arena`], the arena message).
+const FRAMES_VERSION: u32 = 3;
 
 /// Second handshake message of a frame stream (after the descriptor ring's
 /// [`Welcome`](handshake::Welcome)): the arena, the return ring and the
@@ -302,7 +309,9 @@ pub fn serve(conn: Connection, cfg: &FrameConfig) -> Result<FrameSender> {
 /// several consumers at once from one arena (fan-out: see [`FrameSender`]).
 /// Every consumer served from one arena can read every frame written to it
 /// while it keeps its mapping, even after it disconnected: use a new arena
-/// where that matters (`shmringsink` does once all consumers have left).
+/// where that matters (`shmringsink` does once all consumers have left). A
+/// consumer can be moved to another arena later: see
+/// [`FrameSender::switch_arena`].
 pub fn serve_arena(conn: Connection, cfg: &FrameConfig, arena: Arena) -> Result<FrameSender> {
     let g = arena.geometry();
     let (desc_fds, link) = conn.serve::<Descriptor>(Role::Consumer, &cfg.desc_config())?;
@@ -415,7 +424,7 @@ pub fn connect(path: impl AsRef<Path>, cfg: &FrameConfig) -> Result<FrameReceive
         .map_err(refuse)?;
     let returns = ret.into_producer::<u32>(link2, cfg.spin).map_err(refuse)?;
     messages::send_ready(msgs.as_fd())?;
-    Ok(FrameReceiver::new(view, desc, returns, msgs))
+    Ok(FrameReceiver::new(view, desc, returns, msgs, cfg.max_arena))
 }
 
 /// Receives the [`FramesWelcome`] on `link` and checks its header and fds:

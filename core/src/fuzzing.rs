@@ -12,7 +12,10 @@
 //!   `MAX_CAPACITY`, and the fd count its signal kind needs.
 //! * `descriptor`: an accepted descriptor with a payload in a slot names a
 //!   slot of the arena and bytes inside that slot; one with a blob payload
-//!   starts at offset 0.
+//!   starts at offset 0; an arena switch whose geometry (its arguments) is
+//!   accepted has at most the slots the return ring has room for, a slot
+//!   size that is a multiple of 64, and fits the consumer's largest arena
+//!   (the slot count and size of the input, times 4096 bytes).
 //! * `ring_header`: whatever the peer wrote, a reader never has more than
 //!   the capacity ready nor pops more than that, and a writer never sees
 //!   more free slots than the capacity nor pushes more than that.
@@ -192,7 +195,36 @@ pub fn descriptor(data: &[u8]) {
             "bytes {}..{end} of a {slot_size}-byte slot",
             d.offset
         );
+    } else if kind == Kind::Arena {
+        switch_geometry(&d, slots, slot_size);
     }
+}
+
+/// The geometry an arena switch announces, checked as a consumer whose
+/// return ring was made for `slots` slots and that maps at most `slots *
+/// slot_size * 4096` bytes would check it.
+fn switch_geometry(d: &Descriptor, slots: u32, slot_size: u32) {
+    let max_slots = crate::frames::switch::max_slots(
+        (slots as usize).saturating_add(64).next_power_of_two(),
+        slots.clamp(2, crate::frames::MAX_SLOTS),
+    );
+    let max_arena = (slots as usize)
+        .saturating_mul(slot_size as usize)
+        .saturating_mul(4096);
+    let Ok(g) = crate::frames::switch::check_geometry(d.args[0], d.args[1], max_arena, max_slots)
+    else {
+        return;
+    };
+    assert!(g.slots <= max_slots, "{} slots of {max_slots}", g.slots);
+    assert_eq!(g.slot_size % 64, 0, "slot size {}", g.slot_size);
+    assert_eq!(
+        (u64::from(g.slots), g.slot_size as u64),
+        (d.args[0], d.args[1])
+    );
+    assert!(
+        g.bytes().is_some_and(|b| b <= max_arena),
+        "{g:?} over {max_arena}"
+    );
 }
 
 /// A ring of 64 `u64` whose shared memory (header, indices, slots) holds what
@@ -294,6 +326,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         bytes.extend_from_slice(bytemuck::bytes_of(&d));
         out.push(("descriptor", bytes));
     }
+    // An arena switch to 8 slots of 64 KiB.
+    let mut d = Descriptor::zeroed();
+    d.kind = Kind::Arena as u32;
+    d.args[0] = 8;
+    d.args[1] = 64 << 10;
+    let mut bytes = [16u32.to_le_bytes(), 4096u32.to_le_bytes()].concat();
+    bytes.extend_from_slice(bytemuck::bytes_of(&d));
+    out.push(("descriptor", bytes));
     // An honest ring's memory after a few pushes.
     if let Ok(layout) = RingLayout::new::<u64>(64, TypeTag::of::<u64>("fuzz")) {
         let region = Arc::new(HeapRegion::new(layout.total_size()));

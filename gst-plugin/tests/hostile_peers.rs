@@ -561,7 +561,7 @@ fn hostile_sink_cannot_block_the_src() {
     // return capacity.
     let mut f = Vec::new();
     f.extend_from_slice(b"SHMRFRAM");
-    f.extend_from_slice(&2u32.to_le_bytes());
+    f.extend_from_slice(&3u32.to_le_bytes());
     f.extend_from_slice(&3u32.to_le_bytes());
     f.extend_from_slice(&slots.to_le_bytes());
     f.extend_from_slice(&5u32.to_le_bytes());

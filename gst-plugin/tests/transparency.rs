@@ -584,7 +584,7 @@ fn split(name: &str, case: &Case, tick: Option<Tick>) -> Run {
     run.warnings = sink_warnings(&err);
     run.log = out
         .lines()
-        .filter(|l| l.starts_with("UPSTREAM"))
+        .filter(|l| l.starts_with("UPSTREAM") || l.starts_with("STATS"))
         .map(String::from)
         .collect();
     if let Some(f) = first {
@@ -850,6 +850,9 @@ fn helper_producer() {
         gst::ClockTime::from_seconds(timeout),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
+    if hook == "stats" {
+        print_sink_stats(&p);
+    }
     let _ = p.set_state(gst::State::Null);
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}
@@ -864,8 +867,85 @@ fn helper_producer() {
     }
 }
 
+/// Prints the stats of the pipeline's `shmringsink` as one `STATS` line.
+fn print_sink_stats(p: &gst::Pipeline) {
+    let sink = p
+        .iterate_sinks()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "shmringsink"));
+    if let Some(s) = sink {
+        use std::io::Write as _;
+        let st = s.property::<gst::Structure>("stats");
+        let g = |k: &str| st.get::<u64>(k).unwrap_or(u64::MAX);
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(
+            o,
+            "STATS zero-copy={} copied={} arena-switches={} leaked-slots={}",
+            g("zero-copy"),
+            g("copied"),
+            g("arena-switches"),
+            g("leaked-slots")
+        );
+        let _ = o.flush();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Cases outside the table.
+
+/// Caps that grow while the consumer stays connected (320x240, then 720p):
+/// the split run hands downstream what the unsplit one does, and once the
+/// consumer drained its first arena the sink switches it to one with
+/// bigger slots, so the 720p frames cross zero-copy again (before arena
+/// switches, every one of them was copied into a blob of its own).
+#[test]
+fn caps_that_grow_cross_zero_copy_after_an_arena_switch() {
+    common::init();
+    const SMALL: u64 = 10;
+    const BIG: u64 = 30;
+    let producer = "videotestsrc num-buffers=10 pattern=smpte ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! c. videotestsrc num-buffers=30 pattern=ball ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! c. concat name=c ! identity name=hook";
+    let case = case(producer, FAKESINK).hook("stats");
+    let a = unsplit(&case, None);
+    assert!(a.error.is_none(), "unsplit: {:?}", a.error);
+    let b = split("capsgrow", &case, None);
+    assert!(b.error.is_none(), "split: {:?} {:?}", b.error, b.warnings);
+    assert!(b.producer.is_none(), "{:?}", b.producer);
+    if let Err(d) = record::compare(
+        "caps_that_grow",
+        ("unsplit", "split"),
+        &record::normalise(&a.items, Norm::default()),
+        &record::normalise(&b.items, Norm::default()),
+    ) {
+        panic!("{d}");
+    }
+    let stats = b
+        .log
+        .iter()
+        .find(|l| l.starts_with("STATS"))
+        .unwrap_or_else(|| panic!("no stats from the producer: {:?}", b.log));
+    eprintln!("caps_that_grow: {stats}");
+    let field = |k: &str| -> u64 {
+        stats
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {stats}"))
+    };
+    assert_eq!(field("zero-copy") + field("copied"), SMALL + BIG, "{stats}");
+    assert_eq!(field("leaked-slots"), 0, "{stats}");
+    assert!(
+        field("arena-switches") >= 1,
+        "the consumer was never switched: {stats}"
+    );
+    // The first big frames go as blobs while the consumer still holds a
+    // slot of the first arena; then every one is zero-copy.
+    assert!(
+        field("copied") <= 5,
+        "{} of {BIG} 720p frames copied after the caps grew: {stats}",
+        field("copied")
+    );
+}
 
 #[test]
 fn the_table_has_at_least_40_cases_with_distinct_pipelines() {

@@ -70,6 +70,12 @@ pub enum Kind {
     /// Any other in-band event as a string (for GStreamer: a serialized
     /// downstream event shmring has no kind of its own for), in a slot.
     Event = 11,
+    /// The consumer moves to a new arena (`args[0]` slots, `args[1]` bytes
+    /// per slot): its memfd came on the message socket just before, and
+    /// every slot number from here on is one of the new arena. Sent only
+    /// once the consumer holds no slot of the current one (see
+    /// [`FrameSender::switch_arena`](super::FrameSender::switch_arena)).
+    Arena = 12,
 }
 
 impl Kind {
@@ -86,6 +92,7 @@ impl Kind {
             9 => Kind::Tags,
             10 => Kind::Metas,
             11 => Kind::Event,
+            12 => Kind::Arena,
             _ => return None,
         })
     }

@@ -3,8 +3,9 @@
 //! descriptor:
 //!
 //! * producer → consumer: the fd of each [`Blob`](super::Blob), sent just
-//!   before the descriptor that refers to it; the reason the producer drops
-//!   the consumer, sent just before it hangs up;
+//!   before the descriptor that refers to it; the memfd and geometry of a
+//!   new arena, sent just before the descriptor that switches to it; the
+//!   reason the producer drops the consumer, sent just before it hangs up;
 //! * consumer → producer: upstream events (for GStreamer: force-key-unit,
 //!   navigation, QoS, reconfigure) as strings.
 //!
@@ -39,6 +40,8 @@ pub(crate) enum MsgKind {
     Ready = 4,
     /// The consumer refused the stream: the reason follows.
     Refuse = 5,
+    /// A new arena's memfd (`id`: slots, `size`: bytes per slot).
+    Arena = 6,
 }
 
 #[repr(C)]
@@ -55,7 +58,16 @@ const HEADER: usize = std::mem::size_of::<Header>();
 /// A message as received.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Blob { id: u32, size: usize, fd: OwnedFd },
+    Blob {
+        id: u32,
+        size: usize,
+        fd: OwnedFd,
+    },
+    Arena {
+        slots: u64,
+        slot_size: u64,
+        fd: OwnedFd,
+    },
     Bye(String),
     Upstream(String),
     Ready,
@@ -104,6 +116,23 @@ pub(crate) fn send_blob(
     fd: BorrowedFd<'_>,
 ) -> Result<()> {
     send(sock, MsgKind::Blob, u64::from(id), size as u64, "", &[fd])
+}
+
+/// Sends a new arena's memfd and geometry.
+pub(crate) fn send_arena(
+    sock: BorrowedFd<'_>,
+    slots: u32,
+    slot_size: usize,
+    fd: BorrowedFd<'_>,
+) -> Result<()> {
+    send(
+        sock,
+        MsgKind::Arena,
+        u64::from(slots),
+        slot_size as u64,
+        "",
+        &[fd],
+    )
 }
 
 /// Sends the reason this consumer is dropped (best effort: cut to
@@ -185,6 +214,17 @@ pub(crate) fn try_recv(sock: BorrowedFd<'_>) -> Result<Option<Message>> {
                 .filter(|&s| s > 0 && s <= u32::MAX as usize)
                 .ok_or_else(|| Error::Protocol(format!("blob of {} bytes", h.size)))?;
             Ok(Some(Message::Blob { id, size, fd }))
+        }
+        k if k == MsgKind::Arena as u32 => {
+            // The geometry is checked by whoever takes the switch.
+            let (Some(fd), true) = (fds.pop(), n == HEADER) else {
+                return Err(Error::Protocol("arena message without its fd".into()));
+            };
+            Ok(Some(Message::Arena {
+                slots: h.id,
+                slot_size: h.size,
+                fd,
+            }))
         }
         k if k == MsgKind::Bye as u32 => Ok(Some(Message::Bye(text()?))),
         k if k == MsgKind::Upstream as u32 => Ok(Some(Message::Upstream(text()?))),

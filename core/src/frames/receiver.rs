@@ -10,7 +10,11 @@ use super::blob::BlobView;
 use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
 use super::messages::{self, Message};
 use super::sender::{BLOB_RETURN, MAX_BLOBS};
+use super::switch;
 use crate::{Consumer, Error, PeerWatch, Producer, Result};
+
+/// Most arena switches [`FrameReceiver::try_recv`] takes in one call.
+const SWITCHES_PER_CALL: usize = 64;
 
 /// What the producer sent, in order.
 #[derive(Debug)]
@@ -63,7 +67,10 @@ pub struct StreamStart {
 #[derive(Debug)]
 struct Returner {
     ring: Mutex<Producer<u32>>,
-    /// Slots this consumer holds (received, not yet returned).
+    /// Slots this consumer holds (received, not yet returned), by number:
+    /// sized for the largest arena the stream may switch to, so that a
+    /// switch never resizes what other threads read (slot numbers index the
+    /// current arena; a switch comes only when none is held).
     held: Box<[AtomicBool]>,
     /// How many of `held` are set.
     held_count: AtomicUsize,
@@ -82,7 +89,7 @@ impl Returner {
     fn give_back(&self, slot: u32) {
         if let Some(h) = self.held.get(slot as usize) {
             if h.swap(false, Ordering::AcqRel) {
-                self.held_count.fetch_sub(1, Ordering::Relaxed);
+                self.held_count.fetch_sub(1, Ordering::Release);
             }
         }
         // The return ring has room for every slot, so it is never full unless the
@@ -206,6 +213,10 @@ pub struct FrameReceiver {
     next_blob: u32,
     /// The producer's reason for dropping us, once read.
     goodbye: Option<String>,
+    /// Largest arena (bytes) this consumer maps, at a switch too.
+    max_arena: usize,
+    /// Arena switches taken.
+    switches: u64,
 }
 
 impl FrameReceiver {
@@ -214,8 +225,10 @@ impl FrameReceiver {
         desc: Consumer<Descriptor>,
         returns: Producer<u32>,
         msgs: OwnedFd,
+        max_arena: usize,
     ) -> Self {
-        let held = (0..arena.slots()).map(|_| AtomicBool::new(false)).collect();
+        let slots = switch::max_slots(returns.capacity(), arena.slots());
+        let held = (0..slots).map(|_| AtomicBool::new(false)).collect();
         FrameReceiver {
             arena,
             desc,
@@ -229,6 +242,8 @@ impl FrameReceiver {
             msgs: Arc::new(msgs),
             next_blob: 0,
             goodbye: None,
+            max_arena,
+            switches: 0,
         }
     }
 
@@ -239,9 +254,17 @@ impl FrameReceiver {
         }
     }
 
-    /// The read-only arena.
+    /// The read-only arena: the one served at connect, or the last one the
+    /// producer switched this consumer to. Frames received before a switch
+    /// keep the arena they are in mapped until they drop.
     pub fn arena(&self) -> ArenaView {
         self.arena.clone()
+    }
+
+    /// Arena switches taken (see
+    /// [`FrameSender::switch_arena`](super::FrameSender::switch_arena)).
+    pub fn arena_switches(&self) -> u64 {
+        self.switches
     }
 
     /// How many slots this consumer holds right now (frames not yet dropped).
@@ -261,15 +284,29 @@ impl FrameReceiver {
     ///   a liveness check or a [`PeerWatch`] saw it) and everything it sent
     ///   was received; [`Error::Dropped`] instead when it said why it
     ///   dropped this consumer;
-    /// * [`Error::Protocol`]: an announced blob did not arrive as announced.
+    /// * [`Error::Protocol`]: an announced blob did not arrive as announced;
+    /// * [`Error::BadSegment`]: the memfd of a blob or of a new arena is not
+    ///   sealed as it must be, or shorter than announced.
+    ///
+    /// An arena switch is taken on the way (after the same checks as the
+    /// arena at connect, and only while no slot of the current arena is
+    /// held: else [`Error::BadDescriptor`]) and is not returned; `Ok(None)`
+    /// may then come although more is queued.
     pub fn try_recv(&mut self) -> Result<Option<Received>> {
-        let d = match self.desc.try_pop() {
-            Ok(d) => d,
-            Err(Error::Empty) => return Ok(None),
-            Err(e) => return Err(self.why(e)),
-        };
-        // `d` is our copy: check it, then use only it.
-        self.decode(d).map(Some)
+        // Arena switches are taken here, not returned; a bounded number per
+        // call, so that a producer flooding them cannot keep us here.
+        for _ in 0..SWITCHES_PER_CALL {
+            let d = match self.desc.try_pop() {
+                Ok(d) => d,
+                Err(Error::Empty) => return Ok(None),
+                Err(e) => return Err(self.why(e)),
+            };
+            // `d` is our copy: check it, then use only it.
+            if let Some(m) = self.decode(d)? {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
     }
 
     /// The next message, waiting up to `timeout` (`None`: forever) for it.
@@ -387,8 +424,9 @@ impl FrameReceiver {
         }
     }
 
-    /// Checks descriptor `d` (our copy) and turns it into what it announces.
-    fn decode(&mut self, d: Descriptor) -> Result<Received> {
+    /// Checks descriptor `d` (our copy) and turns it into what it announces
+    /// (`None`: an arena switch, taken).
+    fn decode(&mut self, d: Descriptor) -> Result<Option<Received>> {
         let bad = |m: String| Error::BadDescriptor(m);
         if d.seq != self.next_seq {
             return Err(bad(format!(
@@ -400,6 +438,10 @@ impl FrameReceiver {
         let kind = d
             .check(self.arena.slots(), self.arena.slot_size())
             .map_err(bad)?;
+        if kind == Kind::Arena {
+            self.switch_arena(&d)?;
+            return Ok(None);
+        }
         let frame = if kind.has_payload() {
             Some(self.frame_of(&d, kind)?)
         } else {
@@ -420,7 +462,7 @@ impl FrameReceiver {
             }
             Ok(s)
         };
-        Ok(match kind {
+        Ok(Some(match kind {
             Kind::Frame => Received::Frame(take(frame, "frame")?),
             Kind::Caps => Received::Caps(string(frame, "caps")?),
             Kind::Tags => Received::Tags(string(frame, "tags")?),
@@ -441,7 +483,26 @@ impl FrameReceiver {
                 pts: d.pts,
                 duration: d.duration,
             },
-        })
+            Kind::Arena => return Err(bad("arena switch taken twice".into())),
+        }))
+    }
+
+    /// Takes the arena switch `d` announces (see [`switch`]): only while no
+    /// slot of the current arena is held (a producer that switches earlier
+    /// would make the slot numbers on the return ring ambiguous).
+    fn switch_arena(&mut self, d: &Descriptor) -> Result<()> {
+        // Only this thread adds holds; a `FrameRef` dropped elsewhere clears
+        // its flag before it lowers the count: at 0, no flag is set.
+        let held = self.returner.held_count.load(Ordering::Acquire);
+        if held != 0 {
+            return Err(Error::BadDescriptor(format!(
+                "arena switch while this consumer holds {held} slots of the current arena"
+            )));
+        }
+        let max_slots = u32::try_from(self.returner.held.len()).unwrap_or(u32::MAX);
+        self.arena = switch::accept(d, self.msgs.as_fd(), self.max_arena, max_slots)?;
+        self.switches += 1;
+        Ok(())
     }
 }
 
@@ -459,7 +520,13 @@ impl FrameReceiver {
         let payload = if d.storage == STORAGE_BLOB {
             Payload::Blob(self.take_blob(d)?)
         } else {
-            let held = &self.returner.held[d.slot as usize];
+            // In range: checked against the arena, which never has more
+            // slots than `held`.
+            let held = self
+                .returner
+                .held
+                .get(d.slot as usize)
+                .ok_or_else(|| bad(format!("slot {} past the held table", d.slot)))?;
             if held.swap(true, Ordering::AcqRel) {
                 return Err(bad(format!("slot {} sent again while we hold it", d.slot)));
             }

@@ -10,6 +10,7 @@ use super::arena::{Arena, SlotLease};
 use super::blob::Blob;
 use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
 use super::messages::{self, Message};
+use super::switch;
 use crate::{Consumer, Error, PeerWatch, Producer, Result};
 
 /// A return-ring entry with this bit set gives back blob `entry & !BLOB_RETURN`
@@ -40,6 +41,10 @@ const RECLAIM_BATCH: usize = 64;
 /// ([`bad_returns`](Self::bad_returns)), and never frees a slot another
 /// consumer still reads. Dropping a sender lets go of everything its consumer
 /// held.
+///
+/// **Arena switch**: [`switch_arena`](Self::switch_arena) moves the consumer
+/// to another arena (bigger slots after a format change) while it stays
+/// connected, once it holds no slot of the current one.
 #[derive(Debug)]
 pub struct FrameSender {
     arena: Arena,
@@ -62,6 +67,11 @@ pub struct FrameSender {
     next_blob: u32,
     /// Upstream messages read while waiting for the consumer's verdict.
     early_upstream: Vec<String>,
+    /// Most slots an arena this consumer switches to may have (the room its
+    /// return ring has beside [`MAX_BLOBS`]).
+    max_arena_slots: u32,
+    /// Arena switches sent to this consumer.
+    switches: u64,
 }
 
 impl FrameSender {
@@ -73,6 +83,7 @@ impl FrameSender {
         blob_budget: usize,
     ) -> Self {
         let held = vec![false; arena.slots() as usize].into_boxed_slice();
+        let max_arena_slots = switch::max_slots(returns.capacity(), arena.slots());
         FrameSender {
             arena,
             desc,
@@ -88,6 +99,8 @@ impl FrameSender {
             blob_budget,
             next_blob: 0,
             early_upstream: Vec::new(),
+            max_arena_slots,
+            switches: 0,
         }
     }
 
@@ -101,9 +114,106 @@ impl FrameSender {
         self.arena.slot_size()
     }
 
-    /// The arena (a cheap handle; it keeps the mapping alive).
+    /// The arena this consumer reads (a cheap handle; it keeps the mapping
+    /// alive): the one it was served, or the last one it was switched to.
     pub fn arena(&self) -> Arena {
         self.arena.clone()
+    }
+
+    /// Whether this consumer reads `arena` (slot numbers sent to it are
+    /// slots of that arena).
+    pub fn is_on(&self, arena: &Arena) -> bool {
+        self.arena.as_ptr() == arena.as_ptr()
+    }
+
+    /// Most slots an arena may have that this consumer is switched to (the
+    /// room its return ring has; at least the slots of the arena it was
+    /// served).
+    pub fn max_arena_slots(&self) -> u32 {
+        self.max_arena_slots
+    }
+
+    /// Arena switches sent to this consumer.
+    pub fn arena_switches(&self) -> u64 {
+        self.switches
+    }
+
+    /// Moves this consumer to `arena` (one with bigger slots after the
+    /// format grew, say), in order with the frames and events sent so far:
+    /// every slot sent after it is a slot of `arena`, and leases of the old
+    /// arena can no longer be sent to it. `Ok(true)` once switched (or if
+    /// it already reads `arena`); `Ok(false)` while the consumer still holds
+    /// slots of the current arena: [`reclaim`](Self::reclaim) its returns
+    /// and try again (meanwhile, what does not fit the current arena's slots
+    /// can go as [`Blob`]s). Blobs it holds stay valid across the switch.
+    ///
+    /// The consumer maps the new arena only if it is within its
+    /// [`FrameConfig::max_arena`](super::FrameConfig::max_arena); a bigger
+    /// one ends its stream with an error.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidArgument`]: `arena` has more slots than
+    ///   [`max_arena_slots`](Self::max_arena_slots);
+    /// * [`Error::Full`]: no room in the descriptor ring or on the message
+    ///   socket; nothing was sent, try again later;
+    /// * [`Error::Protocol`]: the memfd went out but the descriptor could
+    ///   not follow; the consumer cannot go on and must be dropped;
+    /// * [`Error::Disconnected`] / [`Error::PeerDied`]: the consumer is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmring::frames::{self, Arena, FrameConfig, FrameMeta, Received};
+    ///
+    /// let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 4096))?;
+    /// tx.send_bytes(b"small", &FrameMeta::default(), None)?;
+    /// let Received::Frame(small) = rx.recv(None)? else { panic!("a frame") };
+    ///
+    /// // The format grows: an arena with bigger slots.
+    /// let big = Arena::new(&FrameConfig::new(4, 1 << 20))?;
+    /// assert!(!tx.switch_arena(&big)?, "the consumer holds an old slot");
+    /// drop(small);
+    /// tx.reclaim(|_| {})?;
+    /// assert!(tx.switch_arena(&big)?);
+    ///
+    /// let mut slot = tx.lease(None)?; // a slot of the new arena
+    /// slot.as_mut()[..3].copy_from_slice(b"big");
+    /// tx.send_lease(slot, 3, &FrameMeta::default())?;
+    /// let Received::Frame(f) = rx.recv(None)? else { panic!("a frame") };
+    /// assert_eq!(f.bytes(), b"big");
+    /// assert_eq!(rx.arena().slot_size(), 1 << 20);
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn switch_arena(&mut self, arena: &Arena) -> Result<bool> {
+        if self.is_on(arena) {
+            return Ok(true);
+        }
+        if arena.slots() > self.max_arena_slots {
+            return Err(Error::InvalidArgument(format!(
+                "an arena of {} slots: this consumer's return ring has room for {}",
+                arena.slots(),
+                self.max_arena_slots
+            )));
+        }
+        if self.held_count > 0 {
+            return Ok(false);
+        }
+        if self.desc.slots()? == 0 {
+            return Err(Error::Full);
+        }
+        let d = switch::announce(self.msgs.as_fd(), arena)?;
+        // Room was checked: a failure here leaves the consumer with a memfd
+        // it cannot place, so it must go.
+        self.push(d).map_err(|e| match e {
+            e if e.is_would_block() => Error::Protocol(format!("arena switch lost: {e}")),
+            e => e,
+        })?;
+        // It holds no slot of the old arena: nothing to let go of there.
+        self.arena = arena.clone();
+        self.held = vec![false; arena.slots() as usize].into_boxed_slice();
+        self.switches += 1;
+        Ok(true)
     }
 
     /// A free slot to write, if any (see [`Arena::try_lease`]). Slots come
@@ -705,6 +815,14 @@ impl FrameSender {
     #[cfg(feature = "test-support")]
     pub fn send_raw(&mut self, d: Descriptor) -> Result<()> {
         self.desc.try_push(d)
+    }
+
+    /// The producer's end of the message socket, for tests of consumers
+    /// against a producer that sends any message and fd on it (with the
+    /// `test-support` feature only).
+    #[cfg(feature = "test-support")]
+    pub fn message_fd(&self) -> BorrowedFd<'_> {
+        self.msgs.as_fd()
     }
 
     fn check_own(&self, lease: &SlotLease) -> Result<()> {

@@ -1,7 +1,8 @@
 //! The shared arena and the pool over it: sized from the settings and the
-//! caps, remade when the caps need bigger slots or every consumer that saw
-//! it has left, offered upstream as a [`SlotPool`], and refilled from the
-//! consumers' returns when upstream asks for a buffer.
+//! caps, remade when the caps need bigger slots (connected consumers are
+//! switched to the new one as they drain the old one) or every consumer
+//! that saw it has left, offered upstream as a [`SlotPool`], and refilled
+//! from the consumers' returns when upstream asks for a buffer.
 
 use std::time::Duration;
 
@@ -43,18 +44,43 @@ impl ShmringSink {
             .spin(Duration::from_micros(u64::from(s.spin_us)))
     }
 
-    /// The arena for the current caps: made on first need, remade while no
-    /// consumer uses it if the caps need bigger slots.
+    /// The arena for the current caps: made on first need, remade when the
+    /// caps need bigger slots. Connected consumers keep the arena they read
+    /// (alive through their senders) until they hold none of its slots,
+    /// then move to the new one (`Peer::follow`); meanwhile they get blobs
+    /// of what does not fit their slots.
     pub(super) fn ensure_arena(&self, st: &mut State) -> Result<Arena, gst::ErrorMessage> {
-        let cfg = self.frame_config(st.frame_size);
+        let mut cfg = self.frame_config(st.frame_size);
         if let Some(a) = &st.arena {
-            if a.slot_size() >= cfg.slot_size || !st.peers.is_empty() {
+            if a.slot_size() >= cfg.slot_size {
                 return Ok(a.clone());
             }
         }
-        let arena = Arena::new(&cfg).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::Failed, ["cannot create the arena: {e}"])
-        })?;
+        // No more slots than every connected consumer's return ring has room
+        // for (auto-sized arenas have fewer slots as slots grow anyway).
+        if let Some(max) = st.peers.iter().map(|p| p.tx.max_arena_slots()).min() {
+            cfg.slots = cfg.slots.min(max);
+        }
+        let arena = match (Arena::new(&cfg), &st.arena) {
+            (Ok(a), _) => a,
+            (Err(e), Some(old)) if !st.peers.is_empty() => {
+                // Bigger frames still cross, as blobs.
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "cannot make an arena of {} slots of {} bytes ({e}): keeping the current one",
+                    cfg.slots,
+                    cfg.slot_size
+                );
+                return Ok(old.clone());
+            }
+            (Err(e), _) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Failed,
+                    ["cannot create the arena: {e}"]
+                ))
+            }
+        };
         gst::info!(
             CAT,
             imp = self,
@@ -66,7 +92,8 @@ impl ShmringSink {
             st.reconfigure = true;
         }
         st.pool = None;
-        st.arena_served = false;
+        // The consumers connected now move to it: it is theirs to read.
+        st.arena_served = !st.peers.is_empty();
         Ok(arena)
     }
 

@@ -347,8 +347,9 @@ impl BaseSinkImpl for ShmringSink {
         let (size, _) = frame_size_for(caps);
         st.frame_size = size;
         st.geometry_known = true;
-        // Consumers keep the arena they map; frames bigger than its slots
-        // cross as blobs (the next consumers get slots for the new caps).
+        // Caps that need bigger slots get a new arena (at the allocation
+        // query or the next buffer); each consumer moves to it once it holds
+        // no slot of the old one, and gets blobs until then.
         self.send_caps(st, caps);
         // Consumers that waited for the caps get them as sticky state.
         self.serve_pending(st);

@@ -12,6 +12,11 @@
 //! flagged `DELTA_UNIT` are skipped for it, and a keyframe is asked of
 //! upstream).
 //!
+//! Caps that need bigger slots get a new arena and pool even while consumers
+//! are connected: each consumer is switched to it once it gave back every
+//! slot of the arena it reads, and until then gets a sealed copy (a blob) of
+//! each frame; consumers that join later are served the new arena.
+//!
 //! A consumer that cannot keep up is handled by the `slow-consumer` policy
 //! ([`SlowConsumer`]); the default (`drop`) never lets one consumer stall the
 //! others. A consumer that goes away, is too slow under the policy, or breaks
@@ -58,8 +63,9 @@
 //! * `stats`: a `GstStructure` with `frames` (= `zero-copy` + `copied`),
 //!   `bytes`, `consumers` (connected), `consumers-served`, `dropped`
 //!   (buffers no consumer got), `drops` (frames single consumers missed),
-//!   `bad-returns`, `disconnects`, `refused`, `slots-in-flight`,
-//!   `leaked-slots`, and `peers`: one structure per consumer (`pid`, `uid`,
+//!   `bad-returns`, `disconnects`, `arena-switches` (consumers moved to a
+//!   new arena), `refused`, `slots-in-flight` and `leaked-slots` (over every
+//!   arena a consumer still reads), and `peers`: one structure per consumer (`pid`, `uid`,
 //!   `frames`, `bytes`, `drops`, `held`, `bad-returns`).
 
 use gst::glib;

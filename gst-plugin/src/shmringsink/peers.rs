@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use shmring::frames::{Blob, FrameExtras, FrameMeta, FrameSender, PlaneLayout, SegmentInfo};
+use shmring::frames::{Arena, Blob, FrameExtras, FrameMeta, FrameSender, PlaneLayout, SegmentInfo};
 
 use super::imp::{ShmringSink, State, CAT};
 use super::SlowConsumer;
@@ -35,6 +35,7 @@ pub(super) struct PeerStats {
     pub(super) missed: u64,
     pub(super) held: u64,
     pub(super) bad_returns: u64,
+    pub(super) arena_switches: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -55,6 +56,9 @@ pub(super) struct Stats {
     pub(super) bad_returns: u64,
     /// Consumers the sink let go (hang-up, timeout, policy, protocol error).
     pub(super) disconnects: u64,
+    /// Times consumers were moved to a new arena (caps that need bigger
+    /// slots), summed over the consumers that are gone.
+    pub(super) arena_switches: u64,
     /// Connections turned away before being served: no hello in time, too
     /// many pending handshakes, bad hello, uid, `max-consumers`.
     pub(super) refused: u64,
@@ -83,6 +87,7 @@ impl Stats {
         }));
         let live_bad: u64 = self.peers.iter().map(|p| p.bad_returns).sum();
         let live_missed: u64 = self.peers.iter().map(|p| p.missed).sum();
+        let live_switches: u64 = self.peers.iter().map(|p| p.arena_switches).sum();
         gst::Structure::builder("shmringsink-stats")
             .field("frames", self.zero_copy + self.copied)
             .field("zero-copy", self.zero_copy)
@@ -94,6 +99,7 @@ impl Stats {
             .field("drops", self.missed + live_missed)
             .field("bad-returns", self.bad_returns + live_bad)
             .field("disconnects", self.disconnects)
+            .field("arena-switches", self.arena_switches + live_switches)
             .field("refused", self.refused)
             .field("slots-in-flight", self.slots_in_flight)
             .field("leaked-slots", self.leaked_slots)
@@ -106,6 +112,7 @@ impl Stats {
         let peers = std::mem::take(&mut self.peers);
         self.missed += peers.iter().map(|p| p.missed).sum::<u64>();
         self.bad_returns += peers.iter().map(|p| p.bad_returns).sum::<u64>();
+        self.arena_switches += peers.iter().map(|p| p.arena_switches).sum::<u64>();
         (self.slots_in_flight, self.leaked_slots) = (0, 0);
     }
 }
@@ -129,10 +136,11 @@ pub(super) struct Sticky {
 /// What a frame's bytes are, for [`ShmringSink::deliver`].
 #[derive(Clone, Copy)]
 pub(super) enum Payload<'a> {
-    /// Bytes `offset..offset + size` of an arena slot; `keep` (the buffer
-    /// whose memory is the slot) is held for each consumer until it returns
-    /// the slot.
+    /// Bytes `offset..offset + size` of a slot of `arena`; `keep` (the
+    /// buffer whose memory is the slot) is held for each consumer until it
+    /// returns the slot.
     Slot {
+        arena: &'a Arena,
         slot: u32,
         offset: usize,
         keep: Option<&'a gst::Buffer>,
@@ -148,6 +156,22 @@ pub(super) struct Outgoing<'a> {
     pub(super) meta: FrameMeta,
     pub(super) layout: Option<PlaneLayout>,
     pub(super) metas: Option<String>,
+    /// A sealed copy of a slot payload, for consumers on another arena
+    /// (not yet switched to the one the slot is in).
+    pub(super) fallback: Option<Blob>,
+}
+
+impl Outgoing<'_> {
+    /// What `tx`'s consumer is sent: the slot if it reads that slot's
+    /// arena, else the sealed copy (`None`: there is none).
+    fn payload_for(&self, tx: &FrameSender) -> Option<Payload<'_>> {
+        match self.payload {
+            Payload::Slot { arena, .. } if !tx.is_on(arena) => {
+                self.fallback.as_ref().map(Payload::Blob)
+            }
+            p => Some(p),
+        }
+    }
 }
 
 /// One connected consumer.
@@ -224,6 +248,41 @@ impl Peer {
         }
     }
 
+    /// Moves it to `arena` once it holds no slot of the one it reads (its
+    /// returns taken first); until then what does not fit its slots goes as
+    /// blobs. `true` if it switched now.
+    pub(super) fn follow(&mut self, arena: &Arena) -> bool {
+        if self.tx.is_on(arena) || self.gone.is_some() {
+            return false;
+        }
+        self.reclaim();
+        match self.tx.switch_arena(arena) {
+            Ok(true) => {
+                self.held = (0..arena.slots()).map(|_| None).collect();
+                gst::info!(
+                    CAT,
+                    "pid {}: switched to the arena of {} slots of {} bytes",
+                    self.pid,
+                    arena.slots(),
+                    arena.slot_size()
+                );
+                true
+            }
+            // It holds slots of the old one, or has no room now: later.
+            Ok(false) | Err(shmring::Error::Full) => false,
+            Err(shmring::Error::InvalidArgument(why)) => {
+                // Its return ring is too small for that arena: it stays
+                // on blobs.
+                gst::debug!(CAT, "pid {} stays on its arena: {why}", self.pid);
+                false
+            }
+            Err(e) => {
+                self.gone.get_or_insert(e);
+                false
+            }
+        }
+    }
+
     /// Marks it gone if its link hung up, or it wrote bytes on it (a
     /// protocol violation).
     pub(super) fn check_link(&mut self) {
@@ -264,6 +323,7 @@ impl Peer {
             missed: self.missed,
             held: self.tx.in_flight() as u64,
             bad_returns: self.tx.bad_returns(),
+            arena_switches: self.tx.arena_switches(),
         }
     }
 
@@ -367,7 +427,36 @@ impl Peer {
         cap: Option<usize>,
     ) -> bool {
         self.reclaim();
-        if self.gone.is_some() || !self.catch_up(sticky, timeline) || !self.has_room(out, cap) {
+        if let Payload::Slot { arena, .. } = out.payload {
+            self.follow(arena);
+        }
+        // An empty frame has no sealed copy (a blob has bytes): a slot of
+        // its own arena carries it, leased while it is sent.
+        let empty;
+        let payload = match out.payload_for(&self.tx) {
+            Some(p) => p,
+            None if out.size == 0 => match self.tx.try_lease() {
+                Some(l) => {
+                    empty = l;
+                    Payload::Slot {
+                        arena: empty.arena(),
+                        slot: empty.index(),
+                        offset: 0,
+                        keep: None,
+                    }
+                }
+                None => return false,
+            },
+            None => {
+                // Never: a sealed copy is made for every consumer on another
+                // arena, and no slot of one arena is sent to a reader of another.
+                self.gone.get_or_insert(shmring::Error::InvalidArgument(
+                    "a frame in a slot of an arena this consumer does not read".into(),
+                ));
+                return false;
+            }
+        };
+        if self.gone.is_some() || !self.catch_up(sticky, timeline) || !self.has_room(payload, cap) {
             return false;
         }
         let mut m = out.meta;
@@ -378,37 +467,38 @@ impl Peer {
             layout: out.layout,
             metas: out.metas.as_deref(),
         };
-        let sent = self.send(|tx| match out.payload {
+        let sent = self.send(|tx| match payload {
             Payload::Slot { slot, offset, .. } => {
                 tx.send_frame_with(slot, offset, out.size, &m, &extras)
             }
             Payload::Blob(b) => tx.send_blob(b, &m, &extras),
         });
         if sent {
-            self.took_frame(out);
+            self.took_frame(payload, out.size);
         }
         sent
     }
 
-    /// Whether it can take `out` now: a slot while it holds fewer than
+    /// Whether it can take `payload` now: a slot while it holds fewer than
     /// `cap`, a blob within its blob budget.
-    fn has_room(&self, out: &Outgoing<'_>, cap: Option<usize>) -> bool {
-        match out.payload {
+    fn has_room(&self, payload: Payload<'_>, cap: Option<usize>) -> bool {
+        match payload {
             Payload::Slot { .. } => cap.is_none_or(|c| self.tx.in_flight() < c),
             Payload::Blob(b) => self.tx.blob_fits(b.len()),
         }
     }
 
-    /// It took the frame: it holds the buffer, and is up to date.
-    fn took_frame(&mut self, out: &Outgoing<'_>) {
-        if let Payload::Slot { slot, keep, .. } = out.payload {
+    /// It took the frame (`size` bytes): it holds the buffer, and is up to
+    /// date.
+    fn took_frame(&mut self, payload: Payload<'_>, size: usize) {
+        if let Payload::Slot { slot, keep, .. } = payload {
             if let Some(h) = self.held.get_mut(slot as usize) {
                 *h = keep.cloned();
             }
         }
         self.owed = false;
         self.frames += 1;
-        self.bytes += out.size as u64;
+        self.bytes += size as u64;
         self.discont = false;
         self.need_keyframe = false;
         self.key_requested = false;
@@ -618,6 +708,7 @@ impl ShmringSink {
             }
             stats.disconnects += 1;
             stats.bad_returns += p.tx.bad_returns();
+            stats.arena_switches += p.tx.arena_switches();
             stats.missed += p.missed;
             // Dropping the sender releases its slots; its buffers go back.
             false
@@ -639,13 +730,20 @@ impl ShmringSink {
         if !arena {
             return;
         }
-        let Some(a) = &st.arena else {
-            (stats.slots_in_flight, stats.leaked_slots) = (0, 0);
-            return;
-        };
-        let marked: u64 = (0..a.slots()).map(|s| u64::from(a.holders(s))).sum();
+        // The current arena and those consumers not yet switched still read.
+        let mut arenas: Vec<Arena> = st.arena.iter().cloned().collect();
+        for p in &st.peers {
+            let a = p.tx.arena();
+            if !arenas.iter().any(|b| b.as_ptr() == a.as_ptr()) {
+                arenas.push(a);
+            }
+        }
+        let marked: u64 = arenas
+            .iter()
+            .flat_map(|a| (0..a.slots()).map(|s| u64::from(a.holders(s))))
+            .sum();
         let held: u64 = st.peers.iter().map(|p| p.tx.in_flight() as u64).sum();
-        stats.slots_in_flight = a.in_flight() as u64;
+        stats.slots_in_flight = arenas.iter().map(|a| a.in_flight() as u64).sum();
         stats.leaked_slots = marked.saturating_sub(held);
     }
 }

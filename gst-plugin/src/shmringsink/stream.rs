@@ -29,15 +29,18 @@ enum Copied {
 }
 
 impl Copied {
-    fn payload(&self) -> Payload<'_> {
+    /// The payload, in a slot of `arena` unless a blob.
+    fn payload<'a>(&'a self, arena: &'a Arena) -> Payload<'a> {
         match self {
             // Sent slots stay held by the consumers after the lease drops.
             Copied::Lease(lease) => Payload::Slot {
+                arena: lease.arena(),
                 slot: lease.index(),
                 offset: 0,
                 keep: None,
             },
             Copied::Buffer(b, slot) => Payload::Slot {
+                arena,
                 slot: *slot,
                 offset: 0,
                 keep: Some(b),
@@ -79,26 +82,31 @@ impl ShmringSink {
             self.post_error_message(e);
             gst::FlowError::Error
         })?;
+        let behind = follow_arena(st, &arena);
         let meta = meta_of(buffer);
         let layout = convert::layout_of(buffer);
         // The metas that cross as a string (all but `GstVideoMeta`, which
         // travels in the descriptor).
         let metas = serialize::metas_to_string_without_video(buffer);
-        let out = |payload, size| Outgoing {
+        let out = |payload, size, fallback| Outgoing {
             payload,
             size,
             meta,
             layout,
             metas: metas.clone(),
+            fallback,
         };
         if let Some((slot, offset, size)) = own_slot(&arena, buffer) {
             let payload = Payload::Slot {
+                arena: &arena,
                 slot,
                 offset,
                 keep: Some(buffer),
             };
-            let n = self.deliver(st, &out(payload, size))?;
-            self.count(n, size, false);
+            let fallback = self.fallback_of(behind, buffer)?;
+            let copied = fallback.is_some();
+            let n = self.deliver(st, &out(payload, size, fallback))?;
+            self.count(n, size, copied);
             return Ok(gst::FlowSuccess::Ok);
         }
         // Foreign: copied once, into a free slot, or into a blob of its own
@@ -109,12 +117,34 @@ impl ShmringSink {
         } else {
             self.copy_slot(st, &arena, &map)?
         };
+        let fallback = match &copied {
+            Some(Copied::Lease(_) | Copied::Buffer(..)) => self.fallback_of(behind, buffer)?,
+            Some(Copied::Blob(_)) | None => None,
+        };
         let n = match &copied {
-            Some(c) => self.deliver(st, &out(c.payload(), map.size()))?,
+            Some(c) => self.deliver(st, &out(c.payload(&arena), map.size(), fallback))?,
             None => 0,
         };
         self.count(n, map.size(), true);
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// A sealed copy of `buffer` for the consumers `behind` (on an older
+    /// arena than the slot it is sent in); none if no consumer is.
+    fn fallback_of(
+        &self,
+        behind: bool,
+        buffer: &gst::Buffer,
+    ) -> Result<Option<Blob>, gst::FlowError> {
+        if !behind {
+            return Ok(None);
+        }
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        if map.is_empty() {
+            // Nothing to copy: each consumer gets it in a slot of its own arena.
+            return Ok(None);
+        }
+        self.blob_of(&map).map(Some)
     }
 
     /// A sealed copy of a buffer bigger than a slot, within `blob-budget`.
@@ -301,6 +331,16 @@ impl ShmringSink {
         }
         self.send_event(st, false, |tx| tx.send_event_string(&s));
     }
+}
+
+/// Moves the consumers that still read an older arena to `arena` where they
+/// hold none of its slots; `true` if some remain behind (they get sealed
+/// copies of what is sent in slots of `arena`).
+fn follow_arena(st: &mut State, arena: &Arena) -> bool {
+    for p in st.peers.iter_mut() {
+        p.follow(arena);
+    }
+    st.peers.iter().any(|p| !p.tx.is_on(arena))
 }
 
 /// Where `buffer` lies in `arena` (slot, offset, size), if it is one memory

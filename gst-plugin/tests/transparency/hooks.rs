@@ -2,7 +2,7 @@
 //! that make what no stock element makes deterministically (a reference
 //! timestamp meta, a TOC, custom events, a gap, every buffer flag, buffers
 //! of many sizes) or report what reaches the producer from downstream
-//! (upstream events). The same hook runs in the unsplit run (in the test
+//! (upstream events; with `stats`, the sink's stats at the end). The same hook runs in the unsplit run (in the test
 //! process) and in the split run (in a child process: this test binary run
 //! as `helper_producer`).
 
@@ -165,6 +165,9 @@ pub fn install(p: &gst::Pipeline, name: &str, log: Log) {
                 gst::PadProbeReturn::Ok
             });
         }
+        // Nothing on the stream: the helper producer reports the sink's
+        // stats at the end (see `helper_producer`).
+        "stats" => {}
         other => panic!("unknown hook {other}"),
     }
 }
