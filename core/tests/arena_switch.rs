@@ -283,7 +283,8 @@ fn many_switches_leak_no_fd_and_no_mapping() {
 // ------------------------------------------------------------ hostile producer
 
 /// A producer process that serves honestly, sends a frame, and once it came
-/// back switches its consumer to a memfd it still maps writable.
+/// back switches its consumer to a memfd without `F_SEAL_FUTURE_WRITE`
+/// (one it could map writable again at any time; it does).
 fn hostile_switcher(path: &str) {
     use shmring::segment::Access;
     let listener = Listener::bind(path, &Default::default()).expect("bind");
@@ -496,4 +497,83 @@ fn the_sender_refuses_an_arena_its_consumer_cannot_return() {
     assert!(tx.switch_arena(&ok).expect("switch"));
     assert!(tx.switch_arena(&ok).expect("again: a no-op"));
     assert_eq!(tx.arena_switches(), 1);
+}
+
+#[test]
+fn a_run_of_switches_does_not_hold_recv_past_its_deadline() {
+    // 100 switches queued, more than one receive takes (64): `recv` with a
+    // deadline already passed returns `Timeout` after the first run instead
+    // of taking them all, so a producer that keeps switching cannot hold
+    // the consumer in `recv` past its timeout.
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 4096)).expect("pair");
+    let seg = sealed_arena(4 * 4096);
+    for seq in 0..100u64 {
+        announce(&tx, 4, 4096, Some(seg.as_fd()));
+        tx.send_raw(switch_descriptor(seq, 4, 4096)).expect("raw");
+    }
+    assert!(matches!(rx.recv(Some(Duration::ZERO)), Err(Error::Timeout)));
+    assert_eq!(rx.arena_switches(), 64);
+    // The rest on the next call, and then the stream goes on.
+    assert!(matches!(rx.recv(Some(Duration::ZERO)), Err(Error::Timeout)));
+    assert_eq!(rx.arena_switches(), 100);
+}
+
+#[test]
+fn strings_sent_while_a_switch_waits_do_not_hold_it_up() {
+    // A consumer that holds a frame and has not yet read the metas and caps
+    // sent after it: once it drops the frame, it holds no slot of the old
+    // arena (the strings went as blobs), so the switch goes through.
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 4096)).expect("pair");
+    send_slot(&mut tx, 0, 100);
+    let held = expect_frame(&mut rx, 0, 100);
+    let big = Arena::new(&FrameConfig::new(4, 1 << 16)).expect("arena");
+    assert!(!tx.switch_arena(&big).expect("switch"));
+    tx.send_caps("video/x-raw,width=320").expect("caps");
+    tx.send_metas("crop x=1").expect("metas");
+    drop(held);
+    tx.reclaim(|_| {}).expect("reclaim");
+    assert!(tx
+        .switch_arena(&big)
+        .expect("switch after the frame came back"));
+    send_slot(&mut tx, 1, 40_000);
+    assert!(matches!(rx.recv(T), Ok(Received::Caps(c)) if c == "video/x-raw,width=320"));
+    assert!(matches!(rx.recv(T), Ok(Received::Metas(m)) if m == "crop x=1"));
+    drop(expect_frame(&mut rx, 1, 40_000));
+    assert_eq!(rx.arena_switches(), 1);
+}
+
+#[test]
+fn a_switch_to_more_slots_uses_and_returns_all_of_them() {
+    // 4 slots, then 64: slots past the first arena's count are received,
+    // held and returned like any other.
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(4, 4096)).expect("pair");
+    let many = Arena::new(&FrameConfig::new(64, 4096)).expect("arena");
+    assert!(tx.switch_arena(&many).expect("switch"));
+    let mut held = Vec::new();
+    for i in 0..62u64 {
+        send_slot(&mut tx, i, 64);
+        held.push(expect_frame(&mut rx, i, 64));
+    }
+    assert!(held.iter().any(|f| f.slot() >= 60), "slots past 4 in use");
+    assert_eq!(tx.in_flight(), 62);
+    drop(held);
+    tx.reclaim(|_| {}).expect("reclaim");
+    assert_eq!(tx.in_flight(), 0);
+    assert_eq!(tx.bad_returns(), 0);
+}
+
+#[test]
+fn a_slot_past_a_smaller_new_arena_is_a_bad_descriptor() {
+    // 8 slots, then 4: a frame in slot 6 was valid before the switch and
+    // is not after it.
+    let (mut tx, mut rx) = frames::pair(&FrameConfig::new(8, 4096)).expect("pair");
+    let few = Arena::new(&FrameConfig::new(4, 4096)).expect("arena");
+    assert!(tx.switch_arena(&few).expect("switch"));
+    let mut d = Descriptor::zeroed();
+    d.kind = Kind::Frame as u32;
+    d.seq = 1;
+    d.slot = 6;
+    d.size = 10;
+    tx.send_raw(d).expect("raw");
+    assert!(matches!(rx.recv(T), Err(Error::BadDescriptor(_))));
 }

@@ -255,8 +255,8 @@ impl FrameReceiver {
     }
 
     /// The read-only arena: the one served at connect, or the last one the
-    /// producer switched this consumer to. Frames received before a switch
-    /// keep the arena they are in mapped until they drop.
+    /// producer switched this consumer to (a switch comes only once every
+    /// frame in a slot of the old one was dropped).
     pub fn arena(&self) -> ArenaView {
         self.arena.clone()
     }
@@ -325,6 +325,11 @@ impl FrameReceiver {
         loop {
             if let Some(m) = self.try_recv()? {
                 return Ok(m);
+            }
+            // `try_recv` may return nothing although more is queued (a run of
+            // arena switches): the deadline holds all the same.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout);
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.desc.wait_readable(left) {

@@ -72,6 +72,9 @@ pub struct FrameSender {
     max_arena_slots: u32,
     /// Arena switches sent to this consumer.
     switches: u64,
+    /// A switch waits for this consumer to give back every slot of the
+    /// current arena: strings go as blobs meanwhile, so that it can.
+    draining: bool,
 }
 
 impl FrameSender {
@@ -101,6 +104,7 @@ impl FrameSender {
             early_upstream: Vec::new(),
             max_arena_slots,
             switches: 0,
+            draining: false,
         }
     }
 
@@ -145,7 +149,15 @@ impl FrameSender {
     /// it already reads `arena`); `Ok(false)` while the consumer still holds
     /// slots of the current arena: [`reclaim`](Self::reclaim) its returns
     /// and try again (meanwhile, what does not fit the current arena's slots
-    /// can go as [`Blob`]s). Blobs it holds stay valid across the switch.
+    /// can go as [`Blob`]s, and strings such as caps and metas go as blobs
+    /// by themselves, so that the consumer can drain). Blobs it holds stay
+    /// valid across the switch.
+    ///
+    /// Slot numbers are the caller's to keep apart: after a switch,
+    /// [`send_frame`](Self::send_frame) takes slot numbers of the new arena
+    /// only (leases of the old arena are refused by
+    /// [`send_lease`](Self::send_lease); [`is_on`](Self::is_on) tells which
+    /// arena a consumer reads).
     ///
     /// The consumer maps the new arena only if it is within its
     /// [`FrameConfig::max_arena`](super::FrameConfig::max_arena); a bigger
@@ -197,6 +209,7 @@ impl FrameSender {
             )));
         }
         if self.held_count > 0 {
+            self.draining = true;
             return Ok(false);
         }
         if self.desc.slots()? == 0 {
@@ -213,6 +226,7 @@ impl FrameSender {
         self.arena = arena.clone();
         self.held = vec![false; arena.slots() as usize].into_boxed_slice();
         self.switches += 1;
+        self.draining = false;
         Ok(true)
     }
 
@@ -838,8 +852,9 @@ impl FrameSender {
 
     /// Sends a string with `args` in the first argument words.
     fn send_string_with(&mut self, kind: Kind, s: &str, args: &[u64]) -> Result<()> {
-        if s.len() > self.slot_size() {
-            // Too long for a slot (caps with stream headers, say): a blob.
+        if s.len() > self.slot_size() || self.draining {
+            // Too long for a slot (caps with stream headers, say), or a
+            // switch waits for the consumer to give back every slot: a blob.
             let blob = Blob::copy_of(s.as_bytes())?;
             let mut d = Descriptor::zeroed();
             d.kind = kind as u32;

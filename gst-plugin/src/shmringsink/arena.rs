@@ -172,8 +172,13 @@ impl ShmringSink {
             .as_ref()
             .is_some_and(|a| a.slot_size() >= WAIT_FOR_RETURN_FROM);
         // Only consumers that keep up: one that is missing frames (stopped,
-        // say) would make every acquire wait for nothing.
-        let keeps_up = |p: &Peer| p.tx.in_flight() > 0 && p.behind_since.is_none();
+        // say) would make every acquire wait for nothing; so would one still
+        // on an older arena, whose returns free nothing in this pool.
+        let Some(arena) = st.arena.clone() else {
+            return;
+        };
+        let keeps_up =
+            |p: &Peer| p.tx.in_flight() > 0 && p.behind_since.is_none() && p.tx.is_on(&arena);
         let busy = st.peers.iter().filter(|p| keeps_up(p)).count();
         if !big || busy == 0 {
             return;

@@ -448,11 +448,13 @@ impl Peer {
                 None => return false,
             },
             None => {
-                // Never: a sealed copy is made for every consumer on another
-                // arena, and no slot of one arena is sent to a reader of another.
-                self.gone.get_or_insert(shmring::Error::InvalidArgument(
-                    "a frame in a slot of an arena this consumer does not read".into(),
-                ));
+                // No sealed copy could be made (over `blob-budget`, no
+                // memory) for this consumer, still on an older arena; no
+                // slot of one arena is ever sent to a reader of another.
+                self.gone.get_or_insert(shmring::Error::Dropped(format!(
+                    "a frame of {} bytes while still on the previous arena, and no copy of it could be made (blob-budget)",
+                    out.size
+                )));
                 return false;
             }
         };

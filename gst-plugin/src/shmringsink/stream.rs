@@ -12,7 +12,7 @@ use gst::EventView;
 use shmring::frames::{Arena, Blob, SlotLease, NONE};
 
 use super::imp::{ShmringSink, State, CAT};
-use super::peers::{wait_for_room, Outgoing, Payload};
+use super::peers::{wait_for_room, Outgoing, Payload, Peer};
 use crate::convert::{self, meta_of, segment_info};
 use crate::pool::SlotPool;
 use crate::serialize;
@@ -144,31 +144,34 @@ impl ShmringSink {
             // Nothing to copy: each consumer gets it in a slot of its own arena.
             return Ok(None);
         }
-        self.blob_of(&map).map(Some)
+        // Without a copy the consumers behind are dropped (see
+        // `Peer::send_frame`); the others still get the frame.
+        Ok(self
+            .try_blob(&map)
+            .inspect_err(|why| gst::warning!(CAT, imp = self, "{why}"))
+            .ok())
     }
 
-    /// A sealed copy of a buffer bigger than a slot, within `blob-budget`.
+    /// A sealed copy of a buffer bigger than a slot, within `blob-budget`;
+    /// an element error if there can be none.
     fn blob_of(&self, data: &[u8]) -> Result<Blob, gst::FlowError> {
-        let budget = lock(&self.settings).blob_budget;
-        if data.len() as u64 > budget {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::NoSpaceLeft,
-                (
-                    "buffer of {} bytes is bigger than blob-budget ({budget} bytes): raise blob-budget",
-                    data.len()
-                )
-            );
-            return Err(gst::FlowError::Error);
-        }
-        Blob::copy_of(data).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::NoSpaceLeft,
-                ("cannot make a {}-byte shared buffer: {e}", data.len())
-            );
+        self.try_blob(data).map_err(|why| {
+            gst::element_imp_error!(self, gst::ResourceError::NoSpaceLeft, ("{why}"));
             gst::FlowError::Error
         })
+    }
+
+    /// A sealed copy of `data` within `blob-budget`, or why there is none.
+    fn try_blob(&self, data: &[u8]) -> Result<Blob, String> {
+        let budget = lock(&self.settings).blob_budget;
+        if data.len() as u64 > budget {
+            return Err(format!(
+                "buffer of {} bytes is bigger than blob-budget ({budget} bytes): raise blob-budget",
+                data.len()
+            ));
+        }
+        Blob::copy_of(data)
+            .map_err(|e| format!("cannot make a {}-byte shared buffer: {e}", data.len()))
     }
 
     /// Counts a rendered buffer that `n` consumers got.
@@ -221,9 +224,17 @@ impl ShmringSink {
         retry_until(st, deadline, &self.unlocked, attempt, expire, wait)
     }
 
-    /// No slot came free for `timeout`: the consumer holding most slots goes.
+    /// No slot came free for `timeout`: the consumer holding most slots of
+    /// the current arena goes (one still on an older arena holds none).
     fn drop_biggest_holder(&self, st: &mut State) {
-        if let Some(p) = st.peers.iter_mut().max_by_key(|p| p.tx.in_flight()) {
+        let arena = st.arena.clone();
+        let on_it = |p: &Peer| arena.as_ref().is_none_or(|a| p.tx.is_on(a));
+        if let Some(p) = st
+            .peers
+            .iter_mut()
+            .filter(|p| on_it(p))
+            .max_by_key(|p| p.tx.in_flight())
+        {
             gst::warning!(
                 CAT,
                 imp = self,
