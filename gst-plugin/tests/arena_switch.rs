@@ -29,6 +29,8 @@ struct Got {
     big_slots: usize,
     switches: u64,
     slot_size: usize,
+    /// How its stream ended if not by EOS.
+    error: Option<String>,
 }
 
 /// Receives until EOS; with `hold`, keeps its first frame (a slot of the
@@ -43,7 +45,14 @@ fn consume(
         let mut got = Got::default();
         let mut held = None;
         loop {
-            match rx.recv(T).expect("recv") {
+            let m = match rx.recv(T) {
+                Ok(m) => m,
+                Err(e) => {
+                    got.error = Some(e.to_string());
+                    break;
+                }
+            };
+            match m {
                 Received::Frame(f) => {
                     if f.bytes().len() == BIG {
                         if f.is_immutable() {
@@ -104,6 +113,9 @@ fn consumers_switch_as_they_drain_and_a_holder_keeps_getting_blobs() {
         late.join().expect("late"),
     );
 
+    for g in [&holder, &drainer, &late] {
+        assert_eq!(g.error, None);
+    }
     // Everyone got the same bytes for the same frame.
     for (key, bytes) in holder.frames.iter().chain(&late.frames) {
         if let Some(b) = drainer.frames.get(key) {
@@ -134,4 +146,39 @@ fn consumers_switch_as_they_drain_and_a_holder_keeps_getting_blobs() {
     assert!(late.slot_size >= BIG);
     assert_eq!(switches, 1, "the sink's stats");
     assert_eq!(leaked, 0);
+}
+
+#[test]
+fn a_holder_that_needs_a_copy_over_blob_budget_is_dropped_not_the_stream() {
+    init();
+    let path = sock("switch-budget");
+    // The big frames (460 800 bytes) are over blob-budget: a consumer still
+    // on the first arena cannot be sent a copy of them.
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=10 pattern=smpte ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! c. \
+         videotestsrc num-buffers=20 pattern=ball ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 ! c. \
+         concat name=c ! identity sync=true ! shmringsink name=sink sync=false blob-budget=200000 socket-path={}",
+        path.display()
+    ));
+    let holder = consume(path.clone(), true, None);
+    let drainer = consume(path.clone(), false, None);
+    p.set_state(gst::State::Playing).expect("playing");
+    // No error on the bus: the stream goes on for the consumers that can
+    // take the frames.
+    wait_eos(&p);
+    p.set_state(gst::State::Null).expect("null");
+    let (holder, drainer) = (
+        holder.join().expect("holder"),
+        drainer.join().expect("drainer"),
+    );
+    let why = holder.error.expect("the holder was dropped");
+    assert!(why.contains("blob-budget"), "{why}");
+    assert_eq!(holder.big_slots + holder.big_blobs, 0);
+    // The other one drains and is switched (unless it too held a slot of
+    // the first arena when the first big frame came: then it is dropped for
+    // the same reason, never sent a slot of an arena it does not read).
+    match &drainer.error {
+        None => assert_eq!((drainer.switches, drainer.big_blobs), (1, 0), "{drainer:?}"),
+        Some(why) => assert!(why.contains("blob-budget"), "{why}"),
+    }
 }
