@@ -182,3 +182,50 @@ fn a_holder_that_needs_a_copy_over_blob_budget_is_dropped_not_the_stream() {
         Some(why) => assert!(why.contains("blob-budget"), "{why}"),
     }
 }
+
+#[test]
+fn caps_that_grow_twice_switch_twice_and_leak_nothing() {
+    init();
+    let path = sock("switch-twice");
+    const HUGE: usize = 1280 * 720 * 3 / 2;
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=10 pattern=smpte ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! c. \
+         videotestsrc num-buffers=10 pattern=ball ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 ! c. \
+         videotestsrc num-buffers=10 pattern=snow ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! c. \
+         concat name=c ! identity sync=true ! shmringsink name=sink sync=false socket-path={}",
+        path.display()
+    ));
+    let holder = consume(path.clone(), true, None);
+    let drainer = consume(path.clone(), false, None);
+    p.set_state(gst::State::Playing).expect("playing");
+    wait_eos(&p);
+    let sink = p.by_name("sink").expect("sink");
+    let (switches, leaked) = (stat(&sink, "arena-switches"), stat(&sink, "leaked-slots"));
+    p.set_state(gst::State::Null).expect("null");
+    let (holder, drainer) = (
+        holder.join().expect("holder"),
+        drainer.join().expect("drainer"),
+    );
+    assert_eq!((&holder.error, &drainer.error), (&None, &None));
+    let count = |g: &Got, len: usize| g.frames.keys().filter(|k| k.1 == len).count();
+    for g in [&holder, &drainer] {
+        assert_eq!(
+            (count(g, BIG), count(g, HUGE)),
+            (10, 10),
+            "{:?}",
+            g.switches
+        );
+    }
+    // Same bytes for the same frame, whichever way they came.
+    for (key, bytes) in &holder.frames {
+        if let Some(b) = drainer.frames.get(key) {
+            assert!(b == bytes, "frame {key:?} differs between consumers");
+        }
+    }
+    assert_eq!(drainer.switches, 2);
+    assert!(drainer.slot_size >= HUGE, "{}", drainer.slot_size);
+    assert_eq!(holder.switches, 0);
+    assert_eq!(holder.big_slots, 0, "the holder reads only its first arena");
+    assert_eq!(switches, 2, "the sink's stats");
+    assert_eq!(leaked, 0);
+}
