@@ -4,14 +4,18 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use bytemuck::Zeroable;
-
 use super::arena::{Arena, SlotLease};
 use super::blob::Blob;
-use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, SegmentInfo, STORAGE_BLOB};
+use super::descriptor::{Descriptor, FrameMeta, Kind, PlaneLayout, STORAGE_BLOB};
 use super::messages::{self, Message};
 use super::switch;
 use crate::{Consumer, Error, PeerWatch, Producer, Result};
+
+mod events;
+mod upstream;
+
+use upstream::upstream_message;
+pub use upstream::UpstreamReceiver;
 
 /// A return-ring entry with this bit set gives back blob `entry & !BLOB_RETURN`
 /// (without it, the entry is a slot number).
@@ -641,81 +645,6 @@ impl FrameSender {
         }
     }
 
-    /// Sends metadata for the next frame as a string (for GStreamer: its
-    /// metas). Prefer [`FrameExtras::metas`], which sends both or neither.
-    pub fn send_metas(&mut self, metas: &str) -> Result<()> {
-        self.send_string(Kind::Metas, metas)
-    }
-
-    /// Sends an in-band event as a string (for GStreamer: a serialized
-    /// downstream event), in order with the frames.
-    pub fn send_event_string(&mut self, event: &str) -> Result<()> {
-        self.send_string(Kind::Event, event)
-    }
-
-    /// Sends the stream's format (for GStreamer: caps as a string).
-    pub fn send_caps(&mut self, caps: &str) -> Result<()> {
-        self.send_string(Kind::Caps, caps)
-    }
-
-    /// Sends tags (as a string).
-    pub fn send_tags(&mut self, tags: &str) -> Result<()> {
-        self.send_string(Kind::Tags, tags)
-    }
-
-    /// Sends stream-start with its id.
-    pub fn send_stream_start(&mut self, stream_id: &str) -> Result<()> {
-        self.send_stream_start_with(stream_id, 0, None)
-    }
-
-    /// Sends stream-start with its id, flags (opaque; for GStreamer
-    /// `GstStreamFlags`) and group.
-    pub fn send_stream_start_with(
-        &mut self,
-        stream_id: &str,
-        flags: u32,
-        group_id: Option<u32>,
-    ) -> Result<()> {
-        let mut args = [0u64; 2];
-        args[0] = u64::from(flags);
-        if let Some(g) = group_id {
-            args[1] = (1 << 32) | u64::from(g);
-        }
-        self.send_string_with(Kind::StreamStart, stream_id, &args)
-    }
-
-    /// Sends a segment.
-    pub fn send_segment(&mut self, s: &SegmentInfo) -> Result<()> {
-        let mut d = Descriptor::event(Kind::Segment);
-        d.set_segment(s);
-        self.push(d)
-    }
-
-    /// Sends end-of-stream.
-    pub fn send_eos(&mut self) -> Result<()> {
-        self.push(Descriptor::event(Kind::Eos))
-    }
-
-    /// Sends flush-start.
-    pub fn send_flush_start(&mut self) -> Result<()> {
-        self.push(Descriptor::event(Kind::FlushStart))
-    }
-
-    /// Sends flush-stop.
-    pub fn send_flush_stop(&mut self, reset_time: bool) -> Result<()> {
-        let mut d = Descriptor::event(Kind::FlushStop);
-        d.args[0] = u64::from(reset_time);
-        self.push(d)
-    }
-
-    /// Sends a gap of `duration` at `pts`.
-    pub fn send_gap(&mut self, pts: u64, duration: u64) -> Result<()> {
-        let mut d = Descriptor::event(Kind::Gap);
-        d.pts = pts;
-        d.duration = duration;
-        self.push(d)
-    }
-
     /// Takes the slots the consumer returned, calling `f` with each slot number,
     /// and returns how many. A return of a slot the consumer does not hold
     /// (never sent to it, returned twice, out of range) is ignored and counted
@@ -846,34 +775,6 @@ impl FrameSender {
         Ok(())
     }
 
-    fn send_string(&mut self, kind: Kind, s: &str) -> Result<()> {
-        self.send_string_with(kind, s, &[])
-    }
-
-    /// Sends a string with `args` in the first argument words.
-    fn send_string_with(&mut self, kind: Kind, s: &str, args: &[u64]) -> Result<()> {
-        if s.len() > self.slot_size() || self.draining {
-            // Too long for a slot (caps with stream headers, say), or a
-            // switch waits for the consumer to give back every slot: a blob.
-            let blob = Blob::copy_of(s.as_bytes())?;
-            let mut d = Descriptor::zeroed();
-            d.kind = kind as u32;
-            d.args[..args.len()].copy_from_slice(args);
-            return self.send_blob_as(d, &blob);
-        }
-        // The consumer copies a string out and returns its slot at once, so the
-        // string slot is only briefly busy.
-        let mut lease = self.arena.lease_string_slot().ok_or(Error::Full)?;
-        lease.as_mut()[..s.len()].copy_from_slice(s.as_bytes());
-        let mut d = Descriptor::zeroed();
-        d.kind = kind as u32;
-        d.slot = lease.index();
-        d.size = s.len() as u32;
-        d.args[..args.len()].copy_from_slice(args);
-        // The lease drops after sending: the slot is free once returned.
-        self.send_with_slot(d)
-    }
-
     fn send_with_slot(&mut self, d: Descriptor) -> Result<()> {
         if self.desc.slots()? == 0 {
             return Err(Error::Full);
@@ -902,44 +803,6 @@ impl FrameSender {
         self.desc.try_push(d)?;
         self.seq += 1;
         Ok(())
-    }
-}
-
-/// Takes a consumer's upstream messages (for GStreamer: upstream events)
-/// on any thread, apart from its [`FrameSender`].
-#[derive(Debug)]
-pub struct UpstreamReceiver {
-    sock: OwnedFd,
-}
-
-impl UpstreamReceiver {
-    /// The next upstream message, if one is queued. [`Error::Disconnected`]
-    /// once the consumer closed its end, [`Error::Rejected`] if it refused
-    /// the stream; anything but an upstream message (or the consumer's
-    /// "ready") is [`Error::Protocol`].
-    pub fn try_recv(&self) -> Result<Option<String>> {
-        upstream_message(self.sock.as_fd())
-    }
-}
-
-/// The next upstream message on a producer's message socket, skipping the
-/// consumer's "ready".
-fn upstream_message(sock: BorrowedFd<'_>) -> Result<Option<String>> {
-    loop {
-        return match messages::try_recv(sock)? {
-            None => Ok(None),
-            Some(Message::Upstream(s)) => Ok(Some(s)),
-            Some(Message::Ready) => continue,
-            Some(Message::Refuse(why)) => Err(Error::Rejected(why)),
-            Some(_) => Err(Error::Protocol("consumer sent a producer's message".into())),
-        };
-    }
-}
-
-impl AsFd for UpstreamReceiver {
-    /// Readable when a message is queued or the consumer hung up.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
     }
 }
 
