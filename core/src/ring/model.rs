@@ -99,7 +99,8 @@ impl ModelRing {
         Shared::new(
             NonNull::from(&*self.prod),
             NonNull::from(&*self.cons),
-            // Test-only model: a Vec's element pointer is never null.
+            // Loom model only (`--cfg loom`), no peer data: a Vec's element
+            // pointer is never null, so this `expect` cannot fire.
             NonNull::new(self.slots[0].get()).expect("non-null"),
             self.slots.len() as u64,
             None,

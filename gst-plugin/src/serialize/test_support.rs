@@ -1,6 +1,11 @@
 //! Fixtures the serialize tests share: GStreamer with fatal criticals,
 //! caps, buffers laid out like real decoders', a TOC, custom and navigation
 //! structures, and shorthands for applying metas to a fresh buffer.
+//!
+//! Compiled for the unit tests only (`#[cfg(test)]` in `serialize/mod.rs`).
+//! Each `expect` here unwraps a fixture the test itself built (GStreamer's
+//! init, a buffer it owns, a meta it adds), never a value from a peer: a
+//! failure is a broken fixture, and failing the test on it is the point.
 
 use gst::glib;
 use gst::prelude::*;
